@@ -1,0 +1,98 @@
+"""Shared fixtures.
+
+``db_url`` runs a test once on SQLite and once on PostgreSQL. PostgreSQL comes from
+``ORDERGATE_TEST_POSTGRES_URL``; each test gets a schema of its own that is dropped afterwards.
+Without the variable the PostgreSQL runs are skipped with the reason printed; with
+``ORDERGATE_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) an unreachable server fails instead.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES_DIR = ROOT / "rules"
+
+_PG_ENV = "ORDERGATE_TEST_POSTGRES_URL"
+
+
+def _pg_base_url() -> str:
+    url = os.environ.get(_PG_ENV)
+    if not url:
+        if os.environ.get("ORDERGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{_PG_ENV} is not set but ORDERGATE_REQUIRE_POSTGRES=1")
+        pytest.skip(f"PostgreSQL tests need {_PG_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    return url
+
+
+def _new_pg_schema(base_url: str) -> tuple[str, str]:
+    import sqlalchemy as sa
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    try:
+        engine = sa.create_engine(base_url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        engine.dispose()
+    except Exception as exc:  # server down: skip, or fail in CI
+        if os.environ.get("ORDERGATE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at {base_url} is required but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL at {base_url} unreachable: {exc}")
+    sep = "&" if "?" in base_url else "?"
+    return schema, f"{base_url}{sep}options={quote(f'-csearch_path={schema}')}"
+
+
+def _drop_pg_schema(base_url: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(base_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL whose search_path is a fresh, empty schema."""
+    base = _pg_base_url()
+    schema, url = _new_pg_schema(base)
+    try:
+        yield url
+    finally:
+        _drop_pg_schema(base, schema)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'ordergate.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ordergate.sqlite'}"
+    else:
+        base = _pg_base_url()
+        schema, url = _new_pg_schema(base)
+        try:
+            yield url
+        finally:
+            _drop_pg_schema(base, schema)
+
+
+@pytest.fixture(scope="session")
+def rules_dir() -> Path:
+    return RULES_DIR
+
+
+@pytest.fixture(scope="session")
+def policy_set():
+    """The shipped policy set, compiled once per test session."""
+    import engine
+
+    return engine.load_policy_set(RULES_DIR)
