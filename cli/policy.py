@@ -1,0 +1,97 @@
+"""Analyst commands: check rule files, run their YAML tests, try one decision."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+import engine
+
+DEFAULT_RULES = "rules"
+
+
+def _load(directory: str) -> engine.PolicySet:
+    try:
+        return engine.load_policy_set(directory)
+    except engine.PolicyErrors as exc:
+        for err in exc.errors:
+            click.echo(err.render(), err=True)
+        n = len(exc.errors)
+        click.echo(f"{n} error{'s' if n != 1 else ''} in {directory}", err=True)
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
+def check(directory: str) -> None:
+    """Validate the rule files in DIRECTORY (default: rules/); exit 1 listing every error."""
+    policy = _load(directory)
+    systems = ", ".join(f"{s} ({len(a)} actions)" for s, a in sorted(policy.catalogue.items()))
+    click.echo(f"ok: {len(policy.rules)} rules; {systems}")
+    click.echo(f"policy version {policy.version}")
+
+
+@click.command("test")
+@click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
+@click.option("-v", "--verbose", is_flag=True, help="List every test, not only failures.")
+def test(directory: str, verbose: bool) -> None:
+    """Run the YAML tests in DIRECTORY/tests and report rule coverage.
+
+    Exit 1 when a test fails or a rule is fired by no test.
+    """
+    policy = _load(directory)
+    root = Path(directory).as_posix().rstrip("/") + "/"
+    try:
+        report = engine.run_tests(policy, engine.read_folder(directory), display_root=root)
+    except engine.PolicyErrors as exc:
+        for err in exc.errors:
+            click.echo(err.render(), err=True)
+        raise SystemExit(1)
+    if verbose:
+        for r in report.results:
+            click.echo(f"{'ok  ' if r.passed else 'FAIL'} {r.location}: {r.name}")
+    if not report.results:
+        click.echo(f"no tests found in {root}tests/", err=True)
+        raise SystemExit(1)
+    click.echo(report.render())
+    if not report.passed:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("action")
+@click.option("--input", "input_file", required=True, type=click.File("r"),
+              help="JSON (or YAML) file with the request input; `-` reads standard input.")
+@click.option("--rules", "directory", default=DEFAULT_RULES, show_default=True, type=click.Path(file_okay=False))
+@click.option("--explain", is_flag=True, help="Add the trace: which conditions held and which did not.")
+def decide(action: str, input_file, directory: str, explain: bool) -> None:
+    """Decide ACTION for the input in --input and print the decision as JSON.
+
+    Exit 0 when allowed, 2 when denied, 3 on a decision error.
+    """
+    import yaml
+
+    text = input_file.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise click.UsageError(f"--input is neither JSON nor YAML: {exc}")
+    if isinstance(data, dict) and set(data) >= {"action", "input"} and action == data.get("action"):
+        data = data["input"]  # a whole request body is accepted too
+    policy = _load(directory)
+    decision = policy.decide(action, data, explain=explain)
+    json.dump(decision.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+    raise SystemExit(0 if decision.allow else (3 if decision.error else 2))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(check)
+    group.add_command(test)
+    group.add_command(test, name="test-rules")
+    group.add_command(decide)

@@ -1,0 +1,76 @@
+"""ordergate's policy engine: rule files in, decisions out. Pure: no I/O beyond reading the
+folder you hand to :func:`read_folder`, no web framework, no database, no clock.
+
+Start with :func:`load_policy_set` (a folder) or :func:`compile_files` (a mapping of file
+paths to text, e.g. a stored version), then call :meth:`PolicySet.decide`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from .errors import Location, PolicyError, PolicyErrors
+from .evaluate import Decision, DecisionError, Obligation, PolicySet, RuleInfo
+from .testing import TestReport, TestResult, run_tests
+
+__all__ = [
+    "Decision", "DecisionError", "Location", "Obligation", "PolicyError", "PolicyErrors", "PolicySet",
+    "RuleInfo", "TestReport", "TestResult", "compile_files", "is_test_file", "load_policy_set",
+    "read_folder", "run_tests",
+]
+
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+def is_test_file(path: str) -> bool:
+    return path.startswith("tests/") or "/tests/" in path
+
+
+def read_folder(path: str | Path) -> dict[str, str]:
+    """Every rule and test file under ``path``: relative POSIX path -> text."""
+    root = Path(path)
+    if not root.is_dir():
+        raise PolicyErrors([PolicyError("load_no_folder", f"`{root}` is not a folder")])
+    files = {}
+    for file in sorted(root.rglob("*")):
+        if file.is_file() and file.suffix in RULE_SUFFIXES and not any(p.startswith(".") for p in file.relative_to(root).parts):
+            files[file.relative_to(root).as_posix()] = file.read_text(encoding="utf-8")
+    return files
+
+
+def compile_files(files: Mapping[str, str], *, display_root: str = "") -> PolicySet:
+    """Load, validate and compile the rule files (not the tests) of a folder mapping.
+
+    :param files: relative path -> text, as :func:`read_folder` returns.
+    :param display_root: prefix shown before each path in error locations (e.g. ``rules/``).
+    :raises PolicyErrors: with every problem found, sorted by location.
+    """
+    from .load import load_files
+    from .validate import check_document
+    from .compile import compile_documents
+
+    rule_files = {display_root + p: t for p, t in files.items() if not is_test_file(p)}
+    if not rule_files:
+        raise PolicyErrors([PolicyError("load_no_rules", "no rule files (*.yaml) found",
+                                        help="rule files live directly in the rules folder; tests in its tests/ folder")])
+    loaded, errors = load_files(rule_files)                        # YAML -> documents + source maps
+    docs = []
+    for f in loaded:
+        for i, doc in enumerate(f.documents):
+            if doc is None:
+                continue
+            problems = check_document("policy", doc, (i,), f.source)   # JSON Schema, in plain words
+            errors.extend(problems)
+            if not problems:
+                docs.append((f, i, doc))
+    policy = compile_documents(loaded, docs, errors)               # semantic checks + indexes
+    if errors:
+        raise PolicyErrors(errors)
+    return policy
+
+
+def load_policy_set(path: str | Path) -> PolicySet:
+    """Compile the rule folder at ``path``; errors name files relative to it."""
+    root = Path(path)
+    shown = root.as_posix().rstrip("/") + "/"
+    return compile_files(read_folder(root), display_root=shown)

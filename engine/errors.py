@@ -1,0 +1,80 @@
+"""One error model for every stage: load, schema and compile errors of rule files.
+
+An error reads ``file:line:column: code: message``; advice lives apart in ``help`` (Cedar's
+style guide: lowercase, no final period, one line, user values in backticks). Codes are stable
+snake-case strings prefixed by the stage that found them (``load_``, ``schema_``, ``compile_``,
+``test_``).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple
+
+
+class Location(NamedTuple):
+    """A position in a rule file; line and column are 1-based."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class PolicyError:
+    """One problem found in a rule or test file."""
+
+    code: str
+    message: str
+    location: Location | None = None
+    help: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        return f"{where}{self.code}: {self.message}"
+
+    def sort_key(self) -> tuple:
+        loc = self.location or Location("", 0, 0)
+        return (loc.file, loc.line, loc.column, self.code, self.message)
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "location": str(self.location) if self.location else None,
+            "help": self.help,
+        }
+
+    def render(self) -> str:
+        """The error and, on a second line, its help (for people at a terminal)."""
+        return str(self) if not self.help else f"{self}\n    help: {self.help}"
+
+
+class PolicyErrors(Exception):
+    """Raised when rule files cannot be used; carries every problem found, sorted."""
+
+    def __init__(self, errors: Iterable[PolicyError]):
+        unique = {(e.sort_key(), e.help): e for e in errors}
+        self.errors: tuple[PolicyError, ...] = tuple(
+            sorted(unique.values(), key=PolicyError.sort_key)
+        )
+        if not self.errors:
+            raise ValueError("PolicyErrors needs at least one error")
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(e.render() for e in self.errors)
+
+    def to_list(self) -> list[dict]:
+        return [e.to_dict() for e in self.errors]
+
+
+def did_you_mean(word: object, candidates: Iterable[str]) -> str | None:
+    """A ``did you mean `x`?`` hint when a close candidate exists."""
+    if not isinstance(word, str):
+        return None
+    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{matches[0]}`?" if matches else None

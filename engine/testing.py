@@ -1,0 +1,169 @@
+"""Policy tests written by analysts (``tests/*.yaml`` beside the rules), and rule coverage.
+
+A test names an action, an input (merged over a base) and what the decision must be; the
+report lists failures readably and every rule that no test makes fire.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import Location, PolicyError, PolicyErrors, did_you_mean
+
+
+@dataclass(frozen=True)
+class TestResult:
+    name: str
+    location: Location
+    passed: bool
+    problems: tuple[str, ...] = ()
+    decision: dict | None = None
+
+
+@dataclass
+class TestReport:
+    results: list[TestResult] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)
+    rule_count: int = 0
+
+    @property
+    def failures(self) -> list[TestResult]:
+        return [r for r in self.results if not r.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and not self.uncovered and bool(self.results)
+
+    @property
+    def coverage(self) -> float:
+        return 1.0 if not self.rule_count else (self.rule_count - len(self.uncovered)) / self.rule_count
+
+    def render(self) -> str:
+        lines = []
+        for r in self.failures:
+            lines.append(f"FAIL {r.location}: {r.name}")
+            lines.extend(f"    {p}" for p in r.problems)
+        n, f = len(self.results), len(self.failures)
+        lines.append(f"{n - f} passed, {f} failed")
+        lines.append(f"rule coverage: {self.rule_count - len(self.uncovered)}/{self.rule_count} "
+                     f"({self.coverage:.0%})")
+        if self.uncovered:
+            lines.append("rules no test makes fire: " + ", ".join(self.uncovered))
+        return "\n".join(lines)
+
+
+def merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(over)
+
+
+def remove(data: dict, dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    d = data
+    for p in parents:
+        d = d.get(p) if isinstance(d, dict) else None
+        if d is None:
+            return
+    if isinstance(d, dict):
+        d.pop(last, None)
+
+
+def _norm_obligations(items) -> list:
+    from .evaluate import freeze
+
+    out = []
+    for o in items:
+        if isinstance(o, str):
+            o = {"name": o, "params": {}}
+        out.append((o["name"], freeze(o.get("params") or {})))
+    return sorted(out, key=repr)
+
+
+def _show_obligations(items) -> str:
+    parts = []
+    for o in items:
+        if isinstance(o, str):
+            parts.append(o)
+        else:
+            p = o.get("params") or {}
+            parts.append(o["name"] + (f" {p}" if p else ""))
+    return "[" + ", ".join(parts) + "]"
+
+
+def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> TestReport:
+    """Run the ``tests/*.yaml`` files of a folder mapping against ``policy``.
+
+    :raises PolicyErrors: when a test file is malformed (bad YAML, unknown keys, unknown rule ids).
+    """
+    from . import is_test_file
+    from .load import load_files
+    from .validate import check_document
+
+    test_files = {display_root + p: t for p, t in files.items() if is_test_file(p)}
+    loaded, errors = load_files(test_files)
+    known_rules = {r.id for r in policy.rules}
+    report = TestReport(rule_count=len(known_rules))
+    fired: set[str] = set()
+    cases = []
+    for f in loaded:
+        for d, doc in enumerate(f.documents):
+            if doc is None:
+                continue
+            problems = check_document("tests", doc, (d,), f.source)
+            errors.extend(problems)
+            if problems:
+                continue
+            bases = doc.get("bases") or {}
+            for t, test in enumerate(doc["tests"]):
+                path = (d, "tests", t)
+                base = doc.get("base") or {}
+                if "base" in test:
+                    if test["base"] not in bases:
+                        errors.append(PolicyError("test_unknown_base", f"unknown base `{test['base']}`",
+                                                  f.source.at(path + ("base",)), did_you_mean(test["base"], bases)))
+                        continue
+                    base = merge(base, bases[test["base"]])
+                for i, rid in enumerate(test["expect"].get("rules") or []):
+                    if rid not in known_rules:
+                        errors.append(PolicyError("test_unknown_rule", f"unknown rule `{rid}`",
+                                                  f.source.at(path + ("expect", "rules", i)),
+                                                  did_you_mean(rid, known_rules)))
+                cases.append((f.source.at(path), test, base))
+    if errors:
+        raise PolicyErrors(errors)
+    for location, test, base in cases:
+        data = merge(base, test.get("input") or {})
+        for dotted in test.get("remove") or []:
+            remove(data, dotted)
+        decision = policy.decide(test["action"], data).to_dict()
+        fired.update(decision["rules"])
+        problems = []
+        expect = test["expect"]
+        if "allow" in expect and expect["allow"] != decision["allow"]:
+            problems.append(f"allow: expected {expect['allow']}, got {decision['allow']}")
+        if "rules" in expect and sorted(expect["rules"]) != sorted(decision["rules"]):
+            problems.append(f"rules: expected {sorted(expect['rules'])}, got {sorted(decision['rules'])}")
+        if "obligations" in expect and _norm_obligations(expect["obligations"]) != _norm_obligations(decision["obligations"]):
+            problems.append(f"obligations: expected {_show_obligations(expect['obligations'])}, "
+                            f"got {_show_obligations(decision['obligations'])}")
+        if "error" in expect:
+            want, got = expect["error"], decision["error"]
+            if want is None and got is not None:
+                problems.append(f"error: expected none, got {got['code']} ({got['field']}): {got['message']}")
+            elif want is not None:
+                if got is None:
+                    problems.append(f"error: expected {want['code']}, got none")
+                elif got["code"] != want["code"] or ("field" in want and got["field"] != want["field"]):
+                    problems.append(f"error: expected {want['code']} ({want.get('field')}), "
+                                    f"got {got['code']} ({got['field']})")
+        if "error" not in expect and decision["error"] is not None:
+            problems.append(f"unexpected error {decision['error']['code']} ({decision['error']['field']}): "
+                            f"{decision['error']['message']}")
+        report.results.append(TestResult(test["name"], location, not problems, tuple(problems), decision))
+    report.uncovered = sorted(known_rules - fired)
+    return report
