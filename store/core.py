@@ -280,11 +280,7 @@ class Store:
         except policy_engine.PolicyErrors as exc:
             raise PublishRejected(errors=[e.to_dict() for e in exc.errors]) from None
         if not report.passed:
-            failures: list[dict[str, Any]] = [
-                {"kind": "failed", "name": r.name, "file": r.file, "line": r.line,
-                 "problems": [str(p) for p in (r.problems or ())]}
-                for r in report.failures
-            ]
+            failures: list[dict[str, Any]] = [_test_failure(r) for r in report.failures]
             failures += [{"kind": "uncovered", "rule": rid,
                           "message": f"no test makes rule {rid} fire"} for rid in report.uncovered]
             raise PublishRejected(test_failures=failures)
@@ -608,6 +604,15 @@ class Store:
         watcher = ActiveWatcher(self, callback, interval=interval, fire_initial=fire_initial)
         watcher.start()
         return watcher
+
+
+def _test_failure(result: Any) -> dict[str, Any]:
+    loc = getattr(result, "location", None)
+    file = getattr(result, "file", None) or getattr(loc, "file", None)
+    line = getattr(result, "line", None) or getattr(loc, "line", None)
+    return {"kind": "failed", "name": result.name, "file": file, "line": line,
+            "location": f"{file}:{line}" if file and line else file,
+            "problems": [str(p) for p in (getattr(result, "problems", None) or ())]}
 
 
 def _first_line(exc: Any) -> str:
