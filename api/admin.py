@@ -1,0 +1,310 @@
+"""Auditor and admin endpoints: versions, diff, publish, activate, the decision log, replay.
+
+Reading needs the ``audit`` role, publishing and activating ``admin``. The store does the work;
+this module checks parameters, maps store exceptions to the error table and shapes JSON.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+from flask import Flask, Response, g, request
+
+from api.body import read_json
+from api.decisions import json_response
+from api.diff import diff_versions, rule_info_dict
+from api.errors import ApiError, bad_request
+
+_MAX_LIMIT = 1000
+_DEFAULT_LIMIT = 100
+_RESULT_KEYS = ("allow", "obligations", "rules", "error", "policy_version")
+
+
+def _store_errors() -> tuple[type, type, type, type]:
+    from store import InvalidInput, PublishRejected, StoreError, VersionNotFound
+
+    return InvalidInput, PublishRejected, StoreError, VersionNotFound
+
+
+def map_store_error(exc: Exception) -> ApiError:
+    """The API error for an exception raised by the store."""
+    InvalidInput, PublishRejected, StoreError, VersionNotFound = _store_errors()
+    if isinstance(exc, VersionNotFound):
+        return ApiError("not_found", f"no policy version `{exc.version_id}`")
+    if isinstance(exc, InvalidInput):
+        return bad_request(str(exc), "invalid_parameter")
+    if isinstance(exc, PublishRejected):
+        return ApiError(
+            "publish_rejected", str(exc), errors=exc.errors, test_failures=exc.test_failures,
+        )
+    if isinstance(exc, StoreError):
+        return ApiError("store_unavailable", str(exc))
+    raise exc
+
+
+def _rules_of(policy_set: t.Any) -> list[dict[str, t.Any]]:
+    return [rule_info_dict(r) for r in policy_set.rules]
+
+
+def _logged(record: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A decision-log entry as the API shows it."""
+    return {
+        "seq": record.get("seq"),
+        "decision_id": record["decision_id"],
+        "time": record["time"],
+        "action": record["action"],
+        "allow": record["result"].get("allow"),
+        "policy_version": record["policy_version"],
+        "input": record["input"],
+        "result": record["result"],
+        "hash": record.get("hash"),
+        "prev_hash": record.get("prev_hash"),
+    }
+
+
+def _comparable(result: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The parts of a result replay compares; obligation order is irrelevant (spec 2.3)."""
+    out = {k: result.get(k) for k in _RESULT_KEYS}
+    obligations = out.get("obligations") or []
+    out["obligations"] = sorted(obligations, key=lambda o: (str(o.get("name")), repr(sorted((o.get("params") or {}).items()))))
+    return out
+
+
+def _parse_time(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise bad_request(f"`{name}` must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z", "invalid_parameter")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.isoformat()
+
+
+def _parse_bool(name: str, value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise bad_request(f"`{name}` must be `true` or `false`", "invalid_parameter")
+
+
+def _parse_int(name: str, value: str | None, *, default: int | None, low: int, high: int | None = None) -> int | None:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_request(f"`{name}` must be an integer", "invalid_parameter")
+    if number < low or (high is not None and number > high):
+        raise bad_request(f"`{name}` must be between {low} and {high}", "invalid_parameter")
+    return number
+
+
+def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
+    config = runtime.config
+    max_publish = int(config["max_publish_bytes"])
+    max_depth = int(config["max_depth"])
+
+    def store() -> t.Any:
+        if runtime.store is None:
+            raise ApiError("store_unavailable", "the store is not configured")
+        return runtime.store
+
+    def call(fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("store"):
+                raise map_store_error(exc) from exc
+            raise
+
+    def resolve(ref: str) -> str:
+        if ref == "active":
+            active = call(store().active_version_id)
+            if active is None:
+                raise ApiError("not_found", "no version is active")
+            return active
+        return call(store().resolve_version, ref)
+
+    def policy_set(version_id: str) -> t.Any:
+        return call(store().policy_set, version_id)
+
+    # -- versions -------------------------------------------------------------------------------
+
+    @app.get("/v1/versions")
+    def list_versions() -> Response:
+        requires("audit")
+        active = call(store().active_version_id)
+        versions = [dict(v.to_dict(), active=v.id == active) for v in call(store().list_versions)]
+        return json_response({"active": active, "versions": versions})
+
+    @app.get("/v1/versions/<ref>")
+    def show_version(ref: str) -> Response:
+        requires("audit")
+        version_id = resolve(ref)
+        version = call(store().get_version, version_id)
+        ps = policy_set(version_id)
+        body = version.to_dict(with_files=True)
+        body["active"] = call(store().active_version_id) == version_id
+        body["rules"] = _rules_of(ps)
+        body["catalogue"] = {system: list(actions) for system, actions in ps.catalogue.items()}
+        return json_response(body)
+
+    @app.get("/v1/versions/<a>/diff/<b>")
+    def diff(a: str, b: str) -> Response:
+        requires("audit")
+        a_id, b_id = resolve(a), resolve(b)
+        a_version, b_version = call(store().get_version, a_id), call(store().get_version, b_id)
+        body = {"from": a_id, "to": b_id}
+        body.update(diff_versions(a_version.files or {}, policy_set(a_id).rules,
+                                  b_version.files or {}, policy_set(b_id).rules))
+        return json_response(body)
+
+    @app.post("/v1/versions")
+    def publish() -> Response:
+        principal = requires("admin")
+        body = read_json(request, max_bytes=max_publish, max_depth=max_depth)
+        if not isinstance(body, dict):
+            raise bad_request("the body must be an object `{\"files\": {path: text}, \"message\": ...}`", "not_object")
+        files = body.get("files")
+        if not isinstance(files, dict) or not files:
+            raise bad_request("`files` must be a non-empty object mapping relative paths to file text", "invalid_files")
+        for path, text in files.items():
+            parts = path.split("/")
+            if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+                raise bad_request(f"file path `{path}` must be relative, with `/` separators and no `..`",
+                                  "invalid_files")
+            if not isinstance(text, str):
+                raise bad_request(f"the content of `{path}` must be a string", "invalid_files")
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise bad_request("`message` must be a non-empty string saying why", "invalid_parameter")
+        activate = body.get("activate", True)
+        if not isinstance(activate, bool):
+            raise bad_request("`activate` must be true or false", "invalid_parameter")
+        version = call(store().publish, files, author=principal.name, message=message, activate=activate)
+        if activate:
+            runtime.load(version.id)  # this process answers with it at once; others within seconds
+        out = version.to_dict()
+        out["active"] = call(store().active_version_id) == version.id
+        response = json_response(out, 201)
+        response.headers["Location"] = f"/v1/versions/{version.id}"
+        return response
+
+    @app.post("/v1/versions/<ref>/activate")
+    def activate(ref: str) -> Response:
+        principal = requires("admin")
+        reason = ""
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            body = read_json(request, max_bytes=int(config["max_body_bytes"]), max_depth=max_depth)
+            if not isinstance(body, dict):
+                raise bad_request("the body, when given, must be an object `{\"reason\": ...}`", "not_object")
+            reason = body.get("reason", "")
+            if not isinstance(reason, str):
+                raise bad_request("`reason` must be a string", "invalid_parameter")
+        version_id = resolve(ref)
+        previous = call(store().active_version_id)
+        version = call(store().activate, version_id, actor=principal.name, reason=reason)
+        runtime.load(version.id)
+        out = version.to_dict()
+        out.update(active=True, previous=previous)
+        return json_response(out)
+
+    @app.get("/v1/activations")
+    def activations() -> Response:
+        requires("audit")
+        return json_response({"activations": call(store().activation_history)})
+
+    # -- the decision log -----------------------------------------------------------------------
+
+    @app.get("/v1/decisions")
+    def query_decisions() -> Response:
+        requires("audit")
+        args = request.args
+        known = {"since", "until", "action", "allow", "rule", "version", "limit", "cursor"}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise bad_request(f"unknown query parameter `{unknown[0]}`; known: {', '.join(sorted(known))}",
+                              "invalid_parameter")
+        limit = _parse_int("limit", args.get("limit"), default=_DEFAULT_LIMIT, low=1, high=_MAX_LIMIT)
+        cursor = _parse_int("cursor", args.get("cursor"), default=None, low=0)
+        version = args.get("version")
+        if version is not None and version != "":
+            version = resolve(version)
+        records = call(
+            store().query_decisions,
+            since=_parse_time("since", args.get("since")),
+            until=_parse_time("until", args.get("until")),
+            action=args.get("action") or None,
+            allow=_parse_bool("allow", args.get("allow")),
+            rule=args.get("rule") or None,
+            version=version or None,
+            limit=limit + 1,
+            after_seq=cursor,
+        )
+        more = len(records) > limit
+        records = records[:limit]
+        next_cursor = str(records[-1]["seq"]) if more and records else None
+        return json_response({"decisions": [_logged(r) for r in records], "next_cursor": next_cursor})
+
+    @app.get("/v1/decisions/<decision_id>")
+    def get_decision(decision_id: str) -> Response:
+        requires("audit")
+        record = call(store().get_decision, decision_id)
+        if record is None:
+            raise ApiError("not_found", f"no logged decision `{decision_id}`")
+        return json_response(_logged(record))
+
+    @app.post("/v1/decisions/<decision_id>/replay")
+    def replay(decision_id: str) -> Response:
+        requires("audit")
+        target: str | None = None
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            body = read_json(request, max_bytes=int(config["max_body_bytes"]), max_depth=max_depth)
+            if not isinstance(body, dict):
+                raise bad_request("the body, when given, must be an object `{\"version\": ...}`", "not_object")
+            target = body.get("version")
+            if target is not None and not isinstance(target, str):
+                raise bad_request("`version` must be a version id (or `active`)", "invalid_parameter")
+        record = call(store().get_decision, decision_id)
+        if record is None:
+            raise ApiError("not_found", f"no logged decision `{decision_id}`")
+        logged_version = record["policy_version"]
+        if target is None:
+            if logged_version is None:
+                raise ApiError("not_found", "the decision was made with no policy version loaded")
+            version_id = logged_version
+        else:
+            version_id = resolve(target)
+        replayed = policy_set(version_id).decide(record["action"], record["input"]).to_dict()
+        replayed.pop("trace", None)
+        before, after = _comparable(record["result"]), _comparable(replayed)
+        differences = [
+            {"field": key, "logged": before[key], "replayed": after[key]}
+            for key in _RESULT_KEYS if before[key] != after[key]
+        ]
+        # against another version the policy_version differs by construction: not a difference
+        if version_id != logged_version:
+            differences = [d for d in differences if d["field"] != "policy_version"]
+        return json_response({
+            "decision_id": decision_id,
+            "logged_version": logged_version,
+            "replayed_version": version_id,
+            "same_version": version_id == logged_version,
+            "match": not differences,
+            "differences": differences,
+            "logged": record["result"],
+            "replayed": replayed,
+        })
+
+    @app.get("/v1/audit/verify")
+    def verify() -> Response:
+        requires("audit")
+        report = call(store().verify_chain)
+        return json_response(report.to_dict())

@@ -1,0 +1,190 @@
+"""The Flask application factory: configuration, the error table, auth, and the route modules."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import typing as t
+from pathlib import Path
+
+import yaml
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from api import admin, decisions
+from api.auth import Authenticator, tokens_from_env
+from api.decisions import json_response
+from api.errors import ApiError, bad_request
+from api.metrics import Metrics
+from api.runtime import Runtime
+
+log = logging.getLogger("ordergate.api")
+
+_HERE = Path(__file__).resolve().parent
+SHIPPED_RULES = _HERE.parent / "rules"
+
+#: every setting, its default, and the environment variable that overrides the default
+DEFAULTS: dict[str, t.Any] = {
+    "database_url": None,            # ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite
+    "rules_dir": str(SHIPPED_RULES),  # published and activated when the store is empty
+    "tokens": None,                  # {role: [token, ...]}; None = from ORDERGATE_TOKENS_*
+    "max_body_bytes": 1024 * 1024,   # decision requests (single and batch)
+    "max_publish_bytes": 16 * 1024 * 1024,
+    "max_batch": 1000,
+    "max_depth": 32,
+    "log_on_full": "block",          # or "fail_closed": ORDERGATE_LOG_ON_FULL
+    "log_batch_size": 500,
+    "log_flush_interval": 0.05,
+    "log_max_queue": 50000,
+    "watch_interval": 1.0,           # seconds between checks for a new activation (0 = off)
+    "startup_retry_interval": 5.0,   # seconds between attempts when the store is down at start-up
+    "bootstrap": True,
+    "migrate": True,
+    "store": None,                   # an already built store.Store (tests)
+    "decision_log_writer": None,     # an already built DecisionLogWriter (tests)
+}
+
+_ENV = {
+    "database_url": ("ORDERGATE_DATABASE_URL", str),
+    "max_body_bytes": ("ORDERGATE_MAX_BODY_BYTES", int),
+    "max_batch": ("ORDERGATE_MAX_BATCH", int),
+    "max_depth": ("ORDERGATE_MAX_DEPTH", int),
+    "log_on_full": ("ORDERGATE_LOG_ON_FULL", str),
+    "watch_interval": ("ORDERGATE_WATCH_INTERVAL", float),
+}
+
+
+def load_config(config: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]:
+    """Defaults, then environment variables, then ``config``."""
+    merged = dict(DEFAULTS)
+    for key, (env, cast) in _ENV.items():
+        if os.environ.get(env):
+            merged[key] = cast(os.environ[env])
+    merged.update(config or {})
+    if not merged.get("database_url"):
+        from store import default_database_url
+
+        merged["database_url"] = default_database_url()
+    if merged.get("tokens") is None:
+        merged["tokens"] = tokens_from_env()
+    if merged["log_on_full"] not in ("block", "fail_closed"):
+        raise ValueError(f"log_on_full must be `block` or `fail_closed`, not `{merged['log_on_full']}`")
+    for key in ("max_body_bytes", "max_publish_bytes", "max_batch", "max_depth"):
+        if int(merged[key]) < 1:
+            raise ValueError(f"{key} must be positive")
+    return merged
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the decision service.
+
+    :param config: overrides of ``DEFAULTS`` (keys above). The app loads the active version from
+        the store at once (publishing ``rules_dir`` into an empty store), follows activations,
+        and records every decision through a ``DecisionLogWriter``.
+    """
+    settings = load_config(config)
+    app = Flask("ordergate")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    # a backstop: the body readers enforce the per-endpoint limits themselves
+    app.config["MAX_CONTENT_LENGTH"] = max(int(settings["max_body_bytes"]), int(settings["max_publish_bytes"]))
+    metrics = Metrics()
+    runtime = Runtime(settings, metrics)
+    authenticator = Authenticator(settings["tokens"])
+    app.extensions["ordergate"] = runtime
+    app.extensions["ordergate.auth"] = authenticator
+    if not authenticator.enabled:
+        log.warning("ordergate: no access tokens configured: authentication is OFF; "
+                    "serve only on 127.0.0.1 (set ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN)")
+
+    def requires(role: str):
+        return authenticator.require(request.headers.get("Authorization"), role)
+
+    _register_errors(app, metrics)
+    decisions.register(app, runtime, requires)
+    admin.register(app, runtime, requires)
+    _register_health(app, runtime)
+    runtime.start()
+    return app
+
+
+def _register_errors(app: Flask, metrics: Metrics) -> None:
+    @app.errorhandler(ApiError)
+    def on_api_error(exc: ApiError) -> Response:
+        if exc.code == "bad_request":
+            metrics.bad_request(str(exc.extra.get("reason", "bad_request")))
+        return json_response(exc.to_dict(), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            return on_api_error(bad_request(f"the request body is larger than {limit} bytes", "body_too_large",
+                                            status=413, limit=limit))
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(status)
+        if code is None:
+            code = "bad_request" if 400 <= status < 500 else "internal_error"
+        if status == 404:
+            message = f"no route `{request.path}`"
+        elif status == 405:
+            message = f"`{request.method}` is not allowed on `{request.path}`"
+        else:
+            message = (exc.description or exc.name).rstrip(".").replace("\n", " ")
+        error = ApiError(code, message, status=status)
+        response = json_response(error.to_dict(), status)
+        if status == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def on_defect(exc: Exception) -> Response:
+        log.exception("ordergate: unhandled error on %s %s", request.method, request.path)
+        error = ApiError("internal_error", f"internal error ({type(exc).__name__}); nothing was allowed")
+        return json_response(error.to_dict(), 500)
+
+
+def _register_health(app: Flask, runtime: Runtime) -> None:
+    openapi_path = _HERE / "openapi.yaml"
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        problems: list[str] = []
+        loaded = runtime.holder.current
+        if loaded is None:
+            problems.append("no policy version loaded" +
+                            (f" ({runtime.startup_error})" if runtime.startup_error else ""))
+        try:
+            runtime.store.ping()
+        except Exception as exc:
+            problems.append(f"store does not answer: {exc}")
+        stats = runtime.writer.stats() if runtime.writer is not None else {}
+        if not stats.get("healthy", False):
+            problems.append(f"decision log writer unhealthy: {stats.get('last_error')}")
+        body = {
+            "status": "ready" if not problems else "not_ready",
+            "policy_version": loaded.version_id if loaded else None,
+            "decision_log": {k: stats.get(k) for k in ("queued", "written", "failed_batches", "healthy",
+                                                       "on_full", "last_error")},
+            "problems": problems,
+        }
+        return json_response(body, 200 if not problems else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        stats = runtime.writer.stats() if runtime.writer is not None else None
+        text = runtime.metrics.render(active_version=runtime.active_version_id, log_stats=stats,
+                                      on_full=runtime.config["log_on_full"])
+        return Response(text, mimetype="text/plain", content_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/openapi.json")
+    def openapi_json() -> Response:
+        document = yaml.safe_load(openapi_path.read_text(encoding="utf-8"))
+        return Response(json.dumps(document, indent=1), mimetype="application/json")
+
+    @app.get("/openapi.yaml")
+    def openapi_yaml() -> Response:
+        return Response(openapi_path.read_text(encoding="utf-8"), mimetype="application/yaml")

@@ -1,0 +1,91 @@
+"""Reading a JSON request body within the configured limits.
+
+Everything that can be wrong with an envelope becomes an ``ApiError("bad_request")`` (413 for
+size) here, before any rule is looked at, so the decision endpoints never answer a malformed
+request with a 500 or an allow.
+"""
+from __future__ import annotations
+
+import json
+import typing as t
+
+from flask import Request
+
+from api.errors import bad_request
+
+
+def _reject_constant(name: str) -> t.NoReturn:
+    # json.loads accepts NaN and Infinity by default; they are not JSON
+    raise ValueError(f"`{name}` is not JSON")
+
+
+def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
+    """Read, decode and parse the body of ``request``; check its size and nesting depth."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise _too_large(max_bytes)
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    if not data.strip():
+        raise bad_request("the request body is empty; send a JSON object", "not_json")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}", "not_json")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise bad_request(f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth)
+    except ValueError as exc:
+        raise bad_request(f"the request body is not JSON: {exc}", "not_json")
+    check_value(value, max_depth)
+    return value
+
+
+def _too_large(max_bytes: int):
+    return bad_request(
+        f"the request body is larger than {max_bytes} bytes", "body_too_large", status=413, limit=max_bytes
+    )
+
+
+def check_value(value: t.Any, max_depth: int) -> None:
+    """Reject nesting deeper than ``max_depth`` and strings that cannot be stored as UTF-8.
+
+    A scalar body has depth 0, ``{}`` depth 1, ``{"a": []}`` depth 2. Lone surrogates
+    (``"\\ud800"``) parse in Python but cannot be written to the decision log, so they are refused
+    up front rather than failing a log batch later.
+    """
+    stack: list[tuple[t.Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            depth += 1
+            if depth > max_depth:
+                raise bad_request(
+                    f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
+                )
+            for key, child in item.items():
+                _check_text(key)
+                if isinstance(child, (dict, list, str)):
+                    stack.append((child, depth))
+        elif isinstance(item, list):
+            depth += 1
+            if depth > max_depth:
+                raise bad_request(
+                    f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
+                )
+            for child in item:
+                if isinstance(child, (dict, list, str)):
+                    stack.append((child, depth))
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("the JSON body contains a lone surrogate escape (e.g. `\\ud800`)", "not_json")

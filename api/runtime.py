@@ -1,0 +1,196 @@
+"""What one server process holds: the store, the active PolicySet, the decision log writer.
+
+``PolicyHolder`` keeps the active policy as one immutable ``Loaded`` value behind one attribute.
+A new version is compiled completely *before* the attribute is rebound, and a request reads the
+attribute once, so no request ever sees a half-loaded version (rebinding an attribute is atomic
+in CPython; the lock only keeps two loaders from racing each other).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("ordergate.api")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The active version: the store's id and the compiled PolicySet (never half of one)."""
+
+    version_id: str
+    policy_set: t.Any
+
+
+class PolicyHolder:
+    def __init__(self) -> None:
+        self._loaded: Loaded | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Loaded | None:
+        return self._loaded
+
+    def swap(self, loaded: Loaded) -> Loaded | None:
+        with self._lock:
+            previous, self._loaded = self._loaded, loaded
+        return previous
+
+
+class StartupError(RuntimeError):
+    """The service cannot start at all (e.g. the shipped rules do not compile)."""
+
+
+class Runtime:
+    """The per-process state behind the app; built by ``create_app``."""
+
+    def __init__(self, config: t.Mapping[str, t.Any], metrics: t.Any) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.holder = PolicyHolder()
+        self.store: t.Any = None
+        self.writer: t.Any = None
+        self._watcher: t.Any = None
+        self._retry: threading.Thread | None = None
+        self._closed = threading.Event()
+        self.startup_error: str | None = None
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        store = self.config.get("store")
+        if store is None:
+            from store import Store
+
+            store = Store(self.config["database_url"])
+        self.store = store
+        writer = self.config.get("decision_log_writer")
+        if writer is None:
+            from store.decision_log import DecisionLogWriter
+
+            writer = DecisionLogWriter(
+                store,
+                batch_size=int(self.config["log_batch_size"]),
+                flush_interval=float(self.config["log_flush_interval"]),
+                max_queue=int(self.config["log_max_queue"]),
+                on_full=self.config["log_on_full"],
+            )
+        self.writer = writer
+        try:
+            self._initialise()
+        except StartupError:
+            raise
+        except Exception as exc:  # the database does not answer: come up not-ready, keep trying
+            self._note_startup_failure(exc)
+            self._retry = threading.Thread(target=self._retry_loop, name="ordergate-startup", daemon=True)
+            self._retry.start()
+
+    def _note_startup_failure(self, exc: BaseException) -> None:
+        self.startup_error = f"{type(exc).__name__}: {exc}"
+        log.warning("ordergate: store not available at start-up, retrying: %s", self.startup_error)
+
+    def _retry_loop(self) -> None:
+        interval = float(self.config["startup_retry_interval"])
+        while not self._closed.wait(interval):
+            try:
+                self._initialise()
+            except StartupError as exc:
+                log.error("ordergate: cannot start: %s", exc)
+                self.startup_error = str(exc)
+                return
+            except Exception as exc:
+                self._note_startup_failure(exc)
+                continue
+            self.startup_error = None
+            log.info("ordergate: store reachable again, version %s loaded", self.active_version_id)
+            return
+
+    def _initialise(self) -> None:
+        store = self.store
+        if self.config["migrate"]:
+            store.migrate()
+        version_id = store.active_version_id()
+        if version_id is None and self.config["bootstrap"]:
+            version_id = bootstrap(store, Path(self.config["rules_dir"]), author="ordergate serve")
+        if version_id is not None:
+            self.load(version_id)
+        if self._watcher is None and float(self.config["watch_interval"]) > 0:
+            self._watcher = store.watch_active(self._on_activation, interval=float(self.config["watch_interval"]))
+
+    # -- following activations ------------------------------------------------------------------
+
+    def _on_activation(self, *args: t.Any) -> None:
+        """Watcher callback: load the newly active version (argument: its id, or a Version)."""
+        version_id: t.Any = args[0] if args else None
+        if version_id is not None and not isinstance(version_id, str):
+            version_id = getattr(version_id, "id", None)
+        if version_id is None:
+            version_id = self.store.active_version_id()
+        if version_id is None:
+            return
+        try:
+            self.load(version_id)
+        except Exception:
+            # keep serving the version we have; the failure is counted and logged
+            log.exception("ordergate: could not load activated version %s; still serving %s",
+                          version_id, self.active_version_id)
+
+    def load(self, version_id: str) -> Loaded:
+        """Compile (or take from the cache) ``version_id`` and make it the one that answers."""
+        current = self.holder.current
+        if current is not None and current.version_id == version_id:
+            return current
+        try:
+            policy_set = self.store.policy_set(version_id)  # the store caches compiled versions
+        except Exception:
+            self.metrics.reload(False)
+            raise
+        loaded = Loaded(version_id, policy_set)
+        previous = self.holder.swap(loaded)
+        self.metrics.reload(True)
+        if previous is None or previous.version_id != version_id:
+            log.info("ordergate: now answering with policy version %s", version_id)
+        return loaded
+
+    @property
+    def active_version_id(self) -> str | None:
+        current = self.holder.current
+        return current.version_id if current is not None else None
+
+    # -- shutting down --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop following activations and flush the decision log (called at worker exit)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._watcher is not None:
+            try:
+                self._watcher.stop()
+            except Exception:
+                log.exception("ordergate: stopping the activation watcher failed")
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:
+                log.exception("ordergate: closing the decision log writer failed")
+
+
+def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:
+    """Publish and activate ``rules_dir`` in an empty store; the id of the active version."""
+    import engine
+    from store import PublishRejected
+
+    if not rules_dir.is_dir():
+        raise StartupError(f"the store has no active version and the rules folder `{rules_dir}` does not exist")
+    files = engine.read_folder(rules_dir)
+    try:
+        version = store.publish(files, author=author, message=f"initial version from {rules_dir}", activate=True)
+    except PublishRejected as exc:
+        lines = [f"{e.get('location') or '-'}: {e.get('code')}: {e.get('message')}" for e in exc.errors]
+        lines += [f"test failed: {f}" for f in getattr(exc, "test_failures", []) or []]
+        raise StartupError(f"the rules in `{rules_dir}` cannot be published:\n  " + "\n  ".join(lines)) from exc
+    log.info("ordergate: store was empty; published and activated %s from %s", version.id, rules_dir)
+    return store.active_version_id() or version.id
