@@ -82,7 +82,7 @@ def record(i: int, *, version: str = "sha256:" + "a" * 64, allow: bool = True,
 def python(script: str, *args: str, **kwargs) -> subprocess.Popen:
     """Start ``script`` in a fresh interpreter with the project importable."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     return subprocess.Popen([sys.executable, "-c", script, *args], cwd=str(ROOT), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
