@@ -34,6 +34,8 @@ class ActiveWatcher:
         self.changes = 0
 
     def start(self) -> "ActiveWatcher":
+        # LISTEN before reading the initial version: an activation in between is not missed
+        self._open_listener()
         try:
             initial = self._store.active_version_id()
         except Exception as exc:  # DB down at start: the first successful poll reports it
