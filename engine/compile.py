@@ -207,7 +207,7 @@ class SystemBuilder:
     def check_reads(self, rule_id: str, used: set[str], actions: Iterable[str], path: tuple) -> None:
         for action in actions:
             modes = self.actions.get(action, {})
-            for fname in sorted(used - set(modes) - {"action"}):
+            for fname in sorted((used & set(self.facts)) - set(modes) - {"action"}):
                 self.error("compile_fact_not_read",
                            f"rule `{rule_id}` reads fact `{fname}`, which action `{action}` does not read", path,
                            f"add `{fname}` to the `reads` of `{action}`, or take `{action}` out of the rule")

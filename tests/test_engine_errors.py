@@ -1,0 +1,153 @@
+"""Broken rule files are rejected with the exact `file:line:column: code: message` and a hint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import engine
+
+MINI = Path(__file__).parent / "fixtures" / "mini" / "policy.yaml"
+
+
+def errors_for(text: str) -> list[str]:
+    with pytest.raises(engine.PolicyErrors) as info:
+        engine.compile_files({"policy.yaml": text}, display_root="rules/")
+    return [e.render() for e in info.value.errors]
+
+
+def mutate(old: str, new: str, count: int = 1) -> str:
+    text = MINI.read_text()
+    assert text.count(old) >= count, old
+    return text.replace(old, new, count)
+
+
+def test_the_fixture_itself_is_valid():
+    policy = engine.compile_files({"policy.yaml": MINI.read_text()})
+    assert {r.id for r in policy.rules} == {"G-1", "G-2", "E-1", "E-2", "E-3", "M-1", "M-2", "T-1", "T-2", "T-3"}
+
+
+def test_wrong_key_is_reported_at_the_key_with_a_suggestion():
+    text = mutate("    deny_when: {status: {at_least: shipped}}", "    deny_wen: {status: {at_least: shipped}}")
+    assert errors_for(text) == [
+        "rules/policy.yaml:62:5: schema_missing_field: missing field `deny_when` in rule `G-1`",
+        "rules/policy.yaml:67:5: schema_unknown_field: unknown field `deny_wen` in rule `G-1`\n"
+        "    help: did you mean `deny_when`?",
+    ]
+
+
+def test_wrong_type_name_suggests_the_right_one():
+    text = mutate("    type: boolean\n", "    type: bool\n")
+    assert errors_for(text) == [
+        "rules/policy.yaml:9:11: schema_invalid: `type` of fact `member` is `bool`, expected one of `boolean`, "
+        "`integer`, `string`, `enum`, `list`, `map`, `object`\n    help: did you mean `boolean`?",
+    ]
+
+
+def test_unknown_status_value_on_a_scale():
+    text = mutate("deny_when: {status: {at_least: shipped}}", "deny_when: {status: {at_least: shiped}}")
+    assert errors_for(text) == [
+        "rules/policy.yaml:67:36: compile_unknown_value: `shiped` is not a value of fact `status`\n"
+        "    help: did you mean `shipped`?",
+    ]
+
+
+def test_unknown_fact_name():
+    text = mutate("when: {member: true}", "when: {membr: true}")
+    assert errors_for(text) == [
+        "rules/policy.yaml:80:19: compile_unknown_fact: unknown fact `membr`\n    help: did you mean `member`?",
+    ]
+
+
+def test_malformed_fact_path():
+    text = mutate("    path: subject.is_member", "    path: subject..is_member")
+    assert errors_for(text) == [
+        "rules/policy.yaml:8:11: schema_invalid: `subject..is_member` is not a fact path\n"
+        "    help: write names separated by single dots, e.g. `resource.order.status`",
+    ]
+
+
+def test_bad_indentation():
+    text = mutate("    source: doc\n", "   source: doc\n")
+    assert errors_for(text) == [
+        "rules/policy.yaml:65:4: load_syntax: not valid YAML: expected <block end>, but found '<block mapping start>'\n"
+        "    help: this line is indented differently from its neighbours",
+    ]
+
+
+def test_duplicate_key():
+    text = mutate("    type: boolean\n", "    type: boolean\n    type: boolean\n")
+    assert errors_for(text) == [
+        "rules/policy.yaml:10:5: load_duplicate_key: key `type` appears twice in this mapping\n"
+        "    help: the first `type` is at line 9; keep one of them",
+    ]
+
+
+def test_all_errors_at_once_sorted_by_position():
+    text = mutate("  - id: E-3\n", "  - id: E-1\n").replace("obligations: [skip_price]", "obligations: [skip_prize]")
+    assert errors_for(text) == [
+        "rules/policy.yaml:81:19: compile_unknown_obligation: unknown obligation `skip_prize`\n"
+        "    help: did you mean `skip_price`?",
+        "rules/policy.yaml:92:9: compile_duplicate_rule: rule id `E-1` is used twice\n"
+        "    help: the first `E-1` is at rules/policy.yaml:75:9",
+    ]
+
+
+def test_rule_reading_a_fact_its_action_does_not_read():
+    text = mutate("deny_when: {status: {at_least: shipped}}", "deny_when: {count: {at_least: 5}}")
+    assert errors_for(text) == [
+        "rules/policy.yaml:62:9: compile_fact_not_read: rule `G-1` reads fact `count`, which action `order.delete` "
+        "does not read\n    help: add `count` to the `reads` of `order.delete`, or take `order.delete` out of the rule",
+    ]
+
+
+def test_contradictory_obligations_in_one_rule():
+    text = mutate("obligations: [skip_price]", "obligations: [skip_price, compute_price]")
+    assert errors_for(text) == [
+        "rules/policy.yaml:81:18: compile_contradictory_obligations: `skip_price` and `compute_price` are asked for "
+        "together, and `skip_price` overrides `compute_price`\n    help: remove `compute_price` from this list",
+    ]
+
+
+def test_obligations_overriding_each_other():
+    text = mutate("  compute_price: {says: compute the price}", "  compute_price: {says: compute the price, overrides: [skip_price]}")
+    assert errors_for(text) == [
+        "rules/policy.yaml:46:55: compile_contradictory_obligations: obligations `compute_price` and `skip_price` "
+        "override each other\n    help: only one of them can win; keep one `overrides`",
+        "rules/policy.yaml:47:49: compile_contradictory_obligations: obligations `skip_price` and `compute_price` "
+        "override each other\n    help: only one of them can win; keep one `overrides`",
+    ]
+
+
+def test_unknown_action_in_a_rule():
+    text = mutate("actions: [order.delete]\n    obligations: []", "actions: [order.delet]\n    obligations: []")
+    assert errors_for(text) == [
+        "rules/policy.yaml:96:15: compile_unknown_action: action `order.delet` is not in the catalogue of `shop`\n"
+        "    help: did you mean `order.delete`?",
+    ]
+
+
+def test_action_that_no_rule_decides():
+    text = mutate('  - names: [order.move]', '  - names: [order.move, order.archive]')
+    assert errors_for(text) == [
+        "rules/policy.yaml:59:25: compile_action_without_rules: no rule decides action `order.archive`\n"
+        "    help: add the action to a rule's `actions`, or remove it from the catalogue",
+    ]
+
+
+def test_unique_table_with_identical_rows():
+    text = mutate("    hit: first", "    hit: unique").replace(
+        '      - [T-3,  "-",                          "-",                   small]',
+        '      - [T-3,  5,  draft,   small]\n      - [T-4,  5,  draft,   big]')
+    assert errors_for(text) == [
+        "rules/policy.yaml:127:9: compile_table_overlap: rows `T-3` and `T-4` match the same requests\n"
+        "    help: hit policy `unique` allows one matching row; use `first` or make them differ",
+    ]
+
+
+def test_every_error_is_one_line_lowercase_without_final_period():
+    text = mutate("when: {member: true}", "when: {membr: yes}")
+    for line in errors_for(text):
+        first = line.split("\n")[0]
+        message = first.split(": ", 2)[2]
+        assert message[0].islower() and not message.endswith(".")
