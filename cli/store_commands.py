@@ -1,0 +1,179 @@
+"""Store commands: publish a rules folder, activate (roll back to) a version, list versions,
+verify the decision log's hash chain.
+
+Every command takes ``--database URL`` (default: ``ORDERGATE_DATABASE_URL``, else
+``sqlite:///var/ordergate.sqlite``) and brings the schema up to date first.
+Exit codes: 0 success, 1 rejected / not found / chain broken, 2 the database failed.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import click
+
+_DB_HELP = "Database URL (default: $ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite)."
+
+
+def _open(database: str | None):
+    from store import Store, StoreError, default_database_url
+
+    url = database or default_database_url()
+    try:
+        store = Store(url)
+        store.migrate()
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2)
+    return store
+
+
+def _default_author() -> str:
+    env = os.environ.get("ORDERGATE_AUTHOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except Exception:  # pragma: no cover - no user database in some containers
+        return "unknown"
+
+
+def _print_rejection(exc, root: str) -> None:
+    for err in exc.errors:
+        where = f"{root}{err['location']}" if err.get("location") else root.rstrip("/")
+        click.echo(f"{where}: {err['code']}: {err['message']}", err=True)
+        if err.get("help"):
+            click.echo(f"    help: {err['help']}", err=True)
+    for t in exc.test_failures:
+        if t.get("kind") == "uncovered":
+            click.echo(f"{root}tests: uncovered_rule: {t['message']}", err=True)
+        else:
+            where = f"{root}{t['location']}" if t.get("location") else root.rstrip("/")
+            click.echo(f"{where}: test_failed: {t['name']}", err=True)
+            for problem in t.get("problems", []):
+                click.echo(f"    {problem}", err=True)
+    click.echo(f"not published: {exc}", err=True)
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("-m", "--message", required=True, help="Why this version (kept with it for auditors).")
+@click.option("--author", default=None, help="Who publishes (default: $ORDERGATE_AUTHOR, else the user name).")
+@click.option("--database", default=None, help=_DB_HELP)
+@click.option("--no-activate", is_flag=True, help="Store the version without making it active.")
+def publish(directory: str, message: str, author: str | None, database: str | None, no_activate: bool) -> None:
+    """Check DIRECTORY, run its YAML tests, then store it as a version and activate it.
+
+    A broken candidate changes nothing: every error is printed as file:line:column and the
+    exit status is 1. On success the version id is printed.
+    """
+    import engine
+    from store import PublishRejected, StoreError
+
+    root = Path(directory).as_posix().rstrip("/") + "/"
+    files = engine.read_folder(directory)
+    store = _open(database)
+    try:
+        before = store.active_version_id()
+        version = store.publish(files, author=author or _default_author(), message=message,
+                                activate=not no_activate)
+    except PublishRejected as exc:
+        _print_rejection(exc, root)
+        raise SystemExit(1)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2 if not isinstance(exc, ValueError) else 1)
+    finally:
+        store.dispose()
+    click.echo(version.id)
+    if no_activate:
+        state = "stored, not activated"
+    elif before == version.id:
+        state = "unchanged: this content is already the active version"
+    else:
+        state = f"active (was {before or 'none'})"
+    click.echo(f"{state}; {version.file_count} files, author {version.author}", err=True)
+
+
+@click.command()
+@click.argument("version")
+@click.option("--actor", default=None, help="Who activates (default: $ORDERGATE_AUTHOR, else the user name).")
+@click.option("--reason", default="", help="Why (kept in the activation history).")
+@click.option("--database", default=None, help=_DB_HELP)
+def activate(version: str, actor: str | None, reason: str, database: str | None) -> None:
+    """Make VERSION (an id or an unambiguous prefix of its hash) the active one; this is the rollback."""
+    from store import StoreError, VersionNotFound
+
+    store = _open(database)
+    try:
+        vid = store.resolve_version(version)
+        before = store.active_version_id()
+        store.activate(vid, actor=actor or _default_author(), reason=reason)
+    except VersionNotFound as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2 if not isinstance(exc, ValueError) else 1)
+    finally:
+        store.dispose()
+    click.echo(vid)
+    click.echo("unchanged: already active" if before == vid else f"active (was {before or 'none'})", err=True)
+
+
+@click.command()
+@click.option("--database", default=None, help=_DB_HELP)
+def versions(database: str | None) -> None:
+    """List stored versions, newest first; `*` marks the active one."""
+    from store import StoreError
+
+    store = _open(database)
+    try:
+        active = store.active_version_id()
+        listed = store.list_versions()
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2)
+    finally:
+        store.dispose()
+    if not listed:
+        click.echo("no versions stored")
+        return
+    for v in listed:
+        mark = "*" if v.id == active else " "
+        first_line = v.message.splitlines()[0] if v.message else ""
+        click.echo(f"{mark} {v.id}  {v.created_at:%Y-%m-%d %H:%M:%S}Z  {v.author}  {first_line}")
+
+
+@click.group()
+def audit() -> None:
+    """Auditor commands on the decision log."""
+
+
+@audit.command("verify")
+@click.option("--database", default=None, help=_DB_HELP)
+def audit_verify(database: str | None) -> None:
+    """Recompute the decision log's hash chain; exit 1 naming the first broken entry."""
+    from store import StoreError
+
+    store = _open(database)
+    try:
+        report = store.verify_chain()
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2)
+    finally:
+        store.dispose()
+    if report.ok:
+        click.echo(f"chain ok: {report.checked} decisions")
+        return
+    who = f" (decision {report.first_broken_id})" if report.first_broken_id else ""
+    click.echo(f"chain broken at entry {report.first_broken_seq}{who}: {report.reason}; "
+               f"{report.checked} entries before it verified", err=True)
+    raise SystemExit(1)
+
+
+def register(group: click.Group) -> None:
+    for command in (publish, activate, versions, audit):
+        group.add_command(command)
