@@ -83,7 +83,7 @@ def create_app(config: dict | None = None) -> Flask:
         and records every decision through a ``DecisionLogWriter``.
     """
     settings = load_config(config)
-    app = Flask("ordergate")
+    app = Flask("ordergate", static_folder=None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # a backstop: the body readers enforce the per-endpoint limits themselves
     app.config["MAX_CONTENT_LENGTH"] = max(int(settings["max_body_bytes"]), int(settings["max_publish_bytes"]))

@@ -56,6 +56,7 @@ class Runtime:
         self._retry: threading.Thread | None = None
         self._closed = threading.Event()
         self.startup_error: str | None = None
+        self._owns_store = False
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -65,6 +66,7 @@ class Runtime:
             from store import Store
 
             store = Store(self.config["database_url"])
+            self._owns_store = True
         self.store = store
         writer = self.config.get("decision_log_writer")
         if writer is None:
@@ -176,6 +178,8 @@ class Runtime:
                 self.writer.close()
             except Exception:
                 log.exception("ordergate: closing the decision log writer failed")
+        if self._owns_store and self.store is not None:
+            self.store.dispose()
 
 
 def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:
