@@ -1,0 +1,21 @@
+"""The ERP connector: guarded order-to-cash mutations on an order store.
+
+Every mutation builds its facts from the store, asks for a decision (in process or from the
+decision service), and then writes nothing (denied, error, unknown obligation, no decision) or
+writes the mutation and all its obligations in one transaction with the decision id.
+See docs/connector.md.
+"""
+from __future__ import annotations
+
+from .api import Connector
+from .decisions import (ConnectorError, DecisionClient, DecisionResult, DecisionUnavailable, InProcessClient,
+                        Obligation, PolicyDenied, RemoteClient, UnsupportedObligation)
+from .gate import Applied
+from .obligations import HANDLERS, ORDER, ObligationFailed
+from .store import Store
+
+__all__ = [
+    "Applied", "Connector", "ConnectorError", "DecisionClient", "DecisionResult", "DecisionUnavailable",
+    "HANDLERS", "InProcessClient", "ORDER", "Obligation", "ObligationFailed", "PolicyDenied", "RemoteClient",
+    "Store", "UnsupportedObligation",
+]

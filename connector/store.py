@@ -1,0 +1,473 @@
+"""The order store: the CRM and ERP records the connector's guarded mutations touch.
+
+Own metadata (``Base.metadata``); every table is prefixed ``crm_`` or ``erp_`` so it never clashes
+with the service's tables when both live in one database. Amounts are integer cents and quantities
+integers (no Decimal: SQLite has no native decimal type).
+
+Every row that a guarded mutation creates or changes gets the mutation's ``decision_id`` (set by a
+``before_flush`` hook from ``session.info["decision_id"]``); ``erp_applied_mutations`` keeps one row
+per applied mutation with its decision, obligations and effects (deleted rows are named there).
+
+Cross-company links (intercompany purchase order → original sales order, IC lines → original
+lines) are plain columns without foreign keys: in AX they are references between companies, and an
+external-vendor purchase order must never be touched by a change of the original order.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the connector's own metadata."""
+
+
+def _decision_col() -> Mapped[str | None]:
+    return mapped_column(sa.String(40), nullable=True)
+
+
+# --------------------------------------------------------------------------- configuration
+
+class SystemSetting(Base):
+    """Configuration of a source system (``context.organization`` / ``context.settings`` facts)."""
+    __tablename__ = "crm_system_settings"
+    system: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
+    value: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+class User(Base):
+    """The acting principal (``subject`` facts)."""
+    __tablename__ = "crm_users"
+    name: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
+    is_integration_user: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    permitted_functions: Mapped[list] = mapped_column(sa.JSON, default=list)
+    has_financial_function_access: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+# --------------------------------------------------------------------------- ERP customers (QAD)
+
+class BlockedCode(Base):
+    """Blocked Transaction Maintenance (2.23.1): a code and the transactions it blocks."""
+    __tablename__ = "erp_blocked_codes"
+    code: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    transactions: Mapped[list] = mapped_column(sa.JSON, default=list)
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+class Customer(Base):
+    __tablename__ = "erp_customers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(30), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    sold_to_address: Mapped[str] = mapped_column(sa.String(200), default="")
+    bill_to_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    ship_to_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    assigned_bill_to: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    blocked_code: Mapped[str | None] = mapped_column(sa.ForeignKey("erp_blocked_codes.code"), nullable=True)
+    credit_hold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    has_operational_data: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    is_set_up: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    credit_terms: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    credit_limit_cents: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    language: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    taxable: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+
+    blocked: Mapped[BlockedCode | None] = relationship()
+    ship_tos: Mapped[list["CustomerShipTo"]] = relationship(
+        back_populates="customer", order_by="CustomerShipTo.code", cascade="all, delete-orphan")
+
+
+class CustomerShipTo(Base):
+    __tablename__ = "erp_customer_ship_tos"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_customers.id"))
+    code: Mapped[str] = mapped_column(sa.String(30))
+    address: Mapped[str] = mapped_column(sa.String(200), default="")
+    decision_id: Mapped[str | None] = _decision_col()
+    customer: Mapped[Customer] = relationship(back_populates="ship_tos")
+    __table_args__ = (sa.UniqueConstraint("customer_id", "code"),)
+
+
+class SalesQuoteTemplate(Base):
+    """QAD CRM sales quote template of a domain: fields not maintained on the opportunity."""
+    __tablename__ = "erp_sales_quote_templates"
+    domain: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
+    site: Mapped[str] = mapped_column(sa.String(20))
+    credit_terms: Mapped[str] = mapped_column(sa.String(20))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+# --------------------------------------------------------------------------- CRM
+
+class Account(Base):
+    """A CRM profile (QAD CRM / Autotask / D365 account); linked to its ERP customer by code."""
+    __tablename__ = "crm_accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    address: Mapped[str] = mapped_column(sa.String(200), default="")
+    erp_customer_code: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+class Opportunity(Base):
+    __tablename__ = "crm_opportunities"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system: Mapped[str] = mapped_column(sa.String(20))
+    name: Mapped[str] = mapped_column(sa.String(100))
+    account_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_accounts.id"), nullable=True)
+    domain: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    stage: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)          # qad_crm
+    status: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)         # autotask
+    order_sent_to_erp: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    sales_order_previously_generated: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    reference: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+    requested_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    description: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    site: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    credit_terms: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)                  # d365
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)   # computed | skipped
+    decision_id: Mapped[str | None] = _decision_col()
+
+    account: Mapped[Account | None] = relationship()
+    lines: Mapped[list["OpportunityLine"]] = relationship(
+        back_populates="opportunity", order_by="OpportunityLine.line_no", cascade="all, delete-orphan")
+    quotes: Mapped[list["Quote"]] = relationship(
+        back_populates="opportunity", order_by="Quote.id", cascade="all, delete-orphan")
+
+
+class OpportunityLine(Base):
+    __tablename__ = "crm_opportunity_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opportunity_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_opportunities.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    selected: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    decision_id: Mapped[str | None] = _decision_col()
+    opportunity: Mapped[Opportunity] = relationship(back_populates="lines")
+
+
+class Quote(Base):
+    __tablename__ = "crm_quotes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    is_primary: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    opportunity: Mapped[Opportunity | None] = relationship(back_populates="quotes")
+    lines: Mapped[list["QuoteLine"]] = relationship(
+        back_populates="quote", order_by="QuoteLine.line_no", cascade="all, delete-orphan")
+
+
+class QuoteLine(Base):
+    __tablename__ = "crm_quote_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    quote_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_quotes.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    item: Mapped[str] = mapped_column(sa.String(40))
+    item_type: Mapped[str] = mapped_column(sa.String(20), default="product")  # product | service | ...
+    converted_to_billing_item: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    quote: Mapped[Quote] = relationship(back_populates="lines")
+
+
+class CrmSalesOrder(Base):
+    """A CRM-side sales order (Dynamics 365 Sales ``salesorder``, Autotask sales order)."""
+    __tablename__ = "crm_sales_orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system: Mapped[str] = mapped_column(sa.String(20))
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
+    quote_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_quotes.id"), nullable=True)
+    statecode: Mapped[str] = mapped_column(sa.String(20), default="active")
+    statuscode: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    read_only: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_by_integration_user: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    submitted_by_integration_user: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    lines: Mapped[list["CrmSalesOrderLine"]] = relationship(
+        back_populates="order", order_by="CrmSalesOrderLine.line_no", cascade="all, delete-orphan")
+
+
+class CrmSalesOrderLine(Base):
+    __tablename__ = "crm_sales_order_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_sales_orders.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    order: Mapped[CrmSalesOrder] = relationship(back_populates="lines")
+
+
+class Invoice(Base):
+    __tablename__ = "crm_invoices"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sales_order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_sales_orders.id"), nullable=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    lines: Mapped[list["InvoiceLine"]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.line_no", cascade="all, delete-orphan")
+
+
+class InvoiceLine(Base):
+    __tablename__ = "crm_invoice_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_invoices.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+# --------------------------------------------------------------------------- ERP orders
+
+class ErpSalesQuote(Base):
+    __tablename__ = "erp_sales_quotes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str | None] = mapped_column(sa.String(30), unique=True, nullable=True)
+    customer_code: Mapped[str] = mapped_column(sa.String(30))
+    opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
+    line_items: Mapped[list] = mapped_column(sa.JSON, default=list)
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+class SalesOrder(Base):
+    """An ERP sales order (QAD EA, Dynamics AX original order)."""
+    __tablename__ = "erp_sales_orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system: Mapped[str] = mapped_column(sa.String(20))
+    number: Mapped[str | None] = mapped_column(sa.String(30), unique=True, nullable=True)
+    customer_code: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)   # sold-to
+    opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
+    bill_to: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    ship_to: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    ship_to_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    site: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    credit_terms: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
+    currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
+    language: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    taxable: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+    tax_source: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+    action_status: Mapped[str] = mapped_column(sa.String(10), default="")
+    shipped: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    erp_invoiced: Mapped[bool] = mapped_column(sa.Boolean, default=False)              # ERP "order invoiced" event seen
+    invoice_status: Mapped[str] = mapped_column(sa.String(20), default="not_invoiced")
+    requested_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    # Dynamics AX intercompany
+    is_intercompany_original: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    document_status: Mapped[str] = mapped_column(sa.String(20), default="none")
+    direct_delivery: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    decision_id: Mapped[str | None] = _decision_col()
+    lines: Mapped[list["SalesOrderLine"]] = relationship(
+        back_populates="order", order_by="SalesOrderLine.line_no", cascade="all, delete-orphan")
+
+
+class SalesOrderLine(Base):
+    __tablename__ = "erp_sales_order_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_sales_orders.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    crm_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)      # CRM opportunity line
+    linked_po_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # AX purchase line
+    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")        # none | direct_delivery
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    order: Mapped[SalesOrder] = relationship(back_populates="lines")
+
+
+class PurchaseOrder(Base):
+    """An AX purchase order: ``vendor_type`` intercompany (the chain) or external_vendor."""
+    __tablename__ = "erp_purchase_orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(30), unique=True)
+    vendor_type: Mapped[str] = mapped_column(sa.String(20))
+    vendor: Mapped[str] = mapped_column(sa.String(40), default="")
+    original_sales_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    standard_delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    decision_id: Mapped[str | None] = _decision_col()
+    lines: Mapped[list["PurchaseOrderLine"]] = relationship(
+        back_populates="order", order_by="PurchaseOrderLine.line_no", cascade="all, delete-orphan")
+
+
+class PurchaseOrderLine(Base):
+    __tablename__ = "erp_purchase_order_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_purchase_orders.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    original_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    origin: Mapped[str] = mapped_column(sa.String(10), default="derived")             # derived | source
+    line_status: Mapped[str] = mapped_column(sa.String(30), default="none")
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    order: Mapped[PurchaseOrder] = relationship(back_populates="lines")
+
+
+class IntercompanySalesOrder(Base):
+    """The sales order of the vendor company of the chain (mirrors the intercompany PO)."""
+    __tablename__ = "erp_intercompany_sales_orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(sa.String(30), unique=True)
+    original_sales_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    purchase_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    decision_id: Mapped[str | None] = _decision_col()
+    lines: Mapped[list["IntercompanySalesOrderLine"]] = relationship(
+        back_populates="order", order_by="IntercompanySalesOrderLine.line_no", cascade="all, delete-orphan")
+
+
+class IntercompanySalesOrderLine(Base):
+    __tablename__ = "erp_intercompany_sales_order_lines"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_intercompany_sales_orders.id"))
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    original_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    origin: Mapped[str] = mapped_column(sa.String(10), default="derived")
+    line_status: Mapped[str] = mapped_column(sa.String(30), default="none")
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+    order: Mapped[IntercompanySalesOrder] = relationship(back_populates="lines")
+
+
+class Note(Base):
+    """A note on a document (header or line); copies on IC documents point at their source note."""
+    __tablename__ = "erp_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_type: Mapped[str] = mapped_column(sa.String(30))   # sales_order | purchase_order | intercompany_sales_order
+    document_number: Mapped[str] = mapped_column(sa.String(30))
+    line_no: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    attached_to: Mapped[str] = mapped_column(sa.String(10), default="header")
+    text: Mapped[str] = mapped_column(sa.Text)
+    source_note_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    decision_id: Mapped[str | None] = _decision_col()
+
+
+# --------------------------------------------------------------------------- audit
+
+class AppliedMutation(Base):
+    """One row per applied guarded mutation: the decision that allowed it and what it did."""
+    __tablename__ = "erp_applied_mutations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    decision_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    system: Mapped[str] = mapped_column(sa.String(20))
+    action: Mapped[str] = mapped_column(sa.String(60))
+    target: Mapped[str] = mapped_column(sa.String(100))
+    policy_version: Mapped[str | None] = mapped_column(sa.String(80), nullable=True)
+    rules: Mapped[list] = mapped_column(sa.JSON)
+    obligations: Mapped[list] = mapped_column(sa.JSON)
+    effects: Mapped[list] = mapped_column(sa.JSON)
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_decision_id(session: Session, flush_context, instances) -> None:
+    decision_id = session.info.get("decision_id")
+    if not decision_id:
+        return
+    for obj in list(session.new) + list(session.dirty):
+        if hasattr(obj, "decision_id") and not isinstance(obj, AppliedMutation):
+            if obj in session.dirty and not session.is_modified(obj, include_collections=False):
+                continue
+            obj.decision_id = decision_id
+
+
+# --------------------------------------------------------------------------- the store
+
+class Store:
+    """An order store on one database URL (SQLite file by default, PostgreSQL by URL)."""
+
+    def __init__(self, url: str, *, create: bool = True, **engine_kw: Any) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url, **engine_kw)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            Base.metadata.create_all(self.engine)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits at the end of the block, or rolls back on any exception."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def snapshot(self) -> dict[str, list[tuple]]:
+        """Every row of every connector table, ordered by primary key (for before/after comparisons)."""
+        out: dict[str, list[tuple]] = {}
+        with self.engine.connect() as conn:
+            for table in Base.metadata.sorted_tables:
+                order = list(table.primary_key.columns)
+                out[table.name] = [tuple(row) for row in conn.execute(sa.select(table).order_by(*order))]
+        return out
+
+    def dispose(self) -> None:
+        self.engine.dispose()
