@@ -48,11 +48,12 @@ def normalize_time(value: Any, what: str = "time") -> str:
     return format_time(parsed)
 
 
-def _check_json(value: Any, what: str) -> None:
+def _snapshot(value: Any, what: str) -> Any:
     try:
-        canonical_json(value)
-    except (TypeError, ValueError) as exc:
+        text = canonical_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
+    return json.loads(text)
 
 
 def normalize_record(record: Any) -> dict[str, Any]:
@@ -80,15 +81,14 @@ def normalize_record(record: Any) -> dict[str, Any]:
     rules = result.get("rules", [])
     if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) for r in rules):
         raise InvalidInput("result.rules must be a list of rule ids")
-    _check_json(record["input"], "input")
-    _check_json(result, "result")
-    # a JSON round trip makes the stored form exactly what we hash (tuples become lists, ...)
+    # a JSON round trip snapshots the record (the caller may reuse its dicts) and makes the stored
+    # form exactly what is hashed (tuples become lists, ...)
     return {
         "decision_id": did,
         "time": normalize_time(record["time"]),
         "action": action,
-        "input": json.loads(canonical_json(record["input"])),
-        "result": json.loads(canonical_json(result)),
+        "input": _snapshot(record["input"], "input"),
+        "result": _snapshot(result, "result"),
         "policy_version": version,
     }
 
