@@ -1,0 +1,81 @@
+"""The served OpenAPI document is true: every route is documented, every documented path exists."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from api import create_app
+from api.errors import DECISION_STATUS, ERRORS
+from api.testing import SHOP, test_config, write_rules
+
+DOCUMENT = Path(__file__).resolve().parent.parent / "api" / "openapi.yaml"
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("openapi")
+    app = create_app(test_config(f"sqlite:///{folder / 'db.sqlite'}", write_rules(folder / "rules", SHOP)))
+    yield app
+    app.extensions["ordergate"].close()
+
+
+def _routes(app) -> set[tuple[str, str]]:
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((path, method.lower()))
+    return routes
+
+
+def _documented(document) -> set[tuple[str, str]]:
+    return {(path, method) for path, item in document["paths"].items() for method in item if method in METHODS}
+
+
+def test_every_route_is_documented_and_every_documented_operation_exists(app):
+    document = yaml.safe_load(DOCUMENT.read_text())
+    routes, documented = _routes(app), _documented(document)
+    # path parameter names may differ between Flask and the document; compare the shapes
+    shape = lambda pairs: {(re.sub(r"\{[^}]+\}", "{}", p), m) for p, m in pairs}  # noqa: E731
+    assert shape(routes) - shape(documented) == set(), "routes missing from api/openapi.yaml"
+    assert shape(documented) - shape(routes) == set(), "documented operations that do not exist"
+    assert len(routes) == len(documented)
+
+
+def test_the_document_is_openapi_3_1_and_served(app):
+    client = app.test_client()
+    served = client.get("/openapi.json").get_json()
+    assert served == yaml.safe_load(DOCUMENT.read_text())
+    assert served["openapi"].startswith("3.1")
+    assert client.get("/openapi.yaml").get_data(as_text=True) == DOCUMENT.read_text()
+
+
+def test_every_reference_resolves_and_every_error_code_is_documented():
+    text = DOCUMENT.read_text()
+    document = yaml.safe_load(text)
+    for ref in set(re.findall(r'\$ref: "#/([^"]+)"', text)):
+        node = document
+        for part in ref.split("/"):
+            assert part in node, f"unresolved $ref #/{ref}"
+            node = node[part]
+    error_codes = document["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    assert set(error_codes) == set(ERRORS)
+    decision_codes = (document["components"]["schemas"]["Decision"]["properties"]["error"]["oneOf"][1]
+                      ["properties"]["code"]["enum"])
+    assert set(decision_codes) == {c for c in DECISION_STATUS if c is not None}
+
+
+def test_every_operation_documents_its_error_statuses(app):
+    document = yaml.safe_load(DOCUMENT.read_text())
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            statuses = set(operation["responses"])
+            if operation.get("security") != []:
+                assert {"401", "403"} <= statuses, f"{method} {path} does not document 401/403"
+            assert any(s.startswith("2") for s in statuses), f"{method} {path} has no success response"
