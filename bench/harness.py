@@ -1,0 +1,164 @@
+"""Timing, memory and table printing shared by the benchmarks.
+
+Method (same as shared/research/peer-engines.md, so figures can be compared):
+
+* every case is a one-argument callable; the inputs are prepared before timing;
+* **batch timing**: one `perf_counter_ns` pair around a batch of inputs; "median" and "p99 (batch)"
+  are over the per-batch means per decision (the timer costs nothing per decision);
+* **per-call timing**: each call timed on its own; p50/p99 over single decisions (each includes
+  about 0.05-0.1 µs of timer and loop, see the no-op row);
+* a warm-up batch per case, then `rounds` rounds that **interleave** the cases (their order
+  rotates every round) so that drifting background load hits all of them alike; GC stays on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+perf = time.perf_counter_ns
+
+
+@dataclass
+class Stats:
+    name: str
+    batch_means: list = field(default_factory=list)   # ns per decision, one per batch
+    calls: list = field(default_factory=list)         # ns, one per timed call
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.batch_means) / 1000
+
+    @property
+    def p99_batch(self) -> float:
+        return percentile(self.batch_means, 99) / 1000
+
+    @property
+    def p50_call(self) -> float:
+        return percentile(self.calls, 50) / 1000
+
+    @property
+    def p99_call(self) -> float:
+        return percentile(self.calls, 99) / 1000
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def noop(_x: Any) -> None:
+    return None
+
+
+def measure(cases: dict[str, Callable[[Any], Any]], inputs: Sequence[Any], *, rounds: int = 3,
+            budget: float = 1.0, batch: int | None = None, min_batches: int = 3,
+            progress: Callable[[str], None] | None = None) -> dict[str, Stats]:
+    """Time every case on `inputs`, interleaved over `rounds`; `budget` seconds per case in all.
+
+    Half of each round's share goes to batches, half to per-call timing. A batch is `batch`
+    inputs (default: all of them), taken cyclically from `inputs`, so every case sees the same
+    inputs in the same order.
+    """
+    inputs = list(inputs)
+    size = batch or len(inputs)
+    batches = [[inputs[(b * size + i) % len(inputs)] for i in range(size)]
+               for b in range(max(1, len(inputs) // size))]
+    stats = {name: Stats(name) for name in cases}
+    for fn in cases.values():  # warm-up: one batch each (caches, lazy imports, JIT-less but allocator)
+        for x in batches[0]:
+            fn(x)
+    share = budget / rounds / 2
+    names = list(cases)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            fn, st = cases[name], stats[name]
+            deadline, n, b = perf() + share * 1e9, 0, r
+            while n < min_batches or perf() < deadline:
+                xs = batches[b % len(batches)]
+                t0 = perf()
+                for x in xs:
+                    fn(x)
+                st.batch_means.append((perf() - t0) / len(xs))
+                n, b = n + 1, b + 1
+            deadline, calls = perf() + share * 1e9, st.calls
+            while True:
+                for x in batches[b % len(batches)]:
+                    t0 = perf()
+                    fn(x)
+                    calls.append(perf() - t0)
+                b += 1
+                if perf() >= deadline:
+                    break
+            if progress:
+                progress(f"round {r + 1}/{rounds} {name}: {st.median:.2f} µs")
+    return stats
+
+
+def fmt(x: float) -> str:
+    if x != x:  # nan
+        return "-"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def ratio(x: float, ref: float) -> str:
+    if not ref or x != x or ref != ref:
+        return "-"
+    r = x / ref
+    return f"{r:,.0f}×" if r >= 100 else f"{r:.1f}×" if r >= 10 else f"{r:.2f}×"
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def machine_line() -> str:
+    load = os.getloadavg()
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; "
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+            f"CPython {sys.version.split()[0]}")
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (psutil when installed, else /proc)."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss
+    except ImportError:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_child(script: str, args: Sequence[str], timeout: float) -> dict:
+    """Run `python script --child ARGS...` and return the JSON object of its last output line.
+
+    Compile time and memory are measured in a fresh process each, so that one engine's
+    allocations and imports do not count against another's.
+    """
+    try:
+        proc = subprocess.run([sys.executable, script, "--child", *args], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout:.0f} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {proc.returncode}: {tail[:200]}"}
+    return json.loads(lines[-1])
