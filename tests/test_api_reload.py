@@ -1,0 +1,149 @@
+"""Hot reload under load, replicas following activations, and readiness when the database is down."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from api import create_app
+from api.testing import ALLOWED, SHOP, SHOP_V2, test_config, write_rules
+
+#: the obligation each version gives ALLOWED: a mix would mean a half-loaded version answered
+OBLIGATION = {"v1": "notify", "v2": "audit_trail"}
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+@pytest.fixture
+def rules(tmp_path):
+    return write_rules(tmp_path / "rules", SHOP)
+
+
+def test_activation_flips_under_load_fail_no_request(db_url, rules):
+    from store import Store
+
+    app = create_app(test_config(db_url, rules, watch_interval=0.05))
+    admin = Store(db_url)  # another replica's view of the same database: activations come from outside
+    try:
+        v1 = app.extensions["ordergate"].active_version_id
+        v2 = admin.publish(SHOP_V2, author="test", message="v2", activate=False).id
+        names = {v1: "v1", v2: "v2"}
+        stop = threading.Event()
+        answers: list[tuple[int, str, list]] = []
+        failures: list[str] = []
+
+        def hammer() -> None:
+            client = app.test_client()
+            while not stop.is_set():
+                try:
+                    response = client.post("/v1/decisions", json=ALLOWED)
+                    body = response.get_json()
+                    answers.append((response.status_code, body["policy_version"], body["obligations"]))
+                except Exception as exc:  # a failed request is what this test looks for
+                    failures.append(repr(exc))
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        seen = set()
+        for flip in range(8):
+            target = v2 if flip % 2 == 0 else v1
+            admin.activate(target, actor="test", reason=f"flip {flip}")
+            assert _wait_for(lambda: app.extensions["ordergate"].active_version_id == target), f"flip {flip} not seen"
+            seen.add(target)
+            time.sleep(0.05)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert len(answers) > 50
+        assert seen == {v1, v2}
+        assert {status for status, _, _ in answers} == {200}
+        assert {version for _, version, _ in answers} == {v1, v2}
+        for _, version, obligations in answers:
+            assert obligations == [{"name": OBLIGATION[names[version]], "params": {}}]
+    finally:
+        app.extensions["ordergate"].close()
+        admin.dispose()
+
+
+def test_a_replica_follows_an_activation_made_through_another(db_url, rules):
+    first = create_app(test_config(db_url, rules))
+    second = create_app(test_config(db_url, rules))
+    try:
+        one, two = first.test_client(), second.test_client()
+        v1 = one.get("/v1/versions").get_json()["active"]
+        assert two.get("/v1/versions").get_json()["active"] == v1  # the second did not publish again
+        published = one.post("/v1/versions", json={"files": SHOP_V2, "message": "v2"}).get_json()
+        assert _wait_for(lambda: two.post("/v1/decisions", json=ALLOWED).get_json()["policy_version"] == published["id"])
+        one.post(f"/v1/versions/{v1}/activate", json={"reason": "rollback"})
+        assert _wait_for(lambda: two.get("/readyz").get_json()["policy_version"] == v1)
+    finally:
+        first.extensions["ordergate"].close()
+        second.extensions["ordergate"].close()
+
+
+def test_readiness_is_503_and_decisions_fail_closed_when_the_database_is_down(rules):
+    dead = "postgresql+psycopg://postgres@127.0.0.1:9/ordergate?connect_timeout=2"  # discard port: nobody listens
+    started = time.monotonic()
+    app = create_app(test_config(dead, rules, startup_retry_interval=30))
+    try:
+        assert time.monotonic() - started < 10
+        client = app.test_client()
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        body = ready.get_json()
+        assert body["status"] == "not_ready" and body["policy_version"] is None
+        assert any("store does not answer" in p for p in body["problems"])
+        assert any("no policy version loaded" in p for p in body["problems"])
+        decision = client.post("/v1/decisions", json=ALLOWED)
+        assert decision.status_code == 503
+        answer = decision.get_json()
+        assert answer["allow"] is False and answer["error"]["code"] == "no_policy_loaded"
+        versions = client.get("/v1/versions")
+        assert versions.status_code == 503
+        assert versions.get_json()["error"]["code"] == "store_unavailable"
+    finally:
+        app.extensions["ordergate"].close()
+
+
+def test_the_service_comes_up_when_the_database_comes_back(tmp_path, rules):
+    """Start-up against a database that fails, then recovers: the retry loop loads the version."""
+    from store import Store, StoreError
+
+    real = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    down = threading.Event()
+    down.set()
+
+    class Flaky:
+        def __getattr__(self, name):
+            attribute = getattr(real, name)
+            if not callable(attribute):
+                return attribute
+
+            def call(*args, **kwargs):
+                if down.is_set():
+                    raise StoreError("database unavailable (test)")
+                return attribute(*args, **kwargs)
+            return call
+
+    app = create_app(test_config("sqlite://", rules, store=Flaky(), startup_retry_interval=0.05))
+    try:
+        client = app.test_client()
+        assert client.get("/readyz").status_code == 503
+        assert client.post("/v1/decisions", json=ALLOWED).get_json()["allow"] is False
+        down.clear()
+        assert _wait_for(lambda: client.get("/readyz").status_code == 200)
+        assert client.post("/v1/decisions", json=ALLOWED).get_json()["allow"] is True
+    finally:
+        app.extensions["ordergate"].close()
+        real.dispose()
