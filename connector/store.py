@@ -446,6 +446,9 @@ class Store:
 
     def __init__(self, url: str, *, create: bool = True, **engine_kw: Any) -> None:
         self.url = url
+        if url in ("sqlite://", "sqlite:///:memory:") and not engine_kw:
+            # one shared in-memory database for every thread (the correlator runs on its own)
+            engine_kw = {"poolclass": sa.pool.StaticPool, "connect_args": {"check_same_thread": False}}
         self.engine = sa.create_engine(url, **engine_kw)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if create:
