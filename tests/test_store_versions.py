@@ -208,3 +208,35 @@ def test_bad_urls_and_an_unreachable_database_raise_store_error(tmp_path):
     with pytest.raises(StoreError):
         down.active_version_id()
     down.dispose()
+
+
+def test_the_schema_module_matches_the_migrations(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from store.schema import metadata
+
+    s = Store(db_url)
+    s.migrate()
+    with s.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    s.dispose()
+    assert diff == []
+
+
+def test_a_copy_of_the_shipped_rules_with_typos_is_rejected_with_every_location(store, rules_dir):
+    v1 = store.publish(mini_rules(), author="ana", message="v1")
+    before = _snapshot(store)
+    files = engine.read_folder(rules_dir)
+    rule_files = sorted(p for p in files if not p.startswith("tests/"))
+    assert len(rule_files) >= 2
+    first, second = rule_files[0], rule_files[1]
+    assert "says:" in files[first] and "says:" in files[second]
+    files[first] = files[first].replace("says:", "sayz:", 1)      # an unknown field
+    files[second] = files[second].replace("says:", "sayz:", 1)
+    with pytest.raises(PublishRejected) as info:
+        store.publish(files, author="ana", message="typos")
+    located = {e["location"].split(":")[0] for e in info.value.errors if e["location"]}
+    assert {first, second} <= located
+    assert all(e["code"] and e["message"] for e in info.value.errors)
+    assert _snapshot(store) == before and store.active_version_id() == v1.id
