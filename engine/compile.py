@@ -16,6 +16,7 @@ from .conditions import Compiler, Fact, reads_for
 from .errors import Location, PolicyError, did_you_mean
 from .evaluate import (ActionPlan, Effect, FactRead, Guard, ObligationUse, PolicySet, RowTable,
                        RuleInfo, canonical_json)
+from .codegen import generate
 from .load import LoadedFile
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
@@ -475,8 +476,8 @@ class SystemBuilder:
             used |= wused
         other_uses, other_used = outcomes[otherwise]
         self.check_reads(rid, used | other_used, [action], cpath)
-        from .conditions import _any
-        cond = conds[0] if len(conds) == 1 else _any(conds)
+        from .conditions import _any, _tag
+        cond = conds[0] if len(conds) == 1 else _tag(_any(conds), ("any", tuple(f.ir for f in conds)))
         return Effect(rid, says, None, ((cond, uses),), other_uses)
 
     def build_rows(self, table: dict, path: tuple, header: list, outcomes: dict) -> None:
@@ -586,10 +587,11 @@ class SystemBuilder:
                     if cond is None or missing:
                         continue
                     conditional.append((fname, used, FactRead(fact.slot, fact.path, fact.dotted, fact.type.checker,
-                                                              "conditional", default, cond, fact.type.describe())))
+                                                              "conditional", default, cond, fact.type.describe(),
+                                                              fact.type)))
                     continue
                 reads.append(FactRead(fact.slot, fact.path, fact.dotted, fact.type.checker, mode, default, None,
-                                      fact.type.describe()))
+                                      fact.type.describe(), fact.type))
             # conditional facts after the facts their condition reads
             placed = {self.facts[n].name for n, (m, _) in modes.items() if not (isinstance(m, dict) and "required_when" in m)}
             pending = list(conditional)
@@ -667,4 +669,6 @@ def compile_documents(files: list[LoadedFile], docs: list[tuple[LoadedFile, int,
         return None
     content = {f.path: f.documents for f in files}
     version = "sha256:" + hashlib.sha256(canonical_json(content).encode()).hexdigest()
+    systems = {name: {action: plan._replace(fn=generate(plan, version)) for action, plan in plans.items()}
+               for name, plans in systems.items()}
     return PolicySet(version, systems, tuple(infos), catalogue)

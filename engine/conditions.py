@@ -99,7 +99,7 @@ class Compiler:
     def condition(self, cond: Any, path: tuple, used: set[str]) -> Cond | None:
         """Compile a condition mapping; ``used`` collects the fact names it reads."""
         if cond == "always":
-            return _always
+            return _tag(_always, ("always",))
         if not isinstance(cond, dict) or not cond:
             self.error("compile_bad_test", "a condition must be a non-empty mapping of facts to tests", path)
             return None
@@ -116,13 +116,14 @@ class Compiler:
                 if any(c is None for c in inner):
                     ok = False
                     continue
-                parts.append(_all(inner) if key == "all" else _any(inner))
+                parts.append(_tag(_all(inner), ("all", tuple(c.ir for c in inner))) if key == "all"
+                             else _tag(_any(inner), ("any", tuple(c.ir for c in inner))))
             elif key == "not":
                 inner = self.condition(spec, sub, used)
                 if inner is None:
                     ok = False
                     continue
-                parts.append(_not(inner))
+                parts.append(_tag(_not(inner), ("not", inner.ir)))
             elif key == "move":
                 fn = self.move(spec, sub, used)
                 if fn is None:
@@ -142,14 +143,14 @@ class Compiler:
                 parts.append(fn)
         if not ok:
             return None
-        return parts[0] if len(parts) == 1 else _all(parts)
+        return parts[0] if len(parts) == 1 else _tag(_all(parts), ("all", tuple(p.ir for p in parts)))
 
     def fact_test(self, fact: Fact, spec: Any, path: tuple, used: set[str]) -> Cond | None:
         test = self.test(spec, fact.type, path, f"fact `{fact.name}`", used)
         if test is None:
             return None
-        fn, words = test
-        return _leaf(fact, fn, words)
+        fn, words, ir = test
+        return _tag(_leaf(fact, fn, words), ("leaf", fact, ir, words))
 
     def test(self, spec: Any, ftype: TypeSpec, path: tuple, what: str, used: set[str]):
         """Compile a test on one value: returns ``(fn(value, vals) -> bool, words)``."""
@@ -161,7 +162,7 @@ class Compiler:
             if not self.literal(spec, ftype, path, what):
                 return None
             value = spec
-            return (lambda v, vals: v == value), show(value)
+            return (lambda v, vals: v == value), show(value), ("eq", value)
         if not spec:
             self.error("compile_bad_test", "an empty test", path)
             return None
@@ -175,7 +176,8 @@ class Compiler:
         if len(tests) == 1:
             return tests[0]
         fns = [t[0] for t in tests]
-        return (lambda v, vals: all(f(v, vals) for f in fns)), " and ".join(t[1] for t in tests)
+        return ((lambda v, vals: all(f(v, vals) for f in fns)), " and ".join(t[1] for t in tests),
+                ("and", tuple(t[2] for t in tests)))
 
     def op(self, op: Any, arg: Any, ftype: TypeSpec, path: tuple, what: str, used: set[str]):
         kind = ftype.kind
@@ -187,8 +189,8 @@ class Compiler:
             if not self.literal(arg, ftype, path, what):
                 return None
             if op == "is":
-                return (lambda v, vals: v == arg), show(arg)
-            return (lambda v, vals: v != arg), f"not {show(arg)}"
+                return (lambda v, vals: v == arg), show(arg), ("eq", arg)
+            return (lambda v, vals: v != arg), f"not {show(arg)}", ("ne", arg)
         if op in ("in", "not_in"):
             if not isinstance(arg, list) or not arg:
                 self.error("compile_bad_test", f"`{op}` takes a non-empty list", path)
@@ -198,21 +200,21 @@ class Compiler:
             options = frozenset(arg)
             words = ", ".join(show(a) for a in arg)
             if op == "in":
-                return (lambda v, vals: v in options), f"one of {words}"
-            return (lambda v, vals: v not in options), f"none of {words}"
+                return (lambda v, vals: v in options), f"one of {words}", ("in", options)
+            return (lambda v, vals: v not in options), f"none of {words}", ("nin", options)
         if op in SCALE_OPS:
             cmp = SCALE_OPS[op]
             if kind == "integer":
                 if type(arg) is not int:
                     self.error("compile_bad_value", f"`{op}` on {what} needs a whole number, not `{arg}`", path)
                     return None
-                return (lambda v, vals: cmp(v, arg)), f"{OP_WORDS[op][3:]} {arg}"
+                return (lambda v, vals: cmp(v, arg)), f"{OP_WORDS[op][3:]} {arg}", ("cmp", op, arg)
             if kind == "enum" and ftype.scale is not None:
                 if not self.literal(arg, ftype, path, what):
                     return None
                 rank = ftype.scale.rank
                 limit = rank[arg]
-                return (lambda v, vals: cmp(rank[v], limit)), f"{OP_WORDS[op][3:]} {show(arg)}"
+                return (lambda v, vals: cmp(rank[v], limit)), f"{OP_WORDS[op][3:]} {show(arg)}", ("rank", op, rank, limit)
             self.error("compile_bad_test", f"`{op}` needs a number or a value on a scale, but {what} is {ftype.describe()}",
                        path, "declare the fact with `scale:` to compare statuses by rank" if kind == "enum" else None)
             return None
@@ -223,8 +225,8 @@ class Compiler:
             if not self.literal(arg, ftype.items, path, f"the elements of {what}"):
                 return None
             if op == "contains":
-                return (lambda v, vals: arg in v), f"contains {show(arg)}"
-            return (lambda v, vals: arg not in v), f"does not contain {show(arg)}"
+                return (lambda v, vals: arg in v), f"contains {show(arg)}", ("contains", arg)
+            return (lambda v, vals: arg not in v), f"does not contain {show(arg)}", ("lacks", arg)
         if op in ("some", "every"):
             if kind != "list" or ftype.items is None:
                 self.error("compile_bad_test", f"`{op}` needs a list, but {what} is {ftype.describe()}", path)
@@ -232,10 +234,10 @@ class Compiler:
             inner = self.test(arg, ftype.items, path, f"the elements of {what}", used)
             if inner is None:
                 return None
-            fn, words = inner
+            fn, words, iir = inner
             if op == "some":
-                return (lambda v, vals: any(fn(x, vals) for x in v)), f"has some element that {words}"
-            return (lambda v, vals: all(fn(x, vals) for x in v)), f"has every element that {words}"
+                return (lambda v, vals: any(fn(x, vals) for x in v)), f"has some element {words}", ("some", iir)
+            return (lambda v, vals: all(fn(x, vals) for x in v)), f"has every element {words}", ("every", iir)
         if op in ("empty", "entered"):
             if not isinstance(arg, bool):
                 self.error("compile_bad_value", f"`{op}` takes `true` or `false`", path)
@@ -244,9 +246,9 @@ class Compiler:
                 if kind not in ("list", "map"):
                     self.error("compile_bad_test", f"`empty` needs a list, but {what} is {ftype.describe()}", path)
                     return None
-                return (lambda v, vals: (len(v) == 0) == arg), "empty" if arg else "not empty"
+                return (lambda v, vals: (len(v) == 0) == arg), "empty" if arg else "not empty", ("empty", arg)
             return ((lambda v, vals: (v is not None and v != "") == arg),
-                    "entered" if arg else "not entered")
+                    "entered" if arg else "not entered", ("entered", arg))
         # equals_fact / in_fact
         other = self.fact(arg, path)
         if other is None:
@@ -254,11 +256,11 @@ class Compiler:
         used.add(other.name)
         slot = other.slot
         if op == "equals_fact":
-            return (lambda v, vals: _read(vals, other) == v), f"equal to {other.says or other.name}"
+            return (lambda v, vals: _read(vals, other) == v), f"equal to {other.says or other.name}", ("eqfact", other)
         if other.type.kind != "list":
             self.error("compile_bad_test", f"`in_fact` needs a list fact, but `{other.name}` is {other.type.describe()}", path)
             return None
-        return (lambda v, vals: v in _read(vals, other)), f"listed in {other.says or other.name}"
+        return (lambda v, vals: v in _read(vals, other)), f"listed in {other.says or other.name}", ("infact", other)
 
     def move(self, spec: Any, path: tuple, used: set[str]) -> Cond | None:
         if not isinstance(spec, dict) or not {"from", "to", "graph"} <= set(spec):
@@ -313,7 +315,13 @@ class Compiler:
                 tr.append({"fact": src.name, "path": src.dotted, "test": "move", "value": [a, b],
                            "held": r, "says": f"the move from {show(a)} to {show(b)} is permitted: {why}"})
             return r
-        return permitted
+        return _tag(permitted, ("move", src, dst, gfact, inline, allow_unlisted, permitted))
+
+
+def _tag(fn, ir):
+    """Attach the condition's tree to its closure: the code generator reads the tree."""
+    fn.ir = ir
+    return fn
 
 
 def _read(vals: list, fact: Fact):

@@ -12,7 +12,6 @@ from typing import Any, Callable, NamedTuple
 
 from .conditions import ABSENT, Cond, MissingFact, show
 
-MISSING = object()
 
 
 class Obligation(NamedTuple):
@@ -98,6 +97,7 @@ class ObligationUse:
 
 
 def _collect(uses: tuple, vals: list, tr) -> list:
+    """The obligations of a matched table row (rows are evaluated by closures, see RowTable)."""
     out = []
     for use in uses:
         if use.when is None or use.when(vals, tr):
@@ -112,17 +112,6 @@ class Guard:
     def __init__(self, id: str, says: str, when: Cond | None, deny: Cond):
         self.id, self.says, self.when, self.deny = id, says, when, deny
 
-    def run(self, vals, tr, denied, fired):
-        sub = [] if tr is not None else None
-        applies = self.when is None or self.when(vals, sub)
-        hit = applies and self.deny(vals, sub)
-        if hit:
-            denied.append(self.id)
-        if tr is not None:
-            tr.append({"rule": self.id, "kind": "guard", "says": self.says,
-                       "outcome": "denied" if hit else ("passed" if applies else "not applicable"),
-                       "conditions": sub})
-
 
 class Effect:
     """An effect rule (or one cell of an action matrix): fires with obligations."""
@@ -133,24 +122,6 @@ class Effect:
     def __init__(self, id: str, says: str, when: Cond | None, cases: tuple, otherwise: tuple):
         # cases: ((condition, uses), ...) tried in order; otherwise: uses when none holds
         self.id, self.says, self.when, self.cases, self.otherwise = id, says, when, cases, otherwise
-
-    def run(self, vals, tr, denied, fired):
-        sub = [] if tr is not None else None
-        if self.when is not None and not self.when(vals, sub):
-            if tr is not None:
-                tr.append({"rule": self.id, "kind": "effect", "says": self.says,
-                           "outcome": "not applicable", "conditions": sub})
-            return
-        uses = self.otherwise
-        for cond, case_uses in self.cases:
-            if cond(vals, sub):
-                uses = case_uses
-                break
-        obligations = _collect(uses, vals, sub)
-        fired.append((self.id, obligations))
-        if tr is not None:
-            tr.append({"rule": self.id, "kind": "effect", "says": self.says, "outcome": "fired",
-                       "obligations": [o.to_dict() for o, _ in obligations], "conditions": sub})
 
 
 class RowTable:
@@ -206,11 +177,6 @@ class EvaluationError(Exception):
     pass
 
 
-class _BadPath(Exception):
-    def __init__(self, path: str):
-        self.path = path
-
-
 class FactRead(NamedTuple):
     slot: int
     path: tuple
@@ -220,18 +186,7 @@ class FactRead(NamedTuple):
     default: Any
     condition: Cond | None
     expected: str
-
-
-def get_path(data: dict, path: tuple):
-    d = data
-    last = len(path) - 1
-    for i, key in enumerate(path):
-        d = d.get(key, MISSING)
-        if d is MISSING or d is None:
-            return MISSING
-        if i < last and type(d) is not dict:
-            raise _BadPath(".".join(path[: i + 1]))
-    return d
+    ftype: Any = None
 
 
 class ActionPlan(NamedTuple):
@@ -240,6 +195,7 @@ class ActionPlan(NamedTuple):
     reads: tuple          # FactRead, in validation order
     units: tuple          # guards first, then effects and tables
     overrides: dict       # obligation name -> names it overrides (only those that override)
+    fn: Callable | None = None   # the generated decide function (codegen.generate)
 
 
 def _err(code: str, field: str | None, message: str, version: str, trace=None) -> Decision:
@@ -294,63 +250,10 @@ class PolicySet:
             return _err("unknown_action", None, f"action `{action}` is not in the catalogue of `{system}`",
                         version, _t(tr))
 
-        vals = [ABSENT] * plan.size
-        vals[-1] = action
         try:
-            for fr in plan.reads:
-                v = get_path(input, fr.path)
-                if v is MISSING:
-                    if fr.mode == "required" or (fr.mode == "conditional" and fr.condition(vals, None)):
-                        return _err("missing_fact", fr.dotted, f"`{fr.dotted}` is required", version, _t(tr))
-                    if fr.mode == "optional":
-                        vals[fr.slot] = fr.default
-                elif fr.check(v):
-                    vals[fr.slot] = v
-                else:
-                    return _err("invalid_fact", fr.dotted,
-                                f"`{fr.dotted}` must be {fr.expected}, not {show(v) if not isinstance(v, (dict, list)) else type(v).__name__}",
-                                version, _t(tr))
-        except _BadPath as bad:
-            return _err("invalid_fact", bad.path, f"`{bad.path}` must be an object", version, _t(tr))
+            return plan[5](input, tr)  # ActionPlan.fn
         except MissingFact as missing:
             return _err("missing_fact", missing.path, f"`{missing.path}` is required", version, _t(tr))
-
-        denied: list = []
-        fired: list = []
-        try:
-            for unit in plan.units:
-                unit.run(vals, tr, denied, fired)
-        except MissingFact as missing:
-            return _err("missing_fact", missing.path, f"`{missing.path}` is required", version, _t(tr))
-
-        if denied:
-            return Decision(False, (), tuple(denied), None, version, _t(tr))
-        if not fired:
-            return Decision(True, (), (), None, version, _t(tr))
-        return self._allow(plan, fired, version, tr)
-
-    @staticmethod
-    def _allow(plan: ActionPlan, fired: list, version: str, tr) -> Decision:
-        overrides = plan.overrides
-        dropped: set = set()
-        if overrides:
-            present = {o.name for _, obls in fired for o, _ in obls}
-            for name in present:
-                dropped.update(overrides.get(name, ()))
-        rules: list = []
-        obligations: list = []
-        seen: set = set()
-        for rule_id, obls in fired:
-            kept = [(o, k) for o, k in obls if o.name not in dropped] if dropped else obls
-            if obls and not kept:
-                continue  # every obligation of this rule was overridden: it did not decide
-            if rule_id not in rules:
-                rules.append(rule_id)
-            for o, k in kept:
-                if k not in seen:
-                    seen.add(k)
-                    obligations.append(o)
-        return Decision(True, tuple(obligations), tuple(rules), None, version, _t(tr))
 
 
 def _t(tr):

@@ -156,11 +156,11 @@ def test_explain_uses_the_same_decision_and_says_why(mini):
 
 
 def test_an_exception_inside_evaluation_fails_closed(mini, monkeypatch):
-    from engine.evaluate import Effect
+    from engine.evaluate import RowTable
 
     def boom(self, *a):
         raise RuntimeError("boom")
-    monkeypatch.setattr(Effect, "run", boom)
+    monkeypatch.setattr(RowTable, "run", boom)
     d = mini.decide("order.create", req())
     assert d.allow is False and d.error.code == "evaluation_error" and d.rules == () and d.obligations == ()
 
