@@ -213,12 +213,11 @@ class _Host(durable_engine.Host):
         pass
 
     def get_action(self, action_name: str):
-        sink = self._sink
         if action_name == _NOOP:
             return lambda c: None
 
         def action(c) -> None:
-            sink(action_name, c.s.sid)
+            self._sink(action_name, c.s.sid)
         return action
 
 

@@ -38,10 +38,11 @@ def seed_users(s: Session) -> None:
 def seed_d365(s: Session, *, sop: bool = True) -> tuple[int, int]:
     s.add(SystemSetting(system="d365_sales", key="is_sop_integration_enabled", value=sop))
     order = CrmSalesOrder(system="d365_sales", name="Contoso bikes", statecode="active")
-    order.lines = [CrmSalesOrderLine(line_no=1, item="BIKE-1", quantity=2, unit_price_cents=50000),
-                   CrmSalesOrderLine(line_no=2, item="HELMET", quantity=2, unit_price_cents=4000)]
-    quote = Quote(name="Contoso quote")
-    quote.lines = [QuoteLine(line_no=1, item="BIKE-1", quantity=2, unit_price_cents=50000)]
+    order.lines = [CrmSalesOrderLine(line_no=1, item="BIKE-1", quantity=2, unit_price_cents=50000, net_cents=100000),
+                   CrmSalesOrderLine(line_no=2, item="HELMET", quantity=2, unit_price_cents=4000, net_cents=8000)]
+    order.total_cents = 108000
+    quote = Quote(name="Contoso quote", total_cents=100000)
+    quote.lines = [QuoteLine(line_no=1, item="BIKE-1", quantity=2, unit_price_cents=50000, net_cents=100000)]
     s.add_all([order, quote])
     s.flush()
     return order.id, quote.id

@@ -83,9 +83,9 @@ class Customer(Base):
     taxable: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
 
-    blocked: Mapped[BlockedCode | None] = relationship()
+    blocked: Mapped[BlockedCode | None] = relationship(lazy="selectin")
     ship_tos: Mapped[list["CustomerShipTo"]] = relationship(
-        back_populates="customer", order_by="CustomerShipTo.code", cascade="all, delete-orphan")
+        back_populates="customer", order_by="CustomerShipTo.code", cascade="all, delete-orphan", lazy="selectin")
 
 
 class CustomerShipTo(Base):
@@ -95,7 +95,7 @@ class CustomerShipTo(Base):
     code: Mapped[str] = mapped_column(sa.String(30))
     address: Mapped[str] = mapped_column(sa.String(200), default="")
     decision_id: Mapped[str | None] = _decision_col()
-    customer: Mapped[Customer] = relationship(back_populates="ship_tos")
+    customer: Mapped[Customer] = relationship(back_populates="ship_tos", lazy="selectin")
     __table_args__ = (sa.UniqueConstraint("customer_id", "code"),)
 
 
@@ -144,11 +144,11 @@ class Opportunity(Base):
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)   # computed | skipped
     decision_id: Mapped[str | None] = _decision_col()
 
-    account: Mapped[Account | None] = relationship()
+    account: Mapped[Account | None] = relationship(lazy="selectin")
     lines: Mapped[list["OpportunityLine"]] = relationship(
-        back_populates="opportunity", order_by="OpportunityLine.line_no", cascade="all, delete-orphan")
+        back_populates="opportunity", order_by="OpportunityLine.line_no", cascade="all, delete-orphan", lazy="selectin")
     quotes: Mapped[list["Quote"]] = relationship(
-        back_populates="opportunity", order_by="Quote.id", cascade="all, delete-orphan")
+        back_populates="opportunity", order_by="Quote.id", cascade="all, delete-orphan", lazy="selectin")
 
 
 class OpportunityLine(Base):
@@ -165,7 +165,7 @@ class OpportunityLine(Base):
     shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
     invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
     decision_id: Mapped[str | None] = _decision_col()
-    opportunity: Mapped[Opportunity] = relationship(back_populates="lines")
+    opportunity: Mapped[Opportunity] = relationship(back_populates="lines", lazy="selectin")
 
 
 class Quote(Base):
@@ -177,9 +177,9 @@ class Quote(Base):
     total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    opportunity: Mapped[Opportunity | None] = relationship(back_populates="quotes")
+    opportunity: Mapped[Opportunity | None] = relationship(back_populates="quotes", lazy="selectin")
     lines: Mapped[list["QuoteLine"]] = relationship(
-        back_populates="quote", order_by="QuoteLine.line_no", cascade="all, delete-orphan")
+        back_populates="quote", order_by="QuoteLine.line_no", cascade="all, delete-orphan", lazy="selectin")
 
 
 class QuoteLine(Base):
@@ -195,7 +195,7 @@ class QuoteLine(Base):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    quote: Mapped[Quote] = relationship(back_populates="lines")
+    quote: Mapped[Quote] = relationship(back_populates="lines", lazy="selectin")
 
 
 class CrmSalesOrder(Base):
@@ -215,7 +215,7 @@ class CrmSalesOrder(Base):
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
     lines: Mapped[list["CrmSalesOrderLine"]] = relationship(
-        back_populates="order", order_by="CrmSalesOrderLine.line_no", cascade="all, delete-orphan")
+        back_populates="order", order_by="CrmSalesOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
 
 
 class CrmSalesOrderLine(Base):
@@ -229,7 +229,7 @@ class CrmSalesOrderLine(Base):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    order: Mapped[CrmSalesOrder] = relationship(back_populates="lines")
+    order: Mapped[CrmSalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
 class Invoice(Base):
@@ -241,7 +241,7 @@ class Invoice(Base):
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
     lines: Mapped[list["InvoiceLine"]] = relationship(
-        back_populates="invoice", order_by="InvoiceLine.line_no", cascade="all, delete-orphan")
+        back_populates="invoice", order_by="InvoiceLine.line_no", cascade="all, delete-orphan", lazy="selectin")
 
 
 class InvoiceLine(Base):
@@ -255,7 +255,7 @@ class InvoiceLine(Base):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+    invoice: Mapped[Invoice] = relationship(back_populates="lines", lazy="selectin")
 
 
 # --------------------------------------------------------------------------- ERP orders
@@ -302,7 +302,7 @@ class SalesOrder(Base):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     decision_id: Mapped[str | None] = _decision_col()
     lines: Mapped[list["SalesOrderLine"]] = relationship(
-        back_populates="order", order_by="SalesOrderLine.line_no", cascade="all, delete-orphan")
+        back_populates="order", order_by="SalesOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
 
 
 class SalesOrderLine(Base):
@@ -323,7 +323,7 @@ class SalesOrderLine(Base):
     requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
     requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    order: Mapped[SalesOrder] = relationship(back_populates="lines")
+    order: Mapped[SalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
 class PurchaseOrder(Base):
@@ -340,7 +340,7 @@ class PurchaseOrder(Base):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     decision_id: Mapped[str | None] = _decision_col()
     lines: Mapped[list["PurchaseOrderLine"]] = relationship(
-        back_populates="order", order_by="PurchaseOrderLine.line_no", cascade="all, delete-orphan")
+        back_populates="order", order_by="PurchaseOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
 
 
 class PurchaseOrderLine(Base):
@@ -359,7 +359,7 @@ class PurchaseOrderLine(Base):
     delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
     delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    order: Mapped[PurchaseOrder] = relationship(back_populates="lines")
+    order: Mapped[PurchaseOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
 class IntercompanySalesOrder(Base):
@@ -375,7 +375,7 @@ class IntercompanySalesOrder(Base):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     decision_id: Mapped[str | None] = _decision_col()
     lines: Mapped[list["IntercompanySalesOrderLine"]] = relationship(
-        back_populates="order", order_by="IntercompanySalesOrderLine.line_no", cascade="all, delete-orphan")
+        back_populates="order", order_by="IntercompanySalesOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
 
 
 class IntercompanySalesOrderLine(Base):
@@ -395,7 +395,7 @@ class IntercompanySalesOrderLine(Base):
     requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
     requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
     decision_id: Mapped[str | None] = _decision_col()
-    order: Mapped[IntercompanySalesOrder] = relationship(back_populates="lines")
+    order: Mapped[IntercompanySalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
 class Note(Base):

@@ -87,6 +87,8 @@ class D365Sales:
             if parent_entity is None:
                 if entity == "salesorder":
                     record.created_by_integration_user = ctx.user.is_integration_user
+                if hasattr(record, "system"):
+                    record.system = SYSTEM
                 ctx.session.add(record)
                 ctx.refs["priced_header"] = record
             else:

@@ -47,7 +47,13 @@ class DynamicsAx:
     def delete_sales_order(self, order_number: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             order = ctx.refs["order"]
-            ctx.after(lambda: ctx.session.delete(order))   # after the chain's documents are gone
+
+            def remove() -> None:   # after the chain's documents are gone
+                for note in ctx.session.scalars(sa.select(Note).where(Note.document_type == "sales_order",
+                                                                      Note.document_number == order.number)):
+                    ctx.session.delete(note)
+                ctx.session.delete(order)
+            ctx.after(remove)
             ctx.effect(f"sales order {order_number} deleted")
 
         return self._perform("salesorder.delete", f"order:{order_number}", user,
