@@ -1,0 +1,33 @@
+"""bench/load.py still runs: a tiny load against a real `ordergate serve` (gunicorn), no timing asserted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from api.testing import SHOP, write_rules
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_load_benchmark_runs_end_to_end(tmp_path):
+    rules = write_rules(tmp_path / "rules", SHOP)  # stable rules: the smoke test must not follow rules/ churn
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "load.py"), "--seconds", "0.5", "--clients", "1", "--workers", "1",
+         "--threads", "2", "--batch-size", "5", "--rules", str(rules),
+         "--database", f"sqlite:///{tmp_path / 'load.sqlite'}", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    summary = json.loads(completed.stdout)
+    assert [r["mode"] for r in summary["results"]] == ["single", "batch"]
+    for result in summary["results"]:
+        assert result["requests"] > 0
+        assert result["errors"] == 0
+        assert result["allows"] == 0  # the requests name d365_sales, which the shop rules do not know
+    # single: each a 422 decision error; batch: 200 with an error per item
+    assert set(summary["results"][0]["statuses"]) == {"422"}
+    assert set(summary["results"][1]["statuses"]) == {"200"}
+    assert summary["results"][1]["decisions"] == 5 * summary["results"][1]["requests"]
+    assert summary["decisions_logged"] == summary["decisions_sent"] > 0
