@@ -1,0 +1,176 @@
+"""Failure injection: nothing is ever half-applied, and no decision means no write."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from connector import (HANDLERS, Connector, DecisionResult, DecisionUnavailable, InProcessClient, Obligation,
+                       PolicyDenied, Store, UnsupportedObligation)
+from connector.sample import seed_all
+from connector.store import PurchaseOrder, SalesOrder, SystemSetting
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(db_url):
+    st = Store(db_url)
+    seed_all(st)
+    yield st
+    st.dispose()
+
+
+def _qty(store, number, line_no=1):
+    with store.session() as s:
+        order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == number))
+        return next(l.quantity for l in order.lines if l.line_no == line_no)
+
+
+def test_exception_in_an_obligation_rolls_back_the_mutation_and_earlier_obligations(store, policy_set):
+    calls = []
+
+    def broken(ctx, params):
+        calls.append(params)
+        raise RuntimeError("intercompany SO company is offline")
+
+    conn = Connector(store, InProcessClient(policy_set), handlers={"propagate_to_intercompany_so": broken})
+    before = store.snapshot()
+    with pytest.raises(RuntimeError, match="offline"):
+        conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
+    assert calls == [{"change": "update_quantity"}]     # it really ran after the mutation and the PO propagation
+    assert store.snapshot() == before
+    # the store is usable afterwards, and the same change goes through with working handlers
+    Connector(store, InProcessClient(policy_set)).dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
+    assert _qty(store, "SO-AX-1") == 25
+
+
+def test_exception_in_a_deferred_step_rolls_back_everything(store, policy_set):
+    def broken(ctx, params):
+        HANDLERS["propagate_to_intercompany_po"](ctx, params)
+        ctx.after(lambda: (_ for _ in ()).throw(OSError("disk full")))
+
+    conn = Connector(store, InProcessClient(policy_set), handlers={"propagate_to_intercompany_po": broken})
+    before = store.snapshot()
+    with pytest.raises(OSError):
+        conn.dynamics_ax.delete_sales_order("SO-AX-1", user="alice")
+    assert store.snapshot() == before
+
+
+def test_obligation_without_handler_is_refused_before_any_write(store, policy_set):
+    conn = Connector(store, InProcessClient(policy_set), handlers={"recalculate_net_amount": None})
+    before = store.snapshot()
+    with pytest.raises(UnsupportedObligation) as info:
+        conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
+    assert info.value.names == ["recalculate_net_amount"]
+    assert store.snapshot() == before
+
+
+class _FixedClient:
+    def __init__(self, decision: DecisionResult) -> None:
+        self.decision = decision
+        self.requests = []
+
+    def decide(self, action, input):
+        self.requests.append((action, input))
+        return self.decision
+
+
+def test_unknown_obligation_name_from_a_policy_is_refused(store):
+    client = _FixedClient(DecisionResult("d-1", True, (Obligation("teleport_goods", {}),
+                                                       Obligation("compute_price", {})), ("X-1",), None, "v"))
+    before = store.snapshot()
+    with pytest.raises(UnsupportedObligation, match="teleport_goods"):
+        Connector(store, client).d365_sales.recalculate("quote", 1, user="alice")
+    assert store.snapshot() == before
+
+
+def test_allow_with_an_error_is_a_denial(store):
+    # a malformed answer: allow true but an error set — fail closed
+    client = _FixedClient(DecisionResult("d-2", True, (), (), {"code": "evaluation_error", "field": None}, "v"))
+    before = store.snapshot()
+    with pytest.raises(PolicyDenied, match="evaluation_error"):
+        Connector(store, client).d365_sales.recalculate("quote", 1, user="alice")
+    assert store.snapshot() == before
+
+
+def test_missing_fact_in_the_store_fails_closed(store, policy_set):
+    with store.transaction() as s:
+        s.delete(s.get(SystemSetting, ("d365_sales", "is_sop_integration_enabled")))
+    before = store.snapshot()
+    with pytest.raises(PolicyDenied) as info:
+        Connector(store, InProcessClient(policy_set)).d365_sales.recalculate("quote", 1, user="alice")
+    assert info.value.decision.error["code"] == "missing_fact"
+    assert info.value.decision.error["field"] == "context.organization.is_sop_integration_enabled"
+    assert store.snapshot() == before
+
+
+def test_engine_exception_is_decision_unavailable(store):
+    class Exploding:
+        def decide(self, action, input, **kw):
+            raise MemoryError("engine blew up")
+
+    before = store.snapshot()
+    with pytest.raises(DecisionUnavailable, match="engine blew up"):
+        Connector(store, InProcessClient(Exploding())).qad_erp.create_sales_order("10C1000", user="alice")
+    assert store.snapshot() == before
+
+
+_KILLED_WORKER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    import engine, connector
+    from connector.obligations import HANDLERS
+    url, rules, marker = sys.argv[1:4]
+    store = connector.Store(url, create=False)
+
+    def stall(ctx, params):
+        HANDLERS["recalculate_net_amount"](ctx, params)
+        ctx.session.flush()   # mutation + propagation + recalculation sent to the database, uncommitted
+        open(marker, "w").write("flushed")
+        time.sleep(120)
+
+    conn = connector.Connector(store, connector.InProcessClient(engine.load_policy_set(rules)),
+                               handlers={{"recalculate_net_amount": stall}})
+    conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 99, user="alice")
+    print("committed")   # never reached
+""")
+
+
+def test_process_killed_mid_transaction_leaves_nothing(store, db_url, policy_set, tmp_path, rules_dir):
+    script = tmp_path / "worker.py"
+    script.write_text(_KILLED_WORKER.format(root=str(ROOT)))
+    marker = tmp_path / "flushed"
+    before = store.snapshot()
+    store.dispose()   # no pooled SQLite connection of ours holds the file while the worker writes
+    proc = subprocess.Popen([sys.executable, str(script), db_url, str(rules_dir), str(marker)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "worker never reached the obligation"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert store.snapshot() == before
+    # and the store takes the same mutation afterwards (no lock left behind)
+    Connector(store, InProcessClient(policy_set)).dynamics_ax.update_line_quantity("SO-AX-1", 1, 99, user="alice")
+    assert _qty(store, "SO-AX-1") == 99
+    with store.session() as s:
+        po = s.scalar(sa.select(PurchaseOrder).where(PurchaseOrder.number == "PO-IC-1"))
+        assert po.lines[0].quantity == 99
