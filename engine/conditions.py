@@ -71,14 +71,15 @@ class Compiler:
         self.errors = errors
 
     # -- helpers -----------------------------------------------------------------------------
-    def error(self, code: str, message: str, path: tuple, help: str | None = None) -> None:
-        self.errors.append(PolicyError(code, message, self.locate(path), help))
+    def error(self, code: str, message: str, path: tuple, help: str | None = None, key: bool = False) -> None:
+        self.errors.append(PolicyError(code, message, self.locate(path, key), help))
 
-    def fact(self, name: Any, path: tuple) -> Fact | None:
+    def fact(self, name: Any, path: tuple, key: bool = False) -> Fact | None:
+        """The declared fact ``name``; ``key`` when the name is written as a mapping key."""
         fact = self.facts.get(name) if isinstance(name, str) else None
         if fact is None:
             self.error("compile_unknown_fact", f"unknown fact `{name}`", path,
-                       did_you_mean(name, self.facts) or "declare it under `facts`")
+                       did_you_mean(name, self.facts) or "declare it under `facts`", key=key)
         return fact
 
     def literal(self, value: Any, spec: TypeSpec, path: tuple, what: str) -> bool:
@@ -131,7 +132,7 @@ class Compiler:
                     continue
                 parts.append(fn)
             else:
-                fact = self.fact(key, sub)
+                fact = self.fact(key, sub, key=True)
                 if fact is None:
                     ok = False
                     continue

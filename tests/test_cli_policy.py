@@ -29,7 +29,7 @@ def test_check_lists_every_error_and_exits_1(tmp_path):
     r = run("check", str(folder))
     assert r.exit_code == 1
     lines = r.output.strip().splitlines()
-    assert lines[0].endswith("policy.yaml:80:19: compile_unknown_fact: unknown fact `membr`")
+    assert lines[0].endswith("policy.yaml:80:12: compile_unknown_fact: unknown fact `membr`")
     assert lines[1] == "    help: did you mean `member`?"
     assert lines[2].endswith("policy.yaml:81:19: compile_unknown_obligation: unknown obligation `skip_prize`")
     assert lines[-1] == f"2 errors in {folder}"
