@@ -92,3 +92,20 @@ def run_python(script: str, *args: str, timeout: float = 60) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{out}\n{err}"
     return out
+
+
+GUARDED = ("policy_versions", "policy_files", "activations")
+
+
+def drop_guards(engine) -> None:
+    """Remove the append-only triggers of the version tables, as an intruder with DDL rights could."""
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        for table in GUARDED:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.text(f"DROP TRIGGER {table}_append_only ON {table}"))
+                conn.execute(sa.text(f"DROP TRIGGER {table}_no_truncate ON {table}"))
+            else:
+                conn.execute(sa.text(f"DROP TRIGGER {table}_no_update"))
+                conn.execute(sa.text(f"DROP TRIGGER {table}_no_delete"))

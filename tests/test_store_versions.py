@@ -6,7 +6,7 @@ import pytest
 
 import engine
 from store import InvalidInput, PublishRejected, Store, StoreError, VersionNotFound
-from test_store_helpers import mini_rules
+from test_store_helpers import drop_guards, mini_rules
 
 TABLES = {"policy_versions", "policy_files", "activations", "store_heads", "decisions",
           "decision_rules", "alembic_version"}
@@ -38,7 +38,7 @@ def test_migrations_create_the_schema_on_an_empty_database(db_url):
     names = set(sa.inspect(s.engine).get_table_names())
     assert TABLES <= names
     s.migrate()  # idempotent
-    assert s.schema_revision() == "0001"
+    assert s.schema_is_current() and s.schema_revision() is not None
     assert s.active_version_id() is None
     assert s.active_version() is None
     assert s.list_versions() == []
@@ -186,8 +186,26 @@ def test_bad_publish_arguments_are_refused(store):
     assert store.list_versions() == []
 
 
+def test_versions_and_the_activation_history_refuse_updates_and_deletes(store):
+    v1 = store.publish(mini_rules(), author="ana", message="v1")
+    for statement in ("UPDATE activations SET actor = 'someone else'",
+                      "DELETE FROM activations",
+                      "UPDATE policy_versions SET author = 'someone else'",
+                      "DELETE FROM policy_files",
+                      "UPDATE policy_files SET content = 'x'"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            with store.engine.begin() as conn:
+                conn.execute(sa.text(statement))
+    assert store.activation_history()[0]["actor"] == "ana"
+    assert store.get_version(v1.id).files == mini_rules() and store.get_version(v1.id).author == "ana"
+
+
 def test_altered_stored_files_are_detected_when_compiled(store):
     v1 = store.publish(mini_rules(), author="ana", message="v1")
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM policy_files"))
+    drop_guards(store.engine)
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE policy_files SET content = REPLACE(content, 'cannot order', 'may order') "
                              "WHERE path = 'shop.yaml'"))
