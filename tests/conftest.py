@@ -7,6 +7,7 @@ Without the variable the PostgreSQL runs are skipped with the reason printed; wi
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -55,15 +56,21 @@ def _drop_pg_schema(base_url: str, schema: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture
-def pg_url():
-    """A PostgreSQL URL whose search_path is a fresh, empty schema."""
+@contextlib.contextmanager
+def _pg_schema_url():
     base = _pg_base_url()
     schema, url = _new_pg_schema(base)
     try:
         yield url
     finally:
         _drop_pg_schema(base, schema)
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL whose search_path is a fresh, empty schema."""
+    with _pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture
@@ -77,12 +84,8 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ordergate.sqlite'}"
     else:
-        base = _pg_base_url()
-        schema, url = _new_pg_schema(base)
-        try:
+        with _pg_schema_url() as url:
             yield url
-        finally:
-            _drop_pg_schema(base, schema)
 
 
 @pytest.fixture(scope="session")
