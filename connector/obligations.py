@@ -176,7 +176,7 @@ def apply_sales_quote_template_defaults(ctx: Ctx, params: dict) -> None:
     order.site = opp.site or template.site
     order.credit_terms = opp.credit_terms or template.credit_terms
     order.currency = opp.currency or template.currency
-    ctx.effect(f"template {template.domain} defaults: site {order.site}, terms {order.credit_terms}, "
+    ctx.effect(f"sales quote template of domain {template.domain}: site {order.site}, terms {order.credit_terms}, "
                f"currency {order.currency}")
 
 
