@@ -1,0 +1,28 @@
+"""``ordergate demo`` runs every scenario end to end and shows denials leaving the store unchanged."""
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from cli import main
+
+
+def test_demo_runs_every_system_end_to_end(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    result = CliRunner().invoke(main, ["demo", "--database", url])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    for title in ("QAD CRM -> QAD EA", "Dynamics 365 Sales", "Autotask", "QAD EA: customers", "Dynamics AX"):
+        assert f"== {title}" in out
+    assert "opportunity stage = invoiced" in out
+    assert "decision: DENY  rules: IC-02" in out and "decision: DENY  rules: STG-07" in out
+    assert "store unchanged: NO" not in out
+    assert out.count("store unchanged: yes") == out.count("decision: DENY")
+    assert "no mutation" not in out
+    assert "mutations applied" in out
+
+
+def test_demo_refuses_a_store_with_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
+    assert CliRunner().invoke(main, ["demo", "--database", url]).exit_code == 0
+    again = CliRunner().invoke(main, ["demo", "--database", url])
+    assert again.exit_code == 2 and "empty order store" in again.output
