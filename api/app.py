@@ -35,7 +35,10 @@ DEFAULTS: dict[str, t.Any] = {
     "log_on_full": "block",          # or "fail_closed": ORDERGATE_LOG_ON_FULL
     "log_batch_size": 500,
     "log_flush_interval": 0.05,
-    "log_max_queue": 50000,
+    # per process; small on purpose: when the database cannot keep up, callers feel it at once
+    # (block, or fail closed) instead of a large backlog that a crash or a shutdown could lose
+    "log_max_queue": 5000,
+    "log_close_timeout": 25.0,       # seconds a stopping worker waits for its log to be written
     "watch_interval": 1.0,           # seconds between checks for a new activation (0 = off)
     "startup_retry_interval": 5.0,   # seconds between attempts when the store is down at start-up
     "bootstrap": True,

@@ -175,7 +175,8 @@ class Runtime:
                 log.exception("ordergate: stopping the activation watcher failed")
         if self.writer is not None:
             try:
-                self.writer.close()
+                if not self.writer.close(timeout=float(self.config.get("log_close_timeout", 25.0))):
+                    log.error("ordergate: decisions still unwritten at shutdown: %s", self.writer.stats())
             except Exception:
                 log.exception("ordergate: closing the decision log writer failed")
         if self._owns_store and self.store is not None:

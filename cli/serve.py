@@ -166,7 +166,8 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
         "threads": threads,
         "keepalive": 30,
         "timeout": 30,
-        "graceful_timeout": 15,
+        # a stopping worker writes its queued decisions first (log_close_timeout, 25 s)
+        "graceful_timeout": 30,
         "accesslog": "-" if access_log else None,
         "worker_exit": _worker_exit,
         "proc_name": "ordergate",
