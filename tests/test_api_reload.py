@@ -147,3 +147,75 @@ def test_the_service_comes_up_when_the_database_comes_back(tmp_path, rules):
     finally:
         app.extensions["ordergate"].close()
         real.dispose()
+
+
+def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path, rules):
+    """The production path: several worker processes, each following activations made through the API."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_TOKENS_")}
+    env["ORDERGATE_WATCH_INTERVAL"] = "0.2"
+    ordergate = Path(sys.executable).with_name("ordergate")
+    server = subprocess.Popen(
+        [str(ordergate), "serve", "--port", str(port), "--workers", "2", "--threads", "2", "--rules", str(rules),
+         "--database", f"sqlite:///{tmp_path / 'live.sqlite'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        session = requests.Session()
+
+        def ready():
+            try:
+                return session.get(f"{url}/readyz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        assert _wait_for(ready, timeout=60), "the server did not become ready"
+        v1 = session.get(f"{url}/v1/versions").json()["active"]
+        v2 = session.post(f"{url}/v1/versions", json={"files": SHOP_V2, "message": "v2", "activate": False}).json()["id"]
+        names = {v1: "v1", v2: "v2"}
+        stop = threading.Event()
+        answers: list[tuple[int, str, list]] = []
+        failures: list[str] = []
+
+        def hammer() -> None:
+            own = requests.Session()
+            while not stop.is_set():
+                try:
+                    response = own.post(f"{url}/v1/decisions", json=ALLOWED, timeout=10)
+                    body = response.json()
+                    answers.append((response.status_code, body["policy_version"], body["obligations"]))
+                except Exception as exc:  # a failed request is what this test looks for
+                    failures.append(repr(exc))
+
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for flip, target in enumerate([v2, v1, v2, v1]):
+            assert session.post(f"{url}/v1/versions/{target}/activate", json={"reason": f"flip {flip}"}).status_code == 200
+            # every worker has switched once a run of answers all come from the target
+            assert _wait_for(lambda: all(session.post(f"{url}/v1/decisions", json=ALLOWED).json()["policy_version"]
+                                         == target for _ in range(10)), timeout=15), f"flip {flip} not followed"
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert len(answers) > 50
+        assert {status for status, _, _ in answers} == {200}
+        assert {version for _, version, _ in answers} == {v1, v2}
+        for _, version, obligations in answers:
+            assert obligations == [{"name": OBLIGATION[names[version]], "params": {}}]
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
