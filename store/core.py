@@ -536,6 +536,8 @@ class Store:
     def verify_chain(self) -> ChainReport:
         """Recompute the hash chain from the first entry to the head and report the first break."""
         with self._read("verify_chain") as conn:
+            if self.dialect == "postgresql":  # one snapshot for the head and every page
+                conn.execution_options(isolation_level="REPEATABLE READ")
             head = conn.execute(sa.select(store_heads).where(store_heads.c.name == HEAD_DECISIONS)).one()
             head_seq, head_hash = int(head.seq), head.hash or chain.GENESIS
             expected_seq, prev, checked = 1, chain.GENESIS, 0
@@ -564,7 +566,16 @@ class Store:
                 if expected_seq <= page_end:
                     return ChainReport(False, checked, expected_seq, None,
                                        f"entry {expected_seq} is missing (the chain head says {head_seq} entries)")
-            # rows beyond head_seq belong to appends committed after the head was read: not checked
+            # one snapshot (REPEATABLE READ / a SQLite read transaction): an entry beyond the head
+            # was not written by append_decisions
+            beyond = conn.execute(sa.select(sa.func.min(decisions.c.seq))
+                                  .where(decisions.c.seq > head_seq)).scalar()
+            if beyond is not None:
+                bid = conn.execute(sa.select(decisions.c.decision_id)
+                                   .where(decisions.c.seq == beyond)).scalar()
+                return ChainReport(False, checked, int(beyond), bid,
+                                   f"entry {beyond} lies beyond the chain head ({head_seq}): "
+                                   "it was not appended through the log")
             if prev != head_hash:
                 return ChainReport(False, checked, head_seq or None, last_id,
                                    "the chain head's hash does not match the last entry")

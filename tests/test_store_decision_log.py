@@ -140,6 +140,38 @@ def test_truncating_the_tail_is_detected(store):
     assert not report.ok and report.first_broken_seq == 4
 
 
+def test_an_entry_inserted_beyond_the_head_is_detected(store):
+    store.append_decisions([record(i) for i in range(1, 4)])
+    forged = store.query_decisions(after_seq=2)[0]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO decisions (seq, decision_id, time, action, allow, policy_version, "
+                             "input, result, prev_hash, hash) SELECT 4, 'forged', time, action, allow, "
+                             "policy_version, input, result, hash, hash FROM decisions WHERE seq = 3"))
+    report = store.verify_chain()
+    assert not report.ok and report.first_broken_seq == 4 and report.first_broken_id == "forged"
+    assert report.checked == 3 and forged["seq"] == 3
+
+
+def test_verifying_while_others_append_sees_a_consistent_chain(store):
+    stop = threading.Event()
+
+    def append() -> None:
+        b = 0
+        while not stop.is_set() and b < 200:
+            store.append_decisions([record(i, prefix=f"c{b}") for i in range(5)])
+            b += 1
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        reports = [store.verify_chain() for _ in range(15)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(r.ok for r in reports), [r.reason for r in reports if not r.ok]
+    assert store.verify_chain().checked == store.decision_count()
+
+
 def test_concurrent_appending_threads_keep_one_chain(store):
     errors: list[Exception] = []
 
