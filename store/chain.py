@@ -19,6 +19,7 @@ RECORD_KEYS = ("decision_id", "time", "action", "input", "result", "policy_versi
 _MAX_ID = 64
 _MAX_ACTION = 200
 _MAX_VERSION = 100
+_MAX_RULE = 100
 
 
 def canonical_json(value: Any) -> str:
@@ -79,8 +80,9 @@ def normalize_record(record: Any) -> dict[str, Any]:
     if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
         raise InvalidInput("result must be a dict with a boolean `allow` (Decision.to_dict())")
     rules = result.get("rules", [])
-    if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) for r in rules):
-        raise InvalidInput("result.rules must be a list of rule ids")
+    if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
+                                                         for r in rules):
+        raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
     # a JSON round trip snapshots the record (the caller may reuse its dicts) and makes the stored
     # form exactly what is hashed (tuples become lists, ...)
     return {

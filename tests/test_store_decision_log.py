@@ -74,6 +74,8 @@ def test_a_malformed_record_writes_nothing(store):
     good = record(1)
     bads = [dict(good, decision_id=""), dict(good, time="noon"), dict(good, result={"rules": []}),
             dict(good, input={"x": float("nan")}), dict(good, extra=1),
+            dict(good, result=dict(good["result"], rules=["R" * 101])),
+            dict(good, policy_version="v" * 101), dict(good, decision_id="i" * 65),
             {k: v for k, v in good.items() if k != "action"}, "not a record"]
     for bad in bads:
         with pytest.raises(InvalidInput):
