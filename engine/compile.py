@@ -505,6 +505,8 @@ class SystemBuilder:
         rows = []
         keys: list[list] = []  # per row: per column, the literal keys or None for wildcard/other
         seen: dict[tuple, int] = {}
+        cells: dict[tuple, Any] = {}   # (column, cell as written) -> compiled test, shared by equal cells
+        table_sources = self.sources_of(table["source"], path + ("source",))
         for r, row in enumerate(table["body"]):
             rpath = path + ("body", r)
             if len(row) != len(header):
@@ -512,7 +514,7 @@ class SystemBuilder:
                 continue
             rid = str(row[0])
             self.register_id(rid, rpath + (0,))
-            says, sources = self.row_meta(table, rid, rpath, path) if table.get("rules") else (table["says"], self.sources_of(table["source"], path + ("source",)))
+            says, sources = self.row_meta(table, rid, rpath, path) if table.get("rules") else (table["says"], table_sources)
             outcome = row[-1]
             if outcome not in outcomes:
                 self.error("compile_unknown_outcome", f"unknown outcome `{outcome}`", rpath + (len(row) - 1,),
@@ -523,14 +525,17 @@ class SystemBuilder:
             ok = True
             for c, fact in enumerate(facts):
                 cell = row[c + 1]
-                cpath = rpath + (c + 1,)
                 if cell is None or cell == "-":
                     row_keys.append("*")
                     continue
-                made = self.cc.fact_test(fact, cell, cpath, set())
+                memo = (c, canonical_json(cell) if isinstance(cell, (dict, list)) else (type(cell).__name__, cell))
+                made = cells.get(memo)
                 if made is None:
-                    ok = False
-                    continue
+                    made = self.cc.fact_test(fact, cell, rpath + (c + 1,), set())
+                    if made is None:
+                        ok = False
+                        continue
+                    cells[memo] = made
                 parts.append(made)
                 if not isinstance(cell, dict):
                     row_keys.append((cell,))
@@ -542,15 +547,13 @@ class SystemBuilder:
                 continue
             uses, oused = outcomes[outcome]
             table_used |= oused
-            from .conditions import _all
-            cond = None if not parts else parts[0] if len(parts) == 1 else _all(parts)
             if table["hit"] == "unique" and all(k is not None and k != "*" and len(k) == 1 for k in row_keys):
                 sig = tuple(row_keys)
                 if sig in seen:
                     self.error("compile_table_overlap", f"rows `{rows[seen[sig]][0]}` and `{rid}` match the same requests",
                                rpath, "hit policy `unique` allows one matching row; use `first` or make them differ")
                 seen[sig] = len(rows)
-            rows.append((rid, says, cond, uses))
+            rows.append((rid, says, tuple(parts), uses))
             keys.append(row_keys)
             self.info(rid, "table row", says, sources, actions, rpath,
                       {"table": table["id"], "row": dict(zip(header, row))})

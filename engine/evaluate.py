@@ -131,7 +131,8 @@ class RowTable:
     __slots__ = ("id", "says", "hit", "when", "rows", "index_slot", "buckets", "wildcards")
 
     def __init__(self, id, says, hit, when, rows, index_slot, buckets, wildcards):
-        # rows: ((rule_id, says, cond, uses), ...); buckets: value -> row indexes (sorted)
+        # rows: ((rule_id, says, tests, uses), ...), every test must hold;
+        # buckets: value -> row indexes (sorted), wildcards: rows to try for any other value
         self.id, self.says, self.hit, self.when, self.rows = id, says, hit, when, rows
         self.index_slot, self.buckets, self.wildcards = index_slot, buckets, wildcards
 
@@ -155,9 +156,12 @@ class RowTable:
             return
         matched = []
         for i in self.candidates(vals):
-            rid, says, cond, uses = self.rows[i]
+            rid, says, tests, uses = self.rows[i]
             row_sub = [] if tr is not None else None
-            if cond is None or cond(vals, row_sub):
+            for test in tests:
+                if not test(vals, row_sub):
+                    break
+            else:
                 matched.append(i)
                 fired.append((rid, _collect(uses, vals, row_sub)))
                 if tr is not None:
@@ -165,7 +169,8 @@ class RowTable:
                                "outcome": "fired", "conditions": row_sub})
                 if self.hit == "first":
                     break
-            elif tr is not None:
+                continue
+            if tr is not None:
                 tr.append({"rule": rid, "kind": "table row", "table": self.id, "says": says,
                            "outcome": "not matched", "conditions": row_sub})
         if self.hit == "unique" and len(matched) > 1:
