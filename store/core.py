@@ -257,6 +257,11 @@ class Store:
         """Compile, run the YAML tests, then store (and activate) in one transaction.
 
         Raises PublishRejected with every error when the candidate is broken; nothing is written.
+        The id is ``PolicySet.version``, a hash of the rule files (paths relative to the folder,
+        tests not included): content already stored under that id is kept as it was (first
+        author, message, files) and, with ``activate``, made active again. ``parent`` is the
+        version active when the publish commits (publishes are serialised on the active-version
+        lock).
         """
         import engine as policy_engine
 
