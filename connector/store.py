@@ -433,7 +433,8 @@ def _stamp_decision_id(session: Session, flush_context, instances) -> None:
     if not decision_id:
         return
     for obj in list(session.new) + list(session.dirty):
-        if hasattr(obj, "decision_id") and not isinstance(obj, AppliedMutation):
+        # only the connector's own rows (the hook sees every Session in the process)
+        if isinstance(obj, Base) and not isinstance(obj, AppliedMutation):
             if obj in session.dirty and not session.is_modified(obj, include_collections=False):
                 continue
             obj.decision_id = decision_id

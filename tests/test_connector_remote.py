@@ -195,3 +195,47 @@ def test_one_5xx_then_success(store, stub_factory, client_factory, policy_set):
     applied = Connector(store, client_factory(stub.url, retries=2, backoff=0.001)).qad_erp.create_sales_order(
         "10C1000", user="alice")
     assert len(stub.requests) == 2 and applied.decision.decision_id == "01FLAKY"
+
+
+def test_against_the_real_decision_service_sharing_its_database(db_url, rules_dir):
+    """The connector's tables live beside the service's in one database; the decision the service
+    logged is the one recorded with the mutation."""
+    import requests
+    from werkzeug.serving import make_server
+
+    from api.app import create_app
+    from api.testing import test_config
+
+    app = create_app(test_config(db_url, rules_dir))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    store = Store(db_url)
+    client = RemoteClient(f"http://127.0.0.1:{server.server_port}", retries=1)
+    try:
+        world = seed_all(store)
+        conn = Connector(store, client)
+        applied = conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 12, user="alice")
+        assert applied.decision.rules == ("IC-06",) and applied.decision.policy_version.startswith("sha256:")
+        before = store.snapshot()
+        with pytest.raises(PolicyDenied) as info:
+            conn.autotask.create_sales_order(world.autotask_opportunity_id, user="alice")
+        assert info.value.decision.rules == ("STG-31",) and store.snapshot() == before
+        with store.session() as s:
+            row = s.scalar(sa.select(AppliedMutation).where(AppliedMutation.action == "salesorder_line.update_quantity"))
+            assert row.decision_id == applied.decision.decision_id
+        logged = None
+        for _ in range(50):   # the service writes its decision log in batches
+            r = requests.get(f"{client.url}/{applied.decision.decision_id}", timeout=5)
+            if r.status_code == 200:
+                logged = r.json()
+                break
+            time.sleep(0.1)
+        assert logged is not None and logged["decision_id"] == applied.decision.decision_id
+        assert logged["policy_version"] == row.policy_version == applied.decision.policy_version
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        app.extensions["ordergate"].close()
+        store.dispose()
