@@ -63,7 +63,7 @@ def compile_files(files: Mapping[str, str], *, display_root: str = "") -> Policy
             errors.extend(problems)
             if not problems:
                 docs.append((f, i, doc))
-    policy = compile_documents(loaded, docs, errors)               # semantic checks + indexes
+    policy = compile_documents(loaded, docs, errors, display_root)  # semantic checks + indexes
     if errors:
         raise PolicyErrors(errors)
     return policy

@@ -651,7 +651,7 @@ def _index(facts: list[Fact], keys: list[list]):
 
 
 def compile_documents(files: list[LoadedFile], docs: list[tuple[LoadedFile, int, dict]],
-                      errors: list[PolicyError]) -> PolicySet | None:
+                      errors: list[PolicyError], display_root: str = "") -> PolicySet | None:
     ids: dict[str, Location] = {}
     systems: dict[str, dict] = {}
     infos: list[RuleInfo] = []
@@ -670,7 +670,10 @@ def compile_documents(files: list[LoadedFile], docs: list[tuple[LoadedFile, int,
         infos.extend(b.rule_infos)
     if errors:
         return None
-    content = {f.path: f.documents for f in files}
+    # the version names the content only: paths relative to the rules folder, never how the
+    # folder was named on the command line, so the same files give the same id everywhere
+    content = {f.path[len(display_root):] if f.path.startswith(display_root) else f.path: f.documents
+               for f in files}
     version = "sha256:" + hashlib.sha256(canonical_json(content).encode()).hexdigest()
     systems = {name: {action: plan._replace(fn=generate(plan, version)) for action, plan in plans.items()}
                for name, plans in systems.items()}

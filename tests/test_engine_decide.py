@@ -30,6 +30,15 @@ def test_version_is_a_content_hash_that_ignores_formatting(tmp_path):
     assert a.version.startswith("sha256:") and len(a.version) == 7 + 64
 
 
+def test_version_does_not_depend_on_how_the_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(MINI_DIR.parent)
+    ids = {engine.load_policy_set(p).version for p in ("mini", "./mini/", str(MINI_DIR.resolve()))}
+    files = engine.read_folder(MINI_DIR)
+    ids.add(engine.compile_files(files).version)
+    ids.add(engine.compile_files(files, display_root="rules/").version)
+    assert len(ids) == 1
+
+
 @pytest.mark.parametrize(("inp", "code", "field"), [
     ({}, "missing_fact", "context.system"),
     ({"context": None}, "missing_fact", "context.system"),
