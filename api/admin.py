@@ -120,7 +120,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         except ApiError:
             raise
         except Exception as exc:
-            if type(exc).__module__.startswith("store"):
+            from store import StoreError
+
+            if isinstance(exc, StoreError):
                 raise map_store_error(exc) from exc
             raise
 
@@ -234,9 +236,12 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                               "invalid_parameter")
         limit = _parse_int("limit", args.get("limit"), default=_DEFAULT_LIMIT, low=1, high=_MAX_LIMIT)
         cursor = _parse_int("cursor", args.get("cursor"), default=None, low=0)
-        version = args.get("version")
-        if version is not None and version != "":
-            version = resolve(version)
+        version = args.get("version") or None
+        if version is not None:
+            try:
+                version = resolve(version)
+            except ApiError:
+                pass  # not a stored version (or prefix): the filter matches nothing, as it should
         records = call(
             store().query_decisions,
             since=_parse_time("since", args.get("since")),

@@ -24,7 +24,7 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise _too_large(max_bytes)
-    data = request.stream.read(max_bytes + 1)
+    data = _read_at_most(request.stream, max_bytes + 1)
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
     if not data.strip():
@@ -41,6 +41,19 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
         raise bad_request(f"the request body is not JSON: {exc}", "not_json")
     check_value(value, max_depth)
     return value
+
+
+def _read_at_most(stream: t.BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes; a stream's ``read(n)`` may return less than it has, so loop to EOF."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
 
 
 def _too_large(max_bytes: int):

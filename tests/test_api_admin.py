@@ -190,6 +190,7 @@ def test_query_fetch_and_page_the_decision_log(client, app, two_versions):
     assert client.get("/v1/decisions?action=order.cancel").get_json()["decisions"] == []
     assert len(client.get(f"/v1/decisions?version={v2}").get_json()["decisions"]) == 3
     assert client.get(f"/v1/decisions?version={v1}").get_json()["decisions"] == []
+    assert client.get("/v1/decisions?version=sha256:" + "0" * 64).get_json()["decisions"] == []
     assert len(client.get("/v1/decisions?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z").get_json()["decisions"]) == 3
     assert client.get("/v1/decisions?until=2000-01-01T00:00:00Z").get_json()["decisions"] == []
 

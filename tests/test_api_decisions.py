@@ -362,3 +362,21 @@ def test_unknown_routes_and_methods_get_the_error_body(client):
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
     wrong = client.put("/v1/decisions", json=ALLOWED)
     assert wrong.status_code == 405 and wrong.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_body_arriving_in_small_pieces_is_read_whole():
+    import io
+
+    from api.body import _read_at_most
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes):
+            self.data = data
+
+        def read(self, size=-1):
+            piece, self.data = self.data[:1], self.data[1:]
+            return piece
+
+    body = json.dumps(ALLOWED).encode()
+    assert _read_at_most(Trickle(body), 10_000) == body
+    assert _read_at_most(Trickle(body), 5) == body[:5]
