@@ -442,6 +442,23 @@ def _stamp_decision_id(session: Session, flush_context, instances) -> None:
 
 # --------------------------------------------------------------------------- the store
 
+def _serialize_sqlite_writers(engine: sa.Engine) -> None:
+    """Begin every SQLite transaction with BEGIN IMMEDIATE.
+
+    A guarded mutation reads its facts, asks for a decision, then writes: the facts must not change
+    in between. PostgreSQL gets that from ``SELECT ... FOR UPDATE`` on the records the facts come
+    from; SQLite ignores FOR UPDATE and pysqlite would only BEGIN at the first write, so the
+    transaction takes SQLite's write lock up front instead (the SQLAlchemy pysqlite recipe).
+    """
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, connection_record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Store:
     """An order store on one database URL (SQLite file by default, PostgreSQL by URL)."""
 
@@ -451,6 +468,8 @@ class Store:
             # one shared in-memory database for every thread (the correlator runs on its own)
             engine_kw = {"poolclass": sa.pool.StaticPool, "connect_args": {"check_same_thread": False}}
         self.engine = sa.create_engine(url, **engine_kw)
+        if self.engine.dialect.name == "sqlite":
+            _serialize_sqlite_writers(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if create:
             Base.metadata.create_all(self.engine)

@@ -174,3 +174,44 @@ def test_process_killed_mid_transaction_leaves_nothing(store, db_url, policy_set
     with store.session() as s:
         po = s.scalar(sa.select(PurchaseOrder).where(PurchaseOrder.number == "PO-IC-1"))
         assert po.lines[0].quantity == 99
+
+
+def test_concurrent_mutations_cannot_both_act_on_the_same_facts(store, policy_set):
+    """Two sends of the same opportunity at once: the facts of the second are read only after the
+    first committed (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so one ERP order."""
+    import threading
+
+    from connector.store import Opportunity
+
+    inner = InProcessClient(policy_set)
+    barrier = threading.Barrier(2, timeout=1.0)
+
+    class SlowClient:
+        def decide(self, action, input):
+            try:
+                barrier.wait()          # without row locks both would be here with stale facts
+            except threading.BrokenBarrierError:
+                pass
+            return inner.decide(action, input)
+
+    conn = Connector(store, SlowClient())
+    with store.session() as s:
+        opp_id = s.scalar(sa.select(Opportunity.id).where(Opportunity.system == "qad_crm"))
+    outcomes: list = []
+
+    def send():
+        try:
+            outcomes.append(conn.qad_crm.advance_stage(opp_id, "order", user="alice"))
+        except Exception as exc:  # noqa: BLE001
+            outcomes.append(exc)
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    denied = [o for o in outcomes if isinstance(o, PolicyDenied)]
+    applied = [o for o in outcomes if not isinstance(o, Exception)]
+    assert len(applied) == 1 and len(denied) == 1, outcomes
+    assert "STG-07" in denied[0].decision.rules
+    with store.session() as s:
+        assert len(s.scalars(sa.select(SalesOrder).where(SalesOrder.opportunity_id == opp_id)).all()) == 1

@@ -16,7 +16,9 @@ def settings(ctx: Ctx, system: str | None = None) -> dict[str, Any]:
 
 
 def one(ctx: Ctx, model: type, what: str, **where: Any) -> Any:
-    row = ctx.session.scalar(sa.select(model).filter_by(**where))
+    # FOR UPDATE: the facts read from this record stay true until the mutation commits
+    # (PostgreSQL; SQLite transactions hold the write lock from their start, see store.py)
+    row = ctx.session.scalar(sa.select(model).filter_by(**where).with_for_update())
     if row is None:
         raise LookupError(f"{ctx.action}: no {what} with " + ", ".join(f"{k}={v!r}" for k, v in where.items()))
     return row

@@ -45,7 +45,7 @@ class D365Sales:
 
     def _load(self, ctx: Ctx, entity: str, record_id: int) -> Any:
         model = ENTITIES[entity][0]
-        record = ctx.session.get(model, record_id)
+        record = ctx.session.get(model, record_id, with_for_update=True)
         if record is None:
             raise LookupError(f"{entity} {record_id} not found")
         return record
@@ -57,6 +57,8 @@ class D365Sales:
             ctx.refs["priced_header"] = record
             return record if entity == "salesorder" else None
         header = getattr(record, parent_attr)
+        # lock the header too (its state is a fact of line actions) and re-read it under the lock
+        header = ctx.session.get(type(header), header.id, with_for_update=True, populate_existing=True)
         ctx.refs["priced_line"] = record
         ctx.refs["priced_header"] = header
         ctx.refs["line_action"] = True

@@ -167,7 +167,7 @@ class DynamicsAx:
     _IC_LINES = {"purchase": PurchaseOrderLine, "sales": IntercompanySalesOrderLine}
 
     def _ic_line_facts(self, ctx: Ctx, kind: str, line_id: int) -> dict:
-        line = ctx.session.get(self._IC_LINES[kind], line_id)
+        line = ctx.session.get(self._IC_LINES[kind], line_id, with_for_update=True)
         if line is None:
             raise LookupError(f"intercompany {kind} line {line_id} not found")
         ctx.refs["ic_line"] = line
