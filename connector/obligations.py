@@ -94,6 +94,8 @@ def skip_price_calculation(ctx: Ctx, params: dict) -> None:
 @handles("set_order_state")
 def set_order_state(ctx: Ctx, params: dict) -> None:
     order: CrmSalesOrder = _need(ctx, "crm_order")
+    if params.get("statecode") not in ("active", "submitted", "canceled", "fulfilled", "invoiced"):
+        raise ObligationFailed(f"set_order_state: unknown statecode {params.get('statecode')!r}")
     order.statecode = params["statecode"]
     if "statuscode" in params:
         order.statuscode = params["statuscode"]
@@ -211,6 +213,9 @@ def update_opportunity_from_erp(ctx: Ctx, params: dict) -> None:
     opp: Opportunity = _need(ctx, "opportunity")
     order: SalesOrder = _need(ctx, "erp_order")
     fields = params.get("fields") or ["shipped_quantity", "invoiced_quantity"]
+    unknown = set(fields) - {"shipped_quantity", "invoiced_quantity"}
+    if unknown:   # a policy names fields; it must not be able to overwrite arbitrary attributes
+        raise ObligationFailed(f"update_opportunity_from_erp: cannot update {sorted(unknown)} from ERP")
     by_id = {line.id: line for line in opp.lines}
     for erp_line in order.lines:
         crm_line = by_id.get(erp_line.crm_line_id)
@@ -225,6 +230,8 @@ def update_opportunity_from_erp(ctx: Ctx, params: dict) -> None:
 @handles("set_opportunity_stage")
 def set_opportunity_stage(ctx: Ctx, params: dict) -> None:
     opp: Opportunity = _need(ctx, "opportunity")
+    if not isinstance(params.get("stage"), str) or not params["stage"]:
+        raise ObligationFailed("set_opportunity_stage: no stage given")
     opp.stage = params["stage"]
     ctx.effect(f"opportunity stage = {opp.stage}")
 
@@ -280,7 +287,11 @@ def default_header_from_bill_to(ctx: Ctx, params: dict) -> None:
     bill_to = ctx.session.scalar(sa.select(Customer).where(Customer.code == code))
     if bill_to is None:
         raise ObligationFailed(f"default_header_from_bill_to: bill-to customer {code!r} not found")
-    for name in params.get("fields") or ["credit_terms", "currency"]:
+    fields = params.get("fields") or ["credit_terms", "currency"]
+    unknown = set(fields) - {"credit_terms", "currency", "language", "taxable"}
+    if unknown:
+        raise ObligationFailed(f"default_header_from_bill_to: no header field(s) {sorted(unknown)}")
+    for name in fields:
         setattr(order, name, getattr(bill_to, name))
     ctx.effect(f"header from bill-to {code}: terms {order.credit_terms}, currency {order.currency}")
 

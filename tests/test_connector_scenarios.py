@@ -363,3 +363,80 @@ def test_ax_line_added_to_both_intercompany_orders(store, world, conn):
         original = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == "SO-AX-1"))
         assert original.lines[-1].linked_po_line_id == po.lines[-1].id
     assert len(_po(store, "PO-EXT-1")[1]) == 1
+
+
+# --------------------------------------------------------------------------- coverage of the catalogue
+
+def test_every_catalogue_action_has_an_operation(policy_set):
+    from connector.api import ACTIONS
+
+    assert {s: set(a) for s, a in ACTIONS.items()} == {s: set(a) for s, a in policy_set.catalogue.items()}
+    store = Store("sqlite://")
+    conn = Connector(store, InProcessClient(policy_set))
+    for actions in ACTIONS.values():
+        for op in actions.values():
+            group, name = op.split("(")[0].split(".")
+            assert callable(getattr(getattr(conn, group), name)), op
+    store.dispose()
+
+
+def test_obligation_handlers_cover_every_obligation_the_rules_can_emit(rules_dir):
+    import yaml
+
+    from connector import HANDLERS
+
+    declared = set()
+    for path in sorted(rules_dir.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict):
+                declared |= set((doc.get("obligations") or {}).keys())
+    assert declared and declared <= set(HANDLERS), declared - set(HANDLERS)
+
+
+@pytest.mark.parametrize("user", ["alice", "integration"])
+@pytest.mark.parametrize("header", ["opportunity", "quote", "salesorder", "invoice"])
+def test_d365_every_entity_action_honours_its_price_obligation(sqlite_url, policy_set, header, user):
+    store = Store(sqlite_url)
+    seed_all(store)
+    conn = Connector(store, InProcessClient(policy_set))
+    d = conn.d365_sales
+    line = f"{header}_line"
+    models = {"opportunity": Opportunity, "quote": __import__("connector.store", fromlist=["Quote"]).Quote,
+              "salesorder": CrmSalesOrder, "invoice": Invoice}
+
+    def price_status(entity, record_id):
+        from connector.systems.d365_sales import ENTITIES
+        with store.session() as s:
+            return s.get(ENTITIES[entity][0], record_id).price_status
+
+    def check(applied, entity, record_id, *, expect_price=True):
+        names = [o.name for o in applied.decision.obligations]
+        assert applied.decision.allow
+        if "skip_price_calculation" in names:
+            assert "compute_price" not in names
+            if record_id is not None:
+                assert price_status(entity, record_id) == "skipped"
+        elif "compute_price" in names:
+            if record_id is not None:
+                assert price_status(entity, record_id) == "computed"
+        else:
+            assert not expect_price, (entity, names)
+        return names
+
+    made = d.create(header, user=user, fields={"name": "n"})
+    check(made, header, made.result)
+    hid = made.result
+    ml = d.create(line, user=user, parent_id=hid, fields={"item": "A", "quantity": 2, "unit_price_cents": 300})
+    check(ml, line, ml.result)
+    check(d.update(line, ml.result, user=user, fields={"quantity": 3}), line, ml.result)
+    check(d.recalculate(line, ml.result, user=user), line, ml.result, expect_price=False)   # n/a cells
+    check(d.update(header, hid, user=user, fields={"name": "m"}), header, hid)
+    names = check(d.recalculate(header, hid, user=user), header, hid)
+    if names == ["compute_price"]:
+        with store.session() as s:
+            assert s.get(models[header], hid).total_cents == 900
+    check(d.delete(line, ml.result, user=user), header, hid)
+    check(d.delete(header, hid, user=user), header, None, expect_price=False)
+    with store.session() as s:
+        assert s.get(models[header], hid) is None
+    store.dispose()
