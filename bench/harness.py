@@ -59,21 +59,24 @@ def noop(_x: Any) -> None:
     return None
 
 
-def measure(cases: dict[str, Callable[[Any], Any]], inputs: Sequence[Any], *, rounds: int = 3,
-            budget: float = 1.0, batch: int | None = None, min_batches: int = 3,
-            progress: Callable[[str], None] | None = None) -> dict[str, Stats]:
-    """Time every case on `inputs`, interleaved over `rounds`; `budget` seconds per case in all.
+def measure(cases: dict[str, Callable[[Any], Any] | tuple[Callable[[Any], Any], Sequence[Any]]],
+            inputs: Sequence[Any] = (), *, rounds: int = 3, budget: float = 1.0, batch: int | None = None,
+            min_batches: int = 3, progress: Callable[[str], None] | None = None) -> dict[str, Stats]:
+    """Time every case, interleaved over `rounds`; `budget` seconds per case in all.
 
-    Half of each round's share goes to batches, half to per-call timing. A batch is `batch`
-    inputs (default: all of them), taken cyclically from `inputs`, so every case sees the same
-    inputs in the same order.
+    A case is a callable (run on `inputs`) or `(callable, its own inputs)`. Half of each round's
+    share goes to batches, half to per-call timing. A batch is `batch` inputs (default: all of
+    them), taken cyclically, so every case sees its inputs in the same order.
     """
-    inputs = list(inputs)
-    size = batch or len(inputs)
-    batches = [[inputs[(b * size + i) % len(inputs)] for i in range(size)]
-               for b in range(max(1, len(inputs) // size))]
+    plans = {}
+    for name, case in cases.items():
+        fn, xs = case if isinstance(case, tuple) else (case, inputs)
+        xs = list(xs)
+        size = min(batch or len(xs), len(xs))
+        plans[name] = (fn, [[xs[(b * size + i) % len(xs)] for i in range(size)]
+                            for b in range(max(1, len(xs) // size))])
     stats = {name: Stats(name) for name in cases}
-    for fn in cases.values():  # warm-up: one batch each (caches, lazy imports, JIT-less but allocator)
+    for fn, batches in plans.values():  # warm-up: one batch each
         for x in batches[0]:
             fn(x)
     share = budget / rounds / 2
@@ -81,7 +84,7 @@ def measure(cases: dict[str, Callable[[Any], Any]], inputs: Sequence[Any], *, ro
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            fn, st = cases[name], stats[name]
+            (fn, batches), st = plans[name], stats[name]
             deadline, n, b = perf() + share * 1e9, 0, r
             while n < min_batches or perf() < deadline:
                 xs = batches[b % len(batches)]
@@ -129,11 +132,24 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | 
     return "\n".join(out)
 
 
+def engine_revision() -> str:
+    """The commit the engine was measured at, and whether engine/ had uncommitted changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted engine/ changes' if dirty else ''}"
+
+
 def machine_line() -> str:
     load = os.getloadavg()
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; "
-            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-            f"CPython {sys.version.split()[0]}")
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start; "
+            f"CPython {sys.version.split()[0]}; ordergate at {engine_revision()}")
 
 
 def rss_bytes() -> int:
@@ -162,3 +178,36 @@ def run_child(script: str, args: Sequence[str], timeout: float) -> dict:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"exit {proc.returncode}: {tail[:200]}"}
     return json.loads(lines[-1])
+
+
+def compile_footprint(build: Callable[[], Any], retained: bool = False) -> dict:
+    """Compile once in this (fresh) process: seconds, RSS growth and resulting RSS, in MB.
+
+    RSS growth includes what the allocator kept from the compiler's temporaries. With
+    `retained`, a second compile under tracemalloc says how much of it the compiled object
+    itself keeps alive (Python allocations only).
+    """
+    import gc
+    gc.collect()
+    before = rss_bytes()
+    t0 = perf()
+    obj = build()
+    seconds = (perf() - t0) / 1e9
+    gc.collect()
+    after = rss_bytes()
+    out = {"compile_s": seconds, "rss_growth_mb": (after - before) / 2**20, "rss_mb": after / 2**20}
+    if retained:
+        import tracemalloc
+        del obj
+        gc.collect()
+        tracemalloc.start()
+        obj = build()
+        gc.collect()
+        out["retained_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
+        tracemalloc.stop()
+    return out
+
+
+def load_now() -> str:
+    load = os.getloadavg()
+    return f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"

@@ -1,0 +1,161 @@
+"""In-process `PolicySet.decide` against hand-written Python, and on a 10,000-row table (issue 2).
+
+    .venv/bin/python bench/decide.py            # about 1 minute
+    .venv/bin/python bench/decide.py --quick    # tiny sizes, about a second: the smoke test
+
+1. Pricing: the shipped d365_sales rules (rules/pricing.yaml), all 34 actions, every flag
+   combination (2,720 requests, shuffled), against `bench/handwritten.py:decide_pricing`, which
+   does the same work by hand. Both are first checked to give the same decision on every timed
+   request and on 160 faulty ones (exit 2 otherwise). Target: ordergate ≤ 3× hand-written.
+2. Row table: the generated first-hit table of bench/rowtable.py at 10, 1,000 and 10,000 rows,
+   each checked against a linear-scan oracle first. Target: 10,000 rows ≤ 2× 10 rows.
+3. Compile time and memory of those tables, each in a fresh process. Targets at 10,000 rows:
+   compile < 1 s, < 50 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as H  # noqa: E402
+import handwritten as hw  # noqa: E402
+import rowtable as rt  # noqa: E402
+import workloads as W  # noqa: E402
+
+TARGET_HANDWRITTEN = 3.0
+TARGET_SCALE = 2.0
+TARGET_COMPILE_S = 1.0
+TARGET_MB = 50.0
+
+
+def check_pricing(policy, inputs) -> int:
+    bad = 0
+    for action, body in inputs:
+        engine_d = policy.decide(action, body).to_dict()
+        hand_d = hw.decide_pricing(action, body)
+        if hw.comparable(engine_d) != hw.comparable(hand_d):
+            bad += 1
+            if bad <= 5:
+                print(f"DISAGREE {action} {json.dumps(body)}\n  ordergate:   {engine_d}\n  hand-written: {hand_d}")
+    return bad
+
+
+def check_table(decide, rows, queries) -> int:
+    bad = [q for q in queries if decide(q) != rt.oracle(rows, q)]
+    for q in bad[:5]:
+        print(f"DISAGREE {len(rows)} rows {q}: ordergate {decide(q)}, oracle {rt.oracle(rows, q)}")
+    return len(bad)
+
+
+def verdict(value: float, target: float) -> str:
+    return f"met ({value:.2f} ≤ {target:g})" if value <= target else f"MISSED ({value:.2f} > {target:g}, by {value / target:.2f}×)"
+
+
+def child(size: int) -> None:
+    rows = rt.rows(size)
+    text = rt.ordergate_yaml(rows)
+    import engine
+    engine.compile_files({"warm.yaml": rt.ordergate_yaml(rt.rows(1))})  # imports and one-time set-up
+    print(json.dumps(H.compile_footprint(lambda: engine.compile_files({"bench.yaml": text}), retained=True)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes and budgets (smoke test)")
+    ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--budget", type=float, default=None, help="seconds per case (all rounds)")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child is not None:
+        child(args.child)
+        return 0
+    rounds = args.rounds or (2 if args.quick else 5)
+    budget = args.budget or (0.05 if args.quick else 6.0)
+    sizes = (10, 100) if args.quick else (10, 1_000, 10_000)
+    say = (lambda m: None) if args.quick else (lambda m: print(f"  … {m}", file=sys.stderr))
+
+    print(f"# bench/decide.py\n\n{H.machine_line()}\n")
+
+    # 1. pricing ---------------------------------------------------------------------------
+    policy = W.pricing_policy()
+    inputs = W.pricing_inputs()
+    random.Random(1).shuffle(inputs)
+    if args.quick:
+        inputs = inputs[:200]
+    bad = check_pricing(policy, inputs + W.faulty_inputs())
+    if bad:
+        print(f"\nordergate and the hand-written function disagree on {bad} requests: not timing")
+        return 2
+    print(f"Agreement: ordergate and hand-written give the same decision on all {len(inputs)} timed "
+          f"requests and {len(W.faulty_inputs())} faulty ones (allow, obligations, rules, error code and field).\n")
+    decide, hand = policy.decide, hw.decide_pricing
+    cases = {
+        "(harness: no-op)": H.noop,
+        "hand-written Python": lambda x: hand(x[0], x[1]),
+        "ordergate decide": lambda x: decide(x[0], x[1]),
+        "ordergate decide + to_dict": lambda x: decide(x[0], x[1]).to_dict(),
+    }
+    stats = H.measure(cases, inputs, rounds=rounds, budget=budget, progress=say)
+    ref = stats["hand-written Python"].median
+    print(f"## Pricing: {len(hw.PRICING_ACTIONS)} d365_sales actions, {len(inputs):,} requests\n")
+    print(H.markdown(["case", "median µs", "p99 µs (batch)", "p50 µs (call)", "p99 µs (call)", "× hand-written", "batches / calls"],
+                     [[n, H.fmt(s.median), H.fmt(s.p99_batch), H.fmt(s.p50_call), H.fmt(s.p99_call),
+                       H.ratio(s.median, ref), f"{len(s.batch_means):,} / {len(s.calls):,}"] for n, s in stats.items()]))
+    r1 = stats["ordergate decide"].median / ref
+    r1d = stats["ordergate decide + to_dict"].median / ref
+    print(f"\nordergate / hand-written: {r1:.2f}× (with to_dict {r1d:.2f}×); target ≤ {TARGET_HANDWRITTEN:g}×: "
+          f"{verdict(r1, TARGET_HANDWRITTEN)}\n")
+
+    # 2. row table -------------------------------------------------------------------------
+    cases, hits = {}, {}
+    for n in sizes:
+        rows = rt.rows(n)
+        run = W.scaled_ordergate(W.scaled_ordergate_policy(rows))
+        queries = rt.queries(rows, 1024 if not args.quick else 64, seed=n)
+        bad = check_table(run, rows, queries + rt.boundary_queries(rows))
+        if bad:
+            print(f"\nordergate disagrees with the oracle on {bad} queries of the {n}-row table: not timing")
+            return 2
+        hits[f"{n:,} rows"] = sum(rt.oracle(rows, q) != "calculate" for q in queries) / len(queries)
+        cases[f"{n:,} rows"] = (run, queries)
+    stats = H.measure(cases, rounds=rounds, budget=budget, batch=256, progress=say)
+    small = stats[f"{sizes[0]:,} rows"].median
+    print(f"## Row table (`layout: rows`, `hit: first`; equality, range and set cells; catch-all last row)\n")
+    print(f"Agreement: every size gives the oracle's outcome on all its queries and "
+          f"{len(rt.boundary_queries(rt.rows(sizes[0])))} band-edge queries.\n")
+    print(H.markdown(["table", "median µs", "p99 µs (batch)", "p50 µs (call)", "p99 µs (call)", f"× {sizes[0]} rows", "queries hitting a row"],
+                     [[n, H.fmt(s.median), H.fmt(s.p99_batch), H.fmt(s.p50_call), H.fmt(s.p99_call),
+                       H.ratio(s.median, small), f"{hits[n]:.0%}"]
+                      for n, s in stats.items()]))
+    big = sizes[-1]
+    r2 = stats[f"{big:,} rows"].median / small
+    print(f"\n{big:,} rows / {sizes[0]} rows: {r2:.2f}×; target ≤ {TARGET_SCALE:g}×: {verdict(r2, TARGET_SCALE)}\n")
+
+    # 3. compile and memory ----------------------------------------------------------------
+    print("## Compile time and memory (`engine.compile_files` on the generated YAML text, a fresh process per size,\n"
+          "after one warm-up compile of a 1-row table so imports and one-time set-up are not counted)\n")
+    rows_out, foot = [], {}
+    for n in sizes:
+        f = foot[n] = H.run_child(__file__, [str(n)], timeout=300)
+        if "error" in f:
+            rows_out.append([f"{n:,}", f["error"], "-", "-", "-"])
+            continue
+        rows_out.append([f"{n:,}", f"{f['compile_s']:.3f}", f"{f['rss_growth_mb']:.1f}", f"{f['retained_mb']:.1f}",
+                         f"{f['rss_mb']:.1f}"])
+    print(H.markdown(["rows", "compile s", "RSS growth MB", "retained MB (tracemalloc)", "process RSS MB"], rows_out))
+    f = foot[big]
+    if "error" not in f:
+        print(f"\ncompile of {big:,} rows: {f['compile_s']:.2f} s; target < {TARGET_COMPILE_S:g} s: "
+              f"{verdict(f['compile_s'], TARGET_COMPILE_S)}")
+        print(f"memory of {big:,} rows: RSS growth {f['rss_growth_mb']:.1f} MB; target < {TARGET_MB:g} MB: "
+              f"{verdict(f['rss_growth_mb'], TARGET_MB)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

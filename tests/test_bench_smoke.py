@@ -1,0 +1,84 @@
+"""The benchmarks in bench/ still run: each at tiny sizes (`--quick`), with its agreement check.
+
+No timing is asserted: these runs only prove that the benchmarks work, that ordergate, the
+hand-written baselines and every installed peer agree with the oracle, and that a disagreement
+aborts the run. The peer engines are an optional extra (`.[bench]`); when they are missing the
+peer benchmark must still run ordergate and the Python baselines and say why each peer was skipped.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PEERS = {"zen-engine": "zen", "cedarpy": "cedarpy", "regopy": "regopy", "durable_rules": "durable",
+         "rule-engine": "rule_engine"}
+
+
+def run(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_decide_quick_runs_and_agrees():
+    proc = run([str(BENCH / "decide.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "Agreement: ordergate and hand-written give the same decision on all 200 timed requests" in out
+    assert "ordergate / hand-written:" in out
+    assert "Agreement: every size gives the oracle's outcome" in out
+    assert "100 rows / 10 rows:" in out
+    assert "| 100 | " in out  # the compile/memory row of the child process
+
+
+def test_peers_quick_runs_every_installed_peer_and_reports_the_others():
+    proc = run([str(BENCH / "peers.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "Agreement before timing: all" in out and "equals the hand-written one on all of them" in out
+    for name, module in PEERS.items():
+        if importlib.util.find_spec(module) is not None:
+            assert f"\n| {name} | " in out, f"{name} is installed but was not timed"
+        else:
+            assert f"- skipped {name}: not installed" in out
+    assert "| ordergate | 10 | " in out and "| python index by group (floor) | 10 | " in out
+
+
+def test_peers_without_the_peer_engines_runs_ordergate_and_the_baselines(tmp_path):
+    # Modules of the same names that fail to import stand for an install without `.[bench]`.
+    for module in PEERS.values():
+        (tmp_path / f"{module}.py").write_text("raise ImportError('hidden by the smoke test')\n")
+    proc = run([str(BENCH / "peers.py"), "--quick"], env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for name in PEERS:
+        assert f"- skipped {name}: not installed (ImportError: hidden by the smoke test)" in out
+    assert "all 3 cases give the oracle's outcome on all 256 combinations" in out
+    for case in ("ordergate", "python if-chain (hand-written, decision dict)", "python dict lookup (floor)"):
+        assert f"\n| {case} | " in out
+
+
+@pytest.mark.parametrize("broken", ["handwritten", "ordergate"])
+def test_a_disagreement_aborts_with_exit_2(broken):
+    # One case answers `calculate` where the table says `skip`: the run must stop before timing.
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(BENCH)!r})
+        import workloads, peers
+        real = workloads.sop_{broken}
+        def wrong(*a):
+            f = real(*a)
+            return lambda x: "calculate" if x == ("salesorder", "update", True, True, False) else f(x)
+        workloads.sop_{broken} = wrong
+        sys.exit(peers.main(["--quick", "--no-scale", "--peers", "zen-engine"]))
+    """)
+    proc = run(["-c", script])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "DISAGREE" in proc.stdout and "not timing" in proc.stdout
