@@ -245,6 +245,7 @@ class ReactionEngine:
         self._host.set_rulesets(_deep_copy(reactions.ruleset))
         self._name = reactions.name
         self._sessions: OrderedDict[str, dict] = OrderedDict()   # sid -> {key: asserted fact}
+        self._complete: set[str] = set()                        # sids whose order is fully invoiced
         self.rebuilds = 0
         self.evictions = 0
 
@@ -295,7 +296,11 @@ class ReactionEngine:
         except BaseException:
             self.drop(sid)
             raise
-        self._fired.clear()     # a rebuild only restores the cache; what it re-derives was applied before
+        # A rebuild only restores the cache: what it re-derives was applied before, except that a
+        # completed correlation (an order already fully invoiced) must stay known for later events.
+        if any(a == "mark_fully_invoiced" and s == sid for a, s in self._fired):
+            self._complete.add(sid)
+        self._fired.clear()
 
     @staticmethod
     def _line_fact(sid: str, line_no: int, q: dict) -> dict:
@@ -306,6 +311,7 @@ class ReactionEngine:
     def drop(self, sid: str) -> None:
         """Forget an order's session (done, evicted, or its state can no longer be trusted)."""
         self._check_thread()
+        self._complete.discard(sid)
         if self._sessions.pop(sid, None) is not None:
             try:
                 self._host.delete_state(self._name, sid)
@@ -345,11 +351,18 @@ class ReactionEngine:
             self._assert(sid, "order", {"sid": sid, "kind": "order", "invoiced": True})
         out, seen = [], set()
         for action, s in self._fired:       # $or / re-fires can repeat an action: dedupe
+            if action == "mark_fully_invoiced" and s == sid:
+                self._complete.add(sid)
             if s == sid and action not in seen:
                 seen.add(action)
                 out.append((action, dict(event)))
         self._fired.clear()
         return out
+
+    def is_complete(self, sid: str) -> bool:
+        """The order of this session is fully invoiced (correlated now or found so on rebuild)."""
+        self._check_thread()
+        return sid in self._complete
 
     def any_invoiced(self, sid: str) -> bool:
         self._check_thread()
@@ -467,7 +480,10 @@ class Correlator:
             elif action == "mark_fully_invoiced":
                 status = "fully_invoiced"
         if status is None:
-            status = "partially_invoiced" if engine.any_invoiced(order) else "not_invoiced"
+            if engine.is_complete(order):       # a late event for an order already fully invoiced
+                status = "fully_invoiced"
+            else:
+                status = "partially_invoiced" if engine.any_invoiced(order) else "not_invoiced"
         try:
             applied = self.connector.qad_crm.apply_erp_update(order, user=self.user, lines=lines,
                                                               order_invoiced=order_invoiced, invoice_status=status)

@@ -225,3 +225,19 @@ def test_correlator_engine_is_not_usable_from_the_caller_thread(wired):
         with pytest.raises(WrongThread):
             cor.engine.live_sessions
         assert cor.call(lambda e: threading.current_thread().name) == "ordergate-correlator"
+
+
+def test_late_event_after_full_invoicing_keeps_the_order_invoiced(wired):
+    store, conn, orders = wired
+    number, opp_id = orders[0]
+    with Correlator(conn) as cor:
+        cor.process({"order": number, "type": "line_invoiced", "line_no": 1, "quantity": 5})
+        cor.process({"order": number, "type": "order_invoiced"})
+        assert cor.call(lambda e: e.live_sessions) == []
+        late = cor.process({"order": number, "type": "line_shipped", "line_no": 1, "quantity": 5})
+        assert "STG-10" in late.decision.rules
+        assert cor.call(lambda e: e.live_sessions) == []
+    with store.session() as s:
+        assert s.scalar(sa.select(SalesOrder.invoice_status).where(SalesOrder.number == number)) == "fully_invoiced"
+        opp = s.get(Opportunity, opp_id)
+        assert (opp.stage, opp.shipped_quantity, opp.invoiced_quantity) == ("invoiced", 5, 5)
