@@ -6,6 +6,7 @@ this module checks parameters, maps store exceptions to the error table and shap
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import typing as t
 
 from flask import Flask, Response, g, request
@@ -14,6 +15,8 @@ from api.body import read_json
 from api.decisions import json_response
 from api.diff import diff_versions, rule_info_dict
 from api.errors import ApiError, bad_request
+
+log = logging.getLogger("ordergate.api")
 
 _MAX_LIMIT = 1000
 _DEFAULT_LIMIT = 100
@@ -134,6 +137,20 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             return active
         return call(store().resolve_version, ref)
 
+    def serve_here(version_id: str) -> None:
+        """Answer only once this process decides with the new version (others follow within a tick).
+
+        The watcher does the loading (one loader, so the last activation always wins); without a
+        watcher the endpoint loads it itself.
+        """
+        if runtime.following:
+            interval = float(config["watch_interval"])
+            if not runtime.wait_until_serving(version_id, timeout=max(2.0, 5 * interval)):
+                log.warning("ordergate: version %s activated but not yet serving here (now %s)",
+                            version_id, runtime.active_version_id)
+        else:
+            runtime.load(version_id)
+
     def policy_set(version_id: str) -> t.Any:
         return call(store().policy_set, version_id)
 
@@ -192,9 +209,10 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             raise bad_request("`activate` must be true or false", "invalid_parameter")
         version = call(store().publish, files, author=principal.name, message=message, activate=activate)
         if activate:
-            runtime.load(version.id)  # this process answers with it at once; others within seconds
+            serve_here(version.id)
         out = version.to_dict()
         out["active"] = call(store().active_version_id) == version.id
+        out["serving"] = runtime.active_version_id
         response = json_response(out, 201)
         response.headers["Location"] = f"/v1/versions/{version.id}"
         return response
@@ -213,9 +231,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         version_id = resolve(ref)
         previous = call(store().active_version_id)
         version = call(store().activate, version_id, actor=principal.name, reason=reason)
-        runtime.load(version.id)
+        serve_here(version.id)
         out = version.to_dict()
-        out.update(active=True, previous=previous)
+        out.update(active=True, previous=previous, serving=runtime.active_version_id)
         return json_response(out)
 
     @app.get("/v1/activations")

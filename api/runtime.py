@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,25 +120,43 @@ class Runtime:
         if version_id is not None:
             self.load(version_id)
         if self._watcher is None and float(self.config["watch_interval"]) > 0:
-            self._watcher = store.watch_active(self._on_activation, interval=float(self.config["watch_interval"]))
+            # fire_initial: an activation between the load above and the watcher's start is not missed
+            self._watcher = store.watch_active(self._on_activation, interval=float(self.config["watch_interval"]),
+                                               fire_initial=True)
 
     # -- following activations ------------------------------------------------------------------
 
-    def _on_activation(self, *args: t.Any) -> None:
-        """Watcher callback: load the newly active version (argument: its id, or a Version)."""
-        version_id: t.Any = args[0] if args else None
-        if version_id is not None and not isinstance(version_id, str):
-            version_id = getattr(version_id, "id", None)
-        if version_id is None:
-            version_id = self.store.active_version_id()
+    def _on_activation(self, version_id: str | None) -> None:
+        """Watcher callback: make the newly active version the one that answers.
+
+        The watcher is the only thing that changes the active PolicySet once the service runs
+        (the publish and activate endpoints wait for it instead of loading themselves), so the
+        holder always ends at the last version the watcher saw; two loaders racing could leave
+        an older one installed. When loading fails this raises: the old version keeps answering
+        and the watcher calls again at its next tick.
+        """
         if version_id is None:
             return
         try:
             self.load(version_id)
         except Exception:
-            # keep serving the version we have; the failure is counted and logged
-            log.exception("ordergate: could not load activated version %s; still serving %s",
-                          version_id, self.active_version_id)
+            log.error("ordergate: could not load activated version %s; still serving %s",
+                      version_id, self.active_version_id)
+            raise
+
+    @property
+    def following(self) -> bool:
+        """True when a watcher follows activations (else endpoints load versions themselves)."""
+        return self._watcher is not None and not self._closed.is_set()
+
+    def wait_until_serving(self, version_id: str, timeout: float) -> bool:
+        """Wait until this process answers with ``version_id`` (the watcher loads it)."""
+        deadline = time.monotonic() + timeout
+        while self.active_version_id != version_id:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def load(self, version_id: str) -> Loaded:
         """Compile (or take from the cache) ``version_id`` and make it the one that answers."""

@@ -91,6 +91,27 @@ def test_a_replica_follows_an_activation_made_through_another(db_url, rules):
         second.extensions["ordergate"].close()
 
 
+def test_a_server_converges_when_another_replica_activates_right_after_it(db_url, rules):
+    """Activate v2 here, then v1 elsewhere at once: this server must end on v1, not stay on v2."""
+    from store import Store
+
+    app = create_app(test_config(db_url, rules, watch_interval=0.5))
+    other = Store(db_url)
+    try:
+        client = app.test_client()
+        v1 = client.get("/v1/versions").get_json()["active"]
+        v2 = client.post("/v1/versions", json={"files": SHOP_V2, "message": "v2", "activate": False}).get_json()["id"]
+        for _ in range(3):
+            answer = client.post(f"/v1/versions/{v2}/activate").get_json()
+            assert answer["serving"] == v2  # the endpoint answers once this server decides with v2
+            other.activate(v1, actor="elsewhere", reason="immediate rollback")
+            assert _wait_for(lambda: app.extensions["ordergate"].active_version_id == v1, timeout=5)
+            assert client.post("/v1/decisions", json=ALLOWED).get_json()["policy_version"] == v1
+    finally:
+        app.extensions["ordergate"].close()
+        other.dispose()
+
+
 def test_readiness_is_503_and_decisions_fail_closed_when_the_database_is_down(rules):
     dead = "postgresql+psycopg://postgres@127.0.0.1:9/ordergate?connect_timeout=2"  # discard port: nobody listens
     started = time.monotonic()
