@@ -157,7 +157,7 @@ def test_reaction_file_errors_are_ours_and_located(text, message):
 @pytest.fixture
 def wired(db_url, policy_set):
     store = Store(db_url)
-    world = seed_all(store)
+    seed_all(store)
     conn = Connector(store, InProcessClient(policy_set))
     numbers = []
     # three opportunities handed over to ERP, one line each
@@ -241,3 +241,16 @@ def test_late_event_after_full_invoicing_keeps_the_order_invoiced(wired):
         assert s.scalar(sa.select(SalesOrder.invoice_status).where(SalesOrder.number == number)) == "fully_invoiced"
         opp = s.get(Opportunity, opp_id)
         assert (opp.stage, opp.shipped_quantity, opp.invoiced_quantity) == ("invoiced", 5, 5)
+
+
+def test_duplicate_erp_events_are_harmless():
+    eng = ReactionEngine(REACTIONS, FakeOrders(A={1: 3}))
+    for _ in range(2):
+        assert actions(eng.process({"order": "A", "type": "line_shipped", "line_no": 1, "quantity": 2})) == \
+            ["update_shipped_quantity"]
+    for _ in range(2):
+        eng.process({"order": "A", "type": "line_invoiced", "line_no": 1, "quantity": 3})
+    assert actions(eng.process({"order": "A", "type": "order_invoiced"})) == \
+        ["record_order_invoiced", "mark_fully_invoiced"]
+    assert actions(eng.process({"order": "A", "type": "order_invoiced"})) == ["record_order_invoiced"]
+    assert eng.is_complete("A")            # the status stays fully invoiced for the repeated event
