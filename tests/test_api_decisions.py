@@ -209,6 +209,24 @@ def test_random_bytes_are_never_a_500(client, data):
         assert response.get_json()["allow"] in (True, False)
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(envelopes | json_values, max_size=6))
+def test_random_batches_answer_every_item_and_allow_only_good_ones(client, items):
+    response = client.post("/v1/decisions/batch", json={"requests": items})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    results = response.get_json()["results"]
+    assert len(results) == len(items)
+    for item, result in zip(items, results):
+        assert set(result) >= DECISION_KEYS
+        if result["allow"]:
+            assert result["error"] is None
+            assert item["action"] == "order.create"
+            assert item["input"]["context"]["system"] == "shop"
+            assert item["input"]["resource"]["customer"]["blocked"] is False
+        else:
+            assert result["obligations"] == []
+
+
 # -- batch -------------------------------------------------------------------------------------
 
 
