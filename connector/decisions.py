@@ -55,8 +55,11 @@ class DecisionResult:
 
     @classmethod
     def from_dict(cls, body: Mapping[str, Any], decision_id: str | None = None) -> "DecisionResult":
+        """Read a decision body; ``decision_id`` is used only when the body has none (in process)."""
         if not isinstance(body, Mapping) or not isinstance(body.get("allow"), bool):
             raise DecisionUnavailable(f"malformed decision: {body!r}")
+        if not (isinstance(body.get("decision_id"), str) and body["decision_id"]) and decision_id is None:
+            raise DecisionUnavailable(f"malformed decision: no decision_id in {body!r}")
         obligations = []
         for item in body.get("obligations") or []:
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
@@ -64,7 +67,7 @@ class DecisionResult:
             obligations.append(Obligation(item["name"], dict(item.get("params") or {})))
         error = body.get("error")
         return cls(
-            decision_id=str(body.get("decision_id") or decision_id or ULID()),
+            decision_id=str(body.get("decision_id") or decision_id),
             allow=body["allow"],
             obligations=tuple(obligations),
             rules=tuple(body.get("rules") or ()),

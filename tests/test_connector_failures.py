@@ -215,3 +215,50 @@ def test_concurrent_mutations_cannot_both_act_on_the_same_facts(store, policy_se
     assert "STG-07" in denied[0].decision.rules
     with store.session() as s:
         assert len(s.scalars(sa.select(SalesOrder).where(SalesOrder.opportunity_id == opp_id)).all()) == 1
+
+
+SPEC_OBLIGATIONS = {
+    # domain spec sections 5-8
+    "compute_price", "skip_price_calculation", "set_order_state", "set_order_read_only",
+    "create_erp_sales_order", "apply_sales_quote_template_defaults", "set_opportunity_reference",
+    "hand_over_order_to_erp", "suppress_erp_replication", "update_opportunity_from_erp", "set_opportunity_stage",
+    "create_erp_sales_quote", "create_erp_customer", "generate_sales_order", "close_opportunity",
+    "put_on_credit_hold", "default_bill_to", "default_header_from_bill_to", "default_ship_to",
+    "default_tax_and_language", "create_ship_to", "propagate_to_intercompany_po", "propagate_to_intercompany_so",
+    "recalculate_net_amount", "set_intercompany_po_delivery_address", "set_original_lines_delivery_type",
+    "sync_original_line_delivery_addresses", "update_intercompany_delivery_dates",
+}
+
+
+def test_every_spec_obligation_has_a_handler_and_a_place_in_the_order():
+    from connector import ORDER
+
+    assert set(HANDLERS) == SPEC_OBLIGATIONS
+    assert sorted(ORDER) == sorted(SPEC_OBLIGATIONS)
+    # dependencies the handlers rely on
+    for first, then in [("create_erp_customer", "create_erp_sales_order"),
+                        ("create_erp_sales_order", "set_opportunity_reference"),
+                        ("default_bill_to", "default_header_from_bill_to"),
+                        ("set_original_lines_delivery_type", "propagate_to_intercompany_po"),
+                        ("set_intercompany_po_delivery_address", "propagate_to_intercompany_so"),
+                        ("propagate_to_intercompany_so", "recalculate_net_amount")]:
+        assert ORDER.index(first) < ORDER.index(then)
+
+
+def test_a_policy_cannot_make_a_handler_write_arbitrary_fields(store):
+    client = _FixedClient(DecisionResult("d-3", True, (Obligation("update_opportunity_from_erp",
+                                                                  {"fields": ["stage"]}),), ("X",), None, "v"))
+    from connector import ObligationFailed
+    from connector.store import Opportunity, SalesOrderLine
+    with store.transaction() as s:
+        o = Opportunity(system="qad_crm", name="x", stage="order")
+        s.add(o)
+        s.flush()
+        so = SalesOrder(system="qad_erp", number="SO-Z", opportunity_id=o.id)
+        so.lines = [SalesOrderLine(line_no=1, item="A", quantity=1)]
+        s.add(so)
+    before = store.snapshot()
+    with pytest.raises(ObligationFailed, match="cannot update"):
+        Connector(store, client).qad_crm.apply_erp_update("SO-Z", user="integration",
+                                                           lines={1: {"invoiced_quantity": 1}})
+    assert store.snapshot() == before

@@ -134,8 +134,14 @@ def test_timeout_counts_as_unreachable(store, stub_factory, client_factory):
     assert store.snapshot() == before
 
 
-def test_malformed_body_fails_closed(store, stub_factory, client_factory):
-    stub = stub_factory(lambda body: (200, {"allow": "yes"}))
+@pytest.mark.parametrize("body", [
+    {"allow": "yes", "decision_id": "d"},                                   # not a boolean
+    {"allow": True, "obligations": [], "rules": [], "error": None},         # no decision id to record
+    {"allow": True, "decision_id": "d", "obligations": [{"params": {}}]},   # obligation without a name
+    ["allow", True],
+])
+def test_malformed_body_fails_closed(store, stub_factory, client_factory, body):
+    stub = stub_factory(lambda _: (200, body))
     client = client_factory(stub.url, retries=0)
     before = store.snapshot()
     with pytest.raises(DecisionUnavailable, match="malformed"):
