@@ -440,3 +440,20 @@ def test_d365_every_entity_action_honours_its_price_obligation(sqlite_url, polic
     with store.session() as s:
         assert s.get(models[header], hid) is None
     store.dispose()
+
+
+def test_ax_order_outside_an_intercompany_chain_is_changed_alone(store, world, conn):
+    from connector.store import SalesOrderLine
+    with store.transaction() as s:
+        plain = SalesOrder(system="dynamics_ax", number="SO-AX-9", is_intercompany_original=False,
+                           document_status="invoice")
+        plain.lines = [SalesOrderLine(line_no=1, item="SPK-100", quantity=1, unit_price_cents=2000, net_cents=2000)]
+        s.add(plain)
+    chain_before = {k: v for k, v in store.snapshot().items() if k.startswith(("erp_purchase", "erp_intercompany"))}
+    applied = conn.dynamics_ax.update_line_quantity("SO-AX-9", 1, 4, user="alice")
+    assert applied.decision.rules == ("IC-00",) and applied.decision.obligations == ()
+    gone = conn.dynamics_ax.delete_sales_order("SO-AX-9", user="alice")      # no status guard outside a chain
+    assert gone.decision.rules == ("IC-00",)
+    assert get(store, SalesOrder, number="SO-AX-9") is None
+    assert {k: v for k, v in store.snapshot().items() if k.startswith(("erp_purchase", "erp_intercompany"))} \
+        == chain_before
