@@ -39,138 +39,42 @@ def _deny(rules: list) -> dict:
     return {"allow": False, "obligations": [], "rules": rules, "error": None}
 
 
-class _Fault(Exception):
-    def __init__(self, code: str, field: str, message: str):
-        self.decision = _error(code, field, message)
+def _missing(path: str) -> dict:
+    return _error("missing_fact", path, f"`{path}` is required")
 
 
-def _boolean(parent: dict, key: str, dotted: str, default=None) -> bool:
-    v = parent.get(key)
-    if v is None:
-        if default is None:
-            raise _Fault("missing_fact", dotted, f"`{dotted}` is required")
-        return default
-    if v is True or v is False:
-        return v
-    raise _Fault("invalid_fact", dotted, f"`{dotted}` must be `true` or `false`")
+def _invalid(path: str, expected: str) -> dict:
+    return _error("invalid_fact", path, f"`{path}` must be {expected}")
 
 
-def _object(parent: dict, key: str, dotted: str, leaf: str) -> dict | None:
-    """An intermediate object on a fact's path; None when absent (the fact is then absent)."""
-    v = parent.get(key)
-    if v is None:
-        return None
-    if type(v) is not dict:
-        raise _Fault("invalid_fact", dotted, f"`{dotted}` must be an object")
-    return v
-
-
-def _read(input: dict, context: dict, order: bool) -> tuple:
-    """sop, integ and, for order actions, statecode, created_by_..., submitted_by_... (in that order)."""
-    org = _object(context, "organization", "context.organization", SOP)
-    if org is None:
-        raise _Fault("missing_fact", SOP, f"`{SOP}` is required")
-    sop = _boolean(org, "is_sop_integration_enabled", SOP)
-    subject = _object(input, "subject", "subject", INTEG)
-    if subject is None:
-        raise _Fault("missing_fact", INTEG, f"`{INTEG}` is required")
-    integ = _boolean(subject, "is_integration_user", INTEG)
-    if not order:
-        return sop, integ, None, False, False
-    resource = _object(input, "resource", "resource", STATE)
-    so = _object(resource, "salesorder", "resource.salesorder", STATE) if resource is not None else None
-    if so is None:
-        raise _Fault("missing_fact", STATE, f"`{STATE}` is required")
-    state = so.get("statecode")
-    if state is None:
-        raise _Fault("missing_fact", STATE, f"`{STATE}` is required")
-    if type(state) is not str or state not in _STATES:
-        raise _Fault("invalid_fact", STATE, f"`{STATE}` must be one of " + ", ".join(f"`{s}`" for s in STATES))
-    cbi = _boolean(so, "created_by_integration_user", CBI, default=False)
-    sbi = _boolean(so, "submitted_by_integration_user", SBI, default=False)
-    return sop, integ, state, cbi, sbi
-
-
-# --- the price-computation table (spec 5.1): one function per row, by operation --------------
-def _calc(rule):
-    return lambda sop, integ, state: ([COMPUTE], rule)
-
-
-def _na(rule):
-    return lambda sop, integ, state: ([], rule)
-
-
-def _skip_integ(rule):
-    return lambda sop, integ, state: ([SKIP] if sop and integ else [COMPUTE], rule)
-
-
-def _skip_submitted(rule):
-    return lambda sop, integ, state: ([SKIP] if sop and state == "submitted" else [COMPUTE], rule)
-
-
-def _skip_either(rule):
-    return lambda sop, integ, state: ([SKIP] if sop and (integ or state == "submitted") else [COMPUTE], rule)
-
-
+# --- the price-computation table (spec 5.1): per action, its row's rule and the cell ----------
+CALC, NA, INTEG_SKIPS, SUBMITTED_SKIPS, EITHER_SKIPS = "calculate", "n/a", "integ", "submitted", "either"
 _ROWS = {
-    "opportunity": ("PRC-01", (_calc, _calc, _na, _calc)),
-    "quote": ("PRC-02", (_calc, _calc, _na, _calc)),
-    "salesorder": ("PRC-03", (_skip_integ, _skip_either, _na, _skip_submitted)),
-    "invoice": ("PRC-04", (_skip_integ, _skip_integ, _na, _skip_integ)),
-    "opportunity_line": ("PRC-05", (_calc, _calc, _calc, _na)),
-    "quote_line": ("PRC-06", (_calc, _calc, _calc, _na)),
-    "salesorder_line": ("PRC-07", (_skip_either, _skip_either, _skip_integ, _na)),
-    "invoice_line": ("PRC-08", (_skip_integ, _skip_integ, _skip_integ, _na)),
+    "opportunity": ("PRC-01", (CALC, CALC, NA, CALC)),
+    "quote": ("PRC-02", (CALC, CALC, NA, CALC)),
+    "salesorder": ("PRC-03", (INTEG_SKIPS, EITHER_SKIPS, NA, SUBMITTED_SKIPS)),
+    "invoice": ("PRC-04", (INTEG_SKIPS, INTEG_SKIPS, NA, INTEG_SKIPS)),
+    "opportunity_line": ("PRC-05", (CALC, CALC, CALC, NA)),
+    "quote_line": ("PRC-06", (CALC, CALC, CALC, NA)),
+    "salesorder_line": ("PRC-07", (EITHER_SKIPS, EITHER_SKIPS, INTEG_SKIPS, NA)),
+    "invoice_line": ("PRC-08", (INTEG_SKIPS, INTEG_SKIPS, INTEG_SKIPS, NA)),
 }
-CELLS = {f"{entity}.{op}": make(rule)
-         for entity, (rule, makers) in _ROWS.items()
-         for op, make in zip(("create", "update", "delete", "recalculate"), makers)}
+CELLS = {f"{entity}.{op}": (rule, cell)
+         for entity, (rule, cells) in _ROWS.items()
+         for op, cell in zip(("create", "update", "delete", "recalculate"), cells)}
 # Actions whose facts include the sales order (rules/pricing.yaml `actions`).
 ORDER_ACTIONS = frozenset(
     ["salesorder.update", "salesorder.delete", "salesorder.recalculate", "salesorder.create_invoice",
      "salesorder.submit"] + [f"salesorder_line.{op}" for op in ("create", "update", "delete", "recalculate")])
 EDITS = frozenset(["salesorder.update", "salesorder_line.create", "salesorder_line.update", "salesorder_line.delete"])
+PRICING_ACTIONS = frozenset(CELLS) | {"salesorder.submit", "salesorder.create_invoice"}
+TABLE_ACTIONS = frozenset(CELLS)
+_EXPECTED_STATE = "one of " + ", ".join(f"`{s}`" for s in STATES)
+_BOOL = "`true` or `false`"
 
 
-def _table_only(action, sop, integ, state, cbi, sbi) -> dict:
-    obligations, rule = CELLS[action](sop, integ, state)
-    return _allow(obligations, [rule])
-
-
-def _pricing(action, sop, integ, state, cbi, sbi) -> dict:
-    if action == "salesorder.submit":
-        denied = []
-        if not sop:
-            denied.append("PRC-10")
-        if state != "active":
-            denied.append("PRC-11")
-        if denied:
-            return _deny(denied)
-        obligations = [{"name": "set_order_state",
-                        "params": {"statecode": "submitted", "statuscode": "in_progress",
-                                   "submitted_by_integration_user": integ}}]
-        if not integ and not cbi:
-            obligations.append(READ_ONLY)
-        return _allow(obligations, ["PRC-12"])
-    if action == "salesorder.create_invoice":
-        return _deny(["PRC-13"]) if sop else _allow([], [])
-    if action in EDITS:
-        denied = []
-        if sop and state == "submitted" and not integ and not cbi and not sbi:
-            denied.append("PRC-09")
-        if state in ("canceled", "fulfilled", "invoiced") or (state == "submitted" and not sop):
-            denied.append("PRC-14")
-        if denied:
-            return _deny(denied)
-    obligations, rule = CELLS[action](sop, integ, state)
-    if action == "salesorder.recalculate":
-        editable = state == "active" or (state == "submitted" and sop and (integ or cbi or sbi))
-        if not editable:  # PRC-15: skip; it overrides compute_price, and PRC-03 is then cited only if it skips too
-            return _allow([SKIP], ["PRC-03", "PRC-15"] if obligations == [SKIP] else ["PRC-15"])
-    return _allow(obligations, [rule])
-
-
-def _decide(action, input, catalogue, rules) -> dict:
+def _decide(action, input, catalogue, full: bool) -> dict:
+    # system and action (spec 2.3 steps 1-2)
     if type(input) is not dict:
         return _error("invalid_fact", None, "the input must be an object")
     context = input.get("context")
@@ -187,25 +91,102 @@ def _decide(action, input, catalogue, rules) -> dict:
         return _error("unknown_system", "context.system", f"unknown system `{system}`")
     if type(action) is not str or action not in catalogue:
         return _error("unknown_action", None, f"action `{action}` is not in the catalogue of `{system}`")
-    try:
-        sop, integ, state, cbi, sbi = _read(input, context, action in ORDER_ACTIONS)
-    except _Fault as fault:
-        return fault.decision
-    return rules(action, sop, integ, state, cbi, sbi)
 
+    # the facts the action reads (step 3): absent or null -> missing, wrong type -> invalid
+    org = context.get("organization")
+    if org is not None and type(org) is not dict:
+        return _invalid("context.organization", "an object")
+    sop = org.get("is_sop_integration_enabled") if org is not None else None
+    if sop is None:
+        return _missing(SOP)
+    if sop is not True and sop is not False:
+        return _invalid(SOP, _BOOL)
+    subject = input.get("subject")
+    if subject is not None and type(subject) is not dict:
+        return _invalid("subject", "an object")
+    integ = subject.get("is_integration_user") if subject is not None else None
+    if integ is None:
+        return _missing(INTEG)
+    if integ is not True and integ is not False:
+        return _invalid(INTEG, _BOOL)
+    state, cbi, sbi = None, False, False
+    if action in ORDER_ACTIONS:
+        resource = input.get("resource")
+        if resource is not None and type(resource) is not dict:
+            return _invalid("resource", "an object")
+        so = resource.get("salesorder") if resource is not None else None
+        if so is not None and type(so) is not dict:
+            return _invalid("resource.salesorder", "an object")
+        if so is None:
+            return _missing(STATE)
+        state = so.get("statecode")
+        if state is None:
+            return _missing(STATE)
+        if type(state) is not str or state not in _STATES:
+            return _invalid(STATE, _EXPECTED_STATE)
+        cbi = so.get("created_by_integration_user")
+        if cbi is None:
+            cbi = False
+        elif cbi is not True and cbi is not False:
+            return _invalid(CBI, _BOOL)
+        sbi = so.get("submitted_by_integration_user")
+        if sbi is None:
+            sbi = False
+        elif sbi is not True and sbi is not False:
+            return _invalid(SBI, _BOOL)
 
-PRICING_ACTIONS = frozenset(CELLS) | {"salesorder.submit", "salesorder.create_invoice"}
-TABLE_ACTIONS = frozenset(CELLS)
+    # the rules (step 4-5: guards deny, effects allow, deny overrides)
+    if full:
+        if action == "salesorder.submit":
+            denied = []
+            if not sop:
+                denied.append("PRC-10")
+            if state != "active":
+                denied.append("PRC-11")
+            if denied:
+                return _deny(denied)
+            obligations = [{"name": "set_order_state",
+                            "params": {"statecode": "submitted", "statuscode": "in_progress",
+                                       "submitted_by_integration_user": integ}}]
+            if not integ and not cbi:
+                obligations.append(READ_ONLY)
+            return _allow(obligations, ["PRC-12"])
+        if action == "salesorder.create_invoice":
+            return _deny(["PRC-13"]) if sop else _allow([], [])
+        if action in EDITS:
+            denied = []
+            if sop and state == "submitted" and not integ and not cbi and not sbi:
+                denied.append("PRC-09")
+            if state in ("canceled", "fulfilled", "invoiced") or (state == "submitted" and not sop):
+                denied.append("PRC-14")
+            if denied:
+                return _deny(denied)
+    rule, cell = CELLS[action]
+    if cell == CALC:
+        skip = False
+    elif cell == NA:
+        return _allow([], [rule])
+    elif cell == INTEG_SKIPS:
+        skip = sop and integ
+    elif cell == SUBMITTED_SKIPS:
+        skip = sop and state == "submitted"
+    else:
+        skip = sop and (integ or state == "submitted")
+    if full and action == "salesorder.recalculate":
+        editable = state == "active" or (state == "submitted" and sop and (integ or cbi or sbi))
+        if not editable:  # PRC-15 skips; that overrides PRC-03's compute_price, which is then not cited
+            return _allow([SKIP], ["PRC-03", "PRC-15"] if skip else ["PRC-15"])
+    return _allow([SKIP] if skip else [COMPUTE], [rule])
 
 
 def decide_pricing(action, input) -> dict:
     """All 34 d365_sales actions of rules/pricing.yaml."""
-    return _decide(action, input, PRICING_ACTIONS, _pricing)
+    return _decide(action, input, PRICING_ACTIONS, True)
 
 
 def decide_price_table(action, input) -> dict:
     """The 32 table actions, table rules only (the policy of bench/peers.py)."""
-    return _decide(action, input, TABLE_ACTIONS, _table_only)
+    return _decide(action, input, TABLE_ACTIONS, False)
 
 
 def comparable(decision: dict) -> tuple:
