@@ -72,6 +72,9 @@ class Decider:
         if loaded is None:
             body = _refused(None, "no_policy_loaded", "no policy version is loaded; nothing is allowed",
                             decision_id=decision_id)
+            # a refusal is a decision too: log it (policy_version null) when the log takes it
+            result = {k: body[k] for k in ("allow", "obligations", "rules", "error", "policy_version")}
+            self._submit(decision_id, action, facts, result, None)
             rt.metrics.decision(False, "no_policy_loaded")
             return body, decision_status("no_policy_loaded")
         try:
@@ -91,19 +94,7 @@ class Decider:
             error.setdefault("field", None)
             error.setdefault("message", error.get("code", "error"))
         trace = result.pop("trace", None)
-        record = {
-            "decision_id": decision_id,
-            "time": dt.datetime.now(dt.timezone.utc),
-            "action": action,
-            "input": facts,
-            "result": result,
-            "policy_version": loaded.version_id,
-        }
-        try:
-            recorded = rt.writer.submit(record)
-        except ValueError as exc:  # store.InvalidInput: the record cannot be logged as it is
-            raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable")
-        if not recorded:
+        if not self._submit(decision_id, action, facts, result, loaded.version_id):
             body = _refused(result.get("policy_version", loaded.version_id), "decision_log_unavailable",
                             "the decision could not be recorded in the decision log; failing closed",
                             decision_id=decision_id)
@@ -122,6 +113,22 @@ class Decider:
         code = error["code"] if error is not None else None
         rt.metrics.decision(body["allow"], code)
         return body, decision_status(code)
+
+
+    def _submit(self, decision_id: str, action: str, facts: dict, result: dict, version: str | None) -> bool:
+        """Queue the decision for the log; False when the log refused it (answer fail closed)."""
+        record = {
+            "decision_id": decision_id,
+            "time": dt.datetime.now(dt.timezone.utc),
+            "action": action,
+            "input": facts,
+            "result": result,
+            "policy_version": version,
+        }
+        try:
+            return bool(self.rt.writer.submit(record))
+        except ValueError as exc:  # store.InvalidInput: the record cannot be logged as it is
+            raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable")
 
 
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:

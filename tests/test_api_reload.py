@@ -115,7 +115,8 @@ def test_a_server_converges_when_another_replica_activates_right_after_it(db_url
 def test_readiness_is_503_and_decisions_fail_closed_when_the_database_is_down(rules):
     dead = "postgresql+psycopg://postgres@127.0.0.1:9/ordergate?connect_timeout=2"  # discard port: nobody listens
     started = time.monotonic()
-    app = create_app(test_config(dead, rules, startup_retry_interval=30))
+    # log_close_timeout: the refusals queued for the dead database are not waited for at the end
+    app = create_app(test_config(dead, rules, startup_retry_interval=30, log_close_timeout=0.5))
     try:
         assert time.monotonic() - started < 10
         client = app.test_client()
@@ -162,9 +163,15 @@ def test_the_service_comes_up_when_the_database_comes_back(tmp_path, rules):
         client = app.test_client()
         assert client.get("/readyz").status_code == 503
         assert client.post("/v1/decisions", json=ALLOWED).get_json()["allow"] is False
+        refused = client.post("/v1/decisions", json=ALLOWED).get_json()
         down.clear()
         assert _wait_for(lambda: client.get("/readyz").status_code == 200)
         assert client.post("/v1/decisions", json=ALLOWED).get_json()["allow"] is True
+        # the refusals made while no version was loaded reach the log once it is back
+        assert app.extensions["ordergate"].writer.flush(timeout=10)
+        logged = real.get_decision(refused["decision_id"])
+        assert logged["policy_version"] is None
+        assert logged["result"]["allow"] is False and logged["result"]["error"]["code"] == "no_policy_loaded"
     finally:
         app.extensions["ordergate"].close()
         real.dispose()
