@@ -247,3 +247,54 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
+
+
+@pytest.mark.parametrize("on_full", ["fail_closed", "block"])
+def test_the_real_log_writer_fails_closed_while_the_log_database_is_down_and_recovers(tmp_path, rules, on_full):
+    """Appends fail: decisions fill the (tiny) queue, then are refused fail closed; /readyz and
+    /metrics show it; once appends work again everything queued is written and decisions pass."""
+    from store import Store, StoreError
+
+    real = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    down = threading.Event()
+
+    class LogDown:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def append_decisions(self, records):
+            if down.is_set():
+                raise StoreError("append_decisions: database unavailable (test)")
+            return real.append_decisions(records)
+
+    app = create_app(test_config("sqlite://", rules, store=LogDown(), log_on_full=on_full, log_max_queue=2,
+                                 log_batch_size=1, log_flush_interval=0))
+    try:
+        client = app.test_client()
+        assert client.post("/v1/decisions", json=ALLOWED).status_code == 200
+        down.set()
+        answers = [client.post("/v1/decisions", json=ALLOWED) for _ in range(4)]
+        assert _wait_for(lambda: client.get("/readyz").status_code == 503)
+        answers += [client.post("/v1/decisions", json=ALLOWED) for _ in range(2)]
+        statuses = [a.status_code for a in answers]
+        assert 503 in statuses
+        for answer in answers:
+            body = answer.get_json()
+            if answer.status_code == 503:
+                assert body["allow"] is False and body["error"]["code"] == "decision_log_unavailable"
+            else:
+                assert answer.status_code == 200 and body["allow"] is True
+        accepted = [a.get_json()["decision_id"] for a in answers if a.status_code == 200]
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert f"ordergate_decision_log_fail_closed_total {statuses.count(503)}" in metrics
+        assert "ordergate_decision_log_healthy 0" in metrics
+        down.clear()
+        assert _wait_for(lambda: client.get("/readyz").status_code == 200)
+        assert client.post("/v1/decisions", json=ALLOWED).status_code == 200
+        assert app.extensions["ordergate"].writer.flush(timeout=10)
+        for decision_id in accepted:  # every decision answered 200 reached the log
+            assert real.get_decision(decision_id) is not None
+        assert client.get("/v1/audit/verify").get_json()["ok"] is True
+    finally:
+        app.extensions["ordergate"].close()
+        real.dispose()
