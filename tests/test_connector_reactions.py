@@ -6,7 +6,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from connector import Connector, InProcessClient, PolicyDenied, Store
+from connector import Connector, DecisionResult, InProcessClient, PolicyDenied, Store
 from connector.reactions import (MAX_SESSIONS_LIMIT, Correlator, OrderState, ReactionEngine, ReactionError,
                                  ReactionsInvalid, WrongThread, load_reactions)
 from connector.sample import seed_all
@@ -201,7 +201,7 @@ def test_denied_back_flow_writes_nothing_and_drops_the_cache(wired, policy_set):
         def decide(self, action, input):
             if self.deny:
                 d = policy_set.decide(action, {**input, "resource": {}}).to_dict()   # missing_fact
-                return conn.gate.client.decide(action, input).__class__.from_dict(d)
+                return DecisionResult.from_dict(d, decision_id="deny-1")
             return conn.gate.client.decide(action, input)
     client = DenyingClient()
     denying = Connector(store, client)
