@@ -133,10 +133,10 @@ def markdown(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | 
 
 
 def engine_revision() -> str:
-    """The commit the engine was measured at, and whether engine/ had uncommitted changes."""
+    """The last commit that changed engine/, and whether engine/ had uncommitted changes."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+        head = subprocess.run(["git", "log", "-1", "--format=%h", "--", "engine"], cwd=root, capture_output=True,
                               text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine"], cwd=root, capture_output=True,
                                text=True, timeout=10).stdout.strip()
@@ -149,7 +149,7 @@ def machine_line() -> str:
     load = os.getloadavg()
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; "
             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start; "
-            f"CPython {sys.version.split()[0]}; ordergate at {engine_revision()}")
+            f"CPython {sys.version.split()[0]}; engine/ at commit {engine_revision()}")
 
 
 def rss_bytes() -> int:
@@ -180,22 +180,35 @@ def run_child(script: str, args: Sequence[str], timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
-def compile_footprint(build: Callable[[], Any], retained: bool = False) -> dict:
-    """Compile once in this (fresh) process: seconds, RSS growth and resulting RSS, in MB.
+def compile_footprint(build: Callable[[], Any], retained: bool = False, repeat: int = 1,
+                      max_total_s: float = 5.0) -> dict:
+    """Compile in this (fresh) process: seconds, RSS growth and resulting RSS, in MB.
 
-    RSS growth includes what the allocator kept from the compiler's temporaries. With
-    `retained`, a second compile under tracemalloc says how much of it the compiled object
-    itself keeps alive (Python allocations only).
+    RSS growth (first build) includes what the allocator kept of the compiler's temporaries.
+    With `repeat` > 1 the build is timed up to that many times while the total stays under
+    `max_total_s` (one result alive at a time) and the median is reported, so one slice of
+    background load does not decide the figure. With
+    `retained`, one more build under tracemalloc says how much the compiled object itself keeps
+    alive (Python allocations only).
     """
     import gc
     gc.collect()
     before = rss_bytes()
     t0 = perf()
     obj = build()
-    seconds = (perf() - t0) / 1e9
+    times = [(perf() - t0) / 1e9]
     gc.collect()
     after = rss_bytes()
-    out = {"compile_s": seconds, "rss_growth_mb": (after - before) / 2**20, "rss_mb": after / 2**20}
+    for _ in range(repeat - 1):
+        if sum(times) > max_total_s:
+            break
+        del obj
+        gc.collect()
+        t0 = perf()
+        obj = build()
+        times.append((perf() - t0) / 1e9)
+    out = {"compile_s": statistics.median(times), "compile_runs_s": times,
+           "rss_growth_mb": (after - before) / 2**20, "rss_mb": after / 2**20}
     if retained:
         import tracemalloc
         del obj
@@ -206,8 +219,3 @@ def compile_footprint(build: Callable[[], Any], retained: bool = False) -> dict:
         out["retained_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
         tracemalloc.stop()
     return out
-
-
-def load_now() -> str:
-    load = os.getloadavg()
-    return f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"

@@ -87,7 +87,7 @@ def child_scaled(engine: str, size: int, queries: int) -> None:
     def make():
         holder["run"] = build(rows)
         return holder["run"]
-    out.update(H.compile_footprint(make))
+    out.update(H.compile_footprint(make, repeat=3))
     run = holder["run"]
     qs = rt.queries(rows, queries, seed=size) + rt.boundary_queries(rows)
     wrong = [(q, run(q), rt.oracle(rows, q)) for q in qs]
@@ -179,9 +179,11 @@ def main(argv=None) -> int:
     if args.no_scale:
         return 0
     print("## Scale: generated first-hit tables (bench/rowtable.py)\n")
-    print("Compile time and memory: a fresh process per engine and size, after a warm-up build of a 1-row table; "
-          "every query and band-edge query checked against the oracle there. Decide time: in this process, "
-          "the engines that loaded, interleaved.\n")
+    print("Compile time and memory: a fresh process per engine and size, after a warm-up build of a 1-row table. "
+          "Compile s = building the engine's source from the rows and loading it, the median of up to 3 builds "
+          "(1 when a build passes 5 s); RSS growth = across the first build. Every timed query and band-edge "
+          "query is checked against the oracle there. Decide time: in this process, the engines that loaded, "
+          "interleaved.\n")
     n_queries = 64 if args.quick else 256
     names = [ORDERGATE, INDEXED, LINEAR] + peers
     result_rows = []
