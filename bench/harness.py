@@ -219,3 +219,8 @@ def compile_footprint(build: Callable[[], Any], retained: bool = False, repeat: 
         out["retained_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
         tracemalloc.stop()
     return out
+
+
+def load_now() -> str:
+    load = os.getloadavg()
+    return f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
