@@ -9,7 +9,7 @@ import datetime as dt
 import logging
 import typing as t
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 
 from api.body import read_json
 from api.decisions import json_response

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .conditions import ABSENT, MissingFact, show
-from .evaluate import Decision, DecisionError, Effect, Guard, Obligation, RowTable, freeze
+from .evaluate import Decision, DecisionError, Effect, Guard, RowTable
 
 _CMP = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
 

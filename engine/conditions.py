@@ -255,7 +255,6 @@ class Compiler:
         if other is None:
             return None
         used.add(other.name)
-        slot = other.slot
         if op == "equals_fact":
             return (lambda v, vals: _read(vals, other) == v), f"equal to {other.says or other.name}", ("eqfact", other)
         if other.type.kind != "list":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, NamedTuple
 
-from .conditions import ABSENT, Cond, MissingFact, show
+from .conditions import ABSENT, Cond, MissingFact
 
 
 

@@ -88,6 +88,17 @@ def db_url(request, tmp_path):
             yield url
 
 
+@pytest.fixture
+def store(db_url):
+    """A migrated policy store on SQLite and on PostgreSQL (see ``db_url``)."""
+    from store import Store
+
+    s = Store(db_url)
+    s.migrate()
+    yield s
+    s.dispose()
+
+
 @pytest.fixture(scope="session")
 def rules_dir() -> Path:
     return RULES_DIR

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 
-import pytest
 
 from store import Store
 from test_store_helpers import mini_rules, python, record
@@ -46,14 +45,6 @@ for b in range(batches):
     s.append_decisions([record(i, prefix=f"{prefix}-{b}") for i in range(size)])
 print("done", flush=True)
 """
-
-
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.migrate()
-    yield s
-    s.dispose()
 
 
 def _assert_linear_history(s: Store) -> None:

@@ -12,14 +12,6 @@ from store.chain import GENESIS, canonical_json, entry_hash
 from test_store_helpers import record
 
 
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.migrate()
-    yield s
-    s.dispose()
-
-
 def test_append_assigns_seq_and_chains_hashes(store):
     store.append_decisions([record(i) for i in range(1, 4)])
     store.append_decisions([record(4, allow=False, rules=("G-1",))])

@@ -12,14 +12,6 @@ TABLES = {"policy_versions", "policy_files", "activations", "store_heads", "deci
           "decision_rules", "alembic_version"}
 
 
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.migrate()
-    yield s
-    s.dispose()
-
-
 def _snapshot(s: Store) -> dict:
     """Everything publishing may change."""
     return {

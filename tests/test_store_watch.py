@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import queue
 
-import pytest
 
 from store import Store
 from test_store_helpers import mini_rules
-
-
-@pytest.fixture
-def store(db_url):
-    s = Store(db_url)
-    s.migrate()
-    yield s
-    s.dispose()
 
 
 def test_watcher_reports_each_activation(store):
