@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         cases[f"{n:,} rows"] = (run, queries)
     stats = H.measure(cases, rounds=rounds, budget=budget, batch=256, progress=say)
     small = stats[f"{sizes[0]:,} rows"].median
-    print(f"## Row table (`layout: rows`, `hit: first`; equality, range and set cells; catch-all last row)\n")
+    print("## Row table (`layout: rows`, `hit: first`; equality, range and set cells; catch-all last row)\n")
     print(f"Agreement: every size gives the oracle's outcome on all its queries and "
           f"{len(rt.boundary_queries(rt.rows(sizes[0])))} band-edge queries.\n")
     print(H.markdown(["table", "median µs", "p99 µs (batch)", "p50 µs (call)", "p99 µs (call)", f"× {sizes[0]} rows", "queries hitting a row"],

@@ -214,10 +214,11 @@ def compile_footprint(build: Callable[[], Any], retained: bool = False, repeat: 
         del obj
         gc.collect()
         tracemalloc.start()
-        obj = build()
+        kept = build()
         gc.collect()
-        out["retained_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
+        out["retained_mb"] = tracemalloc.get_traced_memory()[0] / 2**20  # while `kept` is alive
         tracemalloc.stop()
+        del kept
     return out
 
 
