@@ -7,6 +7,7 @@ PyYAML would silently accept, are reported.
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -28,6 +29,7 @@ class SourceMap:
     file: str
     values: dict[Path, int] = field(default_factory=dict)
     keys: dict[Path, Location] = field(default_factory=dict)
+    items: dict[Path, array] = field(default_factory=dict)   # list path -> packed item positions
 
     def at(self, path: Path, *, key: bool = False) -> Location:
         """The closest known location for ``path`` (walking up to its parents)."""
@@ -35,8 +37,12 @@ class SourceMap:
         if key and path in self.keys:
             return self.keys[path]
         while path:
-            if path in self.values:
-                packed = self.values[path]
+            packed = self.values.get(path)
+            if packed is None and isinstance(path[-1], int):
+                positions = self.items.get(path[:-1])
+                if positions is not None and 0 <= path[-1] < len(positions):
+                    packed = positions[path[-1]]
+            if packed is not None:
                 return Location(self.file, packed >> 20, packed & 0xFFFFF)
             path = path[:-1]
         return Location(self.file, 1, 1)
@@ -71,23 +77,29 @@ class _Builder:
         self.anchors: dict[str, Any] = {}
         self.file = smap.file
 
-    def value(self, path: tuple | None) -> Any:
-        """Build the next value; record where it starts unless ``path`` is None (keys, skipped values)."""
+    def value(self, path: tuple | None, positions: array | None = None) -> Any:
+        """Build the next value and record where it starts: in ``positions`` (the packed array of
+        the list it is an item of), else under ``path`` unless that is None (keys, skipped values)."""
         loader = self.loader
         event = loader.get_event()
         smap = self.smap
-        if path is not None:
-            mark = event.start_mark
+        mark = event.start_mark
+        if positions is not None:
+            positions.append((mark.line + 1) << 20 | (mark.column + 1))
+        elif path is not None:
             smap.values[path] = (mark.line + 1) << 20 | (mark.column + 1)
         if isinstance(event, yaml.ScalarEvent):
             value = self.scalar(event)
         elif isinstance(event, yaml.SequenceStartEvent):
             value = []
             i = 0
+            items = array("q") if path is not None else None
             while not loader.check_event(yaml.SequenceEndEvent):
-                value.append(self.value(None if path is None else path + (i,)))
+                value.append(self.value(None if path is None else path + (i,), items))
                 i += 1
             loader.get_event()
+            if items is not None:
+                smap.items[path] = items
         elif isinstance(event, yaml.MappingStartEvent):
             value = {}
             first_seen: dict = {}
