@@ -15,6 +15,7 @@ from ulid import ULID
 
 from api.body import read_json
 from api.errors import ApiError, bad_request, decision_status
+from store.chain import prepare_record
 
 _JSON = "application/json"
 MAX_ACTION = 200
@@ -116,7 +117,12 @@ class Decider:
 
 
     def _submit(self, decision_id: str, action: str, facts: dict, result: dict, version: str | None) -> bool:
-        """Queue the decision for the log; False when the log refused it (answer fail closed)."""
+        """Queue the decision for the log; False when the log refused it (answer fail closed).
+
+        The record is validated and serialised here, before the answer exists, so a decision that
+        cannot be recorded is a visible 400 and never an unlogged answer. ``facts`` was parsed
+        from the JSON body, so its keys are text (prepare_record skips that walk).
+        """
         record = {
             "decision_id": decision_id,
             "time": dt.datetime.now(dt.timezone.utc),
@@ -126,7 +132,8 @@ class Decider:
             "policy_version": version,
         }
         try:
-            return bool(self.rt.writer.submit(record))
+            prepared = prepare_record(record, input_has_text_keys=True)
+            return bool(self.rt.writer.submit(prepared))
         except ValueError as exc:  # store.InvalidInput: the record cannot be logged as it is
             raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable")
 

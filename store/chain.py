@@ -112,3 +112,127 @@ def rule_ids(result: dict[str, Any]) -> list[str]:
     rules = result.get("rules") or []
     return sorted(set(r for r in rules if isinstance(r, str)))
 
+
+
+# -- prepared records: validated and serialised once, hashed in the log writer ---------------
+
+_encode_text = json.encoder.encode_basestring  # what json.dumps(str, ensure_ascii=False) writes
+
+
+class PreparedRecord:
+    """A validated decision record whose input and result are already canonical JSON text.
+
+    Built by ``prepare_record`` on the caller's thread, where anything wrong with the record can
+    still be refused visibly (InvalidInput); what remains for the log writer (the hash, the rule
+    index, the rows) cannot fail. The texts are immutable, so the caller may reuse its dicts.
+    """
+
+    __slots__ = ("decision_id", "time", "action", "policy_version", "input_json", "result_json",
+                 "allow", "rules")
+
+    def __init__(self, decision_id: str, time: str, action: str, policy_version: str | None,
+                 input_json: str, result_json: str, allow: bool, rules: list[str]) -> None:
+        self.decision_id = decision_id
+        self.time = time
+        self.action = action
+        self.policy_version = policy_version
+        self.input_json = input_json
+        self.result_json = result_json
+        self.allow = allow
+        self.rules = rules
+
+    def hash_body(self, seq: int) -> str:
+        """``canonical_json`` of the hashed body, built from the stored texts (same bytes)."""
+        version = "null" if self.policy_version is None else _encode_text(self.policy_version)
+        return (f'{{"action":{_encode_text(self.action)},"decision_id":{_encode_text(self.decision_id)},'
+                f'"input":{self.input_json},"policy_version":{version},"result":{self.result_json},'
+                f'"seq":{int(seq)},"time":{_encode_text(self.time)}}}')
+
+    def entry_hash(self, prev_hash: str, seq: int) -> str:
+        return hashlib.sha256((prev_hash + self.hash_body(seq)).encode("utf-8")).hexdigest()
+
+
+def _has_non_text_key(value: Any) -> bool:
+    """True when a dict anywhere in ``value`` has a key that is not a string.
+
+    json.dumps turns such keys into text, so the stored text would load back as a different
+    value (and ``{10: .., 9: ..}`` sorts differently once the keys are text); such a record
+    is stored in its loaded-back form, as ``normalize_record`` always did.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    return True
+                if isinstance(child, (dict, list, tuple)):
+                    stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(c for c in item if isinstance(c, (dict, list, tuple)))
+    return False
+
+
+def _serialise(value: Any, what: str, *, text_keys: bool = False) -> str:
+    try:
+        text = canonical_json(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
+    if not text_keys and _has_non_text_key(value):
+        text = canonical_json(json.loads(text))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")  # a lone surrogate would fail the hash in the writer, later
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{what} contains a lone surrogate, which is not UTF-8 text") from None
+    return text
+
+
+def prepare_record(record: Any, *, input_has_text_keys: bool = False) -> PreparedRecord:
+    """Validate a decision record and serialise it once (the stored and hashed form).
+
+    Same checks and same stored form as ``normalize_record`` (raises InvalidInput), with one
+    canonical JSON serialisation of input and result instead of a round trip per use.
+    ``input_has_text_keys``: the caller knows every key in the input is a string (it was parsed
+    from JSON), so the key walk is skipped.
+    """
+    if isinstance(record, PreparedRecord):
+        return record
+    if not isinstance(record, dict):
+        raise InvalidInput(f"a decision record must be a dict, got {type(record).__name__}")
+    if len(record) != len(RECORD_KEYS) or any(k not in record for k in RECORD_KEYS):
+        missing = [k for k in RECORD_KEYS if k not in record]
+        if missing:
+            raise InvalidInput(f"decision record lacks {', '.join(missing)}")
+        extra = sorted(set(record) - set(RECORD_KEYS) - {"seq"})
+        if extra:
+            raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} "
+                               "(they would not be logged)")
+    did = record["decision_id"]
+    if not isinstance(did, str) or not did or len(did) > _MAX_ID:
+        raise InvalidInput(f"decision_id must be a non-empty string of at most {_MAX_ID} characters")
+    action = record["action"]
+    if not isinstance(action, str) or not action or len(action) > _MAX_ACTION:
+        raise InvalidInput(f"action must be a non-empty string of at most {_MAX_ACTION} characters")
+    version = record["policy_version"]
+    if version is not None and (not isinstance(version, str) or len(version) > _MAX_VERSION):
+        raise InvalidInput("policy_version must be a string (or null when no version was loaded)")
+    result = record["result"]
+    if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
+        raise InvalidInput("result must be a dict with a boolean `allow` (Decision.to_dict())")
+    rules = result.get("rules", [])
+    if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
+                                                         for r in rules):
+        raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    for text in (did, action, version):
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput("decision_id, action and policy_version must be valid UTF-8 text") from None
+    return PreparedRecord(
+        did, normalize_time(record["time"]), action, version,
+        _serialise(record["input"], "input", text_keys=input_has_text_keys),
+        _serialise(result, "result"),
+        result["allow"], sorted(set(rules)),
+    )

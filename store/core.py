@@ -431,53 +431,74 @@ class Store:
 
     # -- decision log -----------------------------------------------------------------------
 
-    def append_decisions(self, records: list[dict[str, Any]]) -> None:
+    def append_decisions(self, records: list[Any]) -> None:
         """Append records to the log in one transaction, extending the hash chain.
 
-        Every record is validated first (InvalidInput, nothing written). A record whose
-        decision_id is already logged is skipped, so retrying a batch is safe.
+        Every record is validated first (InvalidInput, nothing written); records already prepared
+        by ``chain.prepare_record`` (the log writer's) were validated when they were queued. A
+        record whose decision_id is already logged is skipped, so retrying a batch is safe.
         """
         if isinstance(records, dict) or not isinstance(records, (list, tuple)):
             raise InvalidInput("append_decisions takes a list of records")
-        normalized = []
+        prepared: list[chain.PreparedRecord] = []
         seen: set[str] = set()
         for rec in records:
-            n = chain.normalize_record(rec)
-            if n["decision_id"] in seen:
+            p = chain.prepare_record(rec)
+            if p.decision_id in seen:
                 continue
-            seen.add(n["decision_id"])
-            normalized.append(n)
-        if not normalized:
+            seen.add(p.decision_id)
+            prepared.append(p)
+        if not prepared:
             return
         with self._write("append_decisions", HEAD_DECISIONS) as (conn, head):
             existing: set[str] = set()
-            ids = [n["decision_id"] for n in normalized]
+            ids = [p.decision_id for p in prepared]
             for i in range(0, len(ids), 500):
                 existing.update(conn.execute(sa.select(decisions.c.decision_id)
                                              .where(decisions.c.decision_id.in_(ids[i:i + 500]))).scalars())
             seq, prev = int(head.seq), head.hash or chain.GENESIS
-            rows, rule_rows = [], []
-            for n in normalized:
-                if n["decision_id"] in existing:
+            rows: list[tuple] = []
+            rule_rows: list[tuple[str, int]] = []
+            for p in prepared:
+                if p.decision_id in existing:
                     continue
                 seq += 1
-                h = chain.entry_hash(prev, seq, n)
-                rows.append({"seq": seq, "decision_id": n["decision_id"], "time": n["time"],
-                             "action": n["action"], "allow": n["result"]["allow"],
-                             "policy_version": n["policy_version"],
-                             "input": chain.canonical_json(n["input"]),
-                             "result": chain.canonical_json(n["result"]),
-                             "prev_hash": prev, "hash": h})
-                rule_rows += [{"rule_id": rid, "seq": seq} for rid in chain.rule_ids(n["result"])]
+                h = p.entry_hash(prev, seq)
+                rows.append((seq, p.decision_id, p.time, p.action, p.allow, p.policy_version,
+                             p.input_json, p.result_json, prev, h))
+                rule_rows += [(rid, seq) for rid in p.rules]
                 prev = h
             if not rows:
                 return
-            conn.execute(decisions.insert(), rows)
-            if rule_rows:
-                conn.execute(decision_rules.insert(), rule_rows)
+            self._insert_log_rows(conn, rows, rule_rows)
             conn.execute(store_heads.update().where(store_heads.c.name == HEAD_DECISIONS)
                          .values(seq=seq, hash=prev))
             self._hook("append_before_commit")
+
+    _DECISION_COLUMNS = "seq, decision_id, time, action, allow, policy_version, input, result, prev_hash, hash"
+
+    def _insert_log_rows(self, conn: sa.Connection, rows: list[tuple], rule_rows: list[tuple]) -> None:
+        """The rows in the connection's transaction, through the driver: COPY on PostgreSQL,
+        one prepared INSERT run over all rows on SQLite (no per-row SQLAlchemy work)."""
+        if self.dialect != "postgresql":
+            conn.exec_driver_sql(f"INSERT INTO decisions ({self._DECISION_COLUMNS}) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if rule_rows:
+                conn.exec_driver_sql("INSERT INTO decision_rules (rule_id, seq) VALUES (?, ?)", rule_rows)
+            return
+        cursor = conn.connection.cursor()
+        try:
+            with cursor.copy(f"COPY decisions ({self._DECISION_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            if rule_rows:
+                with cursor.copy("COPY decision_rules (rule_id, seq) FROM STDIN") as copy:
+                    for row in rule_rows:
+                        copy.write_row(row)
+        except Exception as exc:  # psycopg's own errors: the transaction is rolled back by _write
+            raise StoreError(f"append_decisions: database error: {_first_line(exc)}") from exc
+        finally:
+            cursor.close()
 
     @staticmethod
     def _decision_dict(row: Any) -> dict[str, Any]:

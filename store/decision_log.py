@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
-from .chain import normalize_record
+from .chain import PreparedRecord, prepare_record
 
 log = logging.getLogger("ordergate.store")
 
@@ -43,7 +43,7 @@ class DecisionLogWriter:
         self.on_full = on_full
         self.block_timeout = block_timeout
         self.max_retry_delay = float(max_retry_delay)
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[PreparedRecord] = deque()
         self._cv = threading.Condition()
         self._inflight = 0
         self._closing = False
@@ -60,9 +60,16 @@ class DecisionLogWriter:
 
     # -- producer side ----------------------------------------------------------------------
 
-    def submit(self, record: dict[str, Any]) -> bool:
-        """Queue one record. Raises InvalidInput for a malformed record; False = not queued."""
-        rec = normalize_record(record)
+    def submit(self, record: dict[str, Any] | PreparedRecord, *, input_has_text_keys: bool = False) -> bool:
+        """Queue one record. Raises InvalidInput for a malformed record; False = not queued.
+
+        The record is validated and its input and result serialised to canonical JSON here, on
+        the caller's thread, so a record that cannot be logged is refused to the caller (who has
+        not answered yet) rather than failing in the writer; the writer thread only hashes and
+        writes (``Store.append_decisions``), steps that cannot fail on a prepared record.
+        ``input_has_text_keys``: see ``chain.prepare_record``.
+        """
+        rec = prepare_record(record, input_has_text_keys=input_has_text_keys)
         with self._cv:
             if self._closing:
                 self._rejected += 1
