@@ -154,6 +154,7 @@ def main(argv=None) -> int:
               f"{verdict(f['compile_s'], TARGET_COMPILE_S)}")
         print(f"memory of {big:,} rows: RSS growth {f['rss_growth_mb']:.1f} MB; target < {TARGET_MB:g} MB: "
               f"{verdict(f['rss_growth_mb'], TARGET_MB)}")
+    print(f"\nLoad average at the end: {H.load_now()}")
     return 0
 
 
