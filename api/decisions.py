@@ -10,6 +10,7 @@ import json
 import time
 import typing as t
 
+import orjson
 from flask import Flask, Response, request
 from ulid import ULID
 
@@ -25,8 +26,17 @@ def _dumps(body: t.Any) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
+def _encode(body: t.Any) -> bytes | str:
+    """The response body: orjson (same compact UTF-8 JSON, several times faster), or the standard
+    library for what orjson does not take (integers beyond 64 bits, non-string keys)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return _dumps(body)
+
+
 def json_response(body: t.Any, status: int = 200) -> Response:
-    return Response(_dumps(body), status=status, mimetype=_JSON)
+    return Response(_encode(body), status=status, mimetype=_JSON)
 
 
 def _refused(version: str | None, code: str, message: str, *, decision_id: str | None) -> dict[str, t.Any]:

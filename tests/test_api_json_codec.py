@@ -1,0 +1,51 @@
+"""The decision endpoints parse with orjson and answer with orjson where, and only where, that
+gives exactly what the standard library gives."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api.body import _loads, _reject_constant
+from api.decisions import _encode
+
+SAME_AS_JSON = [
+    '{"a": 1, "b": [1.0, 1e16, 0.1, -0, 2.5e-7], "c": {"d": null, "e": true}}',
+    '{"big": 12345678901234567890123, "neg": -9223372036854775809, "max": 18446744073709551615}',
+    '{"in_text": "1234567890123456789012", "n": 1}',
+    '{"a": 1, "a": 2}',
+    '{"x": 1e400}',            # the standard library reads infinity; orjson refuses, so json decides
+    '{"s": "\\ud800"}',         # a lone surrogate parses (check_value refuses it later)
+    '{"u": "\\u00e9 \\u2028 \\ud83d\\ude00"}',
+    '[' * 40 + ']' * 40,
+]
+
+
+@pytest.mark.parametrize("text", SAME_AS_JSON)
+def test_loads_gives_the_standard_library_value(text):
+    expected = json.loads(text)
+    got = _loads(text)
+    assert repr(got) == repr(expected)  # repr: 1 vs 1.0 and big ints must not drift
+
+
+@pytest.mark.parametrize("text", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"a": 1,}', "{'a': 1}", ""])
+def test_loads_refuses_what_the_standard_library_refuses(text):
+    with pytest.raises(ValueError) as std:
+        json.loads(text, parse_constant=_reject_constant)
+    with pytest.raises(ValueError) as ours:
+        _loads(text)
+    assert str(ours.value) == str(std.value)
+
+
+def test_deep_nesting_still_hits_the_recursion_limit_path():
+    with pytest.raises(RecursionError):
+        _loads("[" * 100000 + "]" * 100000)
+
+
+@pytest.mark.parametrize("body", [
+    {"decision_id": "01J", "allow": True, "obligations": [{"name": "n", "params": {"é": 1.5}}], "error": None},
+    {"big": 2 ** 70, "nested": [1, 2]},          # beyond 64 bits: the standard library writes it
+    {1: "non-text key"},
+])
+def test_encode_writes_the_same_json(body):
+    assert json.loads(_encode(body)) == json.loads(json.dumps(body))
