@@ -33,7 +33,7 @@ DEFAULTS: dict[str, t.Any] = {
     "max_batch": 1000,
     "max_depth": 32,
     "log_on_full": "block",          # or "fail_closed": ORDERGATE_LOG_ON_FULL
-    "log_batch_size": 500,
+    "log_batch_size": 2000,
     "log_flush_interval": 0.05,
     # per process; small on purpose: when the database cannot keep up, callers feel it at once
     # (block, or fail closed) instead of a large backlog that a crash or a shutdown could lose
