@@ -110,12 +110,15 @@ def _worker_exit(server: t.Any, worker: t.Any) -> None:
               help="gunicorn worker processes (default: 2 x CPU cores).")
 @click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True,
               help="Threads per worker (gthread: keep-alive connections).")
+@click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
+              help="gunicorn worker class: gthread keeps connections alive (--threads each); sync answers "
+                   "one request per connection and closes it (less work per request, for a local proxy).")
 @click.option("--log-on-full", type=click.Choice(["block", "fail_closed"]), default=None,
               help="When the decision log cannot keep up: wait, or answer fail closed (default: block).")
 @click.option("--access-log", is_flag=True, help="Write an access log line per request to stderr.")
 @click.option("--dev", is_flag=True, help="Flask's development server in one process (not for production).")
 def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None, workers: int | None,
-          threads: int, log_on_full: str | None, access_log: bool, dev: bool) -> None:
+          threads: int, worker_class: str, log_on_full: str | None, access_log: bool, dev: bool) -> None:
     """Run the decision service on the shipped rules and a SQLite file by default.
 
     Without access tokens (ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN) it listens on 127.0.0.1 only.
@@ -159,10 +162,17 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
         finally:
             app.extensions["ordergate"].close()
         return
-    GunicornServer.run(config, {
+    GunicornServer.run(config, gunicorn_options(host, port, workers=workers, threads=threads,
+                                                worker_class=worker_class, access_log=access_log))
+
+
+def gunicorn_options(host: str, port: int, *, workers: int | None, threads: int, worker_class: str = "gthread",
+                     access_log: bool = False) -> dict[str, t.Any]:
+    """The gunicorn settings of ``ordergate serve`` (bench/serve_nolog.py reuses them)."""
+    return {
         "bind": _bind(host, port),
         "workers": workers or 2 * (os.cpu_count() or multiprocessing.cpu_count() or 1),
-        "worker_class": "gthread",
+        "worker_class": worker_class,
         "threads": threads,
         "keepalive": 30,
         "timeout": 30,
@@ -173,7 +183,7 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
         "proc_name": "ordergate",
         # gunicorn >= 25.1 opens one control socket per user by default: two servers would fight over it
         "control_socket_disable": True,
-    })
+    }
 
 
 def _safe(url: str) -> str:
