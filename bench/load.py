@@ -87,13 +87,18 @@ def _get(url: str, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
 def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen, str, str]:
     port = args.port or _free_port()
     database = args.database or f"sqlite:///{workdir / 'bench.sqlite'}"
-    command = [*_ordergate(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database", database]
+    if args.log_off:  # the benchmark-only server whose decision log keeps nothing (comparison only)
+        command = [sys.executable, str(ROOT / "bench" / "serve_nolog.py"), "--port", str(port), "--database", database]
+    else:
+        command = [*_ordergate(), "serve", "--host", "127.0.0.1", "--port", str(port), "--database", database]
     if args.workers:
         command += ["--workers", str(args.workers)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     if args.rules:
         command += ["--rules", str(args.rules)]
+    if args.worker_class:
+        command += ["--worker-class", args.worker_class]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_TOKENS_")}
     log = open(workdir / "server.log", "wb")
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -251,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["both", "single", "batch"], default="both")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: serve's, 2 x cores)")
     parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: serve's)")
+    parser.add_argument("--worker-class", choices=["gthread", "sync"], default=None,
+                        help="gunicorn worker class (default: serve's, gthread)")
     parser.add_argument("--database", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--rules", default=None,
                         help="rules folder (default: serve's, the shipped rules)")
@@ -258,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=None, help="drive an already running server instead of starting one")
     parser.add_argument("--token", default=None, help="bearer token (decide role) for --url")
     parser.add_argument("--start-timeout", type=float, default=60.0)
+    parser.add_argument("--log-off", action="store_true",
+                        help="compare only: serve with bench/serve_nolog.py, whose decision log writes nothing "
+                             "(the service itself always logs)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
 
@@ -277,15 +287,17 @@ def main(argv: list[str] | None = None) -> int:
             server = None
         total = sum(r["decisions"] for r in results)
         logged = None
-        if database:
+        if database and not args.log_off:
             logged = (logged_count(database, before + total, wait=10.0) or 0) - before
         summary = {"cpus": os.cpu_count(), "workers": args.workers or 2 * (os.cpu_count() or 1),
+                   "worker_class": args.worker_class or "gthread", "decision_log": not args.log_off,
                    "results": results, "decisions_sent": total, "decisions_logged": logged}
         if args.json:
             print(json.dumps(summary, indent=1))
         else:
             print(f"ordergate load: {args.clients} client processes, keep-alive, {args.seconds:g}s per phase, "
-                  f"server {summary['workers']} gunicorn workers on {summary['cpus']} CPUs, decision log on")
+                  f"server {summary['workers']} gunicorn {args.worker_class or 'gthread'} workers on {summary['cpus']} CPUs, "
+                  + ("decision log OFF (bench/serve_nolog.py, comparison only)" if args.log_off else "decision log on"))
             print(f"{'mode':<8} {'batch':>5} {'requests/s':>11} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'errors':>7}")
             for r in results:

@@ -31,3 +31,23 @@ def test_load_benchmark_runs_end_to_end(tmp_path):
     assert set(summary["results"][1]["statuses"]) == {"200"}
     assert summary["results"][1]["decisions"] == 5 * summary["results"][1]["requests"]
     assert summary["decisions_logged"] == summary["decisions_sent"] > 0
+
+
+def test_load_benchmark_log_off_and_sync_workers_run(tmp_path):
+    """--log-off (bench/serve_nolog.py, comparison only) and --worker-class sync still run."""
+    rules = write_rules(tmp_path / "rules", SHOP)
+    for extra in (["--log-off"], ["--worker-class", "sync"]):
+        completed = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "load.py"), "--seconds", "0.5", "--clients", "1", "--workers", "1",
+             "--threads", "2", "--batch-size", "5", "--rules", str(rules),
+             "--database", f"sqlite:///{tmp_path / ('load-' + extra[-1] + '.sqlite')}", "--json", *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        summary = json.loads(completed.stdout)
+        assert all(r["requests"] > 0 and r["errors"] == 0 for r in summary["results"])
+        if extra == ["--log-off"]:
+            assert summary["decision_log"] is False and summary["decisions_logged"] is None
+        else:
+            assert summary["worker_class"] == "sync"
+            assert summary["decisions_logged"] == summary["decisions_sent"] > 0
