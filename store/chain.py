@@ -22,15 +22,22 @@ _MAX_VERSION = 100
 _MAX_RULE = 100
 
 
+# json.dumps with these arguments builds this same encoder on every call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 text, no NaN/Infinity: the same bytes on every machine."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def format_time(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    value = value.astimezone(timezone.utc)
+    if 1000 <= value.year:  # isoformat pads years below 1000, strftime's %Y does not
+        return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def normalize_time(value: Any, what: str = "time") -> str:

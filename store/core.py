@@ -451,11 +451,7 @@ class Store:
         if not prepared:
             return
         with self._write("append_decisions", HEAD_DECISIONS) as (conn, head):
-            existing: set[str] = set()
-            ids = [p.decision_id for p in prepared]
-            for i in range(0, len(ids), 500):
-                existing.update(conn.execute(sa.select(decisions.c.decision_id)
-                                             .where(decisions.c.decision_id.in_(ids[i:i + 500]))).scalars())
+            existing = self._logged_ids(conn, [p.decision_id for p in prepared])
             seq, prev = int(head.seq), head.hash or chain.GENESIS
             rows: list[tuple] = []
             rule_rows: list[tuple[str, int]] = []
@@ -476,6 +472,20 @@ class Store:
             self._hook("append_before_commit")
 
     _DECISION_COLUMNS = "seq, decision_id, time, action, allow, policy_version, input, result, prev_hash, hash"
+
+    def _logged_ids(self, conn: sa.Connection, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are already in the log (one driver query per 500, no SQL compilation)."""
+        existing: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            if self.dialect == "postgresql":
+                rows = conn.exec_driver_sql("SELECT decision_id FROM decisions WHERE decision_id = ANY(%s)",
+                                            (chunk,))
+            else:
+                rows = conn.exec_driver_sql("SELECT decision_id FROM decisions WHERE decision_id IN ("
+                                            + ", ".join("?" * len(chunk)) + ")", tuple(chunk))
+            existing.update(row[0] for row in rows)
+        return existing
 
     def _insert_log_rows(self, conn: sa.Connection, rows: list[tuple], rule_rows: list[tuple]) -> None:
         """The rows in the connection's transaction, through the driver: COPY on PostgreSQL,
