@@ -26,7 +26,12 @@ _LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def _loads(text: str) -> t.Any:
-    """``json.loads`` semantics, with orjson doing the work whenever it gives the same value.
+    """``json.loads`` semantics, with orjson doing the work whenever it gives the same value."""
+    return _parse(text)[0]
+
+
+def _parse(text: str) -> tuple[t.Any, bool]:
+    """``(value, by_orjson)``.
 
     orjson is used only when it parses the text and the text has no run of 19 digits (orjson
     reads integers beyond 64 bits as floats); anything it refuses (NaN, Infinity, lone
@@ -35,10 +40,10 @@ def _loads(text: str) -> t.Any:
     """
     if not _LONG_DIGITS.search(text):
         try:
-            return orjson.loads(text)
+            return orjson.loads(text), True
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text, parse_constant=_reject_constant)
+    return json.loads(text, parse_constant=_reject_constant), False
 
 
 def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
@@ -56,12 +61,15 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
     except UnicodeDecodeError as exc:
         raise bad_request(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}", "not_json")
     try:
-        value = _loads(text)
+        value, by_orjson = _parse(text)
     except RecursionError:
         raise bad_request(f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth)
     except ValueError as exc:
         raise bad_request(f"the request body is not JSON: {exc}", "not_json")
-    check_value(value, max_depth)
+    if by_orjson:
+        check_depth(value, max_depth)  # orjson refuses lone surrogates itself
+    else:
+        check_value(value, max_depth)
     return value
 
 
@@ -115,6 +123,23 @@ def check_value(value: t.Any, max_depth: int) -> None:
                     stack.append((child, depth))
         elif isinstance(item, str):
             _check_text(item)
+
+
+def check_depth(value: t.Any, max_depth: int) -> None:
+    """``check_value``'s depth rule alone, for values whose strings are known to be UTF-8 text
+    (orjson parsed them): only containers are visited."""
+    if type(value) is not dict and type(value) is not list:
+        return
+    stack: list[tuple[t.Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise bad_request(
+                f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
+            )
+        for child in (item.values() if type(item) is dict else item):
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
 
 
 def _check_text(text: str) -> None:

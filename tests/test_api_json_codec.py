@@ -49,3 +49,44 @@ def test_deep_nesting_still_hits_the_recursion_limit_path():
 ])
 def test_encode_writes_the_same_json(body):
     assert json.loads(_encode(body)) == json.loads(json.dumps(body))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 5, 31, 32, 33, 40])
+def test_the_fast_depth_check_agrees_with_check_value(depth):
+    from api.body import check_depth, check_value
+    from api.errors import ApiError
+
+    for value in (_nest(depth, "dict"), _nest(depth, "list"), {"a": [1, {"b": _nest(max(depth - 3, 0), "dict")}]}):
+        outcomes = []
+        for check in (check_value, check_depth):
+            try:
+                check(value, 32)
+                outcomes.append("ok")
+            except ApiError as exc:
+                outcomes.append(exc.extra.get("reason"))
+        assert outcomes[0] == outcomes[1]
+
+
+def _nest(depth, kind):
+    value = "leaf"
+    for _ in range(depth):
+        value = {"k": value} if kind == "dict" else [value]
+    return value
+
+
+def test_lone_surrogates_are_still_refused_in_keys_and_values(sqlite_url, tmp_path):
+    from api import create_app
+    from api.testing import SHOP, test_config, write_rules
+
+    app = create_app(test_config(sqlite_url, write_rules(tmp_path / "rules", SHOP)))
+    try:
+        client = app.test_client()
+        for body in ('{"action": "order.create", "input": {"\\ud800": 1}}',
+                     '{"action": "order.create", "input": {"x": "\\udfff"}}',
+                     '{"requests": [{"action": "order.create", "input": {"x": ["\\ud800"]}}]}'):
+            path = "/v1/decisions/batch" if "requests" in body else "/v1/decisions"
+            response = client.post(path, data=body, content_type="application/json")
+            assert response.status_code == 400, body
+            assert response.get_json()["error"]["code"] == "bad_request"
+    finally:
+        app.extensions["ordergate"].close()
