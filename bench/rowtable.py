@@ -146,12 +146,3 @@ rules:
 def ordergate_input(q: Query) -> dict:
     return {"context": {"system": "bench_pricing"},
             "order": {"customer_group": q.group, "currency": q.currency, "total": q.total, "channel": q.channel}}
-
-
-def outcome_of(decision: dict) -> str:
-    if decision["error"] is not None or not decision["allow"] or len(decision["obligations"]) != 1:
-        raise AssertionError(f"unexpected decision {decision}")
-    o = decision["obligations"][0]
-    if o["name"] == "apply_discount":
-        return f"discount_{o['params']['percent']}"
-    return {"skip_price_calculation": "skip", "compute_price": "calculate"}[o["name"]]

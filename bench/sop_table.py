@@ -11,7 +11,6 @@ import itertools
 ENTITIES = ("opportunity", "quote", "salesorder", "invoice",
             "opportunity_line", "quote_line", "salesorder_line", "invoice_line")
 OPERATIONS = ("create", "update", "delete", "recalculate")
-OUTCOMES = ("calculate", "skip", "not_applicable")
 
 # cell: "calculate", "n/a", or the set of words of "skip when A or B" (each word implies SOP).
 _C, _NA = "calculate", "n/a"
@@ -25,8 +24,6 @@ TABLE = {
     "salesorder_line":  ({"integ", "submitted"}, {"integ", "submitted"}, {"integ"}, _NA),
     "invoice_line":     ({"integ"}, {"integ"}, {"integ"}, _NA),
 }
-# The rule id of each row, as cited by ordergate (PRC-01 ... PRC-08).
-ROW_RULE = {entity: f"PRC-{i:02d}" for i, entity in enumerate(ENTITIES, start=1)}
 
 
 def oracle(entity: str, operation: str, sop: bool, integ: bool, submitted: bool) -> str:
