@@ -82,3 +82,10 @@ def test_a_disagreement_aborts_with_exit_2(broken):
     proc = run(["-c", script])
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "DISAGREE" in proc.stdout and "not timing" in proc.stdout
+
+
+def test_hotspots_quick_profiles_every_workload():
+    proc = run([str(BENCH / "hotspots.py"), "--quick", "--top", "3"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("pricing", "rows-decide", "rows-compile"):
+        assert f"## {name} (" in proc.stdout
