@@ -1,7 +1,7 @@
 """Summarise a py-spy raw profile (``py-spy record -f raw --gil``) as text: inclusive and self
 share of the samples per function, the gunicorn/click start-up frames left out.
 
-    .venv/bin/py-spy record -d 6 -r 250 --gil -f raw -o /tmp/worker.raw --pid <gunicorn worker pid>
+    .venv/bin/py-spy record -d 5 -r 100 --gil --subprocesses -f raw -o /tmp/w.raw --pid <gunicorn master pid>
     .venv/bin/python bench/profile_summary.py /tmp/worker.raw --top 40 > bench/profiles/<name>.txt
 
 ``--gil`` samples only the thread holding the GIL: the Python work of the process, without the
@@ -34,7 +34,7 @@ def summarise(path: str, top: int) -> str:
         if not stack:
             continue
         n = int(count)
-        frames = [_clean(f) for f in stack.split(";")[1:]]
+        frames = [_clean(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
         total += n
         for frame in set(frames):
             inclusive[frame] += n
