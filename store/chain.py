@@ -64,16 +64,18 @@ def _snapshot(value: Any, what: str) -> Any:
     return json.loads(text)
 
 
-def normalize_record(record: Any) -> dict[str, Any]:
-    """Validate a decision record and return the stored form (time normalised). Raises InvalidInput."""
+def _check_record(record: Any) -> tuple[str, str, str | None, dict]:
+    """The checks every decision record passes before it is logged. Raises InvalidInput."""
     if not isinstance(record, dict):
         raise InvalidInput(f"a decision record must be a dict, got {type(record).__name__}")
-    missing = [k for k in RECORD_KEYS if k not in record]
-    if missing:
-        raise InvalidInput(f"decision record lacks {', '.join(missing)}")
-    extra = sorted(set(record) - set(RECORD_KEYS) - {"seq"})
-    if extra:
-        raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} (they would not be logged)")
+    if len(record) != len(RECORD_KEYS) or any(k not in record for k in RECORD_KEYS):
+        missing = [k for k in RECORD_KEYS if k not in record]
+        if missing:
+            raise InvalidInput(f"decision record lacks {', '.join(missing)}")
+        extra = sorted(set(record) - set(RECORD_KEYS) - {"seq"})
+        if extra:
+            raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} "
+                               "(they would not be logged)")
     did = record["decision_id"]
     if not isinstance(did, str) or not did or len(did) > _MAX_ID:
         raise InvalidInput(f"decision_id must be a non-empty string of at most {_MAX_ID} characters")
@@ -90,6 +92,12 @@ def normalize_record(record: Any) -> dict[str, Any]:
     if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
                                                          for r in rules):
         raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    return did, action, version, result
+
+
+def normalize_record(record: Any) -> dict[str, Any]:
+    """Validate a decision record and return the stored form (time normalised). Raises InvalidInput."""
+    did, action, version, result = _check_record(record)
     # a JSON round trip snapshots the record (the caller may reuse its dicts) and makes the stored
     # form exactly what is hashed (tuples become lists, ...)
     return {
@@ -205,32 +213,7 @@ def prepare_record(record: Any, *, input_has_text_keys: bool = False) -> Prepare
     """
     if isinstance(record, PreparedRecord):
         return record
-    if not isinstance(record, dict):
-        raise InvalidInput(f"a decision record must be a dict, got {type(record).__name__}")
-    if len(record) != len(RECORD_KEYS) or any(k not in record for k in RECORD_KEYS):
-        missing = [k for k in RECORD_KEYS if k not in record]
-        if missing:
-            raise InvalidInput(f"decision record lacks {', '.join(missing)}")
-        extra = sorted(set(record) - set(RECORD_KEYS) - {"seq"})
-        if extra:
-            raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} "
-                               "(they would not be logged)")
-    did = record["decision_id"]
-    if not isinstance(did, str) or not did or len(did) > _MAX_ID:
-        raise InvalidInput(f"decision_id must be a non-empty string of at most {_MAX_ID} characters")
-    action = record["action"]
-    if not isinstance(action, str) or not action or len(action) > _MAX_ACTION:
-        raise InvalidInput(f"action must be a non-empty string of at most {_MAX_ACTION} characters")
-    version = record["policy_version"]
-    if version is not None and (not isinstance(version, str) or len(version) > _MAX_VERSION):
-        raise InvalidInput("policy_version must be a string (or null when no version was loaded)")
-    result = record["result"]
-    if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
-        raise InvalidInput("result must be a dict with a boolean `allow` (Decision.to_dict())")
-    rules = result.get("rules", [])
-    if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
-                                                         for r in rules):
-        raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    did, action, version, result = _check_record(record)
     for text in (did, action, version):
         if text is not None and not text.isascii():
             try:
@@ -241,5 +224,5 @@ def prepare_record(record: Any, *, input_has_text_keys: bool = False) -> Prepare
         did, normalize_time(record["time"]), action, version,
         _serialise(record["input"], "input", text_keys=input_has_text_keys),
         _serialise(result, "result"),
-        result["allow"], sorted(set(rules)),
+        result["allow"], sorted(set(result.get("rules", []))),
     )
