@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import getpass
 import os
+import typing as t
 from pathlib import Path
 
 import click
 
 _DB_HELP = "Database URL (default: $ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite)."
+
+
+def _store_failed(exc: Exception) -> t.NoReturn:
+    """Exit 1 for a bad argument (the store's InvalidInput is a ValueError), 2 when the database failed."""
+    click.echo(f"error: {exc}", err=True)
+    raise SystemExit(1 if isinstance(exc, ValueError) else 2)
 
 
 def _open(database: str | None):
@@ -45,13 +52,13 @@ def _print_rejection(exc, root: str) -> None:
         click.echo(f"{where}: {err['code']}: {err['message']}", err=True)
         if err.get("help"):
             click.echo(f"    help: {err['help']}", err=True)
-    for t in exc.test_failures:
-        if t.get("kind") == "uncovered":
-            click.echo(f"{root}tests: uncovered_rule: {t['message']}", err=True)
+    for failure in exc.test_failures:
+        if failure.get("kind") == "uncovered":
+            click.echo(f"{root}tests: uncovered_rule: {failure['message']}", err=True)
         else:
-            where = f"{root}{t['location']}" if t.get("location") else root.rstrip("/")
-            click.echo(f"{where}: test_failed: {t['name']}", err=True)
-            for problem in t.get("problems", []):
+            where = f"{root}{failure['location']}" if failure.get("location") else root.rstrip("/")
+            click.echo(f"{where}: test_failed: {failure['name']}", err=True)
+            for problem in failure.get("problems", []):
                 click.echo(f"    {problem}", err=True)
     click.echo(f"not published: {exc}", err=True)
 
@@ -82,8 +89,7 @@ def publish(directory: str, message: str, author: str | None, database: str | No
         _print_rejection(exc, root)
         raise SystemExit(1)
     except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2 if not isinstance(exc, ValueError) else 1)
+        _store_failed(exc)
     finally:
         store.dispose()
     click.echo(version.id)
@@ -114,8 +120,7 @@ def activate(version: str, actor: str | None, reason: str, database: str | None)
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(1)
     except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2 if not isinstance(exc, ValueError) else 1)
+        _store_failed(exc)
     finally:
         store.dispose()
     click.echo(vid)
