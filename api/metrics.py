@@ -104,6 +104,10 @@ class Metrics:
         add("# HELP ordergate_decision_log_dropped_total Decisions the log writer could not keep.")
         add("# TYPE ordergate_decision_log_dropped_total counter")
         add(f"ordergate_decision_log_dropped_total {int(stats.get('dropped', 0) or 0)}")
+        add("# HELP ordergate_decision_log_set_aside_total Decisions the database refused for their content, "
+            "set aside so the records behind them are written.")
+        add("# TYPE ordergate_decision_log_set_aside_total counter")
+        add(f"ordergate_decision_log_set_aside_total {int(stats.get('set_aside', 0) or 0)}")
         add("# HELP ordergate_decision_log_healthy 1 when the decision log writer is healthy.")
         add("# TYPE ordergate_decision_log_healthy gauge")
         add(f"ordergate_decision_log_healthy {1 if stats.get('healthy') else 0}")

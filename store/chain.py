@@ -92,7 +92,26 @@ def _check_record(record: Any) -> tuple[str, str, str | None, dict]:
     if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
                                                          for r in rules):
         raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    for name, text in (("decision_id", did), ("action", action), ("policy_version", version)):
+        _check_column_text(name, text)
+    for rule in rules:
+        _check_column_text("a rule id", rule)
     return did, action, version, result
+
+
+def _check_column_text(name: str, text: str | None) -> None:
+    """Text stored in a column of its own must be storable on every database: PostgreSQL's text
+    cannot hold NUL, and nothing can hold a lone surrogate (it is not UTF-8). Input and result are
+    stored as JSON text, where such characters are escaped, so they need no such check."""
+    if text is None:
+        return
+    if "\x00" in text:
+        raise InvalidInput(f"{name} contains a NUL character, which the decision log cannot store")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{name} contains a lone surrogate, which is not UTF-8 text") from None
 
 
 def normalize_record(record: Any) -> dict[str, Any]:
@@ -214,12 +233,6 @@ def prepare_record(record: Any, *, input_has_text_keys: bool = False) -> Prepare
     if isinstance(record, PreparedRecord):
         return record
     did, action, version, result = _check_record(record)
-    for text in (did, action, version):
-        if text is not None and not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise InvalidInput("decision_id, action and policy_version must be valid UTF-8 text") from None
     return PreparedRecord(
         did, normalize_time(record["time"]), action, version,
         _serialise(record["input"], "input", text_keys=input_has_text_keys),

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from . import chain
-from .errors import InvalidInput, PublishRejected, StoreError, VersionNotFound
+from .errors import InvalidInput, PublishRejected, RecordRefused, StoreError, VersionNotFound
 from .schema import (
     HEAD_ACTIVE, HEAD_DECISIONS, activations, decision_rules, decisions, policy_files,
     policy_versions, store_heads,
@@ -176,6 +176,8 @@ class Store:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"{what}: database unavailable or schema missing ({self._safe_url()}): "
                              f"{_first_line(exc.orig)}") from exc
+        except (sa.exc.DataError, sa.exc.IntegrityError) as exc:
+            raise RecordRefused(f"{what}: the database refused the data: {_first_line(exc.orig)}") from exc
         except sa.exc.SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
             raise StoreError(f"{what}: database error: {_first_line(orig)}") from exc
@@ -496,6 +498,8 @@ class Store:
             if rule_rows:
                 conn.exec_driver_sql("INSERT INTO decision_rules (rule_id, seq) VALUES (?, ?)", rule_rows)
             return
+        import psycopg
+
         cursor = conn.connection.cursor()
         try:
             with cursor.copy(f"COPY decisions ({self._DECISION_COLUMNS}) FROM STDIN") as copy:
@@ -505,7 +509,9 @@ class Store:
                 with cursor.copy("COPY decision_rules (rule_id, seq) FROM STDIN") as copy:
                     for row in rule_rows:
                         copy.write_row(row)
-        except Exception as exc:  # psycopg's own errors: the transaction is rolled back by _write
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # rolled back by _write
+            raise RecordRefused(f"append_decisions: the database refused the data: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
             raise StoreError(f"append_decisions: database error: {_first_line(exc)}") from exc
         finally:
             cursor.close()

@@ -22,6 +22,7 @@ from collections import deque
 from typing import Any
 
 from .chain import PreparedRecord, prepare_record
+from .errors import RecordRefused
 
 log = logging.getLogger("ordergate.store")
 
@@ -51,6 +52,7 @@ class DecisionLogWriter:
         self._written = 0
         self._failed_batches = 0
         self._rejected = 0
+        self._set_aside = 0
         self._healthy = True
         self._last_error: str | None = None
         self._last_success: float | None = None
@@ -127,6 +129,7 @@ class DecisionLogWriter:
                 "failed_batches": self._failed_batches,
                 "dropped": 0,
                 "rejected": self._rejected,
+                "set_aside": self._set_aside,
                 "healthy": self._healthy,
                 "last_error": self._last_error,
                 "max_queue": self.max_queue,
@@ -142,6 +145,25 @@ class DecisionLogWriter:
             return self._healthy
 
     # -- writer thread ----------------------------------------------------------------------
+
+    def _append(self, batch: list[PreparedRecord]) -> list[PreparedRecord]:
+        """Write ``batch``; the records the database refuses for their content are set aside.
+
+        A batch refused for a data reason (``RecordRefused``: not a connection problem) is split
+        in halves until the refused records stand alone, so one poison record never blocks the
+        records behind it; every other error propagates (the batch is kept and retried). Returns
+        the records set aside, each reported in the log.
+        """
+        try:
+            self._store.append_decisions(batch)
+            return []
+        except RecordRefused as exc:
+            if len(batch) == 1:
+                log.error("decision log: the database refused decision %s; set aside: %s",
+                          batch[0].decision_id, exc)
+                return batch
+        middle = len(batch) // 2
+        return self._append(batch[:middle]) + self._append(batch[middle:])
 
     def _run(self) -> None:
         delay = 0.05
@@ -161,7 +183,7 @@ class DecisionLogWriter:
                 batch = [self._queue[i] for i in range(min(self.batch_size, len(self._queue)))]
                 self._inflight = len(batch)
             try:
-                self._store.append_decisions(batch)
+                set_aside = self._append(batch)
             except Exception as exc:  # kept in the queue and retried
                 with self._cv:
                     self._inflight = 0
@@ -181,7 +203,8 @@ class DecisionLogWriter:
                 for _ in batch:
                     self._queue.popleft()
                 self._inflight = 0
-                self._written += len(batch)
+                self._written += len(batch) - len(set_aside)
+                self._set_aside += len(set_aside)
                 self._healthy = True
                 self._last_success = time.monotonic()
                 self._cv.notify_all()

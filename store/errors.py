@@ -12,6 +12,11 @@ class InvalidInput(StoreError, ValueError):
     """The caller passed something the store refuses (a malformed record, an empty author, ...)."""
 
 
+class RecordRefused(StoreError):
+    """The database refused the content of a write (a data or integrity error), as opposed to not
+    answering: retrying the same rows cannot succeed, so the decision log writer isolates them."""
+
+
 class VersionNotFound(StoreError, LookupError):
     """No stored policy version has this id."""
 
