@@ -11,6 +11,7 @@ import typing as t
 
 from flask import Flask, Response, request
 
+from api import evidence
 from api.body import read_json
 from api.decisions import json_response
 from api.diff import diff_versions, rule_info_dict
@@ -20,7 +21,6 @@ log = logging.getLogger("ordergate.api")
 
 _MAX_LIMIT = 1000
 _DEFAULT_LIMIT = 100
-_RESULT_KEYS = ("allow", "obligations", "rules", "error", "policy_version")
 
 
 def _store_errors() -> tuple[type, type, type, type]:
@@ -47,30 +47,6 @@ def map_store_error(exc: Exception) -> ApiError:
 
 def _rules_of(policy_set: t.Any) -> list[dict[str, t.Any]]:
     return [rule_info_dict(r) for r in policy_set.rules]
-
-
-def _logged(record: dict[str, t.Any]) -> dict[str, t.Any]:
-    """A decision-log entry as the API shows it."""
-    return {
-        "seq": record.get("seq"),
-        "decision_id": record["decision_id"],
-        "time": record["time"],
-        "action": record["action"],
-        "allow": record["result"].get("allow"),
-        "policy_version": record["policy_version"],
-        "input": record["input"],
-        "result": record["result"],
-        "hash": record.get("hash"),
-        "prev_hash": record.get("prev_hash"),
-    }
-
-
-def _comparable(result: dict[str, t.Any]) -> dict[str, t.Any]:
-    """The parts of a result replay compares; obligation order is irrelevant (spec 2.3)."""
-    out = {k: result.get(k) for k in _RESULT_KEYS}
-    obligations = out.get("obligations") or []
-    out["obligations"] = sorted(obligations, key=lambda o: (str(o.get("name")), repr(sorted((o.get("params") or {}).items()))))
-    return out
 
 
 def _parse_time(name: str, value: str | None) -> str | None:
@@ -122,6 +98,8 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             return fn(*args, **kwargs)
         except ApiError:
             raise
+        except evidence.NotFound as exc:
+            raise ApiError("not_found", str(exc)) from exc
         except Exception as exc:
             from store import StoreError
 
@@ -274,7 +252,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         more = len(records) > limit
         records = records[:limit]
         next_cursor = str(records[-1]["seq"]) if more and records else None
-        return json_response({"decisions": [_logged(r) for r in records], "next_cursor": next_cursor})
+        return json_response({"decisions": [evidence.logged_view(r) for r in records], "next_cursor": next_cursor})
 
     @app.get("/v1/decisions/<decision_id>")
     def get_decision(decision_id: str) -> Response:
@@ -282,7 +260,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         record = call(store().get_decision, decision_id)
         if record is None:
             raise ApiError("not_found", f"no logged decision `{decision_id}`")
-        return json_response(_logged(record))
+        return json_response(evidence.logged_view(record))
 
     @app.post("/v1/decisions/<decision_id>/replay")
     def replay(decision_id: str) -> Response:
@@ -295,36 +273,12 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             target = body.get("version")
             if target is not None and not isinstance(target, str):
                 raise bad_request("`version` must be a version id (or `active`)", "invalid_parameter")
-        record = call(store().get_decision, decision_id)
-        if record is None:
-            raise ApiError("not_found", f"no logged decision `{decision_id}`")
-        logged_version = record["policy_version"]
-        if target is None:
-            if logged_version is None:
-                raise ApiError("not_found", "the decision was made with no policy version loaded")
-            version_id = logged_version
-        else:
-            version_id = resolve(target)
-        replayed = policy_set(version_id).decide(record["action"], record["input"]).to_dict()
-        replayed.pop("trace", None)
-        before, after = _comparable(record["result"]), _comparable(replayed)
-        differences = [
-            {"field": key, "logged": before[key], "replayed": after[key]}
-            for key in _RESULT_KEYS if before[key] != after[key]
-        ]
-        # against another version the policy_version differs by construction: not a difference
-        if version_id != logged_version:
-            differences = [d for d in differences if d["field"] != "policy_version"]
-        return json_response({
-            "decision_id": decision_id,
-            "logged_version": logged_version,
-            "replayed_version": version_id,
-            "same_version": version_id == logged_version,
-            "match": not differences,
-            "differences": differences,
-            "logged": record["result"],
-            "replayed": replayed,
-        })
+        return json_response(call(evidence.replay, store(), decision_id, None if target is None else resolve(target)))
+
+    @app.get("/v1/decisions/<decision_id>/explain")
+    def explain(decision_id: str) -> Response:
+        requires("audit")
+        return json_response(call(evidence.explain, store(), decision_id))
 
     @app.get("/v1/audit/verify")
     def verify() -> Response:

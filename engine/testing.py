@@ -9,6 +9,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .compare import obligation_keys
 from .errors import Location, PolicyError, PolicyErrors, did_you_mean
 
 
@@ -19,6 +20,8 @@ class TestResult:
     passed: bool
     problems: tuple[str, ...] = ()
     decision: dict | None = None
+    action: str | None = None
+    input: Any = None                  # the request input the test decided (base, input and remove applied)
 
 
 @dataclass
@@ -71,17 +74,6 @@ def remove(data: dict, dotted: str) -> None:
             return
     if isinstance(d, dict):
         d.pop(last, None)
-
-
-def _norm_obligations(items) -> list:
-    from .evaluate import freeze
-
-    out = []
-    for o in items:
-        if isinstance(o, str):
-            o = {"name": o, "params": {}}
-        out.append((o["name"], freeze(o.get("params") or {})))
-    return sorted(out, key=repr)
 
 
 def _show_obligations(items) -> str:
@@ -137,7 +129,8 @@ def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> Te
     if errors:
         raise PolicyErrors(errors)
     for location, test, base in cases:
-        data = merge(base, test.get("input") or {})
+        # a copy: `remove` must not reach into the base the next test merges over
+        data = merge(copy.deepcopy(base), test.get("input") or {})
         for dotted in test.get("remove") or []:
             remove(data, dotted)
         decision = policy.decide(test["action"], data).to_dict()
@@ -148,7 +141,7 @@ def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> Te
             problems.append(f"allow: expected {expect['allow']}, got {decision['allow']}")
         if "rules" in expect and sorted(expect["rules"]) != sorted(decision["rules"]):
             problems.append(f"rules: expected {sorted(expect['rules'])}, got {sorted(decision['rules'])}")
-        if "obligations" in expect and _norm_obligations(expect["obligations"]) != _norm_obligations(decision["obligations"]):
+        if "obligations" in expect and obligation_keys(expect["obligations"]) != obligation_keys(decision["obligations"]):
             problems.append(f"obligations: expected {_show_obligations(expect['obligations'])}, "
                             f"got {_show_obligations(decision['obligations'])}")
         if "error" in expect:
@@ -164,6 +157,7 @@ def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> Te
         if "error" not in expect and decision["error"] is not None:
             problems.append(f"unexpected error {decision['error']['code']} ({decision['error']['field']}): "
                             f"{decision['error']['message']}")
-        report.results.append(TestResult(test["name"], location, not problems, tuple(problems), decision))
+        report.results.append(TestResult(test["name"], location, not problems, tuple(problems), decision,
+                                         test["action"], data))
     report.uncovered = sorted(known_rules - fired)
     return report
