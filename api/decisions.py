@@ -14,6 +14,8 @@ import orjson
 from flask import Flask, Response, request
 from ulid import ULID
 
+from engine import whatif
+
 from api.body import read_json
 from api.errors import ApiError, bad_request, decision_status
 from store.chain import prepare_record
@@ -51,7 +53,11 @@ def _refused(version: str | None, code: str, message: str, *, decision_id: str |
     }
 
 
-def check_envelope(item: t.Any, *, where: str = "the body") -> tuple[str, dict, bool]:
+#: ``explain`` values: no trace, the trace, the trace and the smallest fact changes that flip it
+EXPLAIN_VALUES = (False, True, WHY_NOT := "why_not")
+
+
+def check_envelope(item: t.Any, *, where: str = "the body") -> tuple[str, dict, bool | str]:
     """``(action, input, explain)`` of a request object, or ``ApiError(bad_request)``."""
     if not isinstance(item, dict):
         raise bad_request(f"{where} must be a JSON object with `action` and `input`", "not_object")
@@ -65,8 +71,8 @@ def check_envelope(item: t.Any, *, where: str = "the body") -> tuple[str, dict, 
     if not isinstance(facts, dict):
         raise bad_request(f"`input` in {where} must be an object", "input_not_object")
     explain = item.get("explain", False)
-    if not isinstance(explain, bool):
-        raise bad_request(f"`explain` in {where} must be true or false", "explain_not_bool")
+    if not isinstance(explain, bool) and explain != WHY_NOT:
+        raise bad_request(f"`explain` in {where} must be true, false or `why_not`", "explain_not_bool")
     return action, facts, explain
 
 
@@ -76,7 +82,7 @@ class Decider:
     def __init__(self, runtime: t.Any) -> None:
         self.rt = runtime
 
-    def decide(self, action: str, facts: dict, explain: bool) -> tuple[dict[str, t.Any], int]:
+    def decide(self, action: str, facts: dict, explain: bool | str) -> tuple[dict[str, t.Any], int]:
         rt = self.rt
         loaded = rt.holder.current
         decision_id = str(ULID())
@@ -89,7 +95,7 @@ class Decider:
             rt.metrics.decision(False, "no_policy_loaded")
             return body, decision_status("no_policy_loaded")
         try:
-            result = loaded.policy_set.decide(action, facts, explain=explain).to_dict()
+            result = loaded.policy_set.decide(action, facts, explain=explain is not False).to_dict()
         except Exception as exc:  # the engine promises never to raise; if it does, fail closed
             result = {
                 "allow": False, "obligations": [], "rules": [], "policy_version": loaded.version_id,
@@ -119,8 +125,11 @@ class Decider:
             "rules": result["rules"],
             "error": error,
         }
-        if explain:
+        if explain is not False:
             body["trace"] = trace
+        if explain == WHY_NOT:
+            found = whatif.why_not(loaded.policy_set, action, facts)
+            body["why_not"] = None if found is None else found.to_dict()
         code = error["code"] if error is not None else None
         rt.metrics.decision(body["allow"], code)
         return body, decision_status(code)
@@ -183,12 +192,12 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                 limit=max_batch,
             )
         default_explain = body.get("explain", False)
-        if not isinstance(default_explain, bool):
-            raise bad_request("`explain` must be true or false", "explain_not_bool")
+        if not isinstance(default_explain, bool) and default_explain != WHY_NOT:
+            raise bad_request("`explain` must be true, false or `why_not`", "explain_not_bool")
         results = []
         for index, item in enumerate(items):
             if isinstance(item, dict) and "explain" not in item and default_explain:
-                item = {**item, "explain": True}
+                item = {**item, "explain": default_explain}
             try:
                 action, facts, explain = check_envelope(item, where=f"requests[{index}]")
                 answer, _status = decider.decide(action, facts, explain)

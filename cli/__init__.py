@@ -9,7 +9,7 @@ import importlib
 
 import click
 
-_COMMAND_MODULES = ("cli.policy", "cli.store_commands", "cli.serve", "cli.demo")
+_COMMAND_MODULES = ("cli.policy", "cli.store_commands", "cli.serve", "cli.demo", "cli.evidence")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,89 @@
+"""The auditor's evidence over a store: explain and replay a logged decision.
+
+No HTTP here: the admin routes and the ``ordergate`` command (with ``--database``) call these
+functions with a store, so both give the same answer. The comparison and the counterfactual
+search are the engine's (:mod:`engine.compare`, :mod:`engine.whatif`).
+"""
+from __future__ import annotations
+
+import typing as t
+
+from engine import compare, whatif
+
+
+class NotFound(LookupError):
+    """A logged decision or version the caller named does not exist."""
+
+
+def logged_view(record: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A decision-log entry as the API and ``ordergate log`` show it."""
+    return {
+        "seq": record.get("seq"),
+        "decision_id": record["decision_id"],
+        "time": record["time"],
+        "action": record["action"],
+        "allow": record["result"].get("allow"),
+        "policy_version": record["policy_version"],
+        "input": record["input"],
+        "result": record["result"],
+        "hash": record.get("hash"),
+        "prev_hash": record.get("prev_hash"),
+    }
+
+
+def logged_decision(store: t.Any, decision_id: str) -> dict[str, t.Any]:
+    record = store.get_decision(decision_id)
+    if record is None:
+        raise NotFound(f"no logged decision `{decision_id}`")
+    return record
+
+
+def _logged_version(record: dict[str, t.Any]) -> str:
+    if record["policy_version"] is None:
+        raise NotFound("the decision was made with no policy version loaded")
+    return record["policy_version"]
+
+
+def explain(store: t.Any, decision_id: str) -> dict[str, t.Any]:
+    """The decision rebuilt with its trace from the logged input on the logged version.
+
+    ``explanation`` is what ``ordergate decide --explain`` prints for that input and version;
+    ``matches_log`` says whether it equals the logged answer; ``why_not`` the smallest sets of
+    fact changes that would have flipped it.
+    """
+    record = logged_decision(store, decision_id)
+    version_id = _logged_version(record)
+    policy_set = store.policy_set(version_id)
+    decision = policy_set.decide(record["action"], record["input"], explain=True).to_dict()
+    replayed = {k: v for k, v in decision.items() if k != "trace"}
+    found = whatif.why_not(policy_set, record["action"], record["input"])
+    return {
+        "decision_id": decision_id,
+        "time": record["time"],
+        "action": record["action"],
+        "policy_version": version_id,
+        "input": record["input"],
+        "logged": record["result"],
+        "matches_log": not compare.differences(record["result"], replayed, same_version=True),
+        "explanation": decision,
+        "why_not": None if found is None else found.to_dict(),
+    }
+
+
+def replay(store: t.Any, decision_id: str, version_id: str | None) -> dict[str, t.Any]:
+    """The logged decision decided again on its own version (``version_id`` None) or another."""
+    record = logged_decision(store, decision_id)
+    logged_version = record["policy_version"]
+    target = version_id or _logged_version(record)
+    replayed = store.policy_set(target).decide(record["action"], record["input"]).to_dict()
+    differences = compare.differences(record["result"], replayed, same_version=target == logged_version)
+    return {
+        "decision_id": decision_id,
+        "logged_version": logged_version,
+        "replayed_version": target,
+        "same_version": target == logged_version,
+        "match": not differences,
+        "differences": differences,
+        "logged": record["result"],
+        "replayed": replayed,
+    }
