@@ -8,11 +8,11 @@ import typing as t
 from pathlib import Path
 
 import yaml
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from api import admin, decisions
-from api.auth import Authenticator, tokens_from_env
+from api.auth import Authenticator, Principal, is_loopback, tokens_from_env
 from api.decisions import json_response
 from api.errors import ApiError, bad_request
 from api.metrics import Metrics
@@ -21,13 +21,15 @@ from api.runtime import Runtime
 log = logging.getLogger("ordergate.api")
 
 _HERE = Path(__file__).resolve().parent
+_JSON = "application/json"
 SHIPPED_RULES = _HERE.parent / "rules"
 
 #: every setting, its default, and the environment variable that overrides the default
 DEFAULTS: dict[str, t.Any] = {
     "database_url": None,            # ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite
     "rules_dir": str(SHIPPED_RULES),  # published and activated when the store is empty
-    "tokens": None,                  # {role: [token, ...]}; None = from ORDERGATE_TOKENS_*
+    # [api.auth.Token] or {role: ["name:secret", ...]}; None = from ORDERGATE_TOKENS_FILE/_<ROLE>
+    "tokens": None,
     "max_body_bytes": 1024 * 1024,   # decision requests (single and batch)
     "max_publish_bytes": 16 * 1024 * 1024,
     "max_batch": 1000,
@@ -96,11 +98,24 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["ordergate"] = runtime
     app.extensions["ordergate.auth"] = authenticator
     if not authenticator.enabled:
-        log.warning("ordergate: no access tokens configured: authentication is OFF; "
-                    "serve only on 127.0.0.1 (set ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN)")
+        log.warning("ordergate: no access tokens configured: authentication is OFF; only callers on this "
+                    "machine are served (set ORDERGATE_TOKENS_FILE or ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN)")
 
-    def requires(role: str):
-        return authenticator.require(request.headers.get("Authorization"), role)
+    def requires(role: str) -> Principal:
+        """The caller, who must hold ``role``; ``flask.g.caller`` is its name from here on."""
+        if not authenticator.enabled:
+            _only_this_machine()
+        principal = authenticator.require(request.headers.get("Authorization"), role)
+        g.caller = principal.name
+        return principal
+
+    @app.before_request
+    def json_posts_only() -> None:
+        # a browser sends a cross-site POST without asking first only when its type is text/plain or a
+        # form: requiring JSON makes every such request either a 415 here or a preflight we never grant
+        if request.method == "POST" and request.routing_exception is None and request.mimetype != _JSON:
+            raise ApiError("unsupported_media_type",
+                           "send the request with `Content-Type: application/json` (also when it has no body)")
 
     _register_errors(app, metrics)
     decisions.register(app, runtime, requires)
@@ -108,6 +123,18 @@ def create_app(config: dict | None = None) -> Flask:
     _register_health(app, runtime)
     runtime.start()
     return app
+
+
+def _only_this_machine() -> None:
+    """With authentication off, serve callers on this machine only, asking for it by a loopback name.
+
+    The address check holds however the server was started; the ``Host`` check stops a web page
+    whose own name resolves to 127.0.0.1 (DNS rebinding) from calling the service as its origin.
+    """
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    if not is_loopback(request.remote_addr or "") or (request.host and not is_loopback(host)):
+        raise ApiError("forbidden", "authentication is off: only callers on this machine, addressing it as "
+                                    "`127.0.0.1` or `localhost`, are served")
 
 
 def _register_errors(app: Flask, metrics: Metrics) -> None:
@@ -124,7 +151,8 @@ def _register_errors(app: Flask, metrics: Metrics) -> None:
             limit = app.config["MAX_CONTENT_LENGTH"]
             return on_api_error(bad_request(f"the request body is larger than {limit} bytes", "body_too_large",
                                             status=413, limit=limit))
-        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(status)
+        code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                415: "unsupported_media_type"}.get(status)
         if code is None:
             code = "bad_request" if 400 <= status < 500 else "internal_error"
         if status == 404:

@@ -1,28 +1,75 @@
 """Bearer tokens and the three roles: decide, audit, admin.
 
-Tokens come from configuration (``ORDERGATE_TOKENS_DECIDE``, ``ORDERGATE_TOKENS_AUDIT``,
-``ORDERGATE_TOKENS_ADMIN``: comma-separated). A token may carry a name, ``alice=s3cret``; the name
-is what the version history records as author or actor. ``admin`` implies ``audit`` and
-``decide``. Every configured token is compared with ``hmac.compare_digest`` (all of them, so the
-time taken does not depend on which one matched).
+Every token has a NAME and a SECRET. The name is what the version history records as author or
+actor and the decision log as caller; the secret is what a caller sends
+(``Authorization: Bearer <secret>``) and is never shown anywhere. Tokens come from either or both:
 
-With no token configured at all, authentication is off: ``ordergate serve`` then binds to
-127.0.0.1 only and says so, and every local caller acts as ``local``.
+- ``ORDERGATE_TOKENS_FILE``: a file with one token a line, ``<role> <name> <secret>`` separated by
+  spaces; blank lines and lines starting with ``#`` are skipped.
+- ``ORDERGATE_TOKENS_DECIDE``, ``ORDERGATE_TOKENS_AUDIT``, ``ORDERGATE_TOKENS_ADMIN``:
+  comma-separated ``name:secret`` entries.
+
+The name ends at the first ``:`` and may hold only letters, digits, ``.``, ``_``, ``-`` and ``@``;
+no base64, base64url or hex secret contains ``:``, ``,`` or a space, so no secret can be split
+or mistaken for a name. Weak secrets (fewer than 16 characters, or fewer than 5 different ones)
+and empty ones are refused when the service starts, with a message that names the token, never
+its secret. ``admin`` implies ``audit`` and ``decide``. Every configured secret is compared with
+``hmac.compare_digest`` (all of them, so the time taken does not depend on which one matched).
+
+With no token configured at all, authentication is off: the service then serves callers on this
+machine only (``ordergate serve`` binds to 127.0.0.1), each acting as ``loopback``.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
+import ipaddress
 import os
+import re
 import typing as t
 from dataclasses import dataclass
+from pathlib import Path
 
 from api.errors import ApiError
 
 ROLES = ("decide", "audit", "admin")
+#: the caller name of every request when authentication is off
+LOOPBACK = "loopback"
+MIN_SECRET_LENGTH = 16
+MIN_SECRET_DISTINCT = 5
 
 #: the roles a token of a given role holds
 _IMPLIES = {"decide": {"decide"}, "audit": {"audit"}, "admin": {"admin", "audit", "decide"}}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+# visible ASCII: what an HTTP header carries unchanged
+_SECRET = re.compile(r"[\x21-\x7e]+")
+_FILE_ENV = "ORDERGATE_TOKENS_FILE"
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` (a name or an address, IPv6 possibly in brackets) is this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class TokenConfigError(ValueError):
+    """The token configuration cannot be used; the message never contains a secret."""
+
+
+@dataclass(frozen=True)
+class Token:
+    """One configured token. ``where`` says where it was written (for messages)."""
+
+    role: str
+    name: str
+    secret: str
+    where: str
+
+    def __repr__(self) -> str:  # a token printed by mistake must not show its secret
+        return f"Token(role={self.role!r}, name={self.name!r}, where={self.where!r})"
 
 
 @dataclass(frozen=True)
@@ -31,40 +78,110 @@ class Principal:
     roles: frozenset[str]
 
 
-@dataclass(frozen=True)
-class _Token:
-    secret: bytes
-    principal: Principal
+def _entry(role: str, text: str, where: str) -> Token:
+    """A ``name:secret`` entry of ``role``."""
+    name, sep, secret = text.partition(":")
+    if not sep:
+        raise TokenConfigError(f"{where}: a token needs a name: write `name:secret` "
+                               "(e.g. `crm-adapter:$(openssl rand -hex 24)`)")
+    return Token(role, name.strip(), secret.strip(), where)
 
 
-def tokens_from_env(environ: t.Mapping[str, str] | None = None) -> dict[str, list[str]]:
-    """``{role: [token, ...]}`` from ``ORDERGATE_TOKENS_<ROLE>``."""
-    environ = os.environ if environ is None else environ
-    out: dict[str, list[str]] = {}
-    for role in ROLES:
-        raw = environ.get(f"ORDERGATE_TOKENS_{role.upper()}", "")
-        out[role] = [item.strip() for item in raw.split(",") if item.strip()]
+def parse_tokens(tokens: t.Mapping[str, t.Iterable[str]], source: str = "tokens") -> list[Token]:
+    """``{role: ["name:secret", ...]}`` (the form of the environment variables) to tokens."""
+    out: list[Token] = []
+    for role, entries in tokens.items():
+        if role not in _IMPLIES:
+            raise TokenConfigError(f"unknown role `{role}` in {source}; expected one of {', '.join(ROLES)}")
+        for number, text in enumerate(entries, 1):
+            out.append(_entry(role, text, f"{source} of role {role}, entry {number}"))
     return out
 
 
-class Authenticator:
-    """Maps an ``Authorization`` header to a ``Principal``, or raises 401/403."""
+def tokens_from_file(path: str | Path) -> list[Token]:
+    """The tokens of a tokens file: ``<role> <name> <secret>`` a line."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenConfigError(f"cannot read the tokens file `{path}`: "
+                               f"{exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}") from None
+    out: list[Token] = []
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        where = f"{path}:{number}"
+        if len(fields) != 3:
+            raise TokenConfigError(f"{where}: a line has three fields, `<role> <name> <secret>`, "
+                                   f"separated by spaces; this one has {len(fields)}")
+        role, name, secret = fields
+        if role not in _IMPLIES:
+            raise TokenConfigError(f"{where}: unknown role `{role[:20]}`; expected one of {', '.join(ROLES)}")
+        out.append(Token(role, name, secret, where))
+    return out
 
-    def __init__(self, tokens: t.Mapping[str, t.Iterable[str]] | None) -> None:
-        entries: list[_Token] = []
-        for role, values in (tokens or {}).items():
-            if role not in _IMPLIES:
-                raise ValueError(f"unknown role `{role}` in tokens; expected one of {', '.join(ROLES)}")
-            for value in values:
-                name, sep, secret = value.partition("=")
-                if not sep:
-                    secret = value
-                    # an anonymous token is named by a short hash of itself, never by the token
-                    name = f"{role}-{hashlib.sha256(value.encode()).hexdigest()[:8]}"
-                if not secret:
-                    raise ValueError(f"empty token for role `{role}`")
-                entries.append(_Token(secret.encode(), Principal(name, frozenset(_IMPLIES[role]))))
-        self._tokens = tuple(entries)
+
+def tokens_from_env(environ: t.Mapping[str, str] | None = None) -> list[Token]:
+    """Every token of ``ORDERGATE_TOKENS_FILE`` and ``ORDERGATE_TOKENS_<ROLE>``."""
+    environ = os.environ if environ is None else environ
+    out: list[Token] = []
+    if environ.get(_FILE_ENV, "").strip():
+        out.extend(tokens_from_file(environ[_FILE_ENV].strip()))
+    for role in ROLES:
+        variable = f"ORDERGATE_TOKENS_{role.upper()}"
+        items = [item.strip() for item in environ.get(variable, "").split(",")]
+        for number, text in enumerate((i for i in items if i), 1):
+            out.append(_entry(role, text, f"{variable}, entry {number}"))
+    return out
+
+
+def check_tokens(tokens: t.Sequence[Token]) -> None:
+    """Refuse names that are not plain names and secrets that are empty, weak or repeated."""
+    secrets: dict[str, Token] = {}
+    for token in tokens:
+        if not _NAME.fullmatch(token.name):
+            raise TokenConfigError(
+                f"{token.where}: a token name has 1 to 64 letters, digits, `.`, `_`, `-` or `@`, "
+                "starting with a letter or digit")
+        if token.name == LOOPBACK:
+            raise TokenConfigError(f"{token.where}: the name `{LOOPBACK}` is reserved for callers when "
+                                   "authentication is off; choose another")
+        label = f"{token.where}: the secret of token `{token.name}`"
+        if not token.secret:
+            raise TokenConfigError(f"{label} is empty")
+        if not _SECRET.fullmatch(token.secret):
+            raise TokenConfigError(f"{label} has a character that is not visible ASCII "
+                                   "(a space, a control character or a non-ASCII letter)")
+        if len(token.secret) < MIN_SECRET_LENGTH or len(set(token.secret)) < MIN_SECRET_DISTINCT:
+            raise TokenConfigError(
+                f"{label} is too weak: use a random secret of at least {MIN_SECRET_LENGTH} characters, "
+                "e.g. `openssl rand -hex 24`")
+        first = secrets.setdefault(token.secret, token)
+        if first is not token:
+            raise TokenConfigError(f"{label} is also the secret of token `{first.name}` ({first.where}); "
+                                   "give every token its own secret")
+    for token in tokens:
+        if token.name in secrets:
+            raise TokenConfigError(f"{token.where}: the name of a token is the secret of another; "
+                                   "names are recorded in the history and the log, secrets never")
+
+
+class Authenticator:
+    """Maps an ``Authorization`` header to a ``Principal``, or raises 401/403.
+
+    :param tokens: the configured tokens (checked here: ``TokenConfigError`` when unusable), or a
+        mapping ``{role: ["name:secret", ...]}``.
+    """
+
+    def __init__(self, tokens: t.Sequence[Token] | t.Mapping[str, t.Iterable[str]] | None) -> None:
+        if isinstance(tokens, t.Mapping):
+            tokens = parse_tokens(tokens)
+        tokens = list(tokens or ())
+        check_tokens(tokens)
+        self._tokens = tuple(
+            (token.secret.encode("ascii"), Principal(token.name, frozenset(_IMPLIES[token.role])))
+            for token in tokens
+        )
 
     @property
     def enabled(self) -> bool:
@@ -72,18 +189,18 @@ class Authenticator:
 
     def authenticate(self, header: str | None) -> Principal:
         if not self._tokens:
-            return Principal("local", frozenset(ROLES))
+            return Principal(LOOPBACK, frozenset(ROLES))
         if not header:
             raise ApiError("unauthorized", "send `Authorization: Bearer <token>`")
         scheme, _, presented = header.partition(" ")
         if scheme.lower() != "bearer" or not presented.strip():
             raise ApiError("unauthorized", "send `Authorization: Bearer <token>`")
-        candidate = presented.strip().encode()
+        candidate = presented.strip().encode("utf-8", "surrogatepass")
         found: Principal | None = None
-        for token in self._tokens:
+        for secret, principal in self._tokens:
             # no early exit: every configured token is compared
-            if hmac.compare_digest(candidate, token.secret) and found is None:
-                found = token.principal
+            if hmac.compare_digest(candidate, secret) and found is None:
+                found = principal
         if found is None:
             raise ApiError("unauthorized", "the bearer token is not valid")
         return found

@@ -20,6 +20,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "the token's role may not call this endpoint"),
     "not_found": (404, "no such route, version or decision"),
     "method_not_allowed": (405, "the route exists but not with this method"),
+    "unsupported_media_type": (415, "a POST whose `Content-Type` is not `application/json`"),
     "publish_rejected": (422, "the candidate rules do not compile or their tests fail; nothing changed"),
     "store_unavailable": (503, "the version store or decision log database does not answer"),
     "not_ready": (503, "no policy version is loaded yet"),

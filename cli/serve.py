@@ -1,7 +1,6 @@
 """``ordergate serve``: run the decision service (gunicorn in production, Flask's server with --dev)."""
 from __future__ import annotations
 
-import ipaddress
 import logging
 import multiprocessing
 import os
@@ -21,15 +20,6 @@ def _default_rules() -> Path:
     from api.app import SHIPPED_RULES
 
     return SHIPPED_RULES
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind(host: str, port: int) -> str:
@@ -121,26 +111,27 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
           threads: int, worker_class: str, log_on_full: str | None, access_log: bool, dev: bool) -> None:
     """Run the decision service on the shipped rules and a SQLite file by default.
 
-    Without access tokens (ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN) it listens on 127.0.0.1 only.
+    Without access tokens (ORDERGATE_TOKENS_FILE, ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN) it listens
+    on 127.0.0.1 only.
     """
-    from api.auth import Authenticator, tokens_from_env
+    from api.auth import Authenticator, is_loopback, tokens_from_env
     from store import default_database_url
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ordergate").setLevel(logging.INFO)
-    tokens = tokens_from_env()
     try:
+        tokens = tokens_from_env()
         authenticated = Authenticator(tokens).enabled
     except ValueError as exc:
         raise click.UsageError(f"bad token configuration: {exc}") from None
     if not authenticated:
         if not is_loopback(host):
             raise click.UsageError(
-                f"refusing to listen on {host} without access tokens: set ORDERGATE_TOKENS_DECIDE, "
-                "ORDERGATE_TOKENS_AUDIT and ORDERGATE_TOKENS_ADMIN, or use --host 127.0.0.1")
+                f"refusing to listen on {host} without access tokens: set ORDERGATE_TOKENS_FILE or "
+                "ORDERGATE_TOKENS_DECIDE, _AUDIT and _ADMIN, or use --host 127.0.0.1")
         host = "127.0.0.1"
         click.echo("warning: no access tokens configured: listening on 127.0.0.1 only, and every local "
-                   "caller has every role (set ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN to serve others)", err=True)
+                   "caller has every role (set ORDERGATE_TOKENS_FILE or ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN to serve others)", err=True)
     database_url = database_url or default_database_url()
     rules_dir = rules_dir or _default_rules()
     active = prepare_store(database_url, rules_dir)

@@ -73,7 +73,7 @@ def test_publish_through_the_api_activates_at_once(client, two_versions):
     assert answer["obligations"] == [{"name": "audit_trail", "params": {}}]
     history = client.get("/v1/activations").get_json()["activations"]
     assert [(a["version_id"], a["previous_version_id"]) for a in history] == [(v2, v1), (v1, None)]
-    assert history[0]["actor"] == "local"
+    assert history[0]["actor"] == "loopback"
 
 
 @pytest.mark.parametrize(
@@ -135,14 +135,14 @@ def test_publish_without_activation_then_activate_and_roll_back(client, app):
     assert activated.get_json()["previous"] == v1
     assert client.post("/v1/decisions", json=ALLOWED).get_json()["policy_version"] == v2
 
-    rollback = client.post(f"/v1/versions/{v1}/activate")  # no body
+    rollback = client.post(f"/v1/versions/{v1}/activate", content_type="application/json")  # no body
     assert rollback.status_code == 200
     assert client.post("/v1/decisions", json=ALLOWED).get_json()["policy_version"] == v1
     history = client.get("/v1/activations").get_json()["activations"]
     assert [a["version_id"] for a in history] == [v1, v2, v1]
     assert history[1]["reason"] == "go live"
     assert client.get("/readyz").get_json()["policy_version"] == v1
-    assert client.post("/v1/versions/sha256:" + "f" * 64 + "/activate").status_code == 404
+    assert client.post("/v1/versions/sha256:" + "f" * 64 + "/activate", json={}).status_code == 404
 
 
 def test_rule_level_diff(client, two_versions):
@@ -215,20 +215,20 @@ def test_bad_log_queries_are_400(client, query):
 
 def test_replay_reproduces_logged_decisions_and_compares_with_another_version(client, app, two_versions):
     v1, v2 = two_versions
-    client.post(f"/v1/versions/{v1}/activate")
+    client.post(f"/v1/versions/{v1}/activate", json={})
     old_ids = [client.post("/v1/decisions", json=b).get_json()["decision_id"] for b in (ALLOWED, DENIED, VIP)]
     error_id = client.post("/v1/decisions", json={"action": "order.create", "input": {"context": {"system": "shop"}}}
                            ).get_json()["decision_id"]
-    client.post(f"/v1/versions/{v2}/activate")
+    client.post(f"/v1/versions/{v2}/activate", json={})
     new_id = client.post("/v1/decisions", json=VIP).get_json()["decision_id"]
     _flush(app)
 
     for decision_id in [*old_ids, error_id, new_id]:
-        replay = client.post(f"/v1/decisions/{decision_id}/replay").get_json()
+        replay = client.post(f"/v1/decisions/{decision_id}/replay", json={}).get_json()
         assert replay["same_version"] is True
         assert replay["match"] is True, replay
         assert replay["differences"] == []
-    assert client.post(f"/v1/decisions/{new_id}/replay").get_json()["replayed_version"] == v2
+    assert client.post(f"/v1/decisions/{new_id}/replay", json={}).get_json()["replayed_version"] == v2
 
     against_v2 = client.post(f"/v1/decisions/{old_ids[0]}/replay", json={"version": v2}).get_json()
     assert against_v2["replayed_version"] == v2 and against_v2["match"] is False
@@ -236,7 +236,7 @@ def test_replay_reproduces_logged_decisions_and_compares_with_another_version(cl
                                           "replayed": [{"name": "audit_trail", "params": {}}]}]
     denied_again = client.post(f"/v1/decisions/{old_ids[1]}/replay", json={"version": "active"}).get_json()
     assert denied_again["match"] is True and denied_again["same_version"] is False
-    assert client.post("/v1/decisions/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay").status_code == 404
+    assert client.post("/v1/decisions/01ARZ3NDEKTSV4RRFFQ69G5FAV/replay", json={}).status_code == 404
     assert client.post(f"/v1/decisions/{new_id}/replay", json={"version": 5}).status_code == 400
 
 

@@ -182,7 +182,8 @@ envelopes = st.fixed_dictionaries(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=envelopes | json_values)
 def test_random_json_bodies_never_get_a_500_or_a_wrong_allow(client, body):
-    response = client.post("/v1/decisions", json=body)
+    # `json=None` would send no body at all: send the text `null` like any other value
+    response = client.post("/v1/decisions", data=json.dumps(body), content_type="application/json")
     assert response.status_code in (200, 400, 413, 422), response.get_data(as_text=True)
     answer = response.get_json()
     if response.status_code in (400, 413):
@@ -292,7 +293,7 @@ def test_every_decision_is_logged_with_its_input_result_and_version(client, app)
     single = client.post("/v1/decisions", json=ALLOWED).get_json()
     error = client.post("/v1/decisions", json={"action": "order.cancel", "input": {"context": {"system": "shop"}}}).get_json()
     batch = client.post("/v1/decisions/batch", json={"requests": [DENIED, 5]}).get_json()["results"]
-    client.post("/v1/decisions", data=b"{")  # malformed: nothing to log
+    client.post("/v1/decisions", data=b"{", content_type="application/json")  # malformed: nothing to log
     assert runtime.writer.flush(timeout=10)
     logged = {r["decision_id"]: r for r in runtime.store.query_decisions(limit=100)}
     assert set(logged) == {single["decision_id"], error["decision_id"], batch[0]["decision_id"]}
@@ -356,7 +357,7 @@ def test_metrics_count_decisions_by_allow_and_error(client):
     client.post("/v1/decisions", json=ALLOWED)
     client.post("/v1/decisions", json=DENIED)
     client.post("/v1/decisions", json={"action": "order.create", "input": {}})
-    client.post("/v1/decisions", data=b"[")
+    client.post("/v1/decisions", data=b"[", content_type="application/json")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'ordergate_decisions_total{allow="true",error=""} 2' in text
     assert 'ordergate_decisions_total{allow="false",error=""} 1' in text

@@ -79,3 +79,5 @@ def test_every_operation_documents_its_error_statuses(app):
             if operation.get("security") != []:
                 assert {"401", "403"} <= statuses, f"{method} {path} does not document 401/403"
             assert any(s.startswith("2") for s in statuses), f"{method} {path} has no success response"
+            if method == "post":
+                assert "415" in statuses, f"{method} {path} does not document 415 (not JSON)"

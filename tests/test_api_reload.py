@@ -102,7 +102,7 @@ def test_a_server_converges_when_another_replica_activates_right_after_it(db_url
         v1 = client.get("/v1/versions").get_json()["active"]
         v2 = client.post("/v1/versions", json={"files": SHOP_V2, "message": "v2", "activate": False}).get_json()["id"]
         for _ in range(3):
-            answer = client.post(f"/v1/versions/{v2}/activate").get_json()
+            answer = client.post(f"/v1/versions/{v2}/activate", json={}).get_json()
             assert answer["serving"] == v2  # the endpoint answers once this server decides with v2
             other.activate(v1, actor="elsewhere", reason="immediate rollback")
             assert _wait_for(lambda: app.extensions["ordergate"].active_version_id == v1, timeout=5)

@@ -4,10 +4,11 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from api.auth import is_loopback
 from cli import main
-from cli.serve import _bind, is_loopback
+from cli.serve import _bind
 
-NO_TOKENS = {"ORDERGATE_TOKENS_DECIDE": "", "ORDERGATE_TOKENS_AUDIT": "", "ORDERGATE_TOKENS_ADMIN": ""}
+NO_TOKENS = {"ORDERGATE_TOKENS_FILE": "", "ORDERGATE_TOKENS_DECIDE": "", "ORDERGATE_TOKENS_AUDIT": "", "ORDERGATE_TOKENS_ADMIN": ""}
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "example.com", "::"])
@@ -20,7 +21,7 @@ def test_a_public_address_without_tokens_is_refused(host, tmp_path):
 
 
 def test_bad_token_configuration_is_a_usage_error(tmp_path):
-    env = dict(NO_TOKENS, ORDERGATE_TOKENS_ADMIN="root=")
+    env = dict(NO_TOKENS, ORDERGATE_TOKENS_ADMIN="root:")
     result = CliRunner().invoke(main, ["serve", "--database", f"sqlite:///{tmp_path / 'db.sqlite'}"], env=env)
     assert result.exit_code == 2 and "bad token configuration" in result.output
 
