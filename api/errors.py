@@ -24,6 +24,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "publish_rejected": (422, "the candidate rules do not compile or their tests fail; nothing changed"),
     "store_unavailable": (503, "the version store or decision log database does not answer"),
     "not_ready": (503, "no policy version is loaded yet"),
+    "timeout": (503, "the request took longer than the server's timeout; nothing was allowed"),
     "internal_error": (500, "a defect in the service; nothing was allowed"),
 }
 

@@ -1,7 +1,13 @@
-"""``ordergate serve``: run the decision service (gunicorn in production, Flask's server with --dev)."""
+"""``ordergate serve``: run the decision service.
+
+Production servers: granian (the default; a Rust HTTP server, with ``cli.front.BufferedFront``
+reading every request whole before the Flask app sees it) or gunicorn (``--server gunicorn``).
+``--dev`` runs Flask's development server in one process.
+"""
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import typing as t
@@ -80,12 +86,51 @@ class GunicornServer:
         OrdergateApplication().run()
 
 
+class GranianServer:
+    """granian worker processes, each running ``BufferedFront`` around its own ``create_app``."""
+
+    @staticmethod
+    def run(config: dict[str, t.Any], options: dict[str, t.Any]) -> None:
+        from granian.constants import Interfaces, Loops
+        from granian.http import HTTP1Settings
+        from granian.server import Server
+
+        from cli.front import BufferedFront
+
+        def load_app() -> t.Any:
+            from api import create_app
+
+            return create_app(dict(config))
+
+        front = BufferedFront(load_app, threads=options["threads"], body_timeout=options["body_timeout"],
+                              request_timeout=options["timeout"], max_body=options["max_body"], on_close=_close_app)
+        server = Server(
+            "ordergate", address=options["host"], port=options["port"], interface=Interfaces.RSGI,
+            workers=options["workers"], loop=Loops.asyncio, backlog=options["backlog"],
+            backpressure=options["max_connections"],
+            http1_settings=HTTP1Settings(header_read_timeout=int(options["header_timeout"] * 1000)),
+            log_level="warning", log_access=options["access_log"],
+            respawn_failed_workers=True, workers_lifetime=options["max_worker_age"],
+            workers_max_rss=options["max_worker_rss"], workers_kill_timeout=options["graceful_timeout"],
+        )
+        server.serve(target_loader=lambda _target: front)
+
+
+def _close_app(app: t.Any) -> None:
+    """Flush the worker's decision log and stop its watcher (the worker is stopping)."""
+    runtime = getattr(app, "extensions", {}).get("ordergate")
+    if runtime is not None:
+        runtime.close()
+
+
 def _worker_exit(server: t.Any, worker: t.Any) -> None:
     """Flush the worker's decision log and stop its watcher when gunicorn stops the worker."""
     app = getattr(worker, "wsgi", None)
-    runtime = getattr(app, "extensions", {}).get("ordergate") if app is not None else None
-    if runtime is not None:
-        runtime.close()
+    if app is not None:
+        _close_app(app)
+
+
+SERVERS = ("granian", "gunicorn")
 
 
 @click.command()
@@ -96,19 +141,38 @@ def _worker_exit(server: t.Any, worker: t.Any) -> None:
               help="Rules folder published when the store is empty (default: ./rules, the shipped rules).")
 @click.option("--database", "database_url", default=None, metavar="URL",
               help="Database URL (default: $ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite).")
+@click.option("--server", type=click.Choice(SERVERS), default="granian", show_default=True,
+              help="HTTP server: granian reads every request whole (bounded in time and size) before a thread "
+                   "answers it; gunicorn reads requests on its worker threads (run it behind a buffering proxy).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="gunicorn worker processes (default: 2 x CPU cores).")
-@click.option("--threads", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Threads per worker (gthread: keep-alive connections).")
+              help="Worker processes (default: granian 1 per CPU core, gunicorn 2 per core).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Answering threads per worker (default: granian 8, gunicorn 4).")
 @click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
-              help="gunicorn worker class: gthread keeps connections alive (--threads each); sync answers "
-                   "one request per connection and closes it (less work per request, for a local proxy).")
+              help="gunicorn only: gthread keeps connections alive (--threads each); sync answers one request "
+                   "per connection and closes it.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              help="Seconds a request may take: granian answers 503 past it; gunicorn restarts the worker.")
+@click.option("--header-timeout", type=click.FloatRange(min=0.001, max=60), default=10.0, show_default=True,
+              help="granian: seconds a client has to send the request line and headers.")
+@click.option("--body-timeout", type=click.FloatRange(min=0.001), default=10.0, show_default=True,
+              help="granian: seconds a client has to send the whole body once its headers arrived (else 408).")
+@click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Open connections per worker; further clients wait in the listen backlog.")
+@click.option("--max-worker-rss", type=click.IntRange(min=1), default=None, metavar="MIB",
+              help="granian: restart a worker gracefully once it uses more memory than this.")
+@click.option("--max-worker-age", type=click.IntRange(min=60), default=None, metavar="SECONDS",
+              help="granian: restart each worker gracefully after this long.")
+@click.option("--max-requests", type=click.IntRange(min=1), default=None,
+              help="gunicorn: restart a worker gracefully after this many requests.")
 @click.option("--log-on-full", type=click.Choice(["block", "fail_closed"]), default=None,
               help="When the decision log cannot keep up: wait, or answer fail closed (default: block).")
 @click.option("--access-log", is_flag=True, help="Write an access log line per request to stderr.")
 @click.option("--dev", is_flag=True, help="Flask's development server in one process (not for production).")
-def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None, workers: int | None,
-          threads: int, worker_class: str, log_on_full: str | None, access_log: bool, dev: bool) -> None:
+def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None, server: str,
+          workers: int | None, threads: int | None, worker_class: str, timeout: float, header_timeout: float,
+          body_timeout: float, max_connections: int, max_worker_rss: int | None, max_worker_age: int | None,
+          max_requests: int | None, log_on_full: str | None, access_log: bool, dev: bool) -> None:
     """Run the decision service on the shipped rules and a SQLite file by default.
 
     Without access tokens (ORDERGATE_TOKENS_FILE, ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN) it listens
@@ -117,6 +181,12 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
     from api.auth import Authenticator, is_loopback, tokens_from_env
     from store import default_database_url
 
+    if server == "granian" and max_requests is not None:
+        raise click.UsageError("--max-requests is a gunicorn setting; with granian use --max-worker-rss "
+                               "or --max-worker-age")
+    if server == "gunicorn" and (max_worker_rss is not None or max_worker_age is not None):
+        raise click.UsageError("--max-worker-rss and --max-worker-age are granian settings; with gunicorn use "
+                               "--max-requests")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ordergate").setLevel(logging.INFO)
     try:
@@ -143,7 +213,7 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
     if log_on_full:
         config["log_on_full"] = log_on_full
     click.echo(f"ordergate: serving policy version {active or '(none yet)'} on http://{_bind(host, port)} "
-               f"(database {_safe(database_url)})", err=True)
+               f"with {'Flask (development)' if dev else server} (database {_safe(database_url)})", err=True)
     if dev:
         from api import create_app
 
@@ -153,20 +223,61 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
         finally:
             app.extensions["ordergate"].close()
         return
-    GunicornServer.run(config, gunicorn_options(host, port, workers=workers, threads=threads,
-                                                worker_class=worker_class, access_log=access_log))
+    if server == "granian":
+        GranianServer.run(config, granian_options(
+            host, port, workers=workers, threads=threads, timeout=timeout, header_timeout=header_timeout,
+            body_timeout=body_timeout, max_connections=max_connections, max_worker_rss=max_worker_rss,
+            max_worker_age=max_worker_age, access_log=access_log))
+    else:
+        GunicornServer.run(config, gunicorn_options(
+            host, port, workers=workers, threads=threads, worker_class=worker_class, timeout=timeout,
+            max_connections=max_connections, max_requests=max_requests, access_log=access_log))
 
 
-def gunicorn_options(host: str, port: int, *, workers: int | None, threads: int, worker_class: str = "gthread",
-                     access_log: bool = False) -> dict[str, t.Any]:
-    """The gunicorn settings of ``ordergate serve`` (bench/serve_nolog.py reuses them)."""
+def _cores() -> int:
+    return os.cpu_count() or multiprocessing.cpu_count() or 1
+
+
+def granian_options(host: str, port: int, *, workers: int | None = None, threads: int | None = None,
+                    timeout: float = 30.0, header_timeout: float = 10.0, body_timeout: float = 10.0,
+                    max_connections: int = 1000, max_worker_rss: int | None = None,
+                    max_worker_age: int | None = None, access_log: bool = False) -> dict[str, t.Any]:
+    """The granian settings of ``ordergate serve`` (bench/serve_nolog.py reuses them)."""
+    from api.app import DEFAULTS
+
+    return {
+        "host": host.strip("[]"), "port": port,
+        "workers": workers or _cores(),
+        "threads": threads or 8,
+        "timeout": timeout,
+        "header_timeout": header_timeout,
+        "body_timeout": body_timeout,
+        # the app checks each endpoint's own limit; the front refuses anything larger unread
+        "max_body": max(int(DEFAULTS["max_body_bytes"]), int(DEFAULTS["max_publish_bytes"])),
+        "max_connections": max_connections,
+        "backlog": 2048,
+        "max_worker_rss": max_worker_rss,
+        "max_worker_age": max_worker_age,
+        # a stopping worker writes its queued decisions first (log_close_timeout, 25 s)
+        "graceful_timeout": 30,
+        "access_log": access_log,
+    }
+
+
+def gunicorn_options(host: str, port: int, *, workers: int | None = None, threads: int | None = None,
+                     worker_class: str = "gthread", timeout: float = 30.0, max_connections: int = 1000,
+                     max_requests: int | None = None, access_log: bool = False) -> dict[str, t.Any]:
+    """The gunicorn settings of ``ordergate serve --server gunicorn`` (bench/serve_nolog.py reuses them)."""
     return {
         "bind": _bind(host, port),
-        "workers": workers or 2 * (os.cpu_count() or multiprocessing.cpu_count() or 1),
+        "workers": workers or 2 * _cores(),
         "worker_class": worker_class,
-        "threads": threads,
+        "threads": threads or 4,
         "keepalive": 30,
-        "timeout": 30,
+        "timeout": math.ceil(timeout),
+        "worker_connections": max_connections,
+        "max_requests": max_requests or 0,
+        "max_requests_jitter": (max_requests or 0) // 10,
         # a stopping worker writes its queued decisions first (log_close_timeout, 25 s)
         "graceful_timeout": 30,
         "accesslog": "-" if access_log else None,

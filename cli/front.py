@@ -1,0 +1,203 @@
+"""The HTTP front of ``ordergate serve --server granian``: whole requests first, then the app.
+
+granian (a Rust HTTP server) reads the request line and headers in its event loop, bounded by
+its header read timeout. ``BufferedFront`` is the RSGI application it runs: it reads the whole
+body in that same event loop, within a deadline and a size limit, and only then hands the
+complete request to the Flask (WSGI) app on a thread of a fixed pool. A slow or stalled client
+therefore holds a connection (bounded per worker) and a little memory, never one of the threads
+that answer decisions; when its deadline passes it gets 408 and the connection is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import queue
+import sys
+import threading
+import typing as t
+
+log = logging.getLogger("ordergate.serve")
+
+_HOP_BY_HOP = frozenset({"content-length", "content-type", "transfer-encoding"})
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class BodyRefused(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: t.Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def _error(status: int, code: str, message: str, **extra: t.Any) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
+
+
+class BufferedFront:
+    """An RSGI application serving a WSGI app with complete, bounded requests.
+
+    :param load_app: builds the WSGI app; called once in each worker process (after the fork).
+    :param threads: size of the pool that runs the app (requests answered concurrently per worker).
+    :param body_timeout: seconds a client has to send the whole body once its headers arrived.
+    :param request_timeout: seconds the app may take for one request; past it the caller gets 503
+        (the thread finishes its work, but its late answer is dropped).
+    :param max_body: bytes accepted in a body; larger ones get 413 without being read.
+    :param on_close: called with the app when the worker stops (after its last answer).
+    """
+
+    def __init__(self, load_app: t.Callable[[], t.Any], *, threads: int, body_timeout: float,
+                 request_timeout: float, max_body: int, on_close: t.Callable[[t.Any], None] | None = None) -> None:
+        self._load_app = load_app
+        self._threads = threads
+        self._body_timeout = body_timeout
+        self._request_timeout = request_timeout
+        self._max_body = max_body
+        self._on_close = on_close
+        self.app: t.Any = None
+        self._workers: list[threading.Thread] = []
+
+    # -- RSGI worker life cycle (granian calls these in each worker) ----------------------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = self._load_app()
+        self._queue = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._serve, name=f"ordergate-http-{i}", daemon=True)
+                         for i in range(self._threads)]
+        for thread in self._workers:
+            thread.start()
+
+    def _serve(self) -> None:
+        """One answering thread: run the app on complete requests and send the answers itself."""
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            environ, proto, loop, done = job
+            try:
+                status, headers, payload = self._call(environ)
+                proto.response_bytes(status, headers, payload)
+            except BaseException as exc:
+                log.exception("ordergate: the app failed outside its error handlers")
+                proto.response_bytes(500, [("content-type", "application/json")],
+                                     _error(500, "internal_error", f"internal error ({type(exc).__name__}); nothing was allowed"))
+            finally:
+                loop.call_soon_threadsafe(_resolve, done)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        for _ in self._workers:
+            self._queue.put(None)
+        for thread in self._workers:
+            thread.join()
+        if self._on_close is not None and self.app is not None:
+            self._on_close(self.app)
+
+    # -- one request ----------------------------------------------------------------------------
+
+    async def __rsgi__(self, scope: t.Any, proto: t.Any) -> None:
+        if scope.proto != "http":
+            return
+        try:
+            body = await asyncio.wait_for(self._read_body(scope, proto), self._body_timeout)
+        except BodyRefused as refused:
+            proto.response_bytes(refused.status, [("content-type", "application/json"), ("connection", "close")],
+                                 _error(refused.status, refused.code, refused.message, **refused.extra))
+            return
+        except asyncio.TimeoutError:
+            message = f"the request body did not arrive within {self._body_timeout:g} s"
+            proto.response_bytes(408, [("content-type", "application/json"), ("connection", "close")],
+                                 _error(408, "bad_request", message, reason="body_timeout"))
+            return
+        except Exception:  # the client went away while sending
+            return
+        environ = self._environ(scope, body)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._queue.put((environ, proto, loop, done))
+        try:
+            await asyncio.wait_for(done, self._request_timeout)
+        except asyncio.TimeoutError:  # whichever answer comes first is the one sent
+            log.error("ordergate: %s %s took longer than %g s; answered 503", scope.method, scope.path,
+                      self._request_timeout)
+            proto.response_bytes(503, [("content-type", "application/json")], _error(
+                503, "timeout", f"the request took longer than {self._request_timeout:g} s; nothing was allowed"))
+
+    async def _read_body(self, scope: t.Any, proto: t.Any) -> bytes:
+        declared = scope.headers.get("content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise BodyRefused(400, "bad_request", "`Content-Length` is not a number",
+                                  reason="bad_content_length") from None
+            if length > self._max_body:
+                raise BodyRefused(413, "bad_request", f"the request body is larger than {self._max_body} bytes",
+                                  reason="body_too_large", limit=self._max_body)
+            if length == 0:
+                return b""
+        elif "transfer-encoding" not in scope.headers:
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in proto:
+            size += len(chunk)
+            if size > self._max_body:
+                raise BodyRefused(413, "bad_request", f"the request body is larger than {self._max_body} bytes",
+                                  reason="body_too_large", limit=self._max_body)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _environ(scope: t.Any, body: bytes) -> dict[str, t.Any]:
+        server_host, _, server_port = scope.server.rpartition(":")
+        client_host = scope.client.rpartition(":")[0]
+        environ: dict[str, t.Any] = {
+            "REQUEST_METHOD": scope.method,
+            "SCRIPT_NAME": "",
+            "PATH_INFO": scope.path,
+            "QUERY_STRING": scope.query_string,
+            "SERVER_NAME": server_host,
+            "SERVER_PORT": server_port,
+            "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+            "REMOTE_ADDR": client_host,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": scope.scheme,
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        content_type = scope.headers.get("content-type")
+        if content_type is not None:
+            environ["CONTENT_TYPE"] = content_type
+        for name, value in scope.headers.items():
+            if name in _HOP_BY_HOP:
+                continue
+            key = "HTTP_" + name.upper().replace("-", "_")
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _call(self, environ: dict[str, t.Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        captured: list[t.Any] = []
+        written: list[bytes] = []  # the legacy write() callable of PEP 3333
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: t.Any = None) -> t.Callable:
+            captured[:] = [status, headers]
+            return written.append
+
+        result = self.app(environ, start_response)
+        try:
+            payload = b"".join([*written, *result])
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = captured
+        return int(status.split(" ", 1)[0]), headers, payload
