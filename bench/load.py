@@ -97,6 +97,8 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
         command += ["--threads", str(args.threads)]
     if args.rules:
         command += ["--rules", str(args.rules)]
+    if args.server:
+        command += ["--server", args.server]
     if args.worker_class:
         command += ["--worker-class", args.worker_class]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_TOKENS_")}
@@ -123,7 +125,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
 
 def stop_server(server: subprocess.Popen) -> None:
     if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
+        server.send_signal(signal.SIGTERM)  # the server stops its workers itself (killing them too would respawn them)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -256,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["both", "single", "batch"], default="both")
     parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: serve's, 2 x cores)")
     parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: serve's)")
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default=None,
+                        help="HTTP server (default: serve's, granian)")
     parser.add_argument("--worker-class", choices=["gthread", "sync"], default=None,
-                        help="gunicorn worker class (default: serve's, gthread)")
+                        help="gunicorn worker class (with --server gunicorn; default: serve's, gthread)")
     parser.add_argument("--database", default=None, help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--rules", default=None,
                         help="rules folder (default: serve's, the shipped rules)")
@@ -289,14 +293,16 @@ def main(argv: list[str] | None = None) -> int:
         logged = None
         if database and not args.log_off:
             logged = (logged_count(database, before + total, wait=10.0) or 0) - before
-        summary = {"cpus": os.cpu_count(), "workers": args.workers or 2 * (os.cpu_count() or 1),
-                   "worker_class": args.worker_class or "gthread", "decision_log": not args.log_off,
+        server_name = args.server or "granian"
+        default_workers = (1 if server_name == "granian" else 2) * (os.cpu_count() or 1)
+        summary = {"cpus": os.cpu_count(), "server": server_name, "workers": args.workers or default_workers,
+                   "worker_class": (args.worker_class or "gthread") if server_name == "gunicorn" else None, "decision_log": not args.log_off,
                    "results": results, "decisions_sent": total, "decisions_logged": logged}
         if args.json:
             print(json.dumps(summary, indent=1))
         else:
             print(f"ordergate load: {args.clients} client processes, keep-alive, {args.seconds:g}s per phase, "
-                  f"server {summary['workers']} gunicorn {args.worker_class or 'gthread'} workers on {summary['cpus']} CPUs, "
+                  f"server {summary['workers']} {server_name} {summary['worker_class'] or ''} workers on {summary['cpus']} CPUs, "
                   + ("decision log OFF (bench/serve_nolog.py, comparison only)" if args.log_off else "decision log on"))
             print(f"{'mode':<8} {'batch':>5} {'requests/s':>11} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'errors':>7}")

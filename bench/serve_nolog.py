@@ -43,19 +43,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database", required=True)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--server", choices=["granian", "gunicorn"], default="granian")
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--rules", default=None)
     args = parser.parse_args(argv)
-    from cli.serve import GunicornServer, _default_rules, gunicorn_options, prepare_store
+    from cli.serve import GranianServer, GunicornServer, _default_rules, granian_options, gunicorn_options, prepare_store
 
     rules_dir = Path(args.rules) if args.rules else _default_rules()
     active = prepare_store(args.database, rules_dir)
     print(f"serve_nolog: BENCHMARK server, decision log OFF, version {active}", file=sys.stderr)
     config = {"database_url": args.database, "rules_dir": str(rules_dir), "tokens": None, "migrate": False,
               "decision_log_writer": DiscardingWriter()}
-    GunicornServer.run(config, gunicorn_options("127.0.0.1", args.port, workers=args.workers,
-                                                threads=args.threads, worker_class=args.worker_class))
+    if args.server == "granian":
+        GranianServer.run(config, granian_options("127.0.0.1", args.port, workers=args.workers, threads=args.threads))
+    else:
+        GunicornServer.run(config, gunicorn_options("127.0.0.1", args.port, workers=args.workers,
+                                                    threads=args.threads, worker_class=args.worker_class))
 
 
 if __name__ == "__main__":

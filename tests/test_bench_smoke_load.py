@@ -1,4 +1,4 @@
-"""bench/load.py still runs: a tiny load against a real `ordergate serve` (gunicorn), no timing asserted."""
+"""bench/load.py still runs: a tiny load against a real `ordergate serve`, no timing asserted."""
 from __future__ import annotations
 
 import json
@@ -34,9 +34,9 @@ def test_load_benchmark_runs_end_to_end(tmp_path):
 
 
 def test_load_benchmark_log_off_and_sync_workers_run(tmp_path):
-    """--log-off (bench/serve_nolog.py, comparison only) and --worker-class sync still run."""
+    """--log-off (bench/serve_nolog.py, comparison only) and gunicorn's sync workers still run."""
     rules = write_rules(tmp_path / "rules", SHOP)
-    for extra in (["--log-off"], ["--worker-class", "sync"]):
+    for extra in (["--log-off"], ["--server", "gunicorn", "--worker-class", "sync"]):
         completed = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "load.py"), "--seconds", "0.5", "--clients", "1", "--workers", "1",
              "--threads", "2", "--batch-size", "5", "--rules", str(rules),

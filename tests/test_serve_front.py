@@ -1,0 +1,216 @@
+"""The HTTP front of `ordergate serve` (granian + BufferedFront), tested on a live server with raw sockets.
+
+Slow clients (idle connections, headers a byte a second, bodies a byte a second) must not delay
+other callers; a body that does not arrive in time gets 408, a too large one 413 unread.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from api.testing import ALLOWED, SHOP, write_rules
+
+ORDERGATE = Path(sys.executable).with_name("ordergate")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """`ordergate serve` in its own process group on a free loopback port."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        rules = write_rules(tmp_path / "rules", SHOP)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_TOKENS_")}
+        environment.update(env or {})
+        self.log = tmp_path / "server.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(ORDERGATE), "serve", "--port", str(self.port), "--rules", str(rules),
+                 "--database", f"sqlite:///{tmp_path / 'serve.sqlite'}", *args],
+                env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError("the server did not become ready:\n" + self.log.read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # the server stops its workers itself
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def live(tmp_path):
+    servers: list[LiveServer] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> LiveServer:
+        servers.append(LiveServer(tmp_path, *args, env=env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _decision_body() -> bytes:
+    return json.dumps(ALLOWED).encode()
+
+
+def _head(port: int, length: int) -> bytes:
+    return (f"POST /v1/decisions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def _read_status(sock: socket.socket, timeout: float) -> int | None:
+    """The status of the answer on ``sock`` (None: closed without one, or nothing within ``timeout``)."""
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(4096)
+    except (socket.timeout, ConnectionError):
+        return None
+    if not data.startswith(b"HTTP/1.1 "):
+        return None
+    return int(data.split(b" ", 2)[1])
+
+
+def _closed(sock: socket.socket, timeout: float) -> bool:
+    """True when the server closes ``sock`` within ``timeout`` (whatever it sent first)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+    except socket.timeout:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+@pytest.mark.slow
+def test_many_slow_clients_do_not_delay_other_callers(live):
+    """96 slow clients against 2 workers of 2 answering threads: idle connections, headers and bodies
+    a byte a second. Every other caller is answered within 1 s; slow headers and bodies are cut off
+    at their timeouts (idle connections only hold one of --max-connections each)."""
+    server = live("--workers", "2", "--threads", "2", "--header-timeout", "4", "--body-timeout", "4")
+    body = _decision_body()
+    slow: dict[str, list[tuple[socket.socket, bytes]]] = {"idle": [], "headers": [], "body": []}
+    for kind in slow:
+        for _ in range(32):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            if kind == "headers":
+                rest = _head(server.port, len(body)) + body
+                sock.sendall(rest[:1])
+                slow[kind].append((sock, rest[1:]))
+            elif kind == "body":
+                sock.sendall(_head(server.port, len(body)) + body[:1])
+                slow[kind].append((sock, body[1:]))
+            else:
+                slow[kind].append((sock, b""))
+    stop = threading.Event()
+
+    def trickle() -> None:  # one more byte a second on every slow connection
+        position = 0
+        while not stop.wait(1.0):
+            for sock, rest in slow["headers"] + slow["body"]:
+                if position < len(rest):
+                    try:
+                        sock.send(rest[position:position + 1])
+                    except OSError:
+                        pass
+            position += 1
+
+    trickler = threading.Thread(target=trickle)
+    trickler.start()
+    try:
+        latencies = []
+        session = requests.Session()
+        started = time.monotonic()
+        while time.monotonic() - started < 3.0:  # well inside the slow clients' 4 s
+            for fresh in (session, requests):  # a kept-alive connection and a new one each time
+                before = time.monotonic()
+                response = fresh.post(f"{server.url}/v1/decisions", json=ALLOWED, timeout=10)
+                latencies.append(time.monotonic() - before)
+                assert response.status_code == 200 and response.json()["allow"] is True
+            time.sleep(0.05)
+        assert len(latencies) >= 10
+        assert max(latencies) < 1.0, f"slowest answer {max(latencies):.2f} s"
+        # the slow bodies get 408 once their 4 s are up; slow headers and idle connections are closed
+        statuses = [_read_status(sock, timeout=6) for sock, _ in slow["body"]]
+        assert statuses == [408] * 32
+        assert all(_closed(sock, timeout=6) for sock, _ in slow["headers"])
+    finally:
+        stop.set()
+        trickler.join()
+        for sockets in slow.values():
+            for sock, _ in sockets:
+                sock.close()
+
+
+def test_a_body_larger_than_the_limit_is_refused_unread(live):
+    server = live("--workers", "1", "--threads", "1")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(_head(server.port, 64 * 1024 * 1024))  # announced, never sent
+        assert _read_status(sock, timeout=5) == 413
+    assert requests.post(f"{server.url}/v1/decisions", json=ALLOWED, timeout=5).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_graceful_reload_under_load_fails_no_request(live, tmp_path):
+    """SIGHUP replaces the workers; callers hammering the server meanwhile see no failure."""
+    server = live("--workers", "2", "--threads", "2")
+    failures: list[str] = []
+    answered: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            try:
+                response = session.post(f"{server.url}/v1/decisions", json=ALLOWED, timeout=10)
+                answered.append(response.status_code)
+            except requests.RequestException as exc:  # a failed request is what this test looks for
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        before = len(answered)
+        os.kill(server.process.pid, signal.SIGHUP)
+        time.sleep(6)  # long enough for the new workers to start and the old ones to go
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert set(answered) == {200} and len(answered) > before > 0
+    # two workers started, then two new ones loaded the version after the reload
+    assert server.log.read_text().count("now answering with policy version") >= 4
