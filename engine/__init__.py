@@ -6,11 +6,13 @@ paths to text, e.g. a stored version), then call :meth:`PolicySet.decide`.
 """
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Mapping
 
 from .errors import Location, PolicyError, PolicyErrors
-from .evaluate import Decision, DecisionError, Obligation, PolicySet, RuleInfo
+from .decision import Decision, DecisionError, Obligation
+from .evaluate import PolicySet, RuleInfo
 from .testing import TestReport, TestResult, run_tests
 
 __all__ = [
@@ -45,9 +47,20 @@ def compile_files(files: Mapping[str, str], *, display_root: str = "") -> Policy
     :param display_root: prefix shown before each path in error locations (e.g. ``rules/``).
     :raises PolicyErrors: with every problem found, sorted by location.
     """
+    was_collecting = gc.isenabled()
+    gc.disable()   # compile allocates many small objects that all live on: cyclic collection finds nothing
+    try:
+        return _compile(files, display_root)
+    finally:
+        if was_collecting:
+            gc.enable()
+
+
+def _compile(files: Mapping[str, str], display_root: str) -> PolicySet:
+    from .codegen import generate
+    from .compiler import lower
     from .load import load_files
     from .validate import check_document
-    from .compile import compile_documents
 
     rule_files = {display_root + p: t for p, t in files.items() if not is_test_file(p)}
     if not rule_files:
@@ -63,10 +76,12 @@ def compile_files(files: Mapping[str, str], *, display_root: str = "") -> Policy
             errors.extend(problems)
             if not problems:
                 docs.append((f, i, doc))
-    policy = compile_documents(loaded, docs, errors, display_root)  # semantic checks + indexes
+    policy_ir, infos = lower(loaded, docs, errors, display_root)   # semantic checks, the typed IR
     if errors:
         raise PolicyErrors(errors)
-    return policy
+    functions = {name: {action: generate(plan, policy_ir.version) for action, plan in system.plans.items()}
+                 for name, system in policy_ir.systems.items()}           # one generated function per action
+    return PolicySet(policy_ir, functions, infos)
 
 
 def load_policy_set(path: str | Path) -> PolicySet:

@@ -1,182 +1,268 @@
-"""Stage 3b: each action's plan becomes one generated Python function.
+"""The one lowering of the IR to Python: each action plan becomes one generated function.
 
 The function reads and checks the facts of its action inline, evaluates its rules as plain
 expressions over local variables and returns a ``Decision``: close to what a programmer would
-write by hand for that one action, so cost does not depend on the other actions or rules of
-the policy set. The expressions come from the same condition trees as the closures (``.ir``);
-a trace, when asked for, is recorded by the same generated code (``t`` is ``None`` otherwise),
-so explanations never come from a second evaluator.
+write by hand for that one action, so cost does not depend on the other actions or rules of the
+policy set. A trace, when asked for, is recorded by the same generated code (``t`` is ``None``
+otherwise), so explanations never come from a second evaluator. Row tables become generated cell
+tests and obligation builders behind an index on their most selective column
+(``runtime.run_rows``), so a decision tries only the rows that can match.
+
+The source is registered in ``linecache`` under its file name (``<ordergate plan SYSTEM ACTION>``),
+so tracebacks show it; ``source_of`` gives it back (``ordergate plan`` prints it).
 """
 from __future__ import annotations
 
-from typing import Any
+import linecache
+import re
+from typing import Any, Callable
 
-from .conditions import ABSENT, MissingFact, show
-from .evaluate import Decision, DecisionError, Effect, Guard, RowTable
+from . import ir, runtime
+from .decision import Decision, DecisionError, Obligation, freeze
 
 _CMP = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
+
+DecideFn = Callable[[Any, "list[dict[str, Any]] | None"], Decision]
+
+
+def file_name(plan: ir.ActionPlan) -> str:
+    return f"<ordergate plan {plan.system} {plan.action}>"
+
+
+def source_of(fn: DecideFn) -> str:
+    """The generated source of a decide function."""
+    return "".join(linecache.getlines(fn.__code__.co_filename))
+
+
+def static_obligation(use: ir.ObligationUse) -> tuple[Obligation, Any]:
+    """The obligation a use with fixed parameters always gives, and its de-duplication key."""
+    params = {p.name: p.value for p in use.params if isinstance(p, ir.StaticParam)}
+    return Obligation(use.name, params), (use.name, freeze(params))
+
+
+class _Namespace:
+    """The constants a generated function refers to, each under a readable, unique name."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.by_id: dict[int, str] = {}
+        self.by_value: dict[Any, str] = {}
+        self.counts: dict[str, int] = {}          # name -> the last number given to it
+
+    def add(self, hint: str, value: Any) -> str:
+        known = self.by_id.get(id(value))
+        if known is not None and self.values[known] is value:
+            return known
+        if isinstance(value, (runtime.Leaf, runtime.FactCheck, runtime.MoveCheck)):
+            known = self.by_value.get(value)
+            if known is not None:
+                return known
+            self.by_value[value] = self._new(hint, value)
+            return self.by_value[value]
+        return self._new(hint, value)
+
+    def _new(self, hint: str, value: Any) -> str:
+        base = _UNSAFE.sub("_", hint).strip("_") or "K"
+        name, n = base, self.counts.get(base, 1)
+        while name in self.values:
+            n += 1
+            name = f"{base}_{n}"
+        self.counts[base] = n
+        self.values[name] = value
+        self.by_id[id(value)] = name
+        return name
 
 
 class _Gen:
-    def __init__(self, plan, version: str):
+    def __init__(self, plan: ir.ActionPlan, version: str):
         self.plan = plan
         self.version = version
-        self.ns: dict[str, Any] = {"Decision": Decision, "ABSENT": ABSENT, "MissingFact": MissingFact,
-                                   "show": show}
+        self.ns = _Namespace()
         self.lines: list[str] = []
-        self.predecided: dict[str, str] = {}    # obligation constant -> decision constant
+        self.predecided: dict[str, str] = {}     # obligations constant -> decision constant
         self.single = False
-        self.absent_ok: set[int] = set()      # slots that may hold ABSENT
-        self.counter = 0
+        self.read: dict[int, ir.FactRead] = {r.fact.slot: r for r in plan.reads}
+        self.maybe_absent = {r.fact.slot for r in plan.reads if r.mode == "conditional"}
+        self.tables: list[tuple[str, _TableCode]] = []
 
-    # -- constants --------------------------------------------------------------------------
-    def const(self, value: Any, prefix: str = "K") -> str:
-        self.counter += 1
-        name = f"{prefix}{self.counter}"
-        self.ns[name] = value
-        return name
+    # -- names and constants ----------------------------------------------------------------------
+    def const(self, hint: str, value: Any) -> str:
+        return self.ns.add(hint, value)
 
-    def lit(self, value: Any) -> str:
+    def lit(self, value: Any, hint: str = "VALUE") -> str:
         if isinstance(value, (str, int, bool)) or value is None:
             return repr(value)
-        return self.const(value)
+        return self.const(hint, value)
+
+    @staticmethod
+    def var(fact: ir.Fact) -> str:
+        return f"f_{fact.name}"
 
     def emit(self, line: str, depth: int = 1) -> None:
         self.lines.append("    " * depth + line)
 
-    # -- facts ----------------------------------------------------------------------------------
-    def check_expr(self, ftype, x: str) -> str:
-        kind = ftype.kind
-        if kind == "boolean":
+    # -- facts --------------------------------------------------------------------------------------
+    def check_expr(self, fact: ir.Fact, x: str) -> str:
+        t = fact.type
+        if isinstance(t, ir.BooleanType):
             return f"({x} is True or {x} is False)"
-        if kind == "integer":
+        if isinstance(t, ir.IntegerType):
             parts = [f"type({x}) is int"]
-            if ftype.min is not None:
-                parts.append(f"{x} >= {ftype.min}")
-            if ftype.max is not None:
-                parts.append(f"{x} <= {ftype.max}")
+            if t.min is not None:
+                parts.append(f"{x} >= {t.min}")
+            if t.max is not None:
+                parts.append(f"{x} <= {t.max}")
             return "(" + " and ".join(parts) + ")"
-        if kind == "string":
-            return f"type({x}) is str" if ftype.allow_empty else f"(type({x}) is str and {x} != '')"
-        if kind == "enum" and all(type(v) is str for v in ftype.values):
-            return f"(type({x}) is str and {x} in {self.const(frozenset(ftype.values), 'S')})"
-        return f"{self.const(ftype.checker, 'CHK')}({x})"
+        if isinstance(t, ir.StringType):
+            return f"type({x}) is str" if t.allow_empty else f"(type({x}) is str and {x} != '')"
+        if isinstance(t, ir.EnumType) and all(type(v) is str for v in t.values):
+            return f"(type({x}) is str and {x} in {self.const(f'VALUES_{fact.name}', frozenset(t.values))})"
+        return f"{self.const(f'accepts_{fact.name}', t.accepts)}({x})"
 
-    def error(self, code: str, field: str | None, message: str) -> str:
-        return self.const(Decision(False, (), (), DecisionError(code, field, message), self.version), "E")
+    def error(self, code: str, field: str, message: str) -> str:
+        hint = {"missing_fact": "MISSING", "invalid_fact": "NOT_AN_OBJECT"}[code]
+        return self.const(f"{hint}_{field}", Decision(False, (), (), DecisionError(code, field, message), self.version))
 
     def facts(self) -> None:
-        prefixes: dict[tuple, str] = {(): "inp"}
+        prefixes: dict[tuple[str, ...], str] = {(): "inp"}
         for fr in self.plan.reads:
-            path = fr.path
+            path = fr.fact.path
             for n in range(1, len(path)):
                 pre = path[:n]
                 if pre in prefixes:
                     continue
                 parent = prefixes[path[: n - 1]]
-                var = f"p{len(prefixes)}"
+                var = "p_" + "_".join(pre)
                 prefixes[pre] = var
                 dotted = ".".join(pre)
                 bad = self.error("invalid_fact", dotted, f"`{dotted}` must be an object")
-                if parent == "inp":
-                    self.emit(f"{var} = inp.get({path[n - 1]!r})")
-                else:
-                    self.emit(f"{var} = {parent}.get({path[n - 1]!r}) if {parent} is not None else None")
+                self.emit(f"{var} = {self.child(parent, path[n - 1])}")
                 self.emit(f"if {var} is not None and type({var}) is not dict: return _fail({bad}, tr)")
-            parent = prefixes[path[:-1]]
-            v = f"f{fr.slot}"
-            missing = self.error("missing_fact", fr.dotted, f"`{fr.dotted}` is required")
-            self.emit(f"{v} = {parent}.get({path[-1]!r})" if parent == "inp" else
-                      f"{v} = {parent}.get({path[-1]!r}) if {parent} is not None else None")
-            self.emit(f"if {v} is None:")
-            if fr.mode == "required":
-                self.emit(f"return _fail({missing}, tr)", 2)
-            elif fr.mode == "optional":
-                self.emit(f"{v} = {self.lit(fr.default)}", 2)
-            else:
-                self.emit(f"if {self.cond(fr.condition.ir, None)}: return _fail({missing}, tr)", 2)
-                self.emit(f"{v} = ABSENT", 2)
-                self.absent_ok.add(fr.slot)
-            invalid = self.const(fr, "FR")
-            self.emit(f"elif not {self.check_expr(fr.ftype, v)}: return _invalid({invalid}, {v}, tr, V)")
+            self.read_fact(fr, prefixes[path[:-1]])
 
-    # -- conditions -------------------------------------------------------------------------------
-    def value(self, fact) -> str:
-        v = f"f{fact.slot}"
+    @staticmethod
+    def child(parent: str, key: str) -> str:
+        if parent == "inp":
+            return f"inp.get({key!r})"
+        return f"{parent}.get({key!r}) if {parent} is not None else None"
+
+    def read_fact(self, fr: ir.FactRead, parent: str) -> None:
+        fact = fr.fact
+        v = self.var(fact)
+        missing = self.error("missing_fact", fact.dotted, f"`{fact.dotted}` is required")
+        self.emit(f"{v} = {self.child(parent, fact.path[-1])}")
+        self.emit(f"if {v} is None:")
+        if fr.mode == "required":
+            self.emit(f"return _fail({missing}, tr)", 2)
+        elif fr.mode == "optional":
+            self.emit(f"{v} = {self.lit(fr.default, f'DEFAULT_{fact.name}')}", 2)
+        else:
+            assert fr.required_when is not None
+            self.emit(f"if {self.cond(fr.required_when, None)}: return _fail({missing}, tr)", 2)
+            self.emit(f"{v} = ABSENT", 2)
+        check = self.const(f"CHECK_{fact.name}", runtime.FactCheck(fact.dotted, fact.type.describe()))
+        self.emit(f"elif not {self.check_expr(fact, v)}: return _invalid({check}, {v}, tr, V)")
+
+    # -- values and tests -------------------------------------------------------------------------------
+    def raw(self, fact: ir.Fact) -> str:
+        """The variable holding a fact's value (ABSENT when a conditional fact was not given)."""
         if fact.name == "action":
-            return self.lit(self.plan.action)
-        if fact.slot in self.absent_ok:
-            return f"(_absent({fact.dotted!r}) if {v} is ABSENT else {v})"
-        return v
+            return repr(self.plan.action)
+        if fact.slot not in self.read:
+            return f"_absent({fact.dotted!r})"     # a branch the action never reaches
+        return self.var(fact)
 
-    def test(self, ir: tuple, x: str, depth: int = 0) -> str:
-        op = ir[0]
-        if op == "eq":
-            if isinstance(ir[1], bool):       # facts are type-checked: identity is exact and cheaper
-                return f"{x} is {ir[1]!r}"
-            return f"{x} == {self.lit(ir[1])}"
-        if op == "ne":
-            return f"{x} != {self.lit(ir[1])}"
-        if op == "in":
-            return f"{x} in {self.const(ir[1], 'S')}"
-        if op == "nin":
-            return f"{x} not in {self.const(ir[1], 'S')}"
-        if op == "cmp":
-            return f"{x} {_CMP[ir[1]]} {ir[2]!r}"
-        if op == "rank":
-            return f"{self.const(ir[2], 'R')}[{x}] {_CMP[ir[1]]} {ir[3]!r}"
-        if op == "contains":
-            return f"{self.lit(ir[1])} in {x}"
-        if op == "lacks":
-            return f"{self.lit(ir[1])} not in {x}"
-        if op in ("some", "every"):
+    def value(self, fact: ir.Fact) -> str:
+        raw = self.raw(fact)
+        if fact.slot in self.maybe_absent:
+            return f"(_absent({fact.dotted!r}) if {raw} is ABSENT else {raw})"
+        return raw
+
+    def test(self, test: ir.Test, x: str, value: Callable[[ir.Fact], str], depth: int = 0) -> str:
+        """A Python expression: does ``x`` pass ``test``? ``value`` gives the expression of another fact."""
+        if isinstance(test, ir.Compare):
+            return self.compare(test, x)
+        if isinstance(test, ir.Member):
+            options = self.const("ONE_OF", test.options)
+            return f"{x} in {options}" if test.op == "in" else f"{x} not in {options}"
+        if isinstance(test, ir.Contains):
+            return f"{self.lit(test.value)} {'in' if test.op == 'contains' else 'not in'} {x}"
+        if isinstance(test, ir.Each):
             e = f"_x{depth}"
-            fn = "any" if op == "some" else "all"
-            return f"{fn}({self.test(ir[1], e, depth + 1)} for {e} in {x})"
-        if op == "empty":
-            return f"(len({x}) == 0)" if ir[1] else f"(len({x}) != 0)"
-        if op == "entered":
-            return f"({x} is not None and {x} != '')" if ir[1] else f"({x} is None or {x} == '')"
-        if op == "eqfact":
-            return f"{x} == {self.value(ir[1])}"
-        if op == "infact":
-            return f"{x} in {self.value(ir[1])}"
-        if op == "and":
-            return "(" + " and ".join(f"({self.test(p, x, depth)})" for p in ir[1]) + ")"
-        raise ValueError(op)
+            fn = "any" if test.op == "some" else "all"
+            return f"{fn}({self.test(test.test, e, value, depth + 1)} for {e} in {x})"
+        if isinstance(test, ir.Flag):
+            if test.op == "empty":
+                return f"(len({x}) == 0)" if test.value else f"(len({x}) != 0)"
+            return f"({x} is not None and {x} != '')" if test.value else f"({x} is None or {x} == '')"
+        if isinstance(test, ir.SameAs):
+            return f"{x} {'==' if test.op == 'equals_fact' else 'in'} {value(test.other)}"
+        return "(" + " and ".join(f"({self.test(p, x, value, depth)})" for p in test.tests) + ")"
 
-    def cond(self, ir: tuple, t: str | None) -> str:
-        kind = ir[0]
-        if kind == "leaf":
-            _, fact, tir, words = ir
-            raw = f"f{fact.slot}" if fact.name != "action" else self.lit(self.plan.action)
-            test = self.test(tir, raw)
-            if fact.slot in self.absent_ok:
-                test = f"(_absent({fact.dotted!r}) if {raw} is ABSENT else {test})"
+    def compare(self, test: ir.Compare, x: str) -> str:
+        if test.op == "is":
+            if isinstance(test.value, bool):       # facts are type-checked: identity is exact and cheaper
+                return f"{x} is {test.value!r}"
+            return f"{x} == {self.lit(test.value)}"
+        if test.op == "is_not":
+            return f"{x} != {self.lit(test.value)}"
+        if test.scale is not None:
+            rank = self.const(f"RANK_{test.scale.name}", test.scale.rank)
+            return f"{rank}[{x}] {_CMP[test.op]} {test.scale.rank[test.value]!r}"
+        return f"{x} {_CMP[test.op]} {test.value!r}"
+
+    def leaf_meta(self, c: ir.FactCondition) -> str:
+        return self.const(f"LEAF_{c.fact.name}", runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
+
+    def cond(self, c: ir.Condition, t: str | None) -> str:
+        """A Python expression for a condition; with ``t`` it appends its trace records to ``t``."""
+        if isinstance(c, ir.FactCondition):
+            raw = self.raw(c.fact)
+            test = self.test(c.test, raw, self.value)
+            if c.fact.slot in self.maybe_absent:
+                test = f"(_absent({c.fact.dotted!r}) if {raw} is ABSENT else {test})"
             if t is None:
                 return f"({test})"
-            meta = self.const((fact, words), "L")
-            return f"(({test}) if {t} is None else _leaf({t}, {meta}, {raw}, {test}))"
-        if kind == "all":
-            return "(" + " and ".join(self.cond(p, t) for p in ir[1]) + ")"
-        if kind == "any":
-            return "(" + " or ".join(self.cond(p, t) for p in ir[1]) + ")"
-        if kind == "not":
-            return f"(not {self.cond(ir[1], t)})"
-        if kind == "always":
+            return f"(({test}) if {t} is None else _leaf({t}, {self.leaf_meta(c)}, {raw}, {test}))"
+        if isinstance(c, ir.AllOf):
+            return "(" + " and ".join(self.cond(p, t) for p in c.parts) + ")"
+        if isinstance(c, ir.AnyOf):
+            return "(" + " or ".join(self.cond(p, t) for p in c.parts) + ")"
+        if isinstance(c, ir.Not):
+            return f"(not {self.cond(c.inner, t)})"
+        if isinstance(c, ir.Always):
             return "True" if t is None else f"(True if {t} is None else _always({t}))"
-        if kind == "move":
-            fn = self.const(ir[6], "MV")      # the move closure reads facts by slot
-            return f"{fn}(vals(), {t if t else 'None'})"
-        raise ValueError(kind)
+        meta = self.const(f"MOVE_{c.source.name}_{c.target.name}",
+                          runtime.MoveCheck(c.source.name, c.source.dotted, c.unlisted_allowed))
+        graph = self.value(c.graph) if isinstance(c.graph, ir.Fact) else self.const("GRAPH", c.graph.edges)
+        return f"_move({t or 'None'}, {meta}, {graph}, {self.value(c.source)}, {self.value(c.target)})"
 
-    # -- rules ------------------------------------------------------------------------------------
-    def uses(self, uses: tuple, depth: int, t: str, rid: str = "") -> str:
+    # -- obligations ----------------------------------------------------------------------------------
+    def param(self, p: ir.Param, value: Callable[[ir.Fact], str]) -> str:
+        if isinstance(p, ir.StaticParam):
+            return self.lit(p.value, f"PARAM_{p.name}")
+        if isinstance(p, ir.FactParam):
+            return value(p.fact)
+        out = "None"
+        for f in reversed(p.facts):
+            v = value(f)
+            out = f"({v} if _entered({v}) else {out})"
+        return out
+
+    def made(self, use: ir.ObligationUse, value: Callable[[ir.Fact], str]) -> str:
+        """An expression giving ``(Obligation, key)`` for one obligation use."""
+        if use.is_static:
+            return self.const(f"OBLIGATION_{use.name}", static_obligation(use))
+        items = ", ".join(f"{p.name!r}: {self.param(p, value)}" for p in use.params)
+        return f"_obligation({use.name!r}, {{{items}}})"
+
+    def uses(self, uses: tuple[ir.ObligationUse, ...], depth: int, t: str, rid: str) -> str:
         """Emit statements building the obligation list; returns its variable or constant."""
-        if all(u.static is not None and u.when is None for u in uses):
-            items = tuple((u.static, u.key) for u in uses)
-            name = self.const(items, "OB")
-            if rid and self.single:
+        if all(u.is_static and u.when is None for u in uses):
+            items = tuple(static_obligation(u) for u in uses)
+            name = self.const(f"OBLIGATIONS_{rid}", items)
+            if self.single:
                 # the only effect of this action, with fixed obligations: its decision is a constant
                 seen, obligations = set(), []
                 for o, k in items:
@@ -184,163 +270,208 @@ class _Gen:
                         seen.add(k)
                         obligations.append(o)
                 self.predecided[name] = self.const(
-                    Decision(True, tuple(obligations), (rid,), None, self.version), "D")
+                    f"DECISION_{rid}", Decision(True, tuple(obligations), (rid,), None, self.version))
             return name
         self.emit("obs = []", depth)
         for u in uses:
-            item = self.const((u.static, u.key), "U") if u.static is not None else f"{self.const(u, 'UD')}.make(vals())"
+            item = self.made(u, self.value)
             if u.when is not None:
-                self.emit(f"if {self.cond(u.when.ir, t)}: obs.append({item})", depth)
+                self.emit(f"if {self.cond(u.when, t)}: obs.append({item})", depth)
             else:
                 self.emit(f"obs.append({item})", depth)
         return "obs"
 
-    def emit_ob(self, var: str, depth: int) -> None:
+    def emit_obligations(self, var: str, depth: int) -> None:
         self.emit(f"ob = {var}", depth)
         if var in self.predecided:
             self.emit(f"if tr is None: return {self.predecided[var]}", depth)
+
+    # -- rules ----------------------------------------------------------------------------------------
+    def guard(self, unit: ir.Guard) -> None:
+        rid, says = unit.id, self.lit(unit.says)
+        if unit.when is not None:
+            self.emit(f"w = {self.cond(unit.when, 't')}")
+            self.emit(f"h = w and {self.cond(unit.deny, 't')}")
+        else:
+            self.emit("w = True")
+            self.emit(f"h = {self.cond(unit.deny, 't')}")
+        self.emit(f"if h: den.append({rid!r})")
+        self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'guard', 'says': {says}, "
+                  f"'outcome': 'denied' if h else ('passed' if w else 'not applicable'), 'conditions': t}})")
+
+    def effect(self, unit: ir.Effect) -> None:
+        rid, says = unit.id, self.lit(unit.says)
+        self.emit(f"w = {self.cond(unit.when, 't') if unit.when is not None else 'True'}")
+        self.emit("if w:")
+        depth = 2
+        for i, case in enumerate(unit.cases):
+            self.emit(f"{'if' if i == 0 else 'elif'} {self.cond(case.condition, 't')}:", depth)
+            self.emit_obligations(self.uses(case.obligations, depth + 1, "t", rid), depth + 1)
+        if unit.cases:
+            self.emit("else:", depth)
+            self.emit_obligations(self.uses(unit.otherwise, depth + 1, "t", rid), depth + 1)
+        else:
+            self.emit_obligations(self.uses(unit.otherwise, depth, "t", rid), depth)
+        self.emit(f"fired.append(({rid!r}, ob))", depth)
+        self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'effect', 'says': {says}, "
+                  f"'outcome': 'fired' if w else 'not applicable', "
+                  f"'obligations': [o.to_dict() for o, _ in ob] if w else [], 'conditions': t}})")
 
     def units(self) -> None:
         plan = self.plan
         self.emit("den = []")
         self.emit("fired = []")
-        single = sum(1 for u in plan.units if not isinstance(u, Guard)) == 1 and not any(
-            isinstance(u, RowTable) for u in plan.units)
-        self.single = single
+        self.single = (sum(1 for u in plan.units if not isinstance(u, ir.Guard)) == 1
+                       and not any(isinstance(u, ir.RowTable) for u in plan.units))
         guards_done = False
         for unit in plan.units:
-            if not isinstance(unit, Guard) and not guards_done:
+            if not isinstance(unit, ir.Guard) and not guards_done:
                 guards_done = True
-                self.emit("if den: return Decision(False, (), tuple(den), None, V, _tt(tr))")
-            rid = unit.id
-            says = self.lit(unit.says)
-            self.emit(f"# {rid}")
+                self.emit("if den: return Decision(False, (), tuple(den), None, V, _frozen_trace(tr))")
+            if isinstance(unit, ir.RowTable):
+                code = _TableCode(self, unit)
+                self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
+                self.emit(f"# table {unit.id}")
+                self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired)")
+                continue
+            self.emit(f"# {unit.id}")
             self.emit("t = None if tr is None else []")
-            if isinstance(unit, Guard):
-                if unit.when is not None:
-                    self.emit(f"w = {self.cond(unit.when.ir, 't')}")
-                    self.emit(f"h = w and {self.cond(unit.deny.ir, 't')}")
-                else:
-                    self.emit("w = True")
-                    self.emit(f"h = {self.cond(unit.deny.ir, 't')}")
-                self.emit(f"if h: den.append({rid!r})")
-                self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'guard', 'says': {says}, "
-                          f"'outcome': 'denied' if h else ('passed' if w else 'not applicable'), 'conditions': t}})")
-            elif isinstance(unit, Effect):
-                w = self.cond(unit.when.ir, "t") if unit.when is not None else "True"
-                self.emit(f"w = {w}")
-                self.emit("if w:")
-                depth = 2
-                for i, (cond, case_uses) in enumerate(unit.cases):
-                    self.emit(f"{'if' if i == 0 else 'elif'} {self.cond(cond.ir, 't')}:", depth)
-                    var = self.uses(case_uses, depth + 1, "t", rid)
-                    self.emit_ob(var, depth + 1)
-                if unit.cases:
-                    self.emit("else:", depth)
-                    var = self.uses(unit.otherwise, depth + 1, "t", rid)
-                    self.emit_ob(var, depth + 1)
-                else:
-                    var = self.uses(unit.otherwise, depth, "t", rid)
-                    self.emit_ob(var, depth)
-                self.emit(f"fired.append(({rid!r}, ob))", depth)
-                self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'effect', 'says': {says}, "
-                          f"'outcome': 'fired' if w else 'not applicable', "
-                          f"'obligations': [o.to_dict() for o, _ in ob] if w else [], 'conditions': t}})")
-            elif isinstance(unit, RowTable):
-                self.emit(f"{self.const(unit, 'RT')}.run(vals(), tr, den, fired)")
+            if isinstance(unit, ir.Guard):
+                self.guard(unit)
             else:
-                raise TypeError(unit)
+                self.effect(unit)
         if not guards_done:
-            self.emit("if den: return Decision(False, (), tuple(den), None, V, _tt(tr))")
-        self.emit("return _finish(OV, fired, V, tr)")
+            self.emit("if den: return Decision(False, (), tuple(den), None, V, _frozen_trace(tr))")
+        self.emit("return _finish(OVERRIDES, fired, V, tr)")
 
-    def build(self):
-        size = self.plan.size
-        self.ns.update(V=self.version, OV=self.plan.overrides, _finish=finish, _tt=_tt, _fail=_fail,
-                       _invalid=_invalid, _leaf=_leaf, _always=_always, _absent=_absent)
+    def build(self) -> DecideFn:
+        plan = self.plan
+        self.ns.values.update(
+            Decision=Decision, ABSENT=runtime.ABSENT, V=self.version, OVERRIDES=plan.overrides,
+            _finish=runtime.finish, _frozen_trace=runtime.frozen_trace, _fail=runtime.fail, _invalid=runtime.invalid,
+            _leaf=runtime.leaf, _always=runtime.always, _absent=runtime.absent, _move=runtime.move,
+            _entered=runtime.entered, _obligation=runtime.obligation, _run_rows=runtime.run_rows)
         self.facts()
-        body_start = len(self.lines)
+        if any(isinstance(u, ir.RowTable) for u in plan.units):
+            # the slot list that row tables read: facts by slot, unread ones ABSENT, the action last
+            slots = [self.var(self.read[i].fact) if i in self.read else "ABSENT" for i in range(plan.slots - 1)]
+            self.emit(f"vals = [{', '.join(slots + [repr(plan.action)])}]")
         self.units()
-        body = self.lines[body_start:]
-        prelude = ""
-        if any("vals()" in line for line in self.lines):
-            # vals() gives the slot list that closures (row tables, moves, dynamic params) read
-            slots = ", ".join(f"f{i}" if i != size - 1 else repr(self.plan.action) for i in range(size))
-            read_slots = {fr.slot for fr in self.plan.reads}
-            prelude = "".join(f"    f{i} = ABSENT\n" for i in range(size - 1) if i not in read_slots)
-            prelude += f"    vals = lambda: [{slots}]\n"
-        src = ("def decide(inp, tr):\n" + "\n".join(self.lines[:body_start]) + "\n" + prelude
-               + "\n".join(body) + "\n")
-        code = compile(src, f"<ordergate plan {self.plan.action}>", "exec")
-        exec(code, self.ns)
-        fn = self.ns["decide"]
-        fn.source = src
+        name = "decide_" + _UNSAFE.sub("_", plan.action)
+        src = f"def {name}(inp, tr):\n" + "\n".join(self.lines) + "\n" + "".join(
+            "".join(code.source) for _, code in self.tables)
+        fn = _exec(src, file_name(plan), self.ns.values, name)
+        for const, code in self.tables:
+            self.ns.values[const] = code.lowered()
         return fn
 
 
-def generate(plan, version: str):
+def _exec(src: str, filename: str, namespace: dict[str, Any], name: str) -> Any:
+    """Compile generated source under ``filename`` (registered in linecache) and return ``name``."""
+    linecache.cache[filename] = (len(src), None, src.splitlines(keepends=True), filename)
+    exec(compile(src, filename, "exec"), namespace)
+    return namespace[name]
+
+
+class _SlotGen(_Gen):
+    """Lowers the conditions of row tables, which read the slot list ``vals`` (any fact may be ABSENT)."""
+
+    def __init__(self, parent: _Gen):
+        super().__init__(parent.plan, parent.version)
+        self.ns = parent.ns
+        self.maybe_absent = set(range(parent.plan.slots - 1))
+
+    def raw(self, fact: ir.Fact) -> str:
+        return repr(self.plan.action) if fact.name == "action" else f"vals[{fact.slot}]"
+
+
+class _TableCode:
+    """A row table as generated functions: a test per distinct cell, an obligation builder per
+    outcome, the table's `when`; ``lowered`` assembles them once they are defined."""
+
+    def __init__(self, gen: _Gen, table: ir.RowTable):
+        self.table = table
+        self.ns = gen.ns
+        self.slots = _SlotGen(gen)
+        self.source: list[str] = []
+        self.when = self.function(f"when_{table.id}", "vals, t", [f"return {self.slots.cond(table.when, 't')}"]) \
+            if table.when is not None else None
+        self.outcomes: dict[str, str] = {}
+        self.cells: dict[tuple[int, ir.Test], str] = {}
+        for row in table.rows:
+            if row.outcome not in self.outcomes:
+                self.outcomes[row.outcome] = self.obligations(f"outcome_{table.id}_{row.outcome}", row.obligations)
+            for cell in row.cells:
+                if isinstance(cell, ir.FactCondition) and (cell.fact.slot, cell.test) not in self.cells:
+                    expr = self.slots.test(cell.test, "v", self.slots.value)
+                    self.cells[(cell.fact.slot, cell.test)] = self.function(f"cell_{cell.fact.name}", "v, vals",
+                                                                            [f"return {expr}"])
+
+    def function(self, hint: str, params: str, body: list[str]) -> str:
+        name = self.ns.add(hint, object())     # reserve the name; the definition replaces it
+        self.source.append(f"\n\ndef {name}({params}):\n" + "".join(f"    {line}\n" for line in body))
+        return name
+
+    def obligations(self, hint: str, uses: tuple[ir.ObligationUse, ...]) -> str:
+        gen = self.slots
+        body = ["obs = []"]
+        for u in uses:
+            item = gen.made(u, gen.value)
+            body.append(f"if {gen.cond(u.when, 't')}: obs.append({item})" if u.when is not None
+                        else f"obs.append({item})")
+        return self.function(hint, "vals, t", body + ["return obs"])
+
+    def lowered(self) -> runtime.LoweredTable:
+        table, defined = self.table, self.ns.values
+        checks: dict[tuple[int, int], runtime.Cell] = {}     # one per distinct (column, test)
+        rows = []
+        for row in table.rows:
+            cells = []
+            for c in row.cells:
+                if isinstance(c, ir.Wildcard):
+                    continue
+                check = checks.get((c.fact.slot, id(c.test)))
+                if check is None:
+                    check = checks[(c.fact.slot, id(c.test))] = runtime.Cell(
+                        c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
+                        runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
+                cells.append(check)
+            rows.append(runtime.LoweredRow(row.id, row.says, tuple(cells), defined[self.outcomes[row.outcome]]))
+        slot, buckets, wildcards = index(table)
+        return runtime.LoweredTable(table.id, table.says, table.hit, defined[self.when] if self.when else None,
+                                    tuple(rows), slot, buckets, wildcards)
+
+
+def index(table: ir.RowTable) -> tuple[int | None, dict[Any, tuple[int, ...]], tuple[int, ...]]:
+    """Choose the column whose literal cells best split the rows; map value -> candidate rows."""
+    from .compiler.tables import row_keys
+
+    keys = [row_keys(row.cells) for row in table.rows]
+    best: tuple[int, int] | None = None
+    for c, fact in enumerate(table.columns):
+        if fact.type.kind not in ir.SCALAR_KINDS:
+            continue
+        column = [k[c] for k in keys]
+        if any(k is None for k in column):
+            continue
+        distinct = len({v for k in column if k != "*" and k is not None for v in k})
+        if distinct > 1 and (best is None or distinct > best[1]):
+            best = (c, distinct)
+    if best is None:
+        return None, {}, ()
+    c = best[0]
+    wildcards = tuple(i for i, k in enumerate(keys) if k[c] == "*")
+    lists: dict[Any, list[int]] = {}
+    for i, k in enumerate(keys):
+        cell = k[c]
+        if cell != "*" and cell is not None:
+            for v in cell:
+                lists.setdefault(v, []).append(i)
+    buckets = {v: tuple(sorted(set(rows) | set(wildcards))) for v, rows in lists.items()}
+    return table.columns[c].slot, buckets, wildcards
+
+
+def generate(plan: ir.ActionPlan, version: str) -> DecideFn:
     """The generated decide function of one action plan: ``fn(input, trace) -> Decision``."""
-    return _Gen(plan, version).build()
-
-
-# -- helpers called by generated code --------------------------------------------------------------
-def _tt(tr):
-    return tuple(tr) if tr is not None else None
-
-
-def _fail(decision: Decision, tr) -> Decision:
-    return decision if tr is None else decision._replace(trace=tuple(tr))
-
-
-def _invalid(fr, value, tr, version: str) -> Decision:
-    shown = show(value) if not isinstance(value, (dict, list)) else ("an object" if isinstance(value, dict) else "a list")
-    return Decision(False, (), (), DecisionError("invalid_fact", fr.dotted, f"`{fr.dotted}` must be {fr.expected}, not {shown}"),
-                    version, _tt(tr))
-
-
-def _absent(path: str):
-    raise MissingFact(path)
-
-
-def _leaf(t: list, meta, value, held: bool) -> bool:
-    fact, words = meta
-    label = fact.says or fact.name
-    t.append({"fact": fact.name, "path": fact.dotted, "test": words, "value": value, "held": held,
-              "says": f"{label}: expected {words}, found {show(value)} ({'holds' if held else 'does not hold'})"})
-    return held
-
-
-def _always(t: list) -> bool:
-    t.append({"test": "always", "held": True, "says": "this rule always applies"})
-    return True
-
-
-def finish(overrides: dict, fired: list, version: str, tr) -> Decision:
-    """Deny-overrides already passed: combine the obligations of the effects that fired."""
-    if not fired:
-        return Decision(True, (), (), None, version, _tt(tr))
-    if len(fired) == 1:
-        rid, obls = fired[0]
-        if len(obls) <= 1:
-            return Decision(True, tuple(o for o, _ in obls), (rid,), None, version, _tt(tr))
-    dropped: set = set()
-    if overrides:
-        for _, obls in fired:
-            for o, _ in obls:
-                more = overrides.get(o.name)
-                if more:
-                    dropped.update(more)
-    rules: list = []
-    obligations: list = []
-    seen: set = set()
-    for rid, obls in fired:
-        kept = [(o, k) for o, k in obls if o.name not in dropped] if dropped else obls
-        if obls and not kept:
-            continue  # every obligation of this rule was overridden: it did not decide
-        if rid not in rules:
-            rules.append(rid)
-        for o, k in kept:
-            if k not in seen:
-                seen.add(k)
-                obligations.append(o)
-    return Decision(True, tuple(obligations), tuple(rules), None, version, _tt(tr))
+    fn: DecideFn = _Gen(plan, version).build()
+    return fn

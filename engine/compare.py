@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .evaluate import freeze
+from .decision import freeze
 
 RESULT_KEYS = ("allow", "obligations", "rules", "error", "policy_version")
 

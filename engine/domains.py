@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from . import ir
+
 #: a text value no rule names; stands for "any other text" in exhaustive comparisons
 OTHER_TEXT = "(any other value)"
 
@@ -39,8 +41,9 @@ class FactDomain:
         return ".".join(self.path)
 
 
-def action_plan(policy_set: Any, system: str, action: str) -> Any | None:
-    return policy_set._systems.get(system, {}).get(action)
+def action_plan(policy_set: Any, system: str, action: str) -> ir.ActionPlan | None:
+    plan: ir.ActionPlan | None = policy_set.ir.plan(system, action)
+    return plan
 
 
 def actions(policy_set: Any) -> Iterator[tuple[str, str]]:
@@ -50,59 +53,60 @@ def actions(policy_set: Any) -> Iterator[tuple[str, str]]:
             yield system, action
 
 
-def _unit_conditions(unit: Any) -> Iterator[Any]:
-    for cond in (getattr(unit, "when", None), getattr(unit, "deny", None)):
-        if cond is not None:
-            yield cond
-    for cond, uses in getattr(unit, "cases", ()):
-        yield cond
-        yield from (u.when for u in uses if u.when is not None)
-    for use in getattr(unit, "otherwise", ()):
-        if use.when is not None:
-            yield use.when
-    for _rid, _says, tests, uses in getattr(unit, "rows", ()):
-        yield from tests
-        yield from (u.when for u in uses if u.when is not None)
+def _use_conditions(uses: tuple[ir.ObligationUse, ...]) -> Iterator[ir.Condition]:
+    yield from (u.when for u in uses if u.when is not None)
 
 
-def _walk(ir: tuple, seen: dict, literals: dict, opaque: set) -> None:
-    """Record every fact a condition tree tests and the literals it compares the fact with."""
-    tag = ir[0]
-    if tag in ("all", "any"):
-        for sub in ir[1]:
+def _unit_conditions(unit: ir.Unit) -> Iterator[ir.Condition]:
+    if unit.when is not None:
+        yield unit.when
+    if isinstance(unit, ir.Guard):
+        yield unit.deny
+    elif isinstance(unit, ir.Effect):
+        for case in unit.cases:
+            yield case.condition
+            yield from _use_conditions(case.obligations)
+        yield from _use_conditions(unit.otherwise)
+    else:
+        for row in unit.rows:
+            yield from (c for c in row.cells if isinstance(c, ir.FactCondition))
+            yield from _use_conditions(row.obligations)
+
+
+def _walk(cond: ir.Condition, seen: dict[str, ir.Fact], literals: dict[str, set[Any]], opaque: set[str]) -> None:
+    """Record every fact a condition tests and the literals it compares the fact with."""
+    if isinstance(cond, (ir.AllOf, ir.AnyOf)):
+        for sub in cond.parts:
             _walk(sub, seen, literals, opaque)
-    elif tag == "not":
-        _walk(ir[1], seen, literals, opaque)
-    elif tag == "leaf":
-        fact, test = ir[1], ir[2]
-        seen.setdefault(fact.dotted, fact)
-        _test_literals(fact, test, literals.setdefault(fact.dotted, set()), opaque)
-    elif tag == "move":
-        src, dst, gfact, inline = ir[1], ir[2], ir[3], ir[4]
+    elif isinstance(cond, ir.Not):
+        _walk(cond.inner, seen, literals, opaque)
+    elif isinstance(cond, ir.FactCondition):
+        seen.setdefault(cond.fact.dotted, cond.fact)
+        _test_literals(cond.fact, cond.test, literals.setdefault(cond.fact.dotted, set()), opaque)
+    elif isinstance(cond, ir.Move):
+        src, dst = cond.source, cond.target
         for f in (src, dst):
             seen.setdefault(f.dotted, f)
-        if gfact is not None or inline is None:
+        if isinstance(cond.graph, ir.Fact):
             opaque.update((src.dotted, dst.dotted))
         else:
-            for stage, nexts in inline.items():
+            for stage, nexts in cond.graph.next:
                 literals.setdefault(src.dotted, set()).add(stage)
                 literals.setdefault(dst.dotted, set()).update(nexts)
                 literals.setdefault(dst.dotted, set()).add(stage)
                 literals.setdefault(src.dotted, set()).update(nexts)
 
 
-def _test_literals(fact: Any, test: tuple, out: set, opaque: set) -> None:
-    tag = test[0]
-    if tag in ("eq", "ne"):
-        out.add(test[1])
-    elif tag in ("in", "nin"):
-        out.update(test[1])
-    elif tag == "cmp":
-        out.add(test[2])
-    elif tag == "and":
-        for sub in test[1]:
+def _test_literals(fact: ir.Fact, test: ir.Test, out: set[Any], opaque: set[str]) -> None:
+    if isinstance(test, ir.Compare):
+        if test.scale is None:
+            out.add(test.value)
+    elif isinstance(test, ir.Member):
+        out.update(test.values)
+    elif isinstance(test, ir.Both):
+        for sub in test.tests:
             _test_literals(fact, sub, out, opaque)
-    elif tag in ("eqfact", "infact", "some", "every", "contains", "lacks", "empty"):
+    elif not (isinstance(test, ir.Flag) and test.op == "entered"):
         opaque.add(fact.dotted)
 
 
@@ -141,18 +145,19 @@ def fact_domains(policy_set: Any, system: str, action: str) -> tuple[FactDomain,
     opaque: set[str] = set()
     for unit in plan.units:
         for cond in _unit_conditions(unit):
-            _walk(cond.ir, seen, literals, opaque)
+            _walk(cond, seen, literals, opaque)
     for read in plan.reads:
-        if read.condition is not None:
-            _walk(read.condition.ir, seen, literals, opaque)
+        if read.required_when is not None:
+            _walk(read.required_when, seen, literals, opaque)
     out = []
     for read in plan.reads:
-        fact = seen.get(read.dotted)
-        name = fact.name if fact is not None else read.path[-1]
+        dotted = read.fact.dotted
+        fact = seen.get(dotted)
+        name = fact.name if fact is not None else read.fact.path[-1]
         says = (fact.says if fact is not None else "") or name
-        values, finite = _values(read.ftype, literals.get(read.dotted, set()), read.default, read.mode,
-                                 read.dotted in opaque)
-        out.append(FactDomain(name, tuple(read.path), says, read.ftype.kind, read.mode, read.default,
+        values, finite = _values(read.fact.type, literals.get(dotted, set()), read.default, read.mode,
+                                 dotted in opaque)
+        out.append(FactDomain(name, tuple(read.fact.path), says, read.fact.type.kind, read.mode, read.default,
                               values, finite))
     return tuple(out)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import combinations, product
 from typing import Any
 
-from .conditions import show
+from .ir import show
 from .domains import OTHER_TEXT, fact_domains, read_value, with_value
 
 _ABSENT = object()

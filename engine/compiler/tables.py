@@ -1,0 +1,243 @@
+"""Decision tables: an action matrix (one row per entity, one cell per operation) and a row table
+(one row per combination of input facts). Checks and lowering to ``ir.ActionMatrix`` (one
+``ir.Effect`` per cell) and ``ir.RowTable``."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import ir
+from ..errors import did_you_mean
+from .catalogue import actions_of, check_reads
+from .conditions import condition, fact_condition
+from .context import Context, Path, Rejected, expand
+from .obligations import uses
+
+Outcomes = dict[str, tuple[ir.Outcome, set[str]]]   # name -> outcome, facts its obligations read
+
+
+def table(ctx: Context, spec: dict[str, Any], path: Path) -> None:
+    header = spec["header"]
+    covered = _covered_actions(ctx, spec)
+    try:
+        if header[0] != "rule":
+            raise ctx.reject("compile_bad_table", "the first column of a table is `rule`", path + ("header", 0))
+        outcomes = _outcomes(ctx, spec, path)
+        if spec["layout"] == "action_matrix":
+            matrix(ctx, spec, path, header, outcomes)
+        else:
+            rows(ctx, spec, path, header, outcomes)
+    except Rejected:
+        ctx.broken.update(covered)
+
+
+def _covered_actions(ctx: Context, spec: dict[str, Any]) -> set[str]:
+    """The actions a table decides, as far as they can be told without reporting anything."""
+    if spec["layout"] == "rows":
+        return {a for p in spec.get("actions") or [] for a in expand(str(p))}
+    operations = spec["header"][2:]
+    return {f"{row[1]}.{op}" for row in spec["body"] if len(row) > 1 for op in operations}
+
+
+def _outcomes(ctx: Context, spec: dict[str, Any], path: Path) -> Outcomes:
+    out: Outcomes = {}
+    for name, items in spec["outcomes"].items():
+        used: set[str] = set()
+        opath = path + ("outcomes", name)
+        out[name] = (ir.Outcome(name, uses(ctx, items, opath, used), ctx.loc(opath, key=True)), used)
+    return out
+
+
+def row_meta(ctx: Context, spec: dict[str, Any], rid: str, rpath: Path, path: Path) -> tuple[str, tuple[str, ...]]:
+    meta = (spec.get("rules") or {}).get(rid)
+    if meta is None:
+        ctx.error("schema_missing_field", f"row `{rid}` needs a sentence under the table's `rules`", rpath,
+                  f"add `{rid}: {{says: ..., source: [...]}}` under `rules`")
+        return "", ()
+    src = meta.get("source", spec["source"])
+    return meta["says"], ctx.sources_of(src, path + ("rules", rid, "source") if "source" in meta else path + ("source",))
+
+
+# -- action matrix ------------------------------------------------------------------------------------
+def matrix(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outcomes: Outcomes) -> None:
+    if len(header) < 3 or header[1] != "entity":
+        raise ctx.reject("compile_bad_table",
+                         "an action matrix has the columns `rule`, `entity`, then one per operation", path + ("header",))
+    operations = tuple(header[2:])
+    words: dict[str, tuple[ir.Condition, set[str]] | None] = {}   # None: the word was refused
+    for wname, cond in (spec.get("words") or {}).items():
+        used: set[str] = set()
+        try:
+            words[wname] = (condition(ctx, cond, path + ("words", wname), used), used)
+        except Rejected:
+            words[wname] = None
+    otherwise = spec.get("otherwise")
+    if otherwise is not None and otherwise not in outcomes:
+        raise ctx.reject("compile_unknown_outcome", f"unknown outcome `{otherwise}`", path + ("otherwise",),
+                         did_you_mean(otherwise, outcomes))
+    seen_entities: dict[str, int] = {}
+    rows_ir = []
+    for r, row in enumerate(spec["body"]):
+        rpath = path + ("body", r)
+        if len(row) != len(header):
+            ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
+            continue
+        rid, entity = str(row[0]), str(row[1])
+        ctx.register_id(rid, rpath + (0,))
+        if entity in seen_entities:
+            ctx.error("compile_table_overlap", f"entity `{entity}` has two rows (hit policy `{spec['hit']}`)",
+                      rpath + (1,), f"merge it with the row at line {ctx.loc(path + ('body', seen_entities[entity])).line}")
+        seen_entities[entity] = r
+        says, sources = row_meta(ctx, spec, rid, rpath, path)
+        actions = []
+        cells = []
+        for c, op in enumerate(operations):
+            cpath = rpath + (c + 2,)
+            action = f"{entity}.{op}"
+            if action not in ctx.actions:
+                ctx.error("compile_unknown_action", f"action `{action}` is not in the catalogue of `{ctx.system}`",
+                          cpath, did_you_mean(action, ctx.actions))
+                continue
+            try:
+                cell_ir, unit = cell(ctx, rid, says, row[c + 2], cpath, words, outcomes, otherwise, action)
+            except Rejected:
+                ctx.broken.add(action)
+                continue
+            ctx.add_unit([action], unit)
+            actions.append(action)
+            cells.append(cell_ir)
+        rows_ir.append(ir.MatrixRow(rid, entity, says, tuple(cells), ctx.loc(rpath)))
+        ctx.info(rid, "table row", says, sources, actions, rpath,
+                 {"table": spec["id"], "row": dict(zip(header, row)), "words": spec.get("words"),
+                  "outcomes": spec["outcomes"], "otherwise": otherwise})
+    if spec.get("when") is not None:
+        ctx.error("compile_bad_table", "an action matrix takes no `when`; put conditions in its words", path + ("when",))
+    ctx.tables.append(ir.ActionMatrix(
+        spec["id"], spec["says"], spec["hit"], tuple((w, c[0]) for w, c in words.items() if c is not None),
+        tuple(o for o, _ in outcomes.values()), otherwise, operations, tuple(rows_ir), ctx.loc(path)))
+
+
+def cell(ctx: Context, rid: str, says: str, written: Any, cpath: Path,
+         words: dict[str, tuple[ir.Condition, set[str]] | None], outcomes: Outcomes, otherwise: str | None,
+         action: str) -> tuple[ir.MatrixCell, ir.Effect]:
+    """One cell, ``outcome`` or ``outcome when word [or word ...]``: its IR and the effect it lowers to."""
+    text = str(written).strip()
+    outcome, _, cond_text = text.partition(" when ")
+    outcome = outcome.strip()
+    where = ctx.loc(cpath)
+    if outcome not in outcomes:
+        raise ctx.reject("compile_unknown_outcome", f"unknown outcome `{outcome}` in cell `{text}`", cpath,
+                         did_you_mean(outcome, outcomes) or "outcomes: " + ", ".join(f"`{o}`" for o in outcomes))
+    chosen, used = outcomes[outcome]
+    used = set(used)
+    if not cond_text:
+        check_reads(ctx, rid, used, [action], cpath)
+        return ir.MatrixCell(action, outcome, (), where), ir.Effect(rid, says, None, (), chosen.obligations, where)
+    if otherwise is None:
+        raise ctx.reject("compile_bad_table", f"cell `{text}` needs the table's `otherwise`", cpath)
+    conds = []
+    names = tuple(w.strip() for w in cond_text.split(" or "))
+    for word in names:
+        if word not in words:
+            raise ctx.reject("compile_unknown_word", f"unknown word `{word}` in cell `{text}`", cpath,
+                             did_you_mean(word, words) or "declare it under the table's `words`")
+        compiled = words[word]
+        if compiled is None:          # the word's own error is the root cause
+            raise Rejected()
+        conds.append(compiled[0])
+        used |= compiled[1]
+    other, other_used = outcomes[otherwise]
+    check_reads(ctx, rid, used | other_used, [action], cpath)
+    cond = conds[0] if len(conds) == 1 else ir.AnyOf(tuple(conds), where)
+    return (ir.MatrixCell(action, outcome, names, where),
+            ir.Effect(rid, says, None, (ir.Case(cond, chosen.obligations),), other.obligations, where))
+
+
+# -- row table ------------------------------------------------------------------------------------------
+def rows(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outcomes: Outcomes) -> None:
+    if header[-1] != "outcome" or len(header) < 3:
+        raise ctx.reject("compile_bad_table", "a row table has the columns `rule`, its input facts, then `outcome`",
+                         path + ("header",))
+    if "actions" not in spec:
+        raise ctx.reject("schema_missing_field", "a row table needs `actions`", path)
+    columns = tuple(ctx.fact(name, path + ("header", c + 1)) for c, name in enumerate(header[1:-1]))
+    actions = actions_of(ctx, spec["actions"], path + ("actions",))
+    table_used: set[str] = {f.name for f in columns}
+    when = condition(ctx, spec["when"], path + ("when",), table_used) if "when" in spec else None
+    body: list[ir.Row] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    tests: dict[tuple[Any, ...], ir.Test] = {}   # (column, cell as written) -> its test, shared by equal cells
+    table_sources = ctx.sources_of(spec["source"], path + ("source",))
+    for r, row in enumerate(spec["body"]):
+        rpath = path + ("body", r)
+        if len(row) != len(header):
+            ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
+            continue
+        rid = str(row[0])
+        ctx.register_id(rid, rpath + (0,))
+        says, sources = row_meta(ctx, spec, rid, rpath, path) if spec.get("rules") else (spec["says"], table_sources)
+        outcome = row[-1]
+        if outcome not in outcomes:
+            ctx.error("compile_unknown_outcome", f"unknown outcome `{outcome}`", rpath + (len(row) - 1,),
+                      did_you_mean(str(outcome), outcomes))
+            continue
+        try:
+            cells = _row_cells(ctx, columns, row, rpath, tests)
+        except Rejected:
+            continue
+        chosen, oused = outcomes[outcome]
+        table_used |= oused
+        keys = row_keys(cells) if spec["hit"] == "unique" else []
+        if keys and all(k is not None and k != "*" and len(k) == 1 for k in keys):
+            sig = tuple(keys)
+            if sig in seen:
+                ctx.error("compile_table_overlap", f"rows `{body[seen[sig]].id}` and `{rid}` match the same requests",
+                          rpath, "hit policy `unique` allows one matching row; use `first` or make them differ")
+            seen[sig] = len(body)
+        body.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, ctx.loc(rpath)))
+        ctx.info(rid, "table row", says, sources, actions, rpath, {"table": spec["id"], "row": dict(zip(header, row))})
+    check_reads(ctx, spec["id"], table_used, actions, path + ("id",))
+    table_ir = ir.RowTable(spec["id"], spec["says"], spec["hit"], when, columns, tuple(body), None, ctx.loc(path))
+    ctx.tables.append(table_ir)
+    ctx.add_unit(actions, table_ir)
+
+
+def _row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], rpath: Path,
+               tests: dict[tuple[Any, ...], ir.Test]) -> tuple[ir.RowCell, ...]:
+    cells: list[ir.RowCell] = []
+    refused = False
+    for c, fact in enumerate(columns):
+        written = row[c + 1]
+        cpath = rpath + (c + 1,)
+        if written is None or written == "-":
+            cells.append(ir.Wildcard(ctx.loc(cpath)))
+            continue
+        memo = (c, repr(written) if isinstance(written, (dict, list)) else (type(written).__name__, written))
+        test = tests.get(memo)
+        if test is not None:
+            cells.append(ir.FactCondition(fact, test, ctx.loc(cpath)))
+            continue
+        try:
+            made = fact_condition(ctx, fact, written, cpath, set())
+        except Rejected:
+            refused = True
+            continue
+        tests[memo] = made.test
+        cells.append(made)
+    if refused:
+        raise Rejected()
+    return tuple(cells)
+
+
+def row_keys(cells: tuple[ir.RowCell, ...]) -> list[tuple[Any, ...] | str | None]:
+    """Per cell, the values it matches when it is a literal or an `in:` list, `*` for any, else None."""
+    out: list[tuple[Any, ...] | str | None] = []
+    for cell in cells:
+        if isinstance(cell, ir.Wildcard):
+            out.append("*")
+        elif isinstance(cell.test, ir.Compare) and cell.test.op == "is":
+            out.append((cell.test.value,))
+        elif isinstance(cell.test, ir.Member) and cell.test.op == "in":
+            out.append(cell.test.values)
+        else:
+            out.append(None)
+    return out

@@ -1,0 +1,218 @@
+"""What generated decide functions call: building decisions and their traces, row tables behind
+their index, moves over stage graphs. Nothing here knows a policy; ``codegen`` passes it the
+lowered pieces of one."""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
+
+from .decision import Decision, DecisionError, Obligation, freeze
+from .ir import show
+
+Trace = list[dict[str, Any]] | None
+Made = tuple[Obligation, Any]                 # an obligation and its de-duplication key
+Fired = list[tuple[str, Any]]                 # (rule id, obligations it asks for)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()   # a fact not given in the request (and without a default)
+
+
+class MissingFact(Exception):
+    """A rule needed a fact that the request did not give."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.path = path
+
+
+class EvaluationError(Exception):
+    """Evaluation found the policy itself at fault (e.g. two rows of a `unique` table matched)."""
+
+
+class Leaf(NamedTuple):
+    """What a trace record of one fact test says, fixed at compile time."""
+
+    fact: str
+    path: str
+    words: str
+    label: str
+
+
+class FactCheck(NamedTuple):
+    """How a generated function reports a value of the wrong type."""
+
+    dotted: str
+    expected: str
+
+
+class MoveCheck(NamedTuple):
+    fact: str
+    path: str
+    unlisted_allowed: bool
+
+
+class Cell(NamedTuple):
+    slot: int
+    test: Callable[[Any, list[Any]], bool]
+    leaf: Leaf
+
+
+class LoweredRow(NamedTuple):
+    id: str
+    says: str
+    cells: tuple[Cell, ...]
+    obligations: Callable[[list[Any], Trace], list[Made]]
+
+
+class LoweredTable(NamedTuple):
+    """A row table as generated code runs it: rows to try come from an index on one column."""
+
+    id: str
+    says: str
+    hit: str
+    when: Callable[[list[Any], Trace], bool] | None
+    rows: tuple[LoweredRow, ...]
+    index_slot: int | None
+    buckets: Mapping[Any, tuple[int, ...]]
+    wildcards: tuple[int, ...]
+
+
+def absent(path: str) -> Any:
+    raise MissingFact(path)
+
+
+def frozen_trace(tr: Trace) -> tuple[dict[str, Any], ...] | None:
+    return tuple(tr) if tr is not None else None
+
+
+def fail(decision: Decision, tr: Trace) -> Decision:
+    return decision if tr is None else decision._replace(trace=tuple(tr))
+
+
+def invalid(check: FactCheck, value: Any, tr: Trace, version: str) -> Decision:
+    shown = show(value) if not isinstance(value, (dict, list)) else ("an object" if isinstance(value, dict) else "a list")
+    return Decision(False, (), (), DecisionError("invalid_fact", check.dotted,
+                                                 f"`{check.dotted}` must be {check.expected}, not {shown}"),
+                    version, frozen_trace(tr))
+
+
+def leaf(t: list[dict[str, Any]], meta: Leaf, value: Any, held: bool) -> bool:
+    t.append({"fact": meta.fact, "path": meta.path, "test": meta.words, "value": value, "held": held,
+              "says": f"{meta.label}: expected {meta.words}, found {show(value)} ({'holds' if held else 'does not hold'})"})
+    return held
+
+
+def always(t: list[dict[str, Any]]) -> bool:
+    t.append({"test": "always", "held": True, "says": "this rule always applies"})
+    return True
+
+
+def entered(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def obligation(name: str, params: dict[str, Any]) -> Made:
+    return Obligation(name, params), (name, freeze(params))
+
+
+def move(t: Trace, meta: MoveCheck, graph: Any, a: Any, b: Any) -> bool:
+    if graph is not None and a in graph:
+        held = b in graph[a]
+        why = f"{show(b)} is {'' if held else 'not '}listed as a next stage of {show(a)}"
+    else:
+        held = meta.unlisted_allowed
+        why = f"no next stages are listed for {show(a)}, so every move is {'allowed' if held else 'denied'}"
+    if t is not None:
+        t.append({"fact": meta.fact, "path": meta.path, "test": "move", "value": [a, b], "held": held,
+                  "says": f"the move from {show(a)} to {show(b)} is permitted: {why}"})
+    return held
+
+
+def _candidates(table: LoweredTable, vals: list[Any]) -> Iterable[int]:
+    if table.index_slot is None:
+        return range(len(table.rows))
+    v = vals[table.index_slot]
+    if v is ABSENT:
+        return range(len(table.rows))
+    try:
+        return table.buckets.get(v, table.wildcards)
+    except TypeError:  # unhashable value: try every row
+        return range(len(table.rows))
+
+
+def _row_holds(row: LoweredRow, vals: list[Any], sub: Trace) -> bool:
+    for cell in row.cells:
+        v = vals[cell.slot]
+        if v is ABSENT:
+            raise MissingFact(cell.leaf.path)
+        held = cell.test(v, vals)
+        if sub is not None:
+            leaf(sub, cell.leaf, v, held)
+        if not held:
+            return False
+    return True
+
+
+def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired) -> None:
+    """Apply a row table: every matching row fires (`first`: only the first; `unique`: more than one
+    is an evaluation error)."""
+    sub: Trace = [] if tr is not None else None
+    if table.when is not None and not table.when(vals, sub):
+        if tr is not None:
+            tr.append({"rule": table.id, "kind": "table", "says": table.says, "outcome": "not applicable",
+                       "conditions": sub})
+        return
+    matched = []
+    for i in _candidates(table, vals):
+        row = table.rows[i]
+        row_sub: Trace = [] if tr is not None else None
+        if _row_holds(row, vals, row_sub):
+            matched.append(i)
+            fired.append((row.id, row.obligations(vals, row_sub)))
+            if tr is not None:
+                tr.append({"rule": row.id, "kind": "table row", "table": table.id, "says": row.says,
+                           "outcome": "fired", "conditions": row_sub})
+            if table.hit == "first":
+                break
+            continue
+        if tr is not None:
+            tr.append({"rule": row.id, "kind": "table row", "table": table.id, "says": row.says,
+                       "outcome": "not matched", "conditions": row_sub})
+    if table.hit == "unique" and len(matched) > 1:
+        ids = ", ".join(table.rows[i].id for i in matched)
+        raise EvaluationError(f"table `{table.id}` has hit policy unique but rows {ids} all match")
+
+
+def finish(overrides: Mapping[str, tuple[str, ...]], fired: Fired, version: str, tr: Trace) -> Decision:
+    """Deny-overrides already passed: combine the obligations of the effects that fired."""
+    if not fired:
+        return Decision(True, (), (), None, version, frozen_trace(tr))
+    if len(fired) == 1:
+        rid, obls = fired[0]
+        if len(obls) <= 1:
+            return Decision(True, tuple(o for o, _ in obls), (rid,), None, version, frozen_trace(tr))
+    dropped: set[str] = set()
+    if overrides:
+        for _, obls in fired:
+            for o, _ in obls:
+                more = overrides.get(o.name)
+                if more:
+                    dropped.update(more)
+    rules: list[str] = []
+    obligations: list[Obligation] = []
+    seen: set[Any] = set()
+    for rid, obls in fired:
+        kept = [(o, k) for o, k in obls if o.name not in dropped] if dropped else obls
+        if obls and not kept:
+            continue  # every obligation of this rule was overridden: it did not decide
+        if rid not in rules:
+            rules.append(rid)
+        for o, k in kept:
+            if k not in seen:
+                seen.add(k)
+                obligations.append(o)
+    return Decision(True, tuple(obligations), tuple(rules), None, version, frozen_trace(tr))
