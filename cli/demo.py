@@ -12,8 +12,8 @@ DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
 class _Narrator:
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self, book: Any) -> None:
+        self.book = book
         self.allowed = self.denied = 0
 
     def section(self, title: str) -> None:
@@ -24,12 +24,12 @@ class _Narrator:
         from connector import ConnectorError, PolicyDenied
 
         click.echo(f"> {label}")
-        before = self.store.snapshot()
+        before = self.book.snapshot()
         try:
             applied = fn()
         except PolicyDenied as exc:
             d = exc.decision
-            same = self.store.snapshot() == before
+            same = self.book.snapshot() == before
             self.denied += 1
             why = ", ".join(d.rules) if d.rules else f"error {d.error}"
             click.secho(f"  decision: DENY  rules: {why}  id: {d.decision_id}", fg="red")
@@ -61,9 +61,9 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
     n.step("alice edits the requested date in CRM after the handover",
            lambda: crm.update(opp, user="alice", fields={"requested_date": dt.date(2027, 1, 15)}))
     n.step("alice clicks Send to QAD ERP again", lambda: crm.send_to_erp(opp, user="alice"))
-    with conn.store.session() as s:
+    with conn.book.session() as s:
         import sqlalchemy as sa
-        from connector.store import SalesOrder
+        from connector.orders import SalesOrder
         number = s.scalar(sa.select(SalesOrder.number).where(SalesOrder.opportunity_id == opp))
     with Correlator(conn) as cor:
         for event in ({"type": "line_shipped", "line_no": 1, "quantity": 4},
@@ -77,8 +77,8 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
 
     n.section("Dynamics 365 Sales: pricing and the submitted-order lock (SOP integration on)")
     oid = world.d365_order_id
-    with conn.store.session() as s:
-        from connector.store import CrmSalesOrder
+    with conn.book.session() as s:
+        from connector.orders import CrmSalesOrder
         line_id = s.get(CrmSalesOrder, oid).lines[0].id
     n.step("alice changes a line quantity to 3", lambda: d365.update("salesorder_line", line_id, user="alice",
                                                                      fields={"quantity": 3}))
@@ -117,9 +117,9 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
            lambda: ax.update_line_quantity("SO-AX-1", 3, 80, user="alice"))
     n.step("alice enables direct delivery", lambda: ax.enable_direct_delivery("SO-AX-1", user="alice"))
     n.step("alice adds a header note", lambda: ax.create_note("SO-AX-1", "call before delivery", user="alice"))
-    with conn.store.transaction() as s:
+    with conn.book.transaction() as s:
         import sqlalchemy as sa
-        from connector.store import SalesOrder
+        from connector.orders import SalesOrder
         s.scalar(sa.select(SalesOrder).where(SalesOrder.number == "SO-AX-1")).document_status = "picking_list"
     click.echo("  (the warehouse prints the picking list: SO-AX-1 is now at Picking list)")
     n.step("alice deletes SO-AX-1", lambda: ax.delete_sales_order("SO-AX-1", user="alice"))
@@ -136,18 +136,18 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
 def demo(database: str | None, rules: str, service: str | None, token: str | None) -> None:
     """Run one guarded order-to-cash scenario per source system, printing every decision and effect."""
     import engine
-    from connector import Connector, InProcessClient, RemoteClient, Store
+    from connector import Connector, InProcessClient, RemoteClient, OrderBook
     from connector.sample import seed_all
 
     tmp = None
     if database is None:
         tmp = tempfile.TemporaryDirectory(prefix="ordergate-demo-")
         database = f"sqlite:///{Path(tmp.name) / 'orders.sqlite'}"
-    store = Store(database)
+    book = OrderBook(database)
     try:
-        if any(store.snapshot().values()):
+        if any(book.snapshot().values()):
             raise click.UsageError(f"the demo needs an empty order store; {database} has data")
-        world = seed_all(store)
+        world = seed_all(book)
         if service:
             client: Any = RemoteClient(service, token)
             click.echo(f"decisions: decision service at {service}")
@@ -155,15 +155,15 @@ def demo(database: str | None, rules: str, service: str | None, token: str | Non
             client = InProcessClient(engine.load_policy_set(rules))
             click.echo(f"decisions: in process, rules {rules} ({client.policy_set.version})")
         click.echo(f"order store: {database}")
-        narrator = _Narrator(store)
-        _run(Connector(store, client), world, narrator)
+        narrator = _Narrator(book)
+        _run(Connector(book, client), world, narrator)
         click.echo("")
         click.secho(f"{narrator.allowed} mutations applied, {narrator.denied} denied with the store unchanged",
                     bold=True)
         if service:
             client.close()
     finally:
-        store.dispose()
+        book.dispose()
         if tmp is not None:
             tmp.cleanup()
 

@@ -1,6 +1,6 @@
-"""The ERP connector: guarded order-to-cash mutations on an order store.
+"""The ERP connector: guarded order-to-cash mutations in an order book.
 
-Every mutation builds its facts from the store, asks for a decision (in process or from the
+Every mutation builds its facts from the order book, asks for a decision (in process or from the
 decision service), and then writes nothing (denied, error, unknown obligation, no decision) or
 writes the mutation and all its obligations in one transaction with the decision id.
 See docs/connector.md.
@@ -12,10 +12,10 @@ from .decisions import (ConnectorError, DecisionClient, DecisionResult, Decision
                         Obligation, PolicyDenied, RemoteClient, UnsupportedObligation)
 from .gate import Applied
 from .obligations import HANDLERS, ORDER, ObligationFailed
-from .store import Store
+from .orders import OrderBook
 
 __all__ = [
     "Applied", "Connector", "ConnectorError", "DecisionClient", "DecisionResult", "DecisionUnavailable",
     "HANDLERS", "InProcessClient", "ORDER", "Obligation", "ObligationFailed", "PolicyDenied", "RemoteClient",
-    "Store", "UnsupportedObligation",
+    "OrderBook", "UnsupportedObligation",
 ]

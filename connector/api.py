@@ -6,7 +6,7 @@ from typing import Mapping
 from .decisions import DecisionClient
 from .gate import Gate, Handler
 from .obligations import HANDLERS, ORDER
-from .store import Store
+from .orders import OrderBook
 from .systems.autotask import Autotask
 from .systems.d365_sales import D365Sales
 from .systems.dynamics_ax import DynamicsAx
@@ -61,13 +61,13 @@ ACTIONS: dict[str, dict[str, str]] = {
 
 
 class Connector:
-    """Guarded mutations on ``store``, decided by ``client``.
+    """Guarded mutations on ``book``, decided by ``client``.
 
     ``handlers`` adds or replaces obligation handlers (tests inject failures this way); a handler
     mapped to ``None`` is removed, so decisions carrying it are refused.
     """
 
-    def __init__(self, store: Store, client: DecisionClient,
+    def __init__(self, book: OrderBook, client: DecisionClient,
                  handlers: Mapping[str, Handler | None] | None = None) -> None:
         table = dict(HANDLERS)
         for name, fn in (handlers or {}).items():
@@ -75,8 +75,8 @@ class Connector:
                 table.pop(name, None)
             else:
                 table[name] = fn
-        self.store = store
-        self.gate = Gate(store, client, table, ORDER)
+        self.book = book
+        self.gate = Gate(book, client, table, ORDER)
         self.d365_sales = D365Sales(self.gate)
         self.qad_crm = QadCrm(self.gate)
         self.autotask = Autotask(self.gate)

@@ -1,8 +1,8 @@
 """The gate: decide, then write nothing or write everything in one transaction.
 
-``Gate.perform`` is the only way the connector mutates the store:
+``Gate.perform`` is the only way the connector mutates the order book:
 
-1. open a transaction and build the action's facts from the store (``build``);
+1. open a transaction and build the action's facts from the order book (``build``);
 2. ask the :class:`~connector.decisions.DecisionClient`;
 3. deny, decision error, or an obligation without a handler → roll back and raise (nothing written);
 4. otherwise run the mutation, then every obligation (in a fixed dependency order), then the
@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 from sqlalchemy.orm import Session
 
 from .decisions import DecisionClient, DecisionResult, Obligation, PolicyDenied, UnsupportedObligation
-from .store import AppliedMutation, Store, User
+from .orders import AppliedMutation, OrderBook, User
 
 Handler = Callable[["Ctx", dict], None]
 
@@ -57,16 +57,16 @@ class Applied:
 
 
 class Gate:
-    def __init__(self, store: Store, client: DecisionClient, handlers: Mapping[str, Handler],
+    def __init__(self, book: OrderBook, client: DecisionClient, handlers: Mapping[str, Handler],
                  order: tuple[str, ...]) -> None:
-        self.store = store
+        self.book = book
         self.client = client
         self.handlers = dict(handlers)
         self._rank = {name: i for i, name in enumerate(order)}
 
     def perform(self, system: str, action: str, *, user: str, target: str,
                 build: Callable[[Ctx], dict], mutate: Callable[[Ctx], Any]) -> Applied:
-        with self.store.session() as session:
+        with self.book.session() as session:
             with session.begin():
                 actor = session.get(User, user)
                 if actor is None:

@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from .gate import Ctx, Handler
-from .store import (Account, CrmSalesOrder, CrmSalesOrderLine, Customer, CustomerShipTo, ErpSalesQuote,
+from .orders import (Account, CrmSalesOrder, CrmSalesOrderLine, Customer, CustomerShipTo, ErpSalesQuote,
                     IntercompanySalesOrder, IntercompanySalesOrderLine, Note, Opportunity, PurchaseOrder,
                     PurchaseOrderLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate)
 

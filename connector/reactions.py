@@ -11,7 +11,7 @@ durable_rules is used only here, and only within the limits found in
   other (it is not thread-safe); :class:`Correlator` owns one on its own thread, fed by a queue;
 * one session (sid) per open order, ``delete_state`` when the order is done, at most
   ``max_sessions`` (< 1000, the C engine crashes past 1024) live at once, least recently used
-  evicted: a session is a cache rebuilt from the store, so eviction loses nothing;
+  evicted: a session is a cache rebuilt from the order book, so eviction loses nothing;
 * exceptions inside actions are stored by durable_rules in ``state['exception']`` and would be
   swallowed: they are raised as :class:`ReactionError` and the session is dropped.
 """
@@ -223,7 +223,7 @@ class _Host(durable_engine.Host):
 
 @dataclass
 class OrderState:
-    """What a session is rebuilt from: taken from the order store."""
+    """What a session is rebuilt from: taken from the order book."""
 
     invoiced: bool
     lines: dict[int, dict[str, int]]     # line_no -> {ordered, shipped, invoiced}
@@ -450,9 +450,9 @@ class Correlator:
                 fut.set_result(result)
 
     def _load_order(self, number: str) -> OrderState:
-        from .store import SalesOrder
+        from .orders import SalesOrder
         import sqlalchemy as sa
-        with self.connector.store.session() as s:
+        with self.connector.book.session() as s:
             order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == number))
             if order is None:
                 raise LookupError(f"ERP event for unknown order {number!r}")
@@ -488,7 +488,7 @@ class Correlator:
             applied = self.connector.qad_crm.apply_erp_update(order, user=self.user, lines=lines,
                                                               order_invoiced=order_invoiced, invoice_status=status)
         except BaseException:
-            engine.drop(order)      # the store did not change: the cache must be rebuilt from it
+            engine.drop(order)      # the order book did not change: the cache must be rebuilt from it
             raise
         if status == "fully_invoiced":
             engine.drop(order)      # the order is done

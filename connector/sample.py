@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from .store import (Account, BlockedCode, CrmSalesOrder, CrmSalesOrderLine, Customer, IntercompanySalesOrder,
+from .orders import (Account, BlockedCode, CrmSalesOrder, CrmSalesOrderLine, Customer, IntercompanySalesOrder,
                     IntercompanySalesOrderLine, Opportunity, OpportunityLine, PurchaseOrder, PurchaseOrderLine,
-                    Quote, QuoteLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate, Store, SystemSetting, User)
+                    Quote, QuoteLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate, OrderBook, SystemSetting, User)
 
 
 @dataclass
@@ -148,8 +148,8 @@ def seed_dynamics_ax(s: Session, *, document_status: str = "confirmation") -> tu
     return order.number, ext_po.number
 
 
-def seed_all(store: Store) -> World:
-    with store.transaction() as s:
+def seed_all(book: OrderBook) -> World:
+    with book.transaction() as s:
         seed_users(s)
         d365_order, d365_quote = seed_d365(s)
         qad_opp = seed_qad_crm(s)

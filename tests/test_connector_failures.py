@@ -13,64 +13,64 @@ import pytest
 import sqlalchemy as sa
 
 from connector import (HANDLERS, Connector, DecisionResult, DecisionUnavailable, InProcessClient, Obligation,
-                       PolicyDenied, Store, UnsupportedObligation)
+                       PolicyDenied, OrderBook, UnsupportedObligation)
 from connector.sample import seed_all
-from connector.store import PurchaseOrder, SalesOrder, SystemSetting
+from connector.orders import PurchaseOrder, SalesOrder, SystemSetting
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def store(db_url):
-    st = Store(db_url)
+def book(db_url):
+    st = OrderBook(db_url)
     seed_all(st)
     yield st
     st.dispose()
 
 
-def _qty(store, number, line_no=1):
-    with store.session() as s:
+def _qty(book, number, line_no=1):
+    with book.session() as s:
         order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == number))
         return next(l.quantity for l in order.lines if l.line_no == line_no)
 
 
-def test_exception_in_an_obligation_rolls_back_the_mutation_and_earlier_obligations(store, policy_set):
+def test_exception_in_an_obligation_rolls_back_the_mutation_and_earlier_obligations(book, policy_set):
     calls = []
 
     def broken(ctx, params):
         calls.append(params)
         raise RuntimeError("intercompany SO company is offline")
 
-    conn = Connector(store, InProcessClient(policy_set), handlers={"propagate_to_intercompany_so": broken})
-    before = store.snapshot()
+    conn = Connector(book, InProcessClient(policy_set), handlers={"propagate_to_intercompany_so": broken})
+    before = book.snapshot()
     with pytest.raises(RuntimeError, match="offline"):
         conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
     assert calls == [{"change": "update_quantity"}]     # it really ran after the mutation and the PO propagation
-    assert store.snapshot() == before
-    # the store is usable afterwards, and the same change goes through with working handlers
-    Connector(store, InProcessClient(policy_set)).dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
-    assert _qty(store, "SO-AX-1") == 25
+    assert book.snapshot() == before
+    # the book is usable afterwards, and the same change goes through with working handlers
+    Connector(book, InProcessClient(policy_set)).dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
+    assert _qty(book, "SO-AX-1") == 25
 
 
-def test_exception_in_a_deferred_step_rolls_back_everything(store, policy_set):
+def test_exception_in_a_deferred_step_rolls_back_everything(book, policy_set):
     def broken(ctx, params):
         HANDLERS["propagate_to_intercompany_po"](ctx, params)
         ctx.after(lambda: (_ for _ in ()).throw(OSError("disk full")))
 
-    conn = Connector(store, InProcessClient(policy_set), handlers={"propagate_to_intercompany_po": broken})
-    before = store.snapshot()
+    conn = Connector(book, InProcessClient(policy_set), handlers={"propagate_to_intercompany_po": broken})
+    before = book.snapshot()
     with pytest.raises(OSError):
         conn.dynamics_ax.delete_sales_order("SO-AX-1", user="alice")
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
-def test_obligation_without_handler_is_refused_before_any_write(store, policy_set):
-    conn = Connector(store, InProcessClient(policy_set), handlers={"recalculate_net_amount": None})
-    before = store.snapshot()
+def test_obligation_without_handler_is_refused_before_any_write(book, policy_set):
+    conn = Connector(book, InProcessClient(policy_set), handlers={"recalculate_net_amount": None})
+    before = book.snapshot()
     with pytest.raises(UnsupportedObligation) as info:
         conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
     assert info.value.names == ["recalculate_net_amount"]
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
 class _FixedClient:
@@ -83,44 +83,44 @@ class _FixedClient:
         return self.decision
 
 
-def test_unknown_obligation_name_from_a_policy_is_refused(store):
+def test_unknown_obligation_name_from_a_policy_is_refused(book):
     client = _FixedClient(DecisionResult("d-1", True, (Obligation("teleport_goods", {}),
                                                        Obligation("compute_price", {})), ("X-1",), None, "v"))
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(UnsupportedObligation, match="teleport_goods"):
-        Connector(store, client).d365_sales.recalculate("quote", 1, user="alice")
-    assert store.snapshot() == before
+        Connector(book, client).d365_sales.recalculate("quote", 1, user="alice")
+    assert book.snapshot() == before
 
 
-def test_allow_with_an_error_is_a_denial(store):
+def test_allow_with_an_error_is_a_denial(book):
     # a malformed answer: allow true but an error set — fail closed
     client = _FixedClient(DecisionResult("d-2", True, (), (), {"code": "evaluation_error", "field": None}, "v"))
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(PolicyDenied, match="evaluation_error"):
-        Connector(store, client).d365_sales.recalculate("quote", 1, user="alice")
-    assert store.snapshot() == before
+        Connector(book, client).d365_sales.recalculate("quote", 1, user="alice")
+    assert book.snapshot() == before
 
 
-def test_missing_fact_in_the_store_fails_closed(store, policy_set):
-    with store.transaction() as s:
+def test_missing_fact_in_the_store_fails_closed(book, policy_set):
+    with book.transaction() as s:
         s.delete(s.get(SystemSetting, ("d365_sales", "is_sop_integration_enabled")))
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(PolicyDenied) as info:
-        Connector(store, InProcessClient(policy_set)).d365_sales.recalculate("quote", 1, user="alice")
+        Connector(book, InProcessClient(policy_set)).d365_sales.recalculate("quote", 1, user="alice")
     assert info.value.decision.error["code"] == "missing_fact"
     assert info.value.decision.error["field"] == "context.organization.is_sop_integration_enabled"
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
-def test_engine_exception_is_decision_unavailable(store):
+def test_engine_exception_is_decision_unavailable(book):
     class Exploding:
         def decide(self, action, input, **kw):
             raise MemoryError("engine blew up")
 
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(DecisionUnavailable, match="engine blew up"):
-        Connector(store, InProcessClient(Exploding())).qad_erp.create_sales_order("10C1000", user="alice")
-    assert store.snapshot() == before
+        Connector(book, InProcessClient(Exploding())).qad_erp.create_sales_order("10C1000", user="alice")
+    assert book.snapshot() == before
 
 
 _KILLED_WORKER = textwrap.dedent("""
@@ -129,7 +129,7 @@ _KILLED_WORKER = textwrap.dedent("""
     import engine, connector
     from connector.obligations import HANDLERS
     url, rules, marker = sys.argv[1:4]
-    store = connector.Store(url, create=False)
+    book = connector.OrderBook(url, create=False)
 
     def stall(ctx, params):
         HANDLERS["recalculate_net_amount"](ctx, params)
@@ -137,19 +137,19 @@ _KILLED_WORKER = textwrap.dedent("""
         open(marker, "w").write("flushed")
         time.sleep(120)
 
-    conn = connector.Connector(store, connector.InProcessClient(engine.load_policy_set(rules)),
+    conn = connector.Connector(book, connector.InProcessClient(engine.load_policy_set(rules)),
                                handlers={{"recalculate_net_amount": stall}})
     conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 99, user="alice")
     print("committed")   # never reached
 """)
 
 
-def test_process_killed_mid_transaction_leaves_nothing(store, db_url, policy_set, tmp_path, rules_dir):
+def test_process_killed_mid_transaction_leaves_nothing(book, db_url, policy_set, tmp_path, rules_dir):
     script = tmp_path / "worker.py"
     script.write_text(_KILLED_WORKER.format(root=str(ROOT)))
     marker = tmp_path / "flushed"
-    before = store.snapshot()
-    store.dispose()   # no pooled SQLite connection of ours holds the file while the worker writes
+    before = book.snapshot()
+    book.dispose()   # no pooled SQLite connection of ours holds the file while the worker writes
     proc = subprocess.Popen([sys.executable, str(script), db_url, str(rules_dir), str(marker)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -167,21 +167,21 @@ def test_process_killed_mid_transaction_leaves_nothing(store, db_url, policy_set
         proc.stdout.close()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    assert store.snapshot() == before
-    # and the store takes the same mutation afterwards (no lock left behind)
-    Connector(store, InProcessClient(policy_set)).dynamics_ax.update_line_quantity("SO-AX-1", 1, 99, user="alice")
-    assert _qty(store, "SO-AX-1") == 99
-    with store.session() as s:
+    assert book.snapshot() == before
+    # and the book takes the same mutation afterwards (no lock left behind)
+    Connector(book, InProcessClient(policy_set)).dynamics_ax.update_line_quantity("SO-AX-1", 1, 99, user="alice")
+    assert _qty(book, "SO-AX-1") == 99
+    with book.session() as s:
         po = s.scalar(sa.select(PurchaseOrder).where(PurchaseOrder.number == "PO-IC-1"))
         assert po.lines[0].quantity == 99
 
 
-def test_concurrent_mutations_cannot_both_act_on_the_same_facts(store, policy_set):
+def test_concurrent_mutations_cannot_both_act_on_the_same_facts(book, policy_set):
     """Two sends of the same opportunity at once: the facts of the second are read only after the
     first committed (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so one ERP order."""
     import threading
 
-    from connector.store import Opportunity
+    from connector.orders import Opportunity
 
     inner = InProcessClient(policy_set)
     barrier = threading.Barrier(2, timeout=1.0)
@@ -194,8 +194,8 @@ def test_concurrent_mutations_cannot_both_act_on_the_same_facts(store, policy_se
                 pass
             return inner.decide(action, input)
 
-    conn = Connector(store, SlowClient())
-    with store.session() as s:
+    conn = Connector(book, SlowClient())
+    with book.session() as s:
         opp_id = s.scalar(sa.select(Opportunity.id).where(Opportunity.system == "qad_crm"))
     outcomes: list = []
 
@@ -213,7 +213,7 @@ def test_concurrent_mutations_cannot_both_act_on_the_same_facts(store, policy_se
     applied = [o for o in outcomes if not isinstance(o, Exception)]
     assert len(applied) == 1 and len(denied) == 1, outcomes
     assert "STG-07" in denied[0].decision.rules
-    with store.session() as s:
+    with book.session() as s:
         assert len(s.scalars(sa.select(SalesOrder).where(SalesOrder.opportunity_id == opp_id)).all()) == 1
 
 
@@ -245,20 +245,20 @@ def test_every_spec_obligation_has_a_handler_and_a_place_in_the_order():
         assert ORDER.index(first) < ORDER.index(then)
 
 
-def test_a_policy_cannot_make_a_handler_write_arbitrary_fields(store):
+def test_a_policy_cannot_make_a_handler_write_arbitrary_fields(book):
     client = _FixedClient(DecisionResult("d-3", True, (Obligation("update_opportunity_from_erp",
                                                                   {"fields": ["stage"]}),), ("X",), None, "v"))
     from connector import ObligationFailed
-    from connector.store import Opportunity, SalesOrderLine
-    with store.transaction() as s:
+    from connector.orders import Opportunity, SalesOrderLine
+    with book.transaction() as s:
         o = Opportunity(system="qad_crm", name="x", stage="order")
         s.add(o)
         s.flush()
         so = SalesOrder(system="qad_erp", number="SO-Z", opportunity_id=o.id)
         so.lines = [SalesOrderLine(line_no=1, item="A", quantity=1)]
         s.add(so)
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(ObligationFailed, match="cannot update"):
-        Connector(store, client).qad_crm.apply_erp_update("SO-Z", user="integration",
+        Connector(book, client).qad_crm.apply_erp_update("SO-Z", user="integration",
                                                            lines={1: {"invoiced_quantity": 1}})
-    assert store.snapshot() == before
+    assert book.snapshot() == before

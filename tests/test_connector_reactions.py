@@ -6,17 +6,17 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from connector import Connector, DecisionResult, InProcessClient, PolicyDenied, Store
+from connector import Connector, DecisionResult, InProcessClient, PolicyDenied, OrderBook
 from connector.reactions import (MAX_SESSIONS_LIMIT, Correlator, OrderState, ReactionEngine, ReactionError,
                                  ReactionsInvalid, WrongThread, load_reactions)
 from connector.sample import seed_all
-from connector.store import Opportunity, OpportunityLine, SalesOrder, SalesOrderLine
+from connector.orders import Opportunity, OpportunityLine, SalesOrder, SalesOrderLine
 
 REACTIONS = load_reactions()
 
 
 class FakeOrders:
-    """Order states keyed by number, standing in for the store (counts every rebuild)."""
+    """Order states keyed by number, standing in for the book (counts every rebuild)."""
 
     def __init__(self, **orders: dict[int, int]) -> None:
         self.states = {n: OrderState(False, {no: {"ordered": q, "invoiced": 0} for no, q in lines.items()})
@@ -74,11 +74,11 @@ def test_lru_eviction_and_rebuild_lose_nothing():
     orders = FakeOrders(A={1: 1}, B={1: 1}, C={1: 1})
     eng = ReactionEngine(REACTIONS, orders, max_sessions=2)
     eng.process({"order": "A", "type": "order_invoiced"})
-    orders.states["A"].invoiced = True                      # what the gate wrote to the store
+    orders.states["A"].invoiced = True                      # what the gate wrote to the book
     eng.process({"order": "B", "type": "line_shipped", "line_no": 1, "quantity": 1})
     eng.process({"order": "C", "type": "line_shipped", "line_no": 1, "quantity": 1})
     assert eng.live_sessions == ["B", "C"] and eng.evictions == 1
-    # A comes back: rebuilt from the store, its invoiced order fact is there again
+    # A comes back: rebuilt from the book, its invoiced order fact is there again
     assert actions(eng.process({"order": "A", "type": "line_invoiced", "line_no": 1, "quantity": 1})) == \
         ["update_invoiced_quantity", "mark_fully_invoiced"]
     assert orders.loads == ["A", "B", "C", "A"]
@@ -156,12 +156,12 @@ def test_reaction_file_errors_are_ours_and_located(text, message):
 
 @pytest.fixture
 def wired(db_url, policy_set):
-    store = Store(db_url)
-    seed_all(store)
-    conn = Connector(store, InProcessClient(policy_set))
+    book = OrderBook(db_url)
+    seed_all(book)
+    conn = Connector(book, InProcessClient(policy_set))
     numbers = []
     # three opportunities handed over to ERP, one line each
-    with store.transaction() as s:
+    with book.transaction() as s:
         for i in range(3):
             opp = Opportunity(system="qad_crm", name=f"opp {i}", stage="order", order_sent_to_erp=True)
             opp.lines = [OpportunityLine(line_no=1, item="X", quantity=5)]
@@ -171,12 +171,12 @@ def wired(db_url, policy_set):
             order.lines = [SalesOrderLine(line_no=1, item="X", quantity=5, crm_line_id=opp.lines[0].id)]
             s.add(order)
             numbers.append((order.number, opp.id))
-    yield store, conn, numbers
-    store.dispose()
+    yield book, conn, numbers
+    book.dispose()
 
 
 def test_evicted_order_is_rebuilt_from_the_store_and_reaches_invoiced(wired):
-    store, conn, orders = wired
+    book, conn, orders = wired
     with Correlator(conn, max_sessions=2) as cor:
         for number, _ in orders:
             cor.process({"order": number, "type": "order_invoiced"})
@@ -184,14 +184,14 @@ def test_evicted_order_is_rebuilt_from_the_store_and_reaches_invoiced(wired):
         done = cor.process({"order": "SO-R0", "type": "line_invoiced", "line_no": 1, "quantity": 5})
         assert "STG-10" in done.decision.rules
         assert cor.call(lambda e: e.live_sessions) == ["SO-R2"]   # R1 evicted for R0, R0 deleted when done
-    with store.session() as s:
+    with book.session() as s:
         opp = s.get(Opportunity, orders[0][1])
         assert (opp.stage, opp.invoiced_quantity, opp.lines[0].invoiced_quantity) == ("invoiced", 5, 5)
         assert s.get(Opportunity, orders[1][1]).stage == "order"
 
 
 def test_denied_back_flow_writes_nothing_and_drops_the_cache(wired, policy_set):
-    store, conn, orders = wired
+    book, conn, orders = wired
     number, opp_id = orders[0]
 
     class DenyingClient:
@@ -204,12 +204,12 @@ def test_denied_back_flow_writes_nothing_and_drops_the_cache(wired, policy_set):
                 return DecisionResult.from_dict(d, decision_id="deny-1")
             return conn.gate.client.decide(action, input)
     client = DenyingClient()
-    denying = Connector(store, client)
+    denying = Connector(book, client)
     with Correlator(denying) as cor:
-        before = store.snapshot()
+        before = book.snapshot()
         with pytest.raises(PolicyDenied, match="missing_fact"):
             cor.process({"order": number, "type": "line_invoiced", "line_no": 1, "quantity": 5})
-        assert store.snapshot() == before
+        assert book.snapshot() == before
         assert cor.call(lambda e: e.live_sessions) == []
         client.deny = False
         cor.process({"order": number, "type": "line_invoiced", "line_no": 1, "quantity": 5})
@@ -218,7 +218,7 @@ def test_denied_back_flow_writes_nothing_and_drops_the_cache(wired, policy_set):
 
 
 def test_correlator_engine_is_not_usable_from_the_caller_thread(wired):
-    store, conn, orders = wired
+    book, conn, orders = wired
     with Correlator(conn) as cor:
         with pytest.raises(WrongThread):
             cor.engine.process({"order": orders[0][0], "type": "order_invoiced"})
@@ -228,7 +228,7 @@ def test_correlator_engine_is_not_usable_from_the_caller_thread(wired):
 
 
 def test_late_event_after_full_invoicing_keeps_the_order_invoiced(wired):
-    store, conn, orders = wired
+    book, conn, orders = wired
     number, opp_id = orders[0]
     with Correlator(conn) as cor:
         cor.process({"order": number, "type": "line_invoiced", "line_no": 1, "quantity": 5})
@@ -237,7 +237,7 @@ def test_late_event_after_full_invoicing_keeps_the_order_invoiced(wired):
         late = cor.process({"order": number, "type": "line_shipped", "line_no": 1, "quantity": 5})
         assert "STG-10" in late.decision.rules
         assert cor.call(lambda e: e.live_sessions) == []
-    with store.session() as s:
+    with book.session() as s:
         assert s.scalar(sa.select(SalesOrder.invoice_status).where(SalesOrder.number == number)) == "fully_invoiced"
         opp = s.get(Opportunity, opp_id)
         assert (opp.stage, opp.shipped_quantity, opp.invoiced_quantity) == ("invoiced", 5, 5)

@@ -10,14 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from connector import Connector, DecisionUnavailable, PolicyDenied, RemoteClient, Store
+from connector import Connector, DecisionUnavailable, PolicyDenied, RemoteClient, OrderBook
 from connector.sample import seed_all
-from connector.store import AppliedMutation, SalesOrder
+from connector.orders import AppliedMutation, SalesOrder
 
 
 @pytest.fixture
-def store(db_url):
-    st = Store(db_url)
+def book(db_url):
+    st = OrderBook(db_url)
     seed_all(st)
     yield st
     st.dispose()
@@ -89,49 +89,49 @@ def _closed_port() -> int:
         return s.getsockname()[1]     # nothing listens here once the socket is closed
 
 
-def test_unreachable_service_fails_closed_after_bounded_retries(store, client_factory):
+def test_unreachable_service_fails_closed_after_bounded_retries(book, client_factory):
     sleeps: list[float] = []
     client = client_factory(f"http://127.0.0.1:{_closed_port()}", retries=2, backoff=0.05, sleep=sleeps.append)
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(DecisionUnavailable) as info:
-        Connector(store, client).qad_erp.create_sales_order("10C1000", user="alice")
+        Connector(book, client).qad_erp.create_sales_order("10C1000", user="alice")
     assert "no decision" in str(info.value) and "ConnectionError" in str(info.value)
     assert client.attempts == 3 and sleeps == [0.05, 0.1]          # exponential backoff, bounded
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
-def test_5xx_is_retried_then_fails_closed(store, stub_factory, client_factory):
+def test_5xx_is_retried_then_fails_closed(book, stub_factory, client_factory):
     stub = stub_factory(lambda body: (503, {"error": {"code": "unavailable"}}))
     client = client_factory(stub.url, retries=3, backoff=0.001)
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(DecisionUnavailable, match="HTTP 503"):
-        Connector(store, client).dynamics_ax.update_line_quantity("SO-AX-1", 1, 30, user="alice")
+        Connector(book, client).dynamics_ax.update_line_quantity("SO-AX-1", 1, 30, user="alice")
     assert len(stub.requests) == 4
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
-def test_4xx_is_not_retried(store, stub_factory, client_factory):
+def test_4xx_is_not_retried(book, stub_factory, client_factory):
     stub = stub_factory(lambda body: (401, {"error": {"code": "unauthorized", "message": "bad token"}}))
     client = client_factory(stub.url, token="wrong", retries=3, backoff=0.001)
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(DecisionUnavailable, match="HTTP 401"):
-        Connector(store, client).qad_erp.create_sales_order("10C1000", user="alice")
+        Connector(book, client).qad_erp.create_sales_order("10C1000", user="alice")
     assert len(stub.requests) == 1
     assert stub.headers[0]["Authorization"] == "Bearer wrong"
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
-def test_timeout_counts_as_unreachable(store, stub_factory, client_factory):
+def test_timeout_counts_as_unreachable(book, stub_factory, client_factory):
     def slow(body):
         time.sleep(0.6)
         return 200, {}
     stub = stub_factory(slow)
     client = client_factory(stub.url, retries=1, backoff=0.001, timeout=(1.0, 0.15))
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(DecisionUnavailable, match="Timeout"):
-        Connector(store, client).qad_erp.create_sales_order("10C1000", user="alice")
+        Connector(book, client).qad_erp.create_sales_order("10C1000", user="alice")
     assert len(stub.requests) == 2
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
 @pytest.mark.parametrize("body", [
@@ -140,16 +140,16 @@ def test_timeout_counts_as_unreachable(store, stub_factory, client_factory):
     {"allow": True, "decision_id": "d", "obligations": [{"params": {}}]},   # obligation without a name
     ["allow", True],
 ])
-def test_malformed_body_fails_closed(store, stub_factory, client_factory, body):
+def test_malformed_body_fails_closed(book, stub_factory, client_factory, body):
     stub = stub_factory(lambda _: (200, body))
     client = client_factory(stub.url, retries=0)
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(DecisionUnavailable, match="malformed"):
-        Connector(store, client).qad_erp.create_sales_order("10C1000", user="alice")
-    assert store.snapshot() == before
+        Connector(book, client).qad_erp.create_sales_order("10C1000", user="alice")
+    assert book.snapshot() == before
 
 
-def test_remote_decisions_are_applied_with_the_service_decision_id(store, stub_factory, client_factory, policy_set):
+def test_remote_decisions_are_applied_with_the_service_decision_id(book, stub_factory, client_factory, policy_set):
     ids = iter(f"01REMOTE{i:018d}" for i in range(100))
 
     def service(body):
@@ -157,37 +157,37 @@ def test_remote_decisions_are_applied_with_the_service_decision_id(store, stub_f
         d["decision_id"] = next(ids)
         return (422 if d["error"] else 200), d
     stub = stub_factory(service)
-    conn = Connector(store, client_factory(stub.url, token="t0k"))
+    conn = Connector(book, client_factory(stub.url, token="t0k"))
 
     applied = conn.qad_erp.create_sales_order("10C1000", user="alice")
     assert applied.decision.decision_id == "01REMOTE000000000000000000"
     assert stub.requests[0]["action"] == "salesorder.create"
     assert stub.requests[0]["input"]["context"]["system"] == "qad_erp"
-    with store.session() as s:
+    with book.session() as s:
         order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == applied.result))
         assert order.decision_id == applied.decision.decision_id and order.bill_to == "10C1000"
         assert s.scalar(sa.select(AppliedMutation.action).where(
             AppliedMutation.decision_id == applied.decision.decision_id)) == "salesorder.create"
 
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(PolicyDenied) as info:
         conn.qad_erp.create_sales_order("10C4000", user="alice")
     assert info.value.decision.rules == ("CUS-03",)
-    assert store.snapshot() == before
+    assert book.snapshot() == before
 
 
-def test_422_decision_error_is_a_denial(store, stub_factory, client_factory):
+def test_422_decision_error_is_a_denial(book, stub_factory, client_factory):
     stub = stub_factory(lambda body: (422, {"decision_id": "x", "policy_version": "v", "allow": False,
                                             "obligations": [], "rules": [],
                                             "error": {"code": "missing_fact", "field": "resource.customer.code",
                                                       "message": "missing"}}))
-    before = store.snapshot()
+    before = book.snapshot()
     with pytest.raises(PolicyDenied, match="missing_fact"):
-        Connector(store, client_factory(stub.url, retries=3)).qad_erp.create_sales_order("10C1000", user="alice")
-    assert len(stub.requests) == 1 and store.snapshot() == before
+        Connector(book, client_factory(stub.url, retries=3)).qad_erp.create_sales_order("10C1000", user="alice")
+    assert len(stub.requests) == 1 and book.snapshot() == before
 
 
-def test_one_5xx_then_success(store, stub_factory, client_factory, policy_set):
+def test_one_5xx_then_success(book, stub_factory, client_factory, policy_set):
     answers = iter([(502, {}), None])
 
     def flaky(body):
@@ -198,7 +198,7 @@ def test_one_5xx_then_success(store, stub_factory, client_factory, policy_set):
         d["decision_id"] = "01FLAKY"
         return 200, d
     stub = stub_factory(flaky)
-    applied = Connector(store, client_factory(stub.url, retries=2, backoff=0.001)).qad_erp.create_sales_order(
+    applied = Connector(book, client_factory(stub.url, retries=2, backoff=0.001)).qad_erp.create_sales_order(
         "10C1000", user="alice")
     assert len(stub.requests) == 2 and applied.decision.decision_id == "01FLAKY"
 
@@ -216,18 +216,18 @@ def test_against_the_real_decision_service_sharing_its_database(db_url, rules_di
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    store = Store(db_url)
+    book = OrderBook(db_url)
     client = RemoteClient(f"http://127.0.0.1:{server.server_port}", retries=1)
     try:
-        world = seed_all(store)
-        conn = Connector(store, client)
+        world = seed_all(book)
+        conn = Connector(book, client)
         applied = conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 12, user="alice")
         assert applied.decision.rules == ("IC-06",) and applied.decision.policy_version.startswith("sha256:")
-        before = store.snapshot()
+        before = book.snapshot()
         with pytest.raises(PolicyDenied) as info:
             conn.autotask.create_sales_order(world.autotask_opportunity_id, user="alice")
-        assert info.value.decision.rules == ("STG-31",) and store.snapshot() == before
-        with store.session() as s:
+        assert info.value.decision.rules == ("STG-31",) and book.snapshot() == before
+        with book.session() as s:
             row = s.scalar(sa.select(AppliedMutation).where(AppliedMutation.action == "salesorder_line.update_quantity"))
             assert row.decision_id == applied.decision.decision_id
         logged = None
@@ -244,4 +244,4 @@ def test_against_the_real_decision_service_sharing_its_database(db_url, rules_di
         server.shutdown()
         server.server_close()
         app.extensions["ordergate"].close()
-        store.dispose()
+        book.dispose()

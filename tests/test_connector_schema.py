@@ -39,6 +39,6 @@ def describe(metadata: sa.MetaData) -> dict:
 
 
 def test_the_models_give_the_tables_databases_already_have():
-    from connector.store import Base
+    from connector.orders import Base
 
     assert describe(Base.metadata) == json.loads(SCHEMA.read_text())

@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..gate import Ctx
-from ..store import SystemSetting
+from ..orders import SystemSetting
 
 
 def settings(ctx: Ctx, system: str | None = None) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def settings(ctx: Ctx, system: str | None = None) -> dict[str, Any]:
 
 def one(ctx: Ctx, model: type, what: str, **where: Any) -> Any:
     # FOR UPDATE: the facts read from this record stay true until the mutation commits
-    # (PostgreSQL; SQLite transactions hold the write lock from their start, see store.py)
+    # (PostgreSQL; SQLite transactions hold the write lock from their start, see orders.py)
     row = ctx.session.scalar(sa.select(model).filter_by(**where).with_for_update())
     if row is None:
         raise LookupError(f"{ctx.action}: no {what} with " + ", ".join(f"{k}={v!r}" for k, v in where.items()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gate import Applied, Ctx, Gate
-from ..store import CrmSalesOrder, Opportunity, Quote
+from ..orders import CrmSalesOrder, Opportunity, Quote
 from . import one, settings
 
 SYSTEM = "autotask"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..gate import Applied, Ctx, Gate
-from ..store import (CrmSalesOrder, CrmSalesOrderLine, Invoice, InvoiceLine, Opportunity, OpportunityLine, Quote,
+from ..orders import (CrmSalesOrder, CrmSalesOrderLine, Invoice, InvoiceLine, Opportunity, OpportunityLine, Quote,
                      QuoteLine)
 from . import settings
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from ..gate import Applied, Ctx, Gate
 from ..obligations import _linked_po_type
-from ..store import (IntercompanySalesOrder, IntercompanySalesOrderLine, Note, PurchaseOrderLine, SalesOrder,
+from ..orders import (IntercompanySalesOrder, IntercompanySalesOrderLine, Note, PurchaseOrderLine, SalesOrder,
                      SalesOrderLine)
 from . import one
 

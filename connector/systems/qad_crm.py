@@ -6,7 +6,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from ..gate import Applied, Ctx, Gate
-from ..store import Customer, Opportunity, SalesOrder
+from ..orders import Customer, Opportunity, SalesOrder
 from . import one, settings
 
 SYSTEM = "qad_crm"

@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..gate import Applied, Ctx, Gate
-from ..store import Customer, CustomerShipTo, SalesOrder, SalesOrderLine
+from ..orders import Customer, CustomerShipTo, SalesOrder, SalesOrderLine
 from . import one
 
 SYSTEM = "qad_erp"

@@ -1,4 +1,4 @@
-"""The order store: the CRM and ERP records the connector's guarded mutations touch.
+"""The order book: the CRM and ERP records the connector's guarded mutations touch.
 
 Own metadata (``Base.metadata``); every table is prefixed ``crm_`` or ``erp_`` so it never clashes
 with the service's tables when both live in one database. Amounts are integer cents and quantities
@@ -440,7 +440,7 @@ def _stamp_decision_id(session: Session, flush_context, instances) -> None:
             obj.decision_id = decision_id
 
 
-# --------------------------------------------------------------------------- the store
+# --------------------------------------------------------------------------- the order book
 
 def _serialize_sqlite_writers(engine: sa.Engine) -> None:
     """Begin every SQLite transaction with BEGIN IMMEDIATE.
@@ -459,8 +459,8 @@ def _serialize_sqlite_writers(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class Store:
-    """An order store on one database URL (SQLite file by default, PostgreSQL by URL)."""
+class OrderBook:
+    """An order book on one database URL (SQLite file by default, PostgreSQL by URL)."""
 
     def __init__(self, url: str, *, create: bool = True, **engine_kw: Any) -> None:
         self.url = url
