@@ -12,9 +12,9 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from .gate import Ctx, Handler
-from .orders import (Account, CrmSalesOrder, CrmSalesOrderLine, Customer, CustomerShipTo, ErpSalesQuote,
-                    IntercompanySalesOrder, IntercompanySalesOrderLine, Note, Opportunity, PurchaseOrder,
-                    PurchaseOrderLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate)
+from .orders import (Account, CrmPricedLine, CrmSalesOrder, CrmSalesOrderLine, Customer, CustomerShipTo,
+                     ErpSalesQuote, IntercompanySalesOrder, IntercompanySalesOrderLine, Note, Opportunity,
+                     PurchaseOrder, PurchaseOrderLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate, net_sum)
 
 
 class ObligationFailed(RuntimeError):
@@ -56,14 +56,9 @@ def _need(ctx: Ctx, key: str) -> Any:
 
 # --------------------------------------------------------------------------- pricing (d365_sales)
 
-def _reprice_header(header: Any, *, all_lines: bool) -> None:
-    lines = list(getattr(header, "lines", None) or [])
-    if all_lines:  # a header create/update/recalculate prices every line
-        for line in lines:
-            line.net_cents = line.quantity * line.unit_price_cents
-            line.price_status = "computed"
-    header.total_cents = sum(line.net_cents for line in lines)
-    header.price_status = "computed"
+def _price_line(line: CrmPricedLine) -> None:
+    line.price()
+    line.price_status = "computed"
 
 
 @handles("compute_price")
@@ -73,10 +68,12 @@ def compute_price(ctx: Ctx, params: dict) -> None:
     if line is None and header is None:
         raise ObligationFailed(f"{ctx.action}: nothing to price")
     if line is not None:
-        line.net_cents = line.quantity * line.unit_price_cents
-        line.price_status = "computed"
+        _price_line(line)
     if header is not None:
-        _reprice_header(header, all_lines=line is None and not ctx.refs.get("line_action"))
+        if line is None and not ctx.refs.get("line_action"):   # a header action prices every line
+            for each in header.lines:
+                _price_line(each)
+        header.price_total()
         ctx.effect(f"price computed: total {header.total_cents} cents")
     else:
         ctx.effect(f"price computed: line {line.net_cents} cents")
@@ -144,10 +141,9 @@ def create_erp_sales_order(ctx: Ctx, params: dict) -> None:
     order = SalesOrder(system="qad_erp", customer_code=account.erp_customer_code, opportunity_id=opp.id,
                        requested_date=opp.requested_date)
     for i, line in enumerate(_selected_lines(opp), start=1):
-        order.lines.append(SalesOrderLine(line_no=i, item=line.item, quantity=line.quantity,
-                                          unit_price_cents=line.unit_price_cents,
-                                          net_cents=line.quantity * line.unit_price_cents, crm_line_id=line.id))
-    order.net_cents = sum(line.net_cents for line in order.lines)
+        order.lines.append(SalesOrderLine.priced(line_no=i, item=line.item, quantity=line.quantity,
+                                                 unit_price_cents=line.unit_price_cents, crm_line_id=line.id))
+    order.sum_net()
     ctx.session.add(order)
     _number(ctx, order, "SO")
     ctx.refs["erp_order"] = order
@@ -246,10 +242,9 @@ def generate_sales_order(ctx: Ctx, params: dict) -> None:
                           quote_id=quote.id if quote is not None else None, statecode="active")
     if quote is not None:
         for i, line in enumerate([l for l in quote.lines if l.item_type == "product"], start=1):
-            order.lines.append(CrmSalesOrderLine(line_no=i, item=line.item, quantity=line.quantity,
-                                                 unit_price_cents=line.unit_price_cents,
-                                                 net_cents=line.quantity * line.unit_price_cents))
-    order.total_cents = sum(line.net_cents for line in order.lines)
+            order.lines.append(CrmSalesOrderLine.priced(line_no=i, item=line.item, quantity=line.quantity,
+                                                        unit_price_cents=line.unit_price_cents))
+    order.total_cents = net_sum(order.lines)
     ctx.session.add(order)
     opp.sales_order_previously_generated = True
     ctx.session.flush()
@@ -368,10 +363,10 @@ def _propagate(ctx: Ctx, change: str, docs: list, line_cls: type, doc_type: str,
     elif change == "create_line":
         assert line is not None
         for doc in docs:
-            new = line_cls(line_no=max([l.line_no for l in doc.lines], default=0) + 1, original_line_id=line.id,
-                           origin="derived", item=line.item, quantity=line.quantity,
-                           unit_price_cents=line.unit_price_cents, net_cents=line.quantity * line.unit_price_cents,
-                           delivery_type=line.delivery_type, delivery_address=line.delivery_address)
+            new = line_cls.priced(line_no=max([l.line_no for l in doc.lines], default=0) + 1,
+                                  original_line_id=line.id, origin="derived", item=line.item, quantity=line.quantity,
+                                  unit_price_cents=line.unit_price_cents, delivery_type=line.delivery_type,
+                                  delivery_address=line.delivery_address)
             doc.lines.append(new)
             if line_cls is PurchaseOrderLine:
                 ctx.session.flush()
@@ -435,8 +430,8 @@ def recalculate_net_amount(ctx: Ctx, params: dict) -> None:
         docs += _ic_purchase_orders(ctx, order) + _ic_sales_orders(ctx, order)
     for doc in docs:
         for line in doc.lines:
-            line.net_cents = line.quantity * line.unit_price_cents
-        doc.net_cents = sum(line.net_cents for line in doc.lines)
+            line.price()
+        doc.sum_net()
     ctx.effect("net amounts recalculated: " + ", ".join(f"{d.number} {d.net_cents}" for d in docs))
 
 

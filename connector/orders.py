@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Self
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -27,42 +27,139 @@ class Base(DeclarativeBase):
     """Declarative base with the connector's own metadata."""
 
 
-def _decision_col() -> Mapped[str | None]:
-    return mapped_column(sa.String(40), nullable=True)
+# --------------------------------------------------------------------------- shared columns
+
+def net_sum(lines: Iterable[PricedLine]) -> int:
+    """The net amount of a document: the sum of its lines' net amounts."""
+    return sum(line.net_cents for line in lines)
+
+
+class Stamped:
+    """A row that guarded mutations change: it carries the id of the decision that last did."""
+
+    decision_id: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+
+
+class PricedLine(Stamped):
+    """A document line: item, quantity, unit price and net amount (quantity × unit price)."""
+
+    line_no: Mapped[int] = mapped_column(sa.Integer)
+    item: Mapped[str] = mapped_column(sa.String(40))
+    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
+    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    def price(self) -> int:
+        """Set and return the net amount from quantity and unit price."""
+        self.net_cents = self.quantity * self.unit_price_cents
+        return self.net_cents
+
+    @classmethod
+    def priced(cls, **fields: Any) -> Self:
+        """A new line with its net amount computed."""
+        line = cls(**fields)
+        line.price()
+        return line
+
+
+class CrmPricedLine(PricedLine):
+    """A CRM line, priced by the CRM's own price calculation (``computed`` or ``skipped``)."""
+
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
+
+
+class CrmPricedHeader(Stamped):
+    """A CRM document whose total is the sum of its lines (D365 pricing)."""
+
+    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)   # computed | skipped
+
+    if TYPE_CHECKING:
+        lines: list[CrmPricedLine]
+
+    def price_total(self) -> int:
+        self.total_cents = net_sum(self.lines)
+        self.price_status = "computed"
+        return self.total_cents
+
+
+class NetDocument(Stamped):
+    """An ERP document (sales order, purchase order, IC sales order) with its net amount."""
+
+    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+    if TYPE_CHECKING:
+        lines: list[PricedLine]
+
+    def sum_net(self) -> int:
+        self.net_cents = net_sum(self.lines)
+        return self.net_cents
+
+
+class Fulfilment:
+    """Shipped and invoiced quantities reported by the ERP."""
+
+    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class RequestedDates:
+    """Requested ship and receipt dates (Dynamics AX orders and their lines)."""
+
+    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
+
+
+class Delivery:
+    """How an AX line is delivered: ``none`` or ``direct_delivery``, and where to."""
+
+    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")
+    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+
+
+class IntercompanyLine(PricedLine, Delivery):
+    """A line of an intercompany document, derived from a line of the original order."""
+
+    original_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
+    origin: Mapped[str] = mapped_column(sa.String(10), default="derived")             # derived | source
+    line_status: Mapped[str] = mapped_column(sa.String(30), default="none")
+
+
+def _lines(line_class: str, back: str) -> Any:
+    """The lines of a document in line order; a line removed from the list is deleted."""
+    return relationship(back_populates=back, order_by=f"{line_class}.line_no", cascade="all, delete-orphan",
+                        lazy="selectin")
 
 
 # --------------------------------------------------------------------------- configuration
 
-class SystemSetting(Base):
+class SystemSetting(Stamped, Base):
     """Configuration of a source system (``context.organization`` / ``context.settings`` facts)."""
     __tablename__ = "crm_system_settings"
     system: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
     value: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
 
 
-class User(Base):
+class User(Stamped, Base):
     """The acting principal (``subject`` facts)."""
     __tablename__ = "crm_users"
     name: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
     is_integration_user: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    permitted_functions: Mapped[list] = mapped_column(sa.JSON, default=list)
+    permitted_functions: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     has_financial_function_access: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    decision_id: Mapped[str | None] = _decision_col()
 
 
 # --------------------------------------------------------------------------- ERP customers (QAD)
 
-class BlockedCode(Base):
+class BlockedCode(Stamped, Base):
     """Blocked Transaction Maintenance (2.23.1): a code and the transactions it blocks."""
     __tablename__ = "erp_blocked_codes"
     code: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
-    transactions: Mapped[list] = mapped_column(sa.JSON, default=list)
-    decision_id: Mapped[str | None] = _decision_col()
+    transactions: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
 
 
-class Customer(Base):
+class Customer(Stamped, Base):
     __tablename__ = "erp_customers"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(30), unique=True)
@@ -81,47 +178,43 @@ class Customer(Base):
     credit_limit_cents: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     language: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     taxable: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
 
     blocked: Mapped[BlockedCode | None] = relationship(lazy="selectin")
-    ship_tos: Mapped[list["CustomerShipTo"]] = relationship(
+    ship_tos: Mapped[list[CustomerShipTo]] = relationship(
         back_populates="customer", order_by="CustomerShipTo.code", cascade="all, delete-orphan", lazy="selectin")
 
 
-class CustomerShipTo(Base):
+class CustomerShipTo(Stamped, Base):
     __tablename__ = "erp_customer_ship_tos"
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_customers.id"))
     code: Mapped[str] = mapped_column(sa.String(30))
     address: Mapped[str] = mapped_column(sa.String(200), default="")
-    decision_id: Mapped[str | None] = _decision_col()
     customer: Mapped[Customer] = relationship(back_populates="ship_tos", lazy="selectin")
     __table_args__ = (sa.UniqueConstraint("customer_id", "code"),)
 
 
-class SalesQuoteTemplate(Base):
+class SalesQuoteTemplate(Stamped, Base):
     """QAD CRM sales quote template of a domain: fields not maintained on the opportunity."""
     __tablename__ = "erp_sales_quote_templates"
     domain: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
     site: Mapped[str] = mapped_column(sa.String(20))
     credit_terms: Mapped[str] = mapped_column(sa.String(20))
     currency: Mapped[str] = mapped_column(sa.String(3))
-    decision_id: Mapped[str | None] = _decision_col()
 
 
 # --------------------------------------------------------------------------- CRM
 
-class Account(Base):
+class Account(Stamped, Base):
     """A CRM profile (QAD CRM / Autotask / D365 account); linked to its ERP customer by code."""
     __tablename__ = "crm_accounts"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     address: Mapped[str] = mapped_column(sa.String(200), default="")
     erp_customer_code: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
 
 
-class Opportunity(Base):
+class Opportunity(CrmPricedHeader, Fulfilment, Base):
     __tablename__ = "crm_opportunities"
     id: Mapped[int] = mapped_column(primary_key=True)
     system: Mapped[str] = mapped_column(sa.String(20))
@@ -138,67 +231,41 @@ class Opportunity(Base):
     site: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
     credit_terms: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)
     currency: Mapped[str | None] = mapped_column(sa.String(3), nullable=True)
-    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
-    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
-    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)                  # d365
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)   # computed | skipped
-    decision_id: Mapped[str | None] = _decision_col()
 
     account: Mapped[Account | None] = relationship(lazy="selectin")
-    lines: Mapped[list["OpportunityLine"]] = relationship(
-        back_populates="opportunity", order_by="OpportunityLine.line_no", cascade="all, delete-orphan", lazy="selectin")
-    quotes: Mapped[list["Quote"]] = relationship(
+    lines: Mapped[list[OpportunityLine]] = _lines("OpportunityLine", "opportunity")
+    quotes: Mapped[list[Quote]] = relationship(
         back_populates="opportunity", order_by="Quote.id", cascade="all, delete-orphan", lazy="selectin")
 
 
-class OpportunityLine(Base):
+class OpportunityLine(CrmPricedLine, Fulfilment, Base):
     __tablename__ = "crm_opportunity_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     opportunity_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_opportunities.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    item: Mapped[str] = mapped_column(sa.String(40))
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
     selected: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
-    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
-    decision_id: Mapped[str | None] = _decision_col()
     opportunity: Mapped[Opportunity] = relationship(back_populates="lines", lazy="selectin")
 
 
-class Quote(Base):
+class Quote(CrmPricedHeader, Base):
     __tablename__ = "crm_quotes"
     id: Mapped[int] = mapped_column(primary_key=True)
     opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     is_primary: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     opportunity: Mapped[Opportunity | None] = relationship(back_populates="quotes", lazy="selectin")
-    lines: Mapped[list["QuoteLine"]] = relationship(
-        back_populates="quote", order_by="QuoteLine.line_no", cascade="all, delete-orphan", lazy="selectin")
+    lines: Mapped[list[QuoteLine]] = _lines("QuoteLine", "quote")
 
 
-class QuoteLine(Base):
+class QuoteLine(CrmPricedLine, Base):
     __tablename__ = "crm_quote_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     quote_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_quotes.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    item: Mapped[str] = mapped_column(sa.String(40))
     item_type: Mapped[str] = mapped_column(sa.String(20), default="product")  # product | service | ...
     converted_to_billing_item: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     quote: Mapped[Quote] = relationship(back_populates="lines", lazy="selectin")
 
 
-class CrmSalesOrder(Base):
+class CrmSalesOrder(CrmPricedHeader, Base):
     """A CRM-side sales order (Dynamics 365 Sales ``salesorder``, Autotask sales order)."""
     __tablename__ = "crm_sales_orders"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -211,66 +278,43 @@ class CrmSalesOrder(Base):
     read_only: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_by_integration_user: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     submitted_by_integration_user: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
-    lines: Mapped[list["CrmSalesOrderLine"]] = relationship(
-        back_populates="order", order_by="CrmSalesOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
+    lines: Mapped[list[CrmSalesOrderLine]] = _lines("CrmSalesOrderLine", "order")
 
 
-class CrmSalesOrderLine(Base):
+class CrmSalesOrderLine(CrmPricedLine, Base):
     __tablename__ = "crm_sales_order_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_sales_orders.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    item: Mapped[str] = mapped_column(sa.String(40))
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     order: Mapped[CrmSalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class Invoice(Base):
+class Invoice(CrmPricedHeader, Base):
     __tablename__ = "crm_invoices"
     id: Mapped[int] = mapped_column(primary_key=True)
     sales_order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_sales_orders.id"), nullable=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
-    total_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
-    lines: Mapped[list["InvoiceLine"]] = relationship(
-        back_populates="invoice", order_by="InvoiceLine.line_no", cascade="all, delete-orphan", lazy="selectin")
+    lines: Mapped[list[InvoiceLine]] = _lines("InvoiceLine", "invoice")
 
 
-class InvoiceLine(Base):
+class InvoiceLine(CrmPricedLine, Base):
     __tablename__ = "crm_invoice_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_invoices.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    item: Mapped[str] = mapped_column(sa.String(40))
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     invoice: Mapped[Invoice] = relationship(back_populates="lines", lazy="selectin")
 
 
 # --------------------------------------------------------------------------- ERP orders
 
-class ErpSalesQuote(Base):
+class ErpSalesQuote(Stamped, Base):
     __tablename__ = "erp_sales_quotes"
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(sa.String(30), unique=True, nullable=True)
     customer_code: Mapped[str] = mapped_column(sa.String(30))
     opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
-    line_items: Mapped[list] = mapped_column(sa.JSON, default=list)
-    decision_id: Mapped[str | None] = _decision_col()
+    line_items: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
 
 
-class SalesOrder(Base):
+class SalesOrder(NetDocument, RequestedDates, Base):
     """An ERP sales order (QAD EA, Dynamics AX original order)."""
     __tablename__ = "erp_sales_orders"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -297,36 +341,19 @@ class SalesOrder(Base):
     document_status: Mapped[str] = mapped_column(sa.String(20), default="none")
     direct_delivery: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
-    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    decision_id: Mapped[str | None] = _decision_col()
-    lines: Mapped[list["SalesOrderLine"]] = relationship(
-        back_populates="order", order_by="SalesOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
+    lines: Mapped[list[SalesOrderLine]] = _lines("SalesOrderLine", "order")
 
 
-class SalesOrderLine(Base):
+class SalesOrderLine(PricedLine, Fulfilment, Delivery, RequestedDates, Base):
     __tablename__ = "erp_sales_order_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_sales_orders.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    item: Mapped[str] = mapped_column(sa.String(40))
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    shipped_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
-    invoiced_quantity: Mapped[int] = mapped_column(sa.Integer, default=0)
     crm_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)      # CRM opportunity line
     linked_po_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # AX purchase line
-    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")        # none | direct_delivery
-    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
-    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     order: Mapped[SalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class PurchaseOrder(Base):
+class PurchaseOrder(NetDocument, Base):
     """An AX purchase order: ``vendor_type`` intercompany (the chain) or external_vendor."""
     __tablename__ = "erp_purchase_orders"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -337,32 +364,18 @@ class PurchaseOrder(Base):
     standard_delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
     delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
     delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    decision_id: Mapped[str | None] = _decision_col()
-    lines: Mapped[list["PurchaseOrderLine"]] = relationship(
-        back_populates="order", order_by="PurchaseOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
+    lines: Mapped[list[PurchaseOrderLine]] = _lines("PurchaseOrderLine", "order")
 
 
-class PurchaseOrderLine(Base):
+class PurchaseOrderLine(IntercompanyLine, Base):
     __tablename__ = "erp_purchase_order_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_purchase_orders.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    original_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
-    origin: Mapped[str] = mapped_column(sa.String(10), default="derived")             # derived | source
-    line_status: Mapped[str] = mapped_column(sa.String(30), default="none")
-    item: Mapped[str] = mapped_column(sa.String(40))
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")
-    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
     delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     order: Mapped[PurchaseOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class IntercompanySalesOrder(Base):
+class IntercompanySalesOrder(NetDocument, RequestedDates, Base):
     """The sales order of the vendor company of the chain (mirrors the intercompany PO)."""
     __tablename__ = "erp_intercompany_sales_orders"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -370,35 +383,17 @@ class IntercompanySalesOrder(Base):
     original_sales_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
     purchase_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
     delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
-    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    decision_id: Mapped[str | None] = _decision_col()
-    lines: Mapped[list["IntercompanySalesOrderLine"]] = relationship(
-        back_populates="order", order_by="IntercompanySalesOrderLine.line_no", cascade="all, delete-orphan", lazy="selectin")
+    lines: Mapped[list[IntercompanySalesOrderLine]] = _lines("IntercompanySalesOrderLine", "order")
 
 
-class IntercompanySalesOrderLine(Base):
+class IntercompanySalesOrderLine(IntercompanyLine, RequestedDates, Base):
     __tablename__ = "erp_intercompany_sales_order_lines"
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_intercompany_sales_orders.id"))
-    line_no: Mapped[int] = mapped_column(sa.Integer)
-    original_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
-    origin: Mapped[str] = mapped_column(sa.String(10), default="derived")
-    line_status: Mapped[str] = mapped_column(sa.String(30), default="none")
-    item: Mapped[str] = mapped_column(sa.String(40))
-    quantity: Mapped[int] = mapped_column(sa.Integer, default=1)
-    unit_price_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
-    delivery_type: Mapped[str] = mapped_column(sa.String(20), default="none")
-    delivery_address: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
-    requested_ship_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    requested_receipt_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
     order: Mapped[IntercompanySalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class Note(Base):
+class Note(Stamped, Base):
     """A note on a document (header or line); copies on IC documents point at their source note."""
     __tablename__ = "erp_notes"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -408,7 +403,6 @@ class Note(Base):
     attached_to: Mapped[str] = mapped_column(sa.String(10), default="header")
     text: Mapped[str] = mapped_column(sa.Text)
     source_note_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
-    decision_id: Mapped[str | None] = _decision_col()
 
 
 # --------------------------------------------------------------------------- audit
@@ -422,9 +416,9 @@ class AppliedMutation(Base):
     action: Mapped[str] = mapped_column(sa.String(60))
     target: Mapped[str] = mapped_column(sa.String(100))
     policy_version: Mapped[str | None] = mapped_column(sa.String(80), nullable=True)
-    rules: Mapped[list] = mapped_column(sa.JSON)
-    obligations: Mapped[list] = mapped_column(sa.JSON)
-    effects: Mapped[list] = mapped_column(sa.JSON)
+    rules: Mapped[list[str]] = mapped_column(sa.JSON)
+    obligations: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    effects: Mapped[list[str]] = mapped_column(sa.JSON)
 
 
 @event.listens_for(Session, "before_flush")
@@ -434,7 +428,7 @@ def _stamp_decision_id(session: Session, flush_context, instances) -> None:
         return
     for obj in list(session.new) + list(session.dirty):
         # only the connector's own rows (the hook sees every Session in the process)
-        if isinstance(obj, Base) and not isinstance(obj, AppliedMutation):
+        if isinstance(obj, Stamped):
             if obj in session.dirty and not session.is_modified(obj, include_collections=False):
                 continue
             obj.decision_id = decision_id

@@ -110,11 +110,11 @@ def seed_dynamics_ax(s: Session, *, document_status: str = "confirmation") -> tu
     order = SalesOrder(system="dynamics_ax", number="SO-AX-1", customer_code="US-004", is_intercompany_original=True,
                        document_status=document_status, delivery_address="Customer dock, 7 Pier St",
                        requested_receipt_date=receipt, requested_ship_date=ship)
-    order.lines = [SalesOrderLine(line_no=i, item=item, quantity=q, unit_price_cents=p, net_cents=q * p,
-                                  requested_receipt_date=receipt, requested_ship_date=ship)
+    order.lines = [SalesOrderLine.priced(line_no=i, item=item, quantity=q, unit_price_cents=p,
+                                         requested_receipt_date=receipt, requested_ship_date=ship)
                    for i, (item, q, p) in enumerate([("SPK-100", 10, 2000), ("AMP-20", 2, 30000),
                                                      ("CABLE-X", 50, 100)], start=1)]
-    order.net_cents = sum(l.net_cents for l in order.lines)
+    order.sum_net()
     ic_po = PurchaseOrder(number="PO-IC-1", vendor_type="intercompany", vendor="USMF->USSI",
                           original_sales_order_number="SO-AX-1", standard_delivery_address="USMF warehouse 11",
                           delivery_address="USMF warehouse 11")
@@ -126,11 +126,10 @@ def seed_dynamics_ax(s: Session, *, document_status: str = "confirmation") -> tu
     s.add_all([order, ic_po, ic_so, ext_po])
     s.flush()
     for original in order.lines[:2]:
-        po_line = PurchaseOrderLine(line_no=original.line_no, original_line_id=original.id, origin="derived",
-                                    item=original.item, quantity=original.quantity,
-                                    unit_price_cents=original.unit_price_cents * 8 // 10,
-                                    net_cents=original.quantity * (original.unit_price_cents * 8 // 10),
-                                    delivery_address="USMF warehouse 11")
+        po_line = PurchaseOrderLine.priced(line_no=original.line_no, original_line_id=original.id, origin="derived",
+                                           item=original.item, quantity=original.quantity,
+                                           unit_price_cents=original.unit_price_cents * 8 // 10,
+                                           delivery_address="USMF warehouse 11")
         ic_po.lines.append(po_line)
         ic_so.lines.append(IntercompanySalesOrderLine(
             line_no=original.line_no, original_line_id=original.id, origin="derived", line_status="confirmation",
@@ -140,7 +139,7 @@ def seed_dynamics_ax(s: Session, *, document_status: str = "confirmation") -> tu
                                  quantity=50, unit_price_cents=60, net_cents=3000, delivery_address="USMF warehouse 11")
     ext_po.lines.append(ext_line)
     for doc in (ic_po, ic_so, ext_po):
-        doc.net_cents = sum(l.net_cents for l in doc.lines)
+        doc.sum_net()
     s.flush()
     for original, po_line in zip(order.lines[:2], ic_po.lines):
         original.linked_po_line_id = po_line.id

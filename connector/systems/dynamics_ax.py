@@ -65,7 +65,7 @@ class DynamicsAx:
 
             def remove() -> None:
                 order.lines.remove(line)
-                order.net_cents = sum(l.net_cents for l in order.lines)
+                order.sum_net()
             ctx.after(remove)
             ctx.effect(f"line {line_no} of {order_number} deleted")
 
@@ -76,15 +76,14 @@ class DynamicsAx:
                                 unit_price_cents: int, delivery_address: str | None = None) -> Applied:
         def mutate(ctx: Ctx) -> int:
             order = ctx.refs["order"]
-            line = SalesOrderLine(line_no=max([l.line_no for l in order.lines], default=0) + 1, item=item,
-                                  quantity=quantity, unit_price_cents=unit_price_cents,
-                                  net_cents=quantity * unit_price_cents,
-                                  delivery_type="direct_delivery" if order.direct_delivery else "none",
-                                  delivery_address=delivery_address or order.delivery_address,
-                                  requested_ship_date=order.requested_ship_date,
-                                  requested_receipt_date=order.requested_receipt_date)
+            line = SalesOrderLine.priced(line_no=max([l.line_no for l in order.lines], default=0) + 1, item=item,
+                                         quantity=quantity, unit_price_cents=unit_price_cents,
+                                         delivery_type="direct_delivery" if order.direct_delivery else "none",
+                                         delivery_address=delivery_address or order.delivery_address,
+                                         requested_ship_date=order.requested_ship_date,
+                                         requested_receipt_date=order.requested_receipt_date)
             order.lines.append(line)
-            order.net_cents = sum(l.net_cents for l in order.lines)
+            order.sum_net()
             ctx.session.flush()
             ctx.refs["line"] = line
             ctx.effect(f"line {line.line_no} ({item} x {quantity}) added to {order_number}")
@@ -97,8 +96,8 @@ class DynamicsAx:
         def mutate(ctx: Ctx) -> None:
             order, line = ctx.refs["order"], ctx.refs["line"]
             before, line.quantity = line.quantity, quantity
-            line.net_cents = quantity * line.unit_price_cents
-            order.net_cents = sum(l.net_cents for l in order.lines)
+            line.price()
+            order.sum_net()
             ctx.effect(f"line {line_no} of {order_number}: quantity {before} -> {quantity}")
 
         return self._perform("salesorder_line.update_quantity", f"order:{order_number}/line:{line_no}", user,
@@ -179,7 +178,7 @@ class DynamicsAx:
             line = ctx.refs["ic_line"]
             doc = line.order
             doc.lines.remove(line)
-            doc.net_cents = sum(l.net_cents for l in doc.lines)
+            doc.sum_net()
             ctx.effect(f"intercompany {kind} line {line_id} deleted")
 
         return self._perform("intercompany_order_line.delete", f"ic_{kind}_line:{line_id}", user,
@@ -189,8 +188,8 @@ class DynamicsAx:
         def mutate(ctx: Ctx) -> None:
             line = ctx.refs["ic_line"]
             line.quantity = quantity
-            line.net_cents = quantity * line.unit_price_cents
-            line.order.net_cents = sum(l.net_cents for l in line.order.lines)
+            line.price()
+            line.order.sum_net()
             ctx.effect(f"intercompany {kind} line {line_id}: quantity {quantity}")
 
         return self._perform("intercompany_order_line.update_quantity", f"ic_{kind}_line:{line_id}", user,

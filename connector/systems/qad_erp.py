@@ -73,9 +73,9 @@ class QadErp:
                                ship_to=ship_to or None, ship_to_address=ship_to_address)
             for i, spec in enumerate(lines or [], start=1):
                 qty, price = int(spec.get("quantity", 1)), int(spec.get("unit_price_cents", 0))
-                order.lines.append(SalesOrderLine(line_no=i, item=spec["item"], quantity=qty,
-                                                  unit_price_cents=price, net_cents=qty * price))
-            order.net_cents = sum(l.net_cents for l in order.lines)
+                order.lines.append(SalesOrderLine.priced(line_no=i, item=spec["item"], quantity=qty,
+                                                         unit_price_cents=price))
+            order.sum_net()
             ctx.session.add(order)
             ctx.session.flush()
             order.number = f"SO{10000 + order.id}"
