@@ -34,6 +34,12 @@ def net_sum(lines: Iterable[PricedLine]) -> int:
     return sum(line.net_cents for line in lines)
 
 
+class Keyed:
+    """A row with an integer surrogate key."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
 class Stamped:
     """A row that guarded mutations change: it carries the id of the decision that last did."""
 
@@ -159,9 +165,8 @@ class BlockedCode(Stamped, Base):
     transactions: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
 
 
-class Customer(Stamped, Base):
+class Customer(Keyed, Stamped, Base):
     __tablename__ = "erp_customers"
-    id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(30), unique=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     sold_to_address: Mapped[str] = mapped_column(sa.String(200), default="")
@@ -184,9 +189,8 @@ class Customer(Stamped, Base):
         back_populates="customer", order_by="CustomerShipTo.code", cascade="all, delete-orphan", lazy="selectin")
 
 
-class CustomerShipTo(Stamped, Base):
+class CustomerShipTo(Keyed, Stamped, Base):
     __tablename__ = "erp_customer_ship_tos"
-    id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_customers.id"))
     code: Mapped[str] = mapped_column(sa.String(30))
     address: Mapped[str] = mapped_column(sa.String(200), default="")
@@ -205,18 +209,16 @@ class SalesQuoteTemplate(Stamped, Base):
 
 # --------------------------------------------------------------------------- CRM
 
-class Account(Stamped, Base):
+class Account(Keyed, Stamped, Base):
     """A CRM profile (QAD CRM / Autotask / D365 account); linked to its ERP customer by code."""
     __tablename__ = "crm_accounts"
-    id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     address: Mapped[str] = mapped_column(sa.String(200), default="")
     erp_customer_code: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
 
 
-class Opportunity(CrmPricedHeader, Fulfilment, Base):
+class Opportunity(Keyed, CrmPricedHeader, Fulfilment, Base):
     __tablename__ = "crm_opportunities"
-    id: Mapped[int] = mapped_column(primary_key=True)
     system: Mapped[str] = mapped_column(sa.String(20))
     name: Mapped[str] = mapped_column(sa.String(100))
     account_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_accounts.id"), nullable=True)
@@ -238,17 +240,15 @@ class Opportunity(CrmPricedHeader, Fulfilment, Base):
         back_populates="opportunity", order_by="Quote.id", cascade="all, delete-orphan", lazy="selectin")
 
 
-class OpportunityLine(CrmPricedLine, Fulfilment, Base):
+class OpportunityLine(Keyed, CrmPricedLine, Fulfilment, Base):
     __tablename__ = "crm_opportunity_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     opportunity_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_opportunities.id"))
     selected: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     opportunity: Mapped[Opportunity] = relationship(back_populates="lines", lazy="selectin")
 
 
-class Quote(CrmPricedHeader, Base):
+class Quote(Keyed, CrmPricedHeader, Base):
     __tablename__ = "crm_quotes"
-    id: Mapped[int] = mapped_column(primary_key=True)
     opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     is_primary: Mapped[bool] = mapped_column(sa.Boolean, default=False)
@@ -256,19 +256,17 @@ class Quote(CrmPricedHeader, Base):
     lines: Mapped[list[QuoteLine]] = _lines("QuoteLine", "quote")
 
 
-class QuoteLine(CrmPricedLine, Base):
+class QuoteLine(Keyed, CrmPricedLine, Base):
     __tablename__ = "crm_quote_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     quote_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_quotes.id"))
     item_type: Mapped[str] = mapped_column(sa.String(20), default="product")  # product | service | ...
     converted_to_billing_item: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     quote: Mapped[Quote] = relationship(back_populates="lines", lazy="selectin")
 
 
-class CrmSalesOrder(CrmPricedHeader, Base):
+class CrmSalesOrder(Keyed, CrmPricedHeader, Base):
     """A CRM-side sales order (Dynamics 365 Sales ``salesorder``, Autotask sales order)."""
     __tablename__ = "crm_sales_orders"
-    id: Mapped[int] = mapped_column(primary_key=True)
     system: Mapped[str] = mapped_column(sa.String(20))
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
@@ -281,43 +279,38 @@ class CrmSalesOrder(CrmPricedHeader, Base):
     lines: Mapped[list[CrmSalesOrderLine]] = _lines("CrmSalesOrderLine", "order")
 
 
-class CrmSalesOrderLine(CrmPricedLine, Base):
+class CrmSalesOrderLine(Keyed, CrmPricedLine, Base):
     __tablename__ = "crm_sales_order_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_sales_orders.id"))
     order: Mapped[CrmSalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class Invoice(CrmPricedHeader, Base):
+class Invoice(Keyed, CrmPricedHeader, Base):
     __tablename__ = "crm_invoices"
-    id: Mapped[int] = mapped_column(primary_key=True)
     sales_order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_sales_orders.id"), nullable=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     lines: Mapped[list[InvoiceLine]] = _lines("InvoiceLine", "invoice")
 
 
-class InvoiceLine(CrmPricedLine, Base):
+class InvoiceLine(Keyed, CrmPricedLine, Base):
     __tablename__ = "crm_invoice_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_invoices.id"))
     invoice: Mapped[Invoice] = relationship(back_populates="lines", lazy="selectin")
 
 
 # --------------------------------------------------------------------------- ERP orders
 
-class ErpSalesQuote(Stamped, Base):
+class ErpSalesQuote(Keyed, Stamped, Base):
     __tablename__ = "erp_sales_quotes"
-    id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str | None] = mapped_column(sa.String(30), unique=True, nullable=True)
     customer_code: Mapped[str] = mapped_column(sa.String(30))
     opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
     line_items: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON, default=list)
 
 
-class SalesOrder(NetDocument, RequestedDates, Base):
+class SalesOrder(Keyed, NetDocument, RequestedDates, Base):
     """An ERP sales order (QAD EA, Dynamics AX original order)."""
     __tablename__ = "erp_sales_orders"
-    id: Mapped[int] = mapped_column(primary_key=True)
     system: Mapped[str] = mapped_column(sa.String(20))
     number: Mapped[str | None] = mapped_column(sa.String(30), unique=True, nullable=True)
     customer_code: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)   # sold-to
@@ -344,19 +337,17 @@ class SalesOrder(NetDocument, RequestedDates, Base):
     lines: Mapped[list[SalesOrderLine]] = _lines("SalesOrderLine", "order")
 
 
-class SalesOrderLine(PricedLine, Fulfilment, Delivery, RequestedDates, Base):
+class SalesOrderLine(Keyed, PricedLine, Fulfilment, Delivery, RequestedDates, Base):
     __tablename__ = "erp_sales_order_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_sales_orders.id"))
     crm_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)      # CRM opportunity line
     linked_po_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)  # AX purchase line
     order: Mapped[SalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class PurchaseOrder(NetDocument, Base):
+class PurchaseOrder(Keyed, NetDocument, Base):
     """An AX purchase order: ``vendor_type`` intercompany (the chain) or external_vendor."""
     __tablename__ = "erp_purchase_orders"
-    id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(sa.String(30), unique=True)
     vendor_type: Mapped[str] = mapped_column(sa.String(20))
     vendor: Mapped[str] = mapped_column(sa.String(40), default="")
@@ -367,18 +358,16 @@ class PurchaseOrder(NetDocument, Base):
     lines: Mapped[list[PurchaseOrderLine]] = _lines("PurchaseOrderLine", "order")
 
 
-class PurchaseOrderLine(IntercompanyLine, Base):
+class PurchaseOrderLine(Keyed, IntercompanyLine, Base):
     __tablename__ = "erp_purchase_order_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_purchase_orders.id"))
     delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
     order: Mapped[PurchaseOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class IntercompanySalesOrder(NetDocument, RequestedDates, Base):
+class IntercompanySalesOrder(Keyed, NetDocument, RequestedDates, Base):
     """The sales order of the vendor company of the chain (mirrors the intercompany PO)."""
     __tablename__ = "erp_intercompany_sales_orders"
-    id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(sa.String(30), unique=True)
     original_sales_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
     purchase_order_number: Mapped[str | None] = mapped_column(sa.String(30), nullable=True)
@@ -386,17 +375,15 @@ class IntercompanySalesOrder(NetDocument, RequestedDates, Base):
     lines: Mapped[list[IntercompanySalesOrderLine]] = _lines("IntercompanySalesOrderLine", "order")
 
 
-class IntercompanySalesOrderLine(IntercompanyLine, RequestedDates, Base):
+class IntercompanySalesOrderLine(Keyed, IntercompanyLine, RequestedDates, Base):
     __tablename__ = "erp_intercompany_sales_order_lines"
-    id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_intercompany_sales_orders.id"))
     order: Mapped[IntercompanySalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
-class Note(Stamped, Base):
+class Note(Keyed, Stamped, Base):
     """A note on a document (header or line); copies on IC documents point at their source note."""
     __tablename__ = "erp_notes"
-    id: Mapped[int] = mapped_column(primary_key=True)
     document_type: Mapped[str] = mapped_column(sa.String(30))   # sales_order | purchase_order | intercompany_sales_order
     document_number: Mapped[str] = mapped_column(sa.String(30))
     line_no: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
@@ -407,10 +394,9 @@ class Note(Stamped, Base):
 
 # --------------------------------------------------------------------------- audit
 
-class AppliedMutation(Base):
+class AppliedMutation(Keyed, Base):
     """One row per applied guarded mutation: the decision that allowed it and what it did."""
     __tablename__ = "erp_applied_mutations"
-    id: Mapped[int] = mapped_column(primary_key=True)
     decision_id: Mapped[str] = mapped_column(sa.String(40), index=True)
     system: Mapped[str] = mapped_column(sa.String(20))
     action: Mapped[str] = mapped_column(sa.String(60))
