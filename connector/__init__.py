@@ -8,14 +8,14 @@ See docs/connector.md.
 from __future__ import annotations
 
 from .api import Connector
-from .decisions import (ConnectorError, DecisionClient, DecisionResult, DecisionUnavailable, InProcessClient,
-                        Obligation, PolicyDenied, RemoteClient, UnsupportedObligation)
-from .gate import Applied
-from .obligations import HANDLERS, ORDER, ObligationFailed
+from .decisions import (ConnectorError, DecisionClient, DecisionResult, DecisionUnavailable, FactsChanged,
+                        InProcessClient, Obligation, PolicyDenied, RemoteClient, UnsupportedObligation)
+from .gate import Applied, ObligationFailed, Refs
+from .obligations import HANDLERS, OBLIGATIONS, ORDER
 from .orders import OrderBook
 
 __all__ = [
     "Applied", "Connector", "ConnectorError", "DecisionClient", "DecisionResult", "DecisionUnavailable",
-    "HANDLERS", "InProcessClient", "ORDER", "Obligation", "ObligationFailed", "PolicyDenied", "RemoteClient",
-    "OrderBook", "UnsupportedObligation",
+    "FactsChanged", "HANDLERS", "InProcessClient", "OBLIGATIONS", "ORDER", "Obligation", "ObligationFailed",
+    "OrderBook", "PolicyDenied", "Refs", "RemoteClient", "UnsupportedObligation",
 ]

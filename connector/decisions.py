@@ -106,6 +106,10 @@ class DecisionUnavailable(ConnectorError):
     """No decision could be obtained: the mutation fails closed."""
 
 
+class FactsChanged(ConnectorError):
+    """The facts changed while every decision for them was made: nothing was written (try again)."""
+
+
 class DecisionClient(Protocol):
     def decide(self, action: str, input: Mapping[str, Any]) -> DecisionResult: ...
 

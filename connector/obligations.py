@@ -1,57 +1,23 @@
 """One handler per obligation name of the domain spec; each one really does it, in the caller's
 transaction.
 
-A handler is ``handler(ctx, params)``. It finds its records in ``ctx.refs`` (put there by the
-mutation's fact builder), changes them, and says what it did with ``ctx.effect``. ``ORDER`` is
-the order in which obligations of one decision are applied (dependencies first).
+A handler is ``handler(ctx, params)``, named as its obligation. It finds its records in
+``ctx.refs`` (set by the mutation's fact builder), changes them, and says what it did with
+``ctx.effect``. ``OBLIGATIONS`` at the end lists every handler in the order the obligations of one
+decision are applied (dependencies first); ``HANDLERS`` and ``ORDER`` are derived from it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
-from .gate import Ctx, Handler
+from .gate import Ctx, Handler, ObligationFailed, need
 from .orders import (Account, CrmPricedLine, CrmSalesOrder, CrmSalesOrderLine, Customer, CustomerShipTo,
-                     ErpSalesQuote, IntercompanySalesOrder, IntercompanySalesOrderLine, Note, Opportunity,
-                     PurchaseOrder, PurchaseOrderLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate, net_sum)
-
-
-class ObligationFailed(RuntimeError):
-    """An obligation could not be carried out (the whole mutation rolls back)."""
-
-
-ORDER: tuple[str, ...] = (
-    "create_erp_customer", "create_ship_to",
-    "create_erp_sales_order", "create_erp_sales_quote", "generate_sales_order",
-    "apply_sales_quote_template_defaults",
-    "default_bill_to", "default_header_from_bill_to", "default_ship_to", "default_tax_and_language",
-    "put_on_credit_hold",
-    "set_opportunity_reference", "hand_over_order_to_erp", "suppress_erp_replication",
-    "close_opportunity", "update_opportunity_from_erp", "set_opportunity_stage",
-    "set_order_state", "set_order_read_only",
-    "set_original_lines_delivery_type", "set_intercompany_po_delivery_address",
-    "propagate_to_intercompany_po", "propagate_to_intercompany_so",
-    "sync_original_line_delivery_addresses", "update_intercompany_delivery_dates",
-    "recalculate_net_amount",
-    "skip_price_calculation", "compute_price",
-)
-
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(name: str):
-    def register(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return fn
-    return register
-
-
-def _need(ctx: Ctx, key: str) -> Any:
-    value = ctx.refs.get(key)
-    if value is None:
-        raise ObligationFailed(f"{ctx.action}: obligation needs `{key}`, which this mutation does not have")
-    return value
+                     ErpSalesQuote, IntercompanyLine, IntercompanySalesOrder, IntercompanySalesOrderLine, Note,
+                     Opportunity, PurchaseOrder, PurchaseOrderLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate,
+                     net_sum)
 
 
 # --------------------------------------------------------------------------- pricing (d365_sales)
@@ -61,16 +27,15 @@ def _price_line(line: CrmPricedLine) -> None:
     line.price_status = "computed"
 
 
-@handles("compute_price")
-def compute_price(ctx: Ctx, params: dict) -> None:
-    line = ctx.refs.get("priced_line")
-    header = ctx.refs.get("priced_header")
+def compute_price(ctx: Ctx, params: dict[str, Any]) -> None:
+    line = ctx.refs.priced_line
+    header = ctx.refs.priced_header
     if line is None and header is None:
         raise ObligationFailed(f"{ctx.action}: nothing to price")
     if line is not None:
         _price_line(line)
     if header is not None:
-        if line is None and not ctx.refs.get("line_action"):   # a header action prices every line
+        if line is None and not ctx.refs.line_action:   # a header action prices every line
             for each in header.lines:
                 _price_line(each)
         header.price_total()
@@ -79,18 +44,15 @@ def compute_price(ctx: Ctx, params: dict) -> None:
         ctx.effect(f"price computed: line {line.net_cents} cents")
 
 
-@handles("skip_price_calculation")
-def skip_price_calculation(ctx: Ctx, params: dict) -> None:
-    for key in ("priced_line", "priced_header"):
-        record = ctx.refs.get(key)
+def skip_price_calculation(ctx: Ctx, params: dict[str, Any]) -> None:
+    for record in (ctx.refs.priced_line, ctx.refs.priced_header):
         if record is not None:
             record.price_status = "skipped"
     ctx.effect("price calculation skipped (back office prices the order)")
 
 
-@handles("set_order_state")
-def set_order_state(ctx: Ctx, params: dict) -> None:
-    order: CrmSalesOrder = _need(ctx, "crm_order")
+def set_order_state(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.crm_order, "crm_order")
     if params.get("statecode") not in ("active", "submitted", "canceled", "fulfilled", "invoiced"):
         raise ObligationFailed(f"set_order_state: unknown statecode {params.get('statecode')!r}")
     order.statecode = params["statecode"]
@@ -101,9 +63,8 @@ def set_order_state(ctx: Ctx, params: dict) -> None:
     ctx.effect(f"order state {order.statecode}/{order.statuscode}")
 
 
-@handles("set_order_read_only")
-def set_order_read_only(ctx: Ctx, params: dict) -> None:
-    order: CrmSalesOrder = _need(ctx, "crm_order")
+def set_order_read_only(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.crm_order, "crm_order")
     order.read_only = True
     ctx.effect("order made read-only")
 
@@ -116,9 +77,8 @@ def _number(ctx: Ctx, record: Any, prefix: str) -> str:
     return record.number
 
 
-@handles("create_erp_customer")
-def create_erp_customer(ctx: Ctx, params: dict) -> None:
-    account: Account = _need(ctx, "account")
+def create_erp_customer(ctx: Ctx, params: dict[str, Any]) -> None:
+    account = need(ctx, ctx.refs.account, "account")
     code = account.erp_customer_code or f"C{10000 + account.id}"
     if ctx.session.scalar(sa.select(Customer).where(Customer.code == code)) is None:
         ctx.session.add(Customer(code=code, name=account.name, sold_to_address=account.address,
@@ -132,10 +92,9 @@ def _selected_lines(opp: Opportunity) -> list:
     return chosen or list(opp.lines)
 
 
-@handles("create_erp_sales_order")
-def create_erp_sales_order(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
-    account: Account = _need(ctx, "account")
+def create_erp_sales_order(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
+    account = need(ctx, ctx.refs.account, "account")
     if not account.erp_customer_code:
         raise ObligationFailed("create_erp_sales_order: the CRM profile has no ERP customer")
     order = SalesOrder(system="qad_erp", customer_code=account.erp_customer_code, opportunity_id=opp.id,
@@ -146,27 +105,25 @@ def create_erp_sales_order(ctx: Ctx, params: dict) -> None:
     order.sum_net()
     ctx.session.add(order)
     _number(ctx, order, "SO")
-    ctx.refs["erp_order"] = order
+    ctx.refs.erp_order = order
     ctx.effect(f"ERP sales order {order.number} created with {len(order.lines)} line(s)")
 
 
-@handles("create_erp_sales_quote")
-def create_erp_sales_quote(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
-    account: Account = _need(ctx, "account")
+def create_erp_sales_quote(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
+    account = need(ctx, ctx.refs.account, "account")
     lines = [line for line in opp.lines if line.selected]
     quote = ErpSalesQuote(customer_code=account.erp_customer_code or "", opportunity_id=opp.id,
                           line_items=[{"item": l.item, "quantity": l.quantity} for l in lines])
     ctx.session.add(quote)
     _number(ctx, quote, "SQ")
-    ctx.refs["erp_quote"] = quote
+    ctx.refs.erp_quote = quote
     ctx.effect(f"ERP sales quote {quote.number} created with {len(lines)} line(s)")
 
 
-@handles("apply_sales_quote_template_defaults")
-def apply_sales_quote_template_defaults(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "erp_order")
-    opp: Opportunity = _need(ctx, "opportunity")
+def apply_sales_quote_template_defaults(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.erp_order, "erp_order")
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
     template = ctx.session.get(SalesQuoteTemplate, opp.domain or "default") \
         or ctx.session.get(SalesQuoteTemplate, "default")
     if template is None:
@@ -178,36 +135,32 @@ def apply_sales_quote_template_defaults(ctx: Ctx, params: dict) -> None:
                f"currency {order.currency}")
 
 
-@handles("set_opportunity_reference")
-def set_opportunity_reference(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
+def set_opportunity_reference(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
     source = params.get("source")
     if source == "erp_sales_order_number":
-        opp.reference = _need(ctx, "erp_order").number
+        opp.reference = need(ctx, ctx.refs.erp_order, "erp_order").number
     elif source == "erp_sales_quote_number":
-        opp.reference = _need(ctx, "erp_quote").number
+        opp.reference = need(ctx, ctx.refs.erp_quote, "erp_quote").number
     else:
         raise ObligationFailed(f"set_opportunity_reference: unknown source {source!r}")
     ctx.effect(f"opportunity reference = {opp.reference}")
 
 
-@handles("hand_over_order_to_erp")
-def hand_over_order_to_erp(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
+def hand_over_order_to_erp(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
     opp.order_sent_to_erp = True
     ctx.effect("order handed over to ERP: later CRM edits are not replicated")
 
 
-@handles("suppress_erp_replication")
-def suppress_erp_replication(ctx: Ctx, params: dict) -> None:
+def suppress_erp_replication(ctx: Ctx, params: dict[str, Any]) -> None:
     ctx.flags.add("suppress_erp_replication")
     ctx.effect("CRM change not replicated to the ERP order (handed over)")
 
 
-@handles("update_opportunity_from_erp")
-def update_opportunity_from_erp(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
-    order: SalesOrder = _need(ctx, "erp_order")
+def update_opportunity_from_erp(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
+    order = need(ctx, ctx.refs.erp_order, "erp_order")
     fields = params.get("fields") or ["shipped_quantity", "invoiced_quantity"]
     unknown = set(fields) - {"shipped_quantity", "invoiced_quantity"}
     if unknown:   # a policy names fields; it must not be able to overwrite arbitrary attributes
@@ -223,9 +176,8 @@ def update_opportunity_from_erp(ctx: Ctx, params: dict) -> None:
     ctx.effect("opportunity updated from ERP: " + ", ".join(f"{n} {getattr(opp, n)}" for n in fields))
 
 
-@handles("set_opportunity_stage")
-def set_opportunity_stage(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
+def set_opportunity_stage(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
     if not isinstance(params.get("stage"), str) or not params["stage"]:
         raise ObligationFailed("set_opportunity_stage: no stage given")
     opp.stage = params["stage"]
@@ -234,10 +186,9 @@ def set_opportunity_stage(ctx: Ctx, params: dict) -> None:
 
 # --------------------------------------------------------------------------- Autotask
 
-@handles("generate_sales_order")
-def generate_sales_order(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
-    quote = ctx.refs.get("quote")
+def generate_sales_order(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
+    quote = ctx.refs.quote
     order = CrmSalesOrder(system="autotask", name=f"Sales order for {opp.name}", opportunity_id=opp.id,
                           quote_id=quote.id if quote is not None else None, statecode="active")
     if quote is not None:
@@ -248,36 +199,32 @@ def generate_sales_order(ctx: Ctx, params: dict) -> None:
     ctx.session.add(order)
     opp.sales_order_previously_generated = True
     ctx.session.flush()
-    ctx.refs["crm_order"] = order
+    ctx.refs.crm_order = order
     ctx.effect(f"sales order {order.id} generated with {len(order.lines)} product line(s)")
 
 
-@handles("close_opportunity")
-def close_opportunity(ctx: Ctx, params: dict) -> None:
-    opp: Opportunity = _need(ctx, "opportunity")
+def close_opportunity(ctx: Ctx, params: dict[str, Any]) -> None:
+    opp = need(ctx, ctx.refs.opportunity, "opportunity")
     opp.status = "closed"
     ctx.effect("opportunity closed (won)")
 
 
 # --------------------------------------------------------------------------- QAD EA customers
 
-@handles("put_on_credit_hold")
-def put_on_credit_hold(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def put_on_credit_hold(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     order.action_status = params.get("action_status") or "HD"
     ctx.effect(f"order on credit hold: action status {order.action_status}")
 
 
-@handles("default_bill_to")
-def default_bill_to(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def default_bill_to(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     order.bill_to = params["bill_to"]
     ctx.effect(f"bill-to defaulted to {order.bill_to}")
 
 
-@handles("default_header_from_bill_to")
-def default_header_from_bill_to(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def default_header_from_bill_to(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     code = order.bill_to or order.customer_code
     bill_to = ctx.session.scalar(sa.select(Customer).where(Customer.code == code))
     if bill_to is None:
@@ -291,18 +238,16 @@ def default_header_from_bill_to(ctx: Ctx, params: dict) -> None:
     ctx.effect(f"header from bill-to {code}: terms {order.credit_terms}, currency {order.currency}")
 
 
-@handles("default_ship_to")
-def default_ship_to(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
-    customer: Customer = _need(ctx, "customer")
+def default_ship_to(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
+    customer = need(ctx, ctx.refs.customer, "customer")
     order.ship_to = params["ship_to"]
     order.ship_to_address = customer.ship_to_address or customer.sold_to_address
     ctx.effect(f"ship-to defaulted to {order.ship_to}")
 
 
-@handles("default_tax_and_language")
-def default_tax_and_language(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def default_tax_and_language(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     source = params.get("source", "sold_to")
     code = order.ship_to if source == "ship_to" else order.customer_code
     record = ctx.session.scalar(sa.select(Customer).where(Customer.code == code))
@@ -312,14 +257,13 @@ def default_tax_and_language(ctx: Ctx, params: dict) -> None:
     ctx.effect(f"language {order.language} and tax defaults from the {source.replace('_', '-')} {code}")
 
 
-@handles("create_ship_to")
-def create_ship_to(ctx: Ctx, params: dict) -> None:
-    customer: Customer = _need(ctx, "customer")
+def create_ship_to(ctx: Ctx, params: dict[str, Any]) -> None:
+    customer = need(ctx, ctx.refs.customer, "customer")
     code = params["ship_to"]
-    address = ctx.refs.get("ship_to_address") or ""
+    address = ctx.refs.ship_to_address or ""
     if not any(s.code == code for s in customer.ship_tos):
         customer.ship_tos.append(CustomerShipTo(code=code, address=address))
-    order = ctx.refs.get("order")
+    order = ctx.refs.order
     if order is not None and address:
         order.ship_to_address = address
     ctx.effect(f"ship-to {code} created for customer {customer.code}")
@@ -343,88 +287,136 @@ def _lines_of(docs: Iterable[Any], original_line_id: int) -> list:
     return [line for doc in docs for line in doc.lines if line.original_line_id == original_line_id]
 
 
-def _propagate(ctx: Ctx, change: str, docs: list, line_cls: type, doc_type: str, label: str) -> None:
-    order: SalesOrder = _need(ctx, "order")
-    line: SalesOrderLine | None = ctx.refs.get("line")
-    note: Note | None = ctx.refs.get("note")
-    if not docs:
-        ctx.effect(f"no {label} to propagate {change} to")
-        return
-    names = ", ".join(d.number for d in docs)
-    if change == "delete_order":
-        for doc in docs:
-            ctx.session.delete(doc)
-        for copy in ctx.session.scalars(sa.select(Note).where(Note.document_type == doc_type,
-                                                              Note.document_number.in_([d.number for d in docs]))):
+@dataclass(frozen=True)
+class _Chain:
+    """The intercompany documents of one kind that a change of the original order reaches."""
+
+    docs: list[Any]                   # PurchaseOrder or IntercompanySalesOrder
+    line_cls: type[IntercompanyLine]
+    doc_type: str                     # how notes name the document type
+    label: str
+
+
+def _delete_order(ctx: Ctx, chain: _Chain) -> None:
+    for doc in chain.docs:
+        ctx.session.delete(doc)
+    numbers = [d.number for d in chain.docs]
+    for copy in ctx.session.scalars(sa.select(Note).where(Note.document_type == chain.doc_type,
+                                                          Note.document_number.in_(numbers))):
+        ctx.session.delete(copy)
+
+
+def _delete_line(ctx: Ctx, chain: _Chain) -> None:
+    for ic_line in _lines_of(chain.docs, need(ctx, ctx.refs.line, "line").id):
+        ic_line.order.lines.remove(ic_line)
+
+
+def _create_line(ctx: Ctx, chain: _Chain) -> None:
+    line = need(ctx, ctx.refs.line, "line")
+    for doc in chain.docs:
+        new = chain.line_cls.priced(line_no=max([l.line_no for l in doc.lines], default=0) + 1,
+                                    original_line_id=line.id, origin="derived", item=line.item,
+                                    quantity=line.quantity, unit_price_cents=line.unit_price_cents,
+                                    delivery_type=line.delivery_type, delivery_address=line.delivery_address)
+        doc.lines.append(new)
+        if isinstance(new, PurchaseOrderLine):
+            ctx.session.flush()
+            line.linked_po_line_id = new.id
+
+
+def _update_quantity(ctx: Ctx, chain: _Chain) -> None:
+    line = need(ctx, ctx.refs.line, "line")
+    for ic_line in _lines_of(chain.docs, line.id):
+        ic_line.quantity = line.quantity
+
+
+def _delivery_type(ctx: Ctx, chain: _Chain) -> None:
+    for original in need(ctx, ctx.refs.order, "order").lines:
+        for ic_line in _lines_of(chain.docs, original.id):
+            ic_line.delivery_type = original.delivery_type
+
+
+def _delivery_address(ctx: Ctx, chain: _Chain) -> None:
+    # The IC sales order follows its purchase order (header and lines).
+    pos = {po.number: po for po in _ic_purchase_orders(ctx, need(ctx, ctx.refs.order, "order"))}
+    for doc in chain.docs:
+        po = pos.get(getattr(doc, "purchase_order_number", None))
+        if po is None:
+            continue
+        doc.delivery_address = po.delivery_address
+        po_lines = {l.original_line_id: l for l in po.lines}
+        for ic_line in doc.lines:
+            if ic_line.original_line_id in po_lines:
+                ic_line.delivery_address = po_lines[ic_line.original_line_id].delivery_address
+
+
+def _note_copies(ctx: Ctx, chain: _Chain) -> Iterator[tuple[Note, Any, Note | None]]:
+    note = need(ctx, ctx.refs.note, "note")
+    for doc in chain.docs:
+        copy = ctx.session.scalar(sa.select(Note).where(Note.source_note_id == note.id,
+                                                        Note.document_type == chain.doc_type,
+                                                        Note.document_number == doc.number))
+        yield note, doc, copy
+
+
+def _create_note(ctx: Ctx, chain: _Chain) -> None:
+    for note, doc, _ in _note_copies(ctx, chain):
+        ctx.session.add(Note(document_type=chain.doc_type, document_number=doc.number, line_no=note.line_no,
+                             attached_to=note.attached_to, text=note.text, source_note_id=note.id))
+
+
+def _update_note(ctx: Ctx, chain: _Chain) -> None:
+    for note, _, copy in _note_copies(ctx, chain):
+        if copy is not None:
+            copy.text = note.text
+
+
+def _delete_note(ctx: Ctx, chain: _Chain) -> None:
+    for _, _, copy in _note_copies(ctx, chain):
+        if copy is not None:
             ctx.session.delete(copy)
-    elif change == "delete_line":
-        for ic_line in _lines_of(docs, _need(ctx, "line").id):
-            ic_line.order.lines.remove(ic_line)
-    elif change == "create_line":
-        assert line is not None
-        for doc in docs:
-            new = line_cls.priced(line_no=max([l.line_no for l in doc.lines], default=0) + 1,
-                                  original_line_id=line.id, origin="derived", item=line.item, quantity=line.quantity,
-                                  unit_price_cents=line.unit_price_cents, delivery_type=line.delivery_type,
-                                  delivery_address=line.delivery_address)
-            doc.lines.append(new)
-            if line_cls is PurchaseOrderLine:
-                ctx.session.flush()
-                line.linked_po_line_id = new.id
-    elif change == "update_quantity":
-        for ic_line in _lines_of(docs, _need(ctx, "line").id):
-            ic_line.quantity = line.quantity
-    elif change == "delivery_type":
-        for original in order.lines:
-            for ic_line in _lines_of(docs, original.id):
-                ic_line.delivery_type = original.delivery_type
-    elif change == "delivery_address":
-        # The IC sales order follows its purchase order (header and lines).
-        pos = {po.number: po for po in _ic_purchase_orders(ctx, order)}
-        for doc in docs:
-            po = pos.get(getattr(doc, "purchase_order_number", None))
-            if po is None:
-                continue
-            doc.delivery_address = po.delivery_address
-            po_lines = {l.original_line_id: l for l in po.lines}
-            for ic_line in doc.lines:
-                if ic_line.original_line_id in po_lines:
-                    ic_line.delivery_address = po_lines[ic_line.original_line_id].delivery_address
-    elif change in ("create_note", "update_note", "delete_note"):
-        note = _need(ctx, "note")
-        for doc in docs:
-            copy = ctx.session.scalar(sa.select(Note).where(Note.source_note_id == note.id,
-                                                            Note.document_type == doc_type,
-                                                            Note.document_number == doc.number))
-            if change == "create_note":
-                ctx.session.add(Note(document_type=doc_type, document_number=doc.number, line_no=note.line_no,
-                                     attached_to=note.attached_to, text=note.text, source_note_id=note.id))
-            elif copy is not None and change == "update_note":
-                copy.text = note.text
-            elif copy is not None:
-                ctx.session.delete(copy)
-    else:
+
+
+#: ``change`` parameter of the propagate obligations -> what it does to the chain's documents
+PROPAGATIONS: dict[str, Callable[[Ctx, _Chain], None]] = {
+    "delete_order": _delete_order,
+    "delete_line": _delete_line,
+    "create_line": _create_line,
+    "update_quantity": _update_quantity,
+    "delivery_type": _delivery_type,
+    "delivery_address": _delivery_address,
+    "create_note": _create_note,
+    "update_note": _update_note,
+    "delete_note": _delete_note,
+}
+
+
+def _propagate(ctx: Ctx, params: dict[str, Any], chain: _Chain) -> None:
+    change = params.get("change")
+    step = PROPAGATIONS.get(change) if isinstance(change, str) else None
+    if step is None:
         raise ObligationFailed(f"unknown intercompany change {change!r}")
-    ctx.effect(f"{change} propagated to {label} {names}")
+    if not chain.docs:
+        ctx.effect(f"no {chain.label} to propagate {change} to")
+        return
+    step(ctx, chain)
+    ctx.effect(f"{change} propagated to {chain.label} {', '.join(d.number for d in chain.docs)}")
 
 
-@handles("propagate_to_intercompany_po")
-def propagate_to_intercompany_po(ctx: Ctx, params: dict) -> None:
-    order = _need(ctx, "order")
-    _propagate(ctx, params["change"], _ic_purchase_orders(ctx, order), PurchaseOrderLine,
-               "purchase_order", "intercompany PO")
+def propagate_to_intercompany_po(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
+    _propagate(ctx, params, _Chain(_ic_purchase_orders(ctx, order), PurchaseOrderLine, "purchase_order",
+                                   "intercompany PO"))
 
 
-@handles("propagate_to_intercompany_so")
-def propagate_to_intercompany_so(ctx: Ctx, params: dict) -> None:
-    order = _need(ctx, "order")
-    _propagate(ctx, params["change"], _ic_sales_orders(ctx, order), IntercompanySalesOrderLine,
-               "intercompany_sales_order", "intercompany SO")
+def propagate_to_intercompany_so(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
+    _propagate(ctx, params, _Chain(_ic_sales_orders(ctx, order), IntercompanySalesOrderLine,
+                                   "intercompany_sales_order", "intercompany SO"))
 
 
-@handles("recalculate_net_amount")
-def recalculate_net_amount(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def recalculate_net_amount(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     docs: list[Any] = [order]
     if params.get("scope", "all_orders") == "all_orders":
         docs += _ic_purchase_orders(ctx, order) + _ic_sales_orders(ctx, order)
@@ -435,9 +427,8 @@ def recalculate_net_amount(ctx: Ctx, params: dict) -> None:
     ctx.effect("net amounts recalculated: " + ", ".join(f"{d.number} {d.net_cents}" for d in docs))
 
 
-@handles("set_intercompany_po_delivery_address")
-def set_intercompany_po_delivery_address(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def set_intercompany_po_delivery_address(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     value = params["value"]
     for po in _ic_purchase_orders(ctx, order):
         if value == "standard_po_delivery_address":
@@ -454,9 +445,8 @@ def set_intercompany_po_delivery_address(ctx: Ctx, params: dict) -> None:
                    + (" (header and lines)" if params.get("include_lines") else ""))
 
 
-@handles("set_original_lines_delivery_type")
-def set_original_lines_delivery_type(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def set_original_lines_delivery_type(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     skip_external = params.get("skip_lines_linked_to_external_vendor_po", True)
     changed = skipped = 0
     for line in order.lines:
@@ -476,9 +466,8 @@ def _linked_po_type(ctx: Ctx, line: SalesOrderLine) -> str | None:
     return po_line.order.vendor_type if po_line is not None else None
 
 
-@handles("sync_original_line_delivery_addresses")
-def sync_original_line_delivery_addresses(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def sync_original_line_delivery_addresses(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     docs = _ic_purchase_orders(ctx, order) + _ic_sales_orders(ctx, order)
     n = 0
     for original in order.lines:
@@ -488,9 +477,8 @@ def sync_original_line_delivery_addresses(ctx: Ctx, params: dict) -> None:
     ctx.effect(f"{n} intercompany line address(es) synced from the original lines")
 
 
-@handles("update_intercompany_delivery_dates")
-def update_intercompany_delivery_dates(ctx: Ctx, params: dict) -> None:
-    order: SalesOrder = _need(ctx, "order")
+def update_intercompany_delivery_dates(ctx: Ctx, params: dict[str, Any]) -> None:
+    order = need(ctx, ctx.refs.order, "order")
     originals = {line.id: line for line in order.lines}
     for po in _ic_purchase_orders(ctx, order):
         po.delivery_date = order.requested_receipt_date
@@ -504,3 +492,41 @@ def update_intercompany_delivery_dates(ctx: Ctx, params: dict) -> None:
             line.requested_receipt_date = (src.requested_receipt_date if src else None) or order.requested_receipt_date
             line.requested_ship_date = (src.requested_ship_date if src else None) or order.requested_ship_date
     ctx.effect("intercompany delivery dates updated (PO delivery, SO requested receipt/ship)")
+
+
+#: Every obligation the connector carries out, in the order the obligations of one decision are
+#: applied (dependencies first: the ERP customer before the ERP order, the order before its
+#: reference, delivery types and addresses before they are propagated, quantities before net
+#: amounts, prices last). The handler's name is the obligation's name.
+OBLIGATIONS: tuple[Handler, ...] = (
+    create_erp_customer,
+    create_ship_to,
+    create_erp_sales_order,
+    create_erp_sales_quote,
+    generate_sales_order,
+    apply_sales_quote_template_defaults,
+    default_bill_to,
+    default_header_from_bill_to,
+    default_ship_to,
+    default_tax_and_language,
+    put_on_credit_hold,
+    set_opportunity_reference,
+    hand_over_order_to_erp,
+    suppress_erp_replication,
+    close_opportunity,
+    update_opportunity_from_erp,
+    set_opportunity_stage,
+    set_order_state,
+    set_order_read_only,
+    set_original_lines_delivery_type,
+    set_intercompany_po_delivery_address,
+    propagate_to_intercompany_po,
+    propagate_to_intercompany_so,
+    sync_original_line_delivery_addresses,
+    update_intercompany_delivery_dates,
+    recalculate_net_amount,
+    skip_price_calculation,
+    compute_price,
+)
+HANDLERS: dict[str, Handler] = {fn.__name__: fn for fn in OBLIGATIONS}
+ORDER: tuple[str, ...] = tuple(HANDLERS)

@@ -422,21 +422,26 @@ def _stamp_decision_id(session: Session, flush_context, instances) -> None:
 
 # --------------------------------------------------------------------------- the order book
 
+_READING = "ordergate_reading"
+
+
 def _serialize_sqlite_writers(engine: sa.Engine) -> None:
-    """Begin every SQLite transaction with BEGIN IMMEDIATE.
+    """Begin every SQLite writing transaction with BEGIN IMMEDIATE, and reading ones with BEGIN.
 
     A guarded mutation reads its facts, asks for a decision, then writes: the facts must not change
     in between. PostgreSQL gets that from ``SELECT ... FOR UPDATE`` on the records the facts come
-    from; SQLite ignores FOR UPDATE and pysqlite would only BEGIN at the first write, so the
-    transaction takes SQLite's write lock up front instead (the SQLAlchemy pysqlite recipe).
+    from; SQLite ignores FOR UPDATE and pysqlite would only BEGIN at the first write, so a writing
+    transaction takes SQLite's write lock up front instead (the SQLAlchemy pysqlite recipe). The
+    facts are first read in a reading transaction (no write lock), the decision is made with no
+    transaction open, and the writing transaction re-reads them (see connector/gate.py).
     """
     @event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi_connection, connection_record) -> None:
+    def _no_implicit_begin(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(conn) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READING) else "BEGIN IMMEDIATE")
 
 
 class OrderBook:
@@ -451,6 +456,7 @@ class OrderBook:
         if self.engine.dialect.name == "sqlite":
             _serialize_sqlite_writers(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{_READING: True}), expire_on_commit=False)
         if create:
             Base.metadata.create_all(self.engine)
 
@@ -461,6 +467,12 @@ class OrderBook:
     def transaction(self) -> Iterator[Session]:
         """A session whose work commits at the end of the block, or rolls back on any exception."""
         with self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reading only: on SQLite it takes no write lock; its transaction ends with the block."""
+        with self._readers() as session, session.begin():
             yield session
 
     def snapshot(self) -> dict[str, list[tuple]]:

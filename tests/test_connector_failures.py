@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connector import (HANDLERS, Connector, DecisionResult, DecisionUnavailable, InProcessClient, Obligation,
-                       PolicyDenied, OrderBook, UnsupportedObligation)
+from connector import (HANDLERS, Connector, DecisionResult, DecisionUnavailable, FactsChanged, InProcessClient,
+                       Obligation, OrderBook, PolicyDenied, UnsupportedObligation)
 from connector.sample import seed_all
-from connector.orders import PurchaseOrder, SalesOrder, SystemSetting
+from connector.orders import AppliedMutation, PurchaseOrder, SalesOrder, SystemSetting
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,8 +177,9 @@ def test_process_killed_mid_transaction_leaves_nothing(book, db_url, policy_set,
 
 
 def test_concurrent_mutations_cannot_both_act_on_the_same_facts(book, policy_set):
-    """Two sends of the same opportunity at once: the facts of the second are read only after the
-    first committed (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite), so one ERP order."""
+    """Two sends of the same opportunity at once, both decided on the same facts: the second finds
+    them changed under its write lock (FOR UPDATE on PostgreSQL, BEGIN IMMEDIATE on SQLite) and is
+    decided again on the facts the first left, so one ERP order."""
     import threading
 
     from connector.orders import Opportunity
@@ -262,3 +263,84 @@ def test_a_policy_cannot_make_a_handler_write_arbitrary_fields(book):
         Connector(book, client).qad_crm.apply_erp_update("SO-Z", user="integration",
                                                            lines={1: {"invoiced_quantity": 1}})
     assert book.snapshot() == before
+
+
+# --------------------------------------------------------------------------- no lock held while deciding
+
+def test_a_slow_decision_holds_no_sqlite_write_lock(sqlite_url, policy_set):
+    """SQLite's write lock is database-wide: while a mutation waits for its decision, an unrelated
+    writer (waiting at most 0.5 s for the lock) must still get through."""
+    import threading
+
+    book = OrderBook(sqlite_url)
+    seed_all(book)
+    asked, answer = threading.Event(), threading.Event()
+    inner = InProcessClient(policy_set)
+
+    class SlowClient:
+        def decide(self, action, input):
+            asked.set()
+            assert answer.wait(30)
+            return inner.decide(action, input)
+
+    outcome: list = []
+
+    def mutate():
+        try:
+            outcome.append(Connector(book, SlowClient()).dynamics_ax.update_line_quantity("SO-AX-1", 1, 25,
+                                                                                         user="alice"))
+        except Exception as exc:  # noqa: BLE001
+            outcome.append(exc)
+    worker = threading.Thread(target=mutate)
+    worker.start()
+    other = OrderBook(sqlite_url, create=False, connect_args={"timeout": 0.5})
+    try:
+        assert asked.wait(30)
+        with other.transaction() as s:
+            s.add(SystemSetting(system="autotask", key="unrelated", value=1))
+    finally:
+        answer.set()
+        worker.join(30)
+        other.dispose()
+        book.dispose()
+    assert len(outcome) == 1 and not isinstance(outcome[0], Exception), outcome
+    assert _qty(book, "SO-AX-1") == 25
+
+
+class _ChangingClient:
+    """Allows everything; while deciding, another writer changes a fact of the mutation ``changes`` times."""
+
+    def __init__(self, book, changes: int) -> None:
+        self.book, self.changes, self.requests = book, changes, []
+
+    def decide(self, action, input):
+        self.requests.append(input)
+        if len(self.requests) <= self.changes:
+            with self.book.transaction() as s:
+                if s.bind.dialect.name == "postgresql":   # fail, not hang, if the mutation held its row locks
+                    s.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+                order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == "SO-AX-1"))
+                order.document_status = f"status-{len(self.requests)}"
+        return DecisionResult(f"d-{len(self.requests)}", True, (), ("X-1",), None, "v")
+
+
+def test_facts_changed_while_deciding_are_decided_again(book):
+    client = _ChangingClient(book, changes=1)
+    applied = Connector(book, client).dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
+    statuses = [r["resource"]["sales_order"]["document_status"] for r in client.requests]
+    assert statuses == ["confirmation", "status-1"]        # the second decision saw the changed fact
+    assert applied.decision.decision_id == "d-2"
+    with book.session() as s:
+        row = s.scalar(sa.select(AppliedMutation).where(AppliedMutation.action == "salesorder_line.update_quantity"))
+        assert row.decision_id == "d-2"
+    assert _qty(book, "SO-AX-1") == 25
+
+
+def test_facts_that_keep_changing_write_nothing(book):
+    client = _ChangingClient(book, changes=10)
+    with pytest.raises(FactsChanged, match="changed while each of 3 decisions"):
+        Connector(book, client).dynamics_ax.update_line_quantity("SO-AX-1", 1, 25, user="alice")
+    assert len(client.requests) == 3
+    assert _qty(book, "SO-AX-1") == 10
+    with book.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(AppliedMutation)) == 0

@@ -21,13 +21,13 @@ class Autotask:
         """The sales order the wizard creates when it closes the opportunity (``salesorder.generate``)."""
         def build(ctx: Ctx) -> dict:
             opp = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
-            ctx.refs["opportunity"] = opp
+            ctx.refs.opportunity = opp
             quote: Quote | None
             if quote_id is not None:
                 quote = one(ctx, Quote, "quote", id=quote_id, opportunity_id=opp.id)
             else:
                 quote = next((q for q in opp.quotes if q.is_primary), None) or (opp.quotes[0] if opp.quotes else None)
-            ctx.refs["quote"] = quote
+            ctx.refs.quote = quote
             resource: dict[str, Any] = {"opportunity": {
                 "status": opp.status,
                 "has_associated_quote": quote is not None,
@@ -54,14 +54,14 @@ class Autotask:
     def create_sales_order(self, opportunity_id: int, *, user: str) -> Applied:
         """A manual sales order (``salesorder.create``): the shipped rules always deny it (STG-31)."""
         def build(ctx: Ctx) -> dict:
-            ctx.refs["opportunity"] = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
+            ctx.refs.opportunity = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
             return {"subject": {"name": ctx.user.name}, "resource": {}, "context": {}}
 
         def mutate(ctx: Ctx) -> int:
             order = CrmSalesOrder(system=SYSTEM, name="manual", opportunity_id=opportunity_id)
             ctx.session.add(order)
             ctx.session.flush()
-            ctx.refs["crm_order"] = order
+            ctx.refs.crm_order = order
             ctx.effect(f"sales order {order.id} created manually")
             return order.id
 

@@ -54,14 +54,14 @@ class D365Sales:
         """Puts the priced records in ctx.refs; returns the sales order whose state is a fact."""
         _, parent_entity, parent_attr = ENTITIES[entity]
         if parent_entity is None:
-            ctx.refs["priced_header"] = record
+            ctx.refs.priced_header = record
             return record if entity == "salesorder" else None
         header = getattr(record, parent_attr)
         # lock the header too (its state is a fact of line actions) and re-read it under the lock
         header = ctx.session.get(type(header), header.id, with_for_update=True, populate_existing=True)
-        ctx.refs["priced_line"] = record
-        ctx.refs["priced_header"] = header
-        ctx.refs["line_action"] = True
+        ctx.refs.priced_line = record
+        ctx.refs.priced_header = header
+        ctx.refs.line_action = True
         return header if entity == "salesorder_line" else None
 
     @staticmethod
@@ -92,7 +92,7 @@ class D365Sales:
                 if hasattr(record, "system"):
                     record.system = SYSTEM
                 ctx.session.add(record)
-                ctx.refs["priced_header"] = record
+                ctx.refs.priced_header = record
             else:
                 parent = state["parent"]
                 record.line_no = max([l.line_no for l in parent.lines], default=0) + 1
@@ -110,12 +110,12 @@ class D365Sales:
 
         def build(ctx: Ctx) -> dict:
             record = self._load(ctx, entity, record_id)
-            ctx.refs["record"] = record
+            ctx.refs.record = record
             return self._input(ctx, self._refs(ctx, entity, record))
 
         def mutate(ctx: Ctx) -> None:
             allowed = LINE_FIELDS if ENTITIES[entity][1] else HEADER_FIELDS
-            record = ctx.refs["record"]
+            record = ctx.refs.record
             for k, v in fields.items():
                 if k not in allowed:
                     raise ValueError(f"{entity}.update: field {k!r} cannot be changed here")
@@ -130,15 +130,15 @@ class D365Sales:
 
         def build(ctx: Ctx) -> dict:
             record = self._load(ctx, entity, record_id)
-            ctx.refs["record"] = record
+            ctx.refs.record = record
             order = self._refs(ctx, entity, record)
-            ctx.refs.pop("priced_line", None)   # a deleted line is not priced; its header is
+            ctx.refs.priced_line = None   # a deleted line is not priced; its header is
             if ENTITIES[entity][1] is None:
-                ctx.refs.pop("priced_header", None)
+                ctx.refs.priced_header = None
             return self._input(ctx, order)
 
         def mutate(ctx: Ctx) -> None:
-            record = ctx.refs["record"]
+            record = ctx.refs.record
             parent_attr = ENTITIES[entity][2]
             if parent_attr:
                 getattr(record, parent_attr).lines.remove(record)   # delete-orphan; header total reflects it
@@ -166,7 +166,7 @@ class D365Sales:
     def submit(self, order_id: int, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             order = self._load(ctx, "salesorder", order_id)
-            ctx.refs["crm_order"] = order
+            ctx.refs.crm_order = order
             return self._input(ctx, order)
 
         def mutate(ctx: Ctx) -> None:
@@ -178,11 +178,11 @@ class D365Sales:
     def create_invoice(self, order_id: int, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             order = self._load(ctx, "salesorder", order_id)
-            ctx.refs["crm_order"] = order
+            ctx.refs.crm_order = order
             return self._input(ctx, order)
 
         def mutate(ctx: Ctx) -> int:
-            order = ctx.refs["crm_order"]
+            order = ctx.refs.crm_order
             invoice = Invoice(sales_order_id=order.id, name=f"Invoice for {order.name}",
                               total_cents=order.total_cents, price_status=order.price_status)
             for line in order.lines:

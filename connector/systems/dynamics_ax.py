@@ -21,7 +21,7 @@ class DynamicsAx:
     # -- facts ---------------------------------------------------------------------------------
     def _order_facts(self, ctx: Ctx, order_number: str, line_no: int | None = None) -> dict:
         order = one(ctx, SalesOrder, "sales order", number=order_number, system=SYSTEM)
-        ctx.refs["order"] = order
+        ctx.refs.order = order
         statuses = [l.line_status for so in ctx.session.scalars(
             sa.select(IntercompanySalesOrder).where(IntercompanySalesOrder.original_sales_order_number == order.number))
             for l in so.lines]
@@ -34,7 +34,7 @@ class DynamicsAx:
             line = next((l for l in order.lines if l.line_no == line_no), None)
             if line is None:
                 raise LookupError(f"sales order {order_number} has no line {line_no}")
-            ctx.refs["line"] = line
+            ctx.refs.line = line
             # None when the line is connected to no purchase line: the engine then answers
             # missing_fact for an original order, i.e. a denial (fail closed).
             resource["sales_order_line"] = {"line_no": line_no, "linked_po_type": _linked_po_type(ctx, line)}
@@ -46,7 +46,7 @@ class DynamicsAx:
     # -- original sales order ------------------------------------------------------------------
     def delete_sales_order(self, order_number: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            order = ctx.refs["order"]
+            order = ctx.refs.order
 
             def remove() -> None:   # after the chain's documents are gone
                 for note in ctx.session.scalars(sa.select(Note).where(Note.document_type == "sales_order",
@@ -61,7 +61,7 @@ class DynamicsAx:
 
     def delete_sales_order_line(self, order_number: str, line_no: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            order, line = ctx.refs["order"], ctx.refs["line"]
+            order, line = ctx.refs.order, ctx.refs.line
 
             def remove() -> None:
                 order.lines.remove(line)
@@ -75,7 +75,7 @@ class DynamicsAx:
     def create_sales_order_line(self, order_number: str, *, user: str, item: str, quantity: int,
                                 unit_price_cents: int, delivery_address: str | None = None) -> Applied:
         def mutate(ctx: Ctx) -> int:
-            order = ctx.refs["order"]
+            order = ctx.refs.order
             line = SalesOrderLine.priced(line_no=max([l.line_no for l in order.lines], default=0) + 1, item=item,
                                          quantity=quantity, unit_price_cents=unit_price_cents,
                                          delivery_type="direct_delivery" if order.direct_delivery else "none",
@@ -85,7 +85,7 @@ class DynamicsAx:
             order.lines.append(line)
             order.sum_net()
             ctx.session.flush()
-            ctx.refs["line"] = line
+            ctx.refs.line = line
             ctx.effect(f"line {line.line_no} ({item} x {quantity}) added to {order_number}")
             return line.line_no
 
@@ -94,7 +94,7 @@ class DynamicsAx:
 
     def update_line_quantity(self, order_number: str, line_no: int, quantity: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            order, line = ctx.refs["order"], ctx.refs["line"]
+            order, line = ctx.refs.order, ctx.refs.line
             before, line.quantity = line.quantity, quantity
             line.price()
             order.sum_net()
@@ -111,7 +111,7 @@ class DynamicsAx:
 
     def _direct_delivery(self, order_number: str, on: bool, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            ctx.refs["order"].direct_delivery = on
+            ctx.refs.order.direct_delivery = on
             ctx.effect(f"direct delivery {'enabled' if on else 'disabled'} on {order_number}")
 
         action = "salesorder.enable_direct_delivery" if on else "salesorder.disable_direct_delivery"
@@ -132,7 +132,7 @@ class DynamicsAx:
                         attached_to=attached, text=text)
             ctx.session.add(note)
             ctx.session.flush()
-            ctx.refs["note"] = note
+            ctx.refs.note = note
             ctx.effect(f"{attached} note {note.id} added to {order_number}")
             return note.id
 
@@ -140,14 +140,14 @@ class DynamicsAx:
 
     def _note_facts(self, ctx: Ctx, note_id: int) -> dict:
         note = one(ctx, Note, "note", id=note_id, document_type="sales_order")
-        ctx.refs["note"] = note
+        ctx.refs.note = note
         request = self._order_facts(ctx, note.document_number)
         request["resource"]["note"] = {"attached_to": note.attached_to}
         return request
 
     def update_note(self, note_id: int, text: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            ctx.refs["note"].text = text
+            ctx.refs.note.text = text
             ctx.effect(f"note {note_id} changed")
 
         return self._perform("salesorder_note.update", f"note:{note_id}", user,
@@ -155,7 +155,7 @@ class DynamicsAx:
 
     def delete_note(self, note_id: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            note = ctx.refs["note"]
+            note = ctx.refs.note
             ctx.after(lambda: ctx.session.delete(note))
             ctx.effect(f"note {note_id} deleted")
 
@@ -169,13 +169,13 @@ class DynamicsAx:
         line = ctx.session.get(self._IC_LINES[kind], line_id, with_for_update=True)
         if line is None:
             raise LookupError(f"intercompany {kind} line {line_id} not found")
-        ctx.refs["ic_line"] = line
+        ctx.refs.ic_line = line
         return {"subject": {"name": ctx.user.name},
                 "resource": {"intercompany_order_line": {"origin": line.origin}}}
 
     def delete_intercompany_line(self, kind: str, line_id: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            line = ctx.refs["ic_line"]
+            line = ctx.refs.ic_line
             doc = line.order
             doc.lines.remove(line)
             doc.sum_net()
@@ -186,7 +186,7 @@ class DynamicsAx:
 
     def update_intercompany_line_quantity(self, kind: str, line_id: int, quantity: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            line = ctx.refs["ic_line"]
+            line = ctx.refs.ic_line
             line.quantity = quantity
             line.price()
             line.order.sum_net()

@@ -19,8 +19,8 @@ class QadCrm:
 
     def _opportunity(self, ctx: Ctx, opportunity_id: int) -> Opportunity:
         opp = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
-        ctx.refs["opportunity"] = opp
-        ctx.refs["account"] = opp.account
+        ctx.refs.opportunity = opp
+        ctx.refs.account = opp.account
         return opp
 
     @staticmethod
@@ -55,7 +55,7 @@ class QadCrm:
             return {"subject": {"name": ctx.user.name}, "resource": resource, "context": self._context(ctx)}
 
         def mutate(ctx: Ctx) -> None:
-            opp = ctx.refs["opportunity"]
+            opp = ctx.refs.opportunity
             if selection is not None:
                 for line in opp.lines:
                     line.selected = line.line_no in selection
@@ -89,7 +89,7 @@ class QadCrm:
                     "context": self._context(ctx)}
 
         def mutate(ctx: Ctx) -> None:
-            opp = ctx.refs["opportunity"]
+            opp = ctx.refs.opportunity
             for k, v in fields.items():
                 if k not in EDITABLE:
                     raise ValueError(f"opportunity.update: field {k!r} cannot be changed here")
@@ -123,21 +123,22 @@ class QadCrm:
         the updated order: fully invoiced = order invoiced and every line invoiced in full.
         """
         lines = {int(k): v for k, v in (lines or {}).items()}
+        decided: dict[str, str] = {}   # the status the facts were built with
 
         def build(ctx: Ctx) -> dict:
             order = one(ctx, SalesOrder, "ERP sales order", number=order_number)
             if order.opportunity_id is None:
                 raise LookupError(f"ERP order {order_number} has no CRM opportunity")
-            ctx.refs["erp_order"] = order
+            ctx.refs.erp_order = order
             self._opportunity(ctx, order.opportunity_id)
             status = invoice_status or self._status_after(order, lines, order_invoiced)
-            ctx.refs["invoice_status"] = status
+            decided["invoice_status"] = status
             return {"subject": {"name": ctx.user.name},
                     "resource": {"erp_sales_order": {"number": order.number, "invoice_status": status}},
                     "context": {}}
 
         def mutate(ctx: Ctx) -> None:
-            order: SalesOrder = ctx.refs["erp_order"]
+            order: SalesOrder = ctx.refs.erp_order
             by_no = {line.line_no: line for line in order.lines}
             for line_no, values in lines.items():
                 line = by_no.get(line_no)
@@ -148,7 +149,7 @@ class QadCrm:
                         setattr(line, name, int(values[name]))
             if order_invoiced is not None:
                 order.erp_invoiced = order_invoiced
-            order.invoice_status = ctx.refs["invoice_status"]
+            order.invoice_status = decided["invoice_status"]
             ctx.effect(f"ERP order {order_number} mirrored: {order.invoice_status}")
 
         return self.gate.perform(SYSTEM, "opportunity.apply_erp_update", user=user,

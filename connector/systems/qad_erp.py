@@ -26,7 +26,7 @@ class QadErp:
 
     def _customer(self, ctx: Ctx, code: str) -> Customer:
         customer = one(ctx, Customer, "customer", code=code)
-        ctx.refs["customer"] = customer
+        ctx.refs.customer = customer
         return customer
 
     def select_customer_for_order(self, customer_code: str, *, user: str) -> Applied:
@@ -50,7 +50,7 @@ class QadErp:
         """Sales order entry: explicit bill-to / ship-to are optional (defaulted by the obligations)."""
         def build(ctx: Ctx) -> dict:
             c = self._customer(ctx, customer_code)
-            ctx.refs["ship_to_address"] = ship_to_address
+            ctx.refs.ship_to_address = ship_to_address
             effective_bill_to = bill_to or c.assigned_bill_to
             resource: dict[str, Any] = {
                 "customer": {"code": c.code, "is_active": c.is_active, "has_operational_data": c.has_operational_data,
@@ -79,7 +79,7 @@ class QadErp:
             ctx.session.add(order)
             ctx.session.flush()
             order.number = f"SO{10000 + order.id}"
-            ctx.refs["order"] = order
+            ctx.refs.order = order
             ctx.effect(f"sales order {order.number} entered for sold-to {customer_code}")
             return order.number
 
@@ -89,7 +89,7 @@ class QadErp:
     def ship_sales_order(self, order_number: str, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             order = one(ctx, SalesOrder, "sales order", number=order_number, system=SYSTEM)
-            ctx.refs["order"] = order
+            ctx.refs.order = order
             c = self._customer(ctx, order.customer_code)
             return {"subject": {"name": ctx.user.name},
                     "resource": {"customer": {"code": c.code, "is_active": c.is_active,
@@ -97,7 +97,7 @@ class QadErp:
                                  "order": {"action_status": order.action_status or ""}}}
 
         def mutate(ctx: Ctx) -> None:
-            ctx.refs["order"].shipped = True
+            ctx.refs.order.shipped = True
             ctx.effect(f"sales order {order_number} included on a packing list and shipped")
 
         return self.gate.perform(SYSTEM, "salesorder.ship", user=user, target=f"order:{order_number}",
@@ -112,7 +112,7 @@ class QadErp:
                     "resource": {}}
 
         def mutate(ctx: Ctx) -> None:
-            c = ctx.refs["customer"]
+            c = ctx.refs.customer
             c.ship_tos.append(CustomerShipTo(code=ship_to_code, address=address))
             ctx.effect(f"ship-to {ship_to_code} created for {customer_code}")
 
@@ -143,7 +143,7 @@ class QadErp:
                     "resource": {"customer": {"code": customer_code}}}
 
         def mutate(ctx: Ctx) -> None:
-            c = ctx.refs["customer"]
+            c = ctx.refs.customer
             for k, v in fields.items():
                 if k not in FINANCIAL_FIELDS:
                     raise ValueError(f"customer.update_financial_data: {k!r} is not financial data")
@@ -159,7 +159,7 @@ class QadErp:
             return {"subject": {"name": ctx.user.name}, "resource": {"customer": {"is_set_up": c.is_set_up}}}
 
         def mutate(ctx: Ctx) -> None:
-            c = ctx.refs["customer"]
+            c = ctx.refs.customer
             for k, v in fields.items():
                 if k not in OPERATIONAL_FIELDS:
                     raise ValueError(f"customer_operational_data.create: {k!r} is not operational data")
