@@ -3,19 +3,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..gate import Applied, Ctx, Gate
+from ..gate import Applied, Ctx
 from ..orders import CrmSalesOrder, Opportunity, Quote
-from . import one, settings
+from . import SourceSystem, one, operation, settings
 
 SYSTEM = "autotask"
 WIZARD_OPTIONS = ("activate_proposal_project", "create_recurring_service_contract", "create_post_sale_ticket",
                   "convert_products_to_charges")
 
 
-class Autotask:
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
+class Autotask(SourceSystem):
+    system = SYSTEM
 
+    @operation("salesorder.generate")
     def generate_sales_order(self, opportunity_id: int, *, user: str, wizard: str,
                              quote_id: int | None = None, wizard_options: dict | None = None) -> Applied:
         """The sales order the wizard creates when it closes the opportunity (``salesorder.generate``)."""
@@ -48,9 +48,10 @@ class Autotask:
         def mutate(ctx: Ctx) -> None:
             ctx.effect(f"{wizard} completed for opportunity {opportunity_id}")
 
-        return self.gate.perform(SYSTEM, "salesorder.generate", user=user, target=f"opportunity:{opportunity_id}",
+        return self.perform("salesorder.generate", user=user, target=f"opportunity:{opportunity_id}",
                                  build=build, mutate=mutate)
 
+    @operation("salesorder.create")
     def create_sales_order(self, opportunity_id: int, *, user: str) -> Applied:
         """A manual sales order (``salesorder.create``): the shipped rules always deny it (STG-31)."""
         def build(ctx: Ctx) -> dict:
@@ -65,5 +66,5 @@ class Autotask:
             ctx.effect(f"sales order {order.id} created manually")
             return order.id
 
-        return self.gate.perform(SYSTEM, "salesorder.create", user=user, target=f"opportunity:{opportunity_id}",
+        return self.perform("salesorder.create", user=user, target=f"opportunity:{opportunity_id}",
                                  build=build, mutate=mutate)

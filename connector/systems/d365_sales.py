@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..gate import Applied, Ctx, Gate
+from ..gate import Applied, Ctx
 from ..orders import (CrmSalesOrder, CrmSalesOrderLine, Invoice, InvoiceLine, Opportunity, OpportunityLine, Quote,
                      QuoteLine)
-from . import settings
+from . import SourceSystem, operation, settings
 
 SYSTEM = "d365_sales"
 
@@ -25,9 +25,8 @@ HEADER_FIELDS = {"name"}
 LINE_FIELDS = {"item", "quantity", "unit_price_cents"}
 
 
-class D365Sales:
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
+class D365Sales(SourceSystem):
+    system = SYSTEM
 
     # -- facts ---------------------------------------------------------------------------------
     def _input(self, ctx: Ctx, order: CrmSalesOrder | None) -> dict:
@@ -70,6 +69,7 @@ class D365Sales:
             raise ValueError(f"unknown d365_sales entity {entity!r}")
 
     # -- the 32 entity actions -----------------------------------------------------------------
+    @operation(*(f"{e}.create" for e in ENTITIES))
     def create(self, entity: str, *, user: str, fields: dict, parent_id: int | None = None) -> Applied:
         self._check_entity(entity)
         model, parent_entity, parent_attr = ENTITIES[entity]
@@ -102,9 +102,10 @@ class D365Sales:
             ctx.effect(f"{entity} {record.id} created")
             return record.id
 
-        return self.gate.perform(SYSTEM, f"{entity}.create", user=user, target=f"{entity}:new",
+        return self.perform(f"{entity}.create", user=user, target=f"{entity}:new",
                                  build=build, mutate=mutate)
 
+    @operation(*(f"{e}.update" for e in ENTITIES))
     def update(self, entity: str, record_id: int, *, user: str, fields: dict) -> Applied:
         self._check_entity(entity)
 
@@ -122,9 +123,10 @@ class D365Sales:
                 setattr(record, k, v)
             ctx.effect(f"{entity} {record_id} updated: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
 
-        return self.gate.perform(SYSTEM, f"{entity}.update", user=user, target=f"{entity}:{record_id}",
+        return self.perform(f"{entity}.update", user=user, target=f"{entity}:{record_id}",
                                  build=build, mutate=mutate)
 
+    @operation(*(f"{e}.delete" for e in ENTITIES))
     def delete(self, entity: str, record_id: int, *, user: str) -> Applied:
         self._check_entity(entity)
 
@@ -146,9 +148,10 @@ class D365Sales:
                 ctx.session.delete(record)
             ctx.effect(f"{entity} {record_id} deleted")
 
-        return self.gate.perform(SYSTEM, f"{entity}.delete", user=user, target=f"{entity}:{record_id}",
+        return self.perform(f"{entity}.delete", user=user, target=f"{entity}:{record_id}",
                                  build=build, mutate=mutate)
 
+    @operation(*(f"{e}.recalculate" for e in ENTITIES))
     def recalculate(self, entity: str, record_id: int, *, user: str) -> Applied:
         self._check_entity(entity)
 
@@ -159,10 +162,11 @@ class D365Sales:
         def mutate(ctx: Ctx) -> None:
             ctx.effect(f"{entity} {record_id} recalculation requested")
 
-        return self.gate.perform(SYSTEM, f"{entity}.recalculate", user=user, target=f"{entity}:{record_id}",
+        return self.perform(f"{entity}.recalculate", user=user, target=f"{entity}:{record_id}",
                                  build=build, mutate=mutate)
 
     # -- order processing ----------------------------------------------------------------------
+    @operation("salesorder.submit")
     def submit(self, order_id: int, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             order = self._load(ctx, "salesorder", order_id)
@@ -172,9 +176,10 @@ class D365Sales:
         def mutate(ctx: Ctx) -> None:
             ctx.effect(f"salesorder {order_id} submitted by {ctx.user.name}")
 
-        return self.gate.perform(SYSTEM, "salesorder.submit", user=user, target=f"salesorder:{order_id}",
+        return self.perform("salesorder.submit", user=user, target=f"salesorder:{order_id}",
                                  build=build, mutate=mutate)
 
+    @operation("salesorder.create_invoice")
     def create_invoice(self, order_id: int, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             order = self._load(ctx, "salesorder", order_id)
@@ -194,5 +199,5 @@ class D365Sales:
             ctx.effect(f"invoice {invoice.id} created from salesorder {order.id}")
             return invoice.id
 
-        return self.gate.perform(SYSTEM, "salesorder.create_invoice", user=user, target=f"salesorder:{order_id}",
+        return self.perform("salesorder.create_invoice", user=user, target=f"salesorder:{order_id}",
                                  build=build, mutate=mutate)

@@ -5,18 +5,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..gate import Applied, Ctx, Gate
+from ..gate import Applied, Build, Ctx, Mutate
 from ..obligations import _linked_po_type
 from ..orders import (IntercompanySalesOrder, IntercompanySalesOrderLine, Note, PurchaseOrderLine, SalesOrder,
                      SalesOrderLine)
-from . import one
+from . import SourceSystem, one, operation
 
 SYSTEM = "dynamics_ax"
 
 
-class DynamicsAx:
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
+class DynamicsAx(SourceSystem):
+    system = SYSTEM
 
     # -- facts ---------------------------------------------------------------------------------
     def _order_facts(self, ctx: Ctx, order_number: str, line_no: int | None = None) -> dict:
@@ -40,10 +39,11 @@ class DynamicsAx:
             resource["sales_order_line"] = {"line_no": line_no, "linked_po_type": _linked_po_type(ctx, line)}
         return {"subject": {"name": ctx.user.name}, "resource": resource}
 
-    def _perform(self, action: str, target: str, user: str, build, mutate) -> Applied:
-        return self.gate.perform(SYSTEM, action, user=user, target=target, build=build, mutate=mutate)
+    def _perform(self, action: str, target: str, user: str, build: Build, mutate: Mutate) -> Applied:
+        return self.perform(action, user=user, target=target, build=build, mutate=mutate)
 
     # -- original sales order ------------------------------------------------------------------
+    @operation("salesorder.delete")
     def delete_sales_order(self, order_number: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             order = ctx.refs.order
@@ -59,6 +59,7 @@ class DynamicsAx:
         return self._perform("salesorder.delete", f"order:{order_number}", user,
                              lambda ctx: self._order_facts(ctx, order_number), mutate)
 
+    @operation("salesorder_line.delete")
     def delete_sales_order_line(self, order_number: str, line_no: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             order, line = ctx.refs.order, ctx.refs.line
@@ -72,6 +73,7 @@ class DynamicsAx:
         return self._perform("salesorder_line.delete", f"order:{order_number}/line:{line_no}", user,
                              lambda ctx: self._order_facts(ctx, order_number, line_no), mutate)
 
+    @operation("salesorder_line.create")
     def create_sales_order_line(self, order_number: str, *, user: str, item: str, quantity: int,
                                 unit_price_cents: int, delivery_address: str | None = None) -> Applied:
         def mutate(ctx: Ctx) -> int:
@@ -92,6 +94,7 @@ class DynamicsAx:
         return self._perform("salesorder_line.create", f"order:{order_number}", user,
                              lambda ctx: self._order_facts(ctx, order_number), mutate)
 
+    @operation("salesorder_line.update_quantity")
     def update_line_quantity(self, order_number: str, line_no: int, quantity: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             order, line = ctx.refs.order, ctx.refs.line
@@ -103,9 +106,11 @@ class DynamicsAx:
         return self._perform("salesorder_line.update_quantity", f"order:{order_number}/line:{line_no}", user,
                              lambda ctx: self._order_facts(ctx, order_number, line_no), mutate)
 
+    @operation("salesorder.enable_direct_delivery")
     def enable_direct_delivery(self, order_number: str, *, user: str) -> Applied:
         return self._direct_delivery(order_number, True, user)
 
+    @operation("salesorder.disable_direct_delivery")
     def disable_direct_delivery(self, order_number: str, *, user: str) -> Applied:
         return self._direct_delivery(order_number, False, user)
 
@@ -119,6 +124,7 @@ class DynamicsAx:
                              lambda ctx: self._order_facts(ctx, order_number), mutate)
 
     # -- notes ---------------------------------------------------------------------------------
+    @operation("salesorder_note.create")
     def create_note(self, order_number: str, text: str, *, user: str, line_no: int | None = None) -> Applied:
         attached = "line" if line_no is not None else "header"
 
@@ -145,6 +151,7 @@ class DynamicsAx:
         request["resource"]["note"] = {"attached_to": note.attached_to}
         return request
 
+    @operation("salesorder_note.update")
     def update_note(self, note_id: int, text: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             ctx.refs.note.text = text
@@ -153,6 +160,7 @@ class DynamicsAx:
         return self._perform("salesorder_note.update", f"note:{note_id}", user,
                              lambda ctx: self._note_facts(ctx, note_id), mutate)
 
+    @operation("salesorder_note.delete")
     def delete_note(self, note_id: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             note = ctx.refs.note
@@ -173,6 +181,7 @@ class DynamicsAx:
         return {"subject": {"name": ctx.user.name},
                 "resource": {"intercompany_order_line": {"origin": line.origin}}}
 
+    @operation("intercompany_order_line.delete")
     def delete_intercompany_line(self, kind: str, line_id: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             line = ctx.refs.ic_line
@@ -184,6 +193,7 @@ class DynamicsAx:
         return self._perform("intercompany_order_line.delete", f"ic_{kind}_line:{line_id}", user,
                              lambda ctx: self._ic_line_facts(ctx, kind, line_id), mutate)
 
+    @operation("intercompany_order_line.update_quantity")
     def update_intercompany_line_quantity(self, kind: str, line_id: int, quantity: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
             line = ctx.refs.ic_line

@@ -5,17 +5,16 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from ..gate import Applied, Ctx, Gate
+from ..gate import Applied, Ctx
 from ..orders import Customer, Opportunity, SalesOrder
-from . import one, settings
+from . import SourceSystem, one, operation, settings
 
 SYSTEM = "qad_crm"
 EDITABLE = {"name", "description", "requested_date", "site", "credit_terms", "currency"}
 
 
-class QadCrm:
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
+class QadCrm(SourceSystem):
+    system = SYSTEM
 
     def _opportunity(self, ctx: Ctx, opportunity_id: int) -> Opportunity:
         opp = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
@@ -34,6 +33,7 @@ class QadCrm:
         keys = ("auto_create_erp_customer", "next_stages")
         return {"settings": {k: conf[k] for k in keys if k in conf}}
 
+    @operation("opportunity.advance_stage")
     def advance_stage(self, opportunity_id: int, target_stage: str, *, user: str,
                       send_order_to_erp: bool | None = None,
                       selected_lines: Iterable[int] | None = None) -> Applied:
@@ -62,9 +62,10 @@ class QadCrm:
             before, opp.stage = opp.stage, target_stage
             ctx.effect(f"opportunity {opp.id} stage {before} -> {target_stage}")
 
-        return self.gate.perform(SYSTEM, "opportunity.advance_stage", user=user,
+        return self.perform("opportunity.advance_stage", user=user,
                                  target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
 
+    @operation("opportunity.send_to_erp")
     def send_to_erp(self, opportunity_id: int, *, user: str) -> Applied:
         """Right-click "Send to QAD ERP" on the Order tab (a deferred send)."""
         def build(ctx: Ctx) -> dict:
@@ -77,9 +78,10 @@ class QadCrm:
         def mutate(ctx: Ctx) -> None:
             ctx.effect(f"opportunity {opportunity_id} sent to QAD ERP")
 
-        return self.gate.perform(SYSTEM, "opportunity.send_to_erp", user=user,
+        return self.perform("opportunity.send_to_erp", user=user,
                                  target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
 
+    @operation("opportunity.update")
     def update(self, opportunity_id: int, *, user: str, fields: dict) -> Applied:
         """A user edit in CRM; replicated to the ERP order unless the order was handed over."""
         def build(ctx: Ctx) -> dict:
@@ -108,9 +110,10 @@ class QadCrm:
                     ctx.effect(f"change replicated to ERP order {order.number}")
             ctx.after(replicate)
 
-        return self.gate.perform(SYSTEM, "opportunity.update", user=user,
+        return self.perform("opportunity.update", user=user,
                                  target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
 
+    @operation("opportunity.apply_erp_update")
     def apply_erp_update(self, order_number: str, *, user: str,
                          lines: dict[int, dict[str, int]] | None = None,
                          order_invoiced: bool | None = None,
@@ -152,7 +155,7 @@ class QadCrm:
             order.invoice_status = decided["invoice_status"]
             ctx.effect(f"ERP order {order_number} mirrored: {order.invoice_status}")
 
-        return self.gate.perform(SYSTEM, "opportunity.apply_erp_update", user=user,
+        return self.perform("opportunity.apply_erp_update", user=user,
                                  target=f"erp_order:{order_number}", build=build, mutate=mutate)
 
     @staticmethod

@@ -5,9 +5,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..gate import Applied, Ctx, Gate
+from ..gate import Applied, Ctx
 from ..orders import Customer, CustomerShipTo, SalesOrder, SalesOrderLine
-from . import one
+from . import SourceSystem, one, operation
 
 SYSTEM = "qad_erp"
 FINANCIAL_FIELDS = {"credit_hold", "credit_terms", "currency", "credit_limit_cents", "assigned_bill_to",
@@ -20,15 +20,15 @@ def _blocked(customer: Customer) -> list[str]:
     return list(customer.blocked.transactions) if customer.blocked is not None else []
 
 
-class QadErp:
-    def __init__(self, gate: Gate) -> None:
-        self.gate = gate
+class QadErp(SourceSystem):
+    system = SYSTEM
 
     def _customer(self, ctx: Ctx, code: str) -> Customer:
         customer = one(ctx, Customer, "customer", code=code)
         ctx.refs.customer = customer
         return customer
 
+    @operation("customer.select_for_order")
     def select_customer_for_order(self, customer_code: str, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             c = self._customer(ctx, customer_code)
@@ -41,9 +41,10 @@ class QadErp:
             ctx.effect(f"customer {customer_code} selected as sold-to")
             return customer_code
 
-        return self.gate.perform(SYSTEM, "customer.select_for_order", user=user, target=f"customer:{customer_code}",
+        return self.perform("customer.select_for_order", user=user, target=f"customer:{customer_code}",
                                  build=build, mutate=mutate)
 
+    @operation("salesorder.create")
     def create_sales_order(self, customer_code: str, *, user: str, bill_to: str | None = None,
                            ship_to: str | None = None, ship_to_address: str | None = None,
                            lines: list[dict] | None = None) -> Applied:
@@ -83,9 +84,10 @@ class QadErp:
             ctx.effect(f"sales order {order.number} entered for sold-to {customer_code}")
             return order.number
 
-        return self.gate.perform(SYSTEM, "salesorder.create", user=user, target=f"customer:{customer_code}",
+        return self.perform("salesorder.create", user=user, target=f"customer:{customer_code}",
                                  build=build, mutate=mutate)
 
+    @operation("salesorder.ship")
     def ship_sales_order(self, order_number: str, *, user: str) -> Applied:
         def build(ctx: Ctx) -> dict:
             order = one(ctx, SalesOrder, "sales order", number=order_number, system=SYSTEM)
@@ -100,9 +102,10 @@ class QadErp:
             ctx.refs.order.shipped = True
             ctx.effect(f"sales order {order_number} included on a packing list and shipped")
 
-        return self.gate.perform(SYSTEM, "salesorder.ship", user=user, target=f"order:{order_number}",
+        return self.perform("salesorder.ship", user=user, target=f"order:{order_number}",
                                  build=build, mutate=mutate)
 
+    @operation("customer_ship_to.create")
     def create_customer_ship_to(self, customer_code: str, ship_to_code: str, *, user: str,
                                 address: str = "") -> Applied:
         def build(ctx: Ctx) -> dict:
@@ -116,9 +119,10 @@ class QadErp:
             c.ship_tos.append(CustomerShipTo(code=ship_to_code, address=address))
             ctx.effect(f"ship-to {ship_to_code} created for {customer_code}")
 
-        return self.gate.perform(SYSTEM, "customer_ship_to.create", user=user, target=f"customer:{customer_code}",
+        return self.perform("customer_ship_to.create", user=user, target=f"customer:{customer_code}",
                                  build=build, mutate=mutate)
 
+    @operation("customer.create")
     def create_customer(self, customer_code: str, *, user: str, name: str = "", **fields: Any) -> Applied:
         def build(ctx: Ctx) -> dict:
             return {"subject": {"name": ctx.user.name,
@@ -132,9 +136,10 @@ class QadErp:
             ctx.session.add(Customer(code=customer_code, name=name, is_set_up=True, **fields))
             ctx.effect(f"customer {customer_code} created and set up in AR")
 
-        return self.gate.perform(SYSTEM, "customer.create", user=user, target=f"customer:{customer_code}",
+        return self.perform("customer.create", user=user, target=f"customer:{customer_code}",
                                  build=build, mutate=mutate)
 
+    @operation("customer.update_financial_data")
     def update_customer_financial_data(self, customer_code: str, *, user: str, **fields: Any) -> Applied:
         def build(ctx: Ctx) -> dict:
             self._customer(ctx, customer_code)
@@ -150,9 +155,10 @@ class QadErp:
                 setattr(c, k, v)
             ctx.effect(f"customer {customer_code} financial data: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
 
-        return self.gate.perform(SYSTEM, "customer.update_financial_data", user=user,
+        return self.perform("customer.update_financial_data", user=user,
                                  target=f"customer:{customer_code}", build=build, mutate=mutate)
 
+    @operation("customer_operational_data.create")
     def create_customer_operational_data(self, customer_code: str, *, user: str, **fields: Any) -> Applied:
         def build(ctx: Ctx) -> dict:
             c = self._customer(ctx, customer_code)
@@ -167,5 +173,5 @@ class QadErp:
             c.has_operational_data = True
             ctx.effect(f"operational data defined for {customer_code} (2.1.1)")
 
-        return self.gate.perform(SYSTEM, "customer_operational_data.create", user=user,
+        return self.perform("customer_operational_data.create", user=user,
                                  target=f"customer:{customer_code}", build=build, mutate=mutate)
