@@ -90,7 +90,30 @@ def decide(action: str, input_file, directory: str, explain: bool) -> None:
     raise SystemExit(0 if decision.allow else (3 if decision.error else 2))
 
 
+@click.command()
+@click.argument("system")
+@click.argument("action")
+@click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
+def plan(system: str, action: str, directory: str) -> None:
+    """Print the Python code generated for ACTION of SYSTEM from the rules in DIRECTORY.
+
+    This is the code every decision of that action runs (facts read and checked, then the rules
+    in order); a traceback of a failed decision points into it. Exit 2 for an unknown system or action.
+    """
+    from engine.codegen import source_of
+
+    policy = _load(directory)
+    fn = policy.function(system, action)
+    if fn is None:
+        known = policy.catalogue.get(system)
+        what = f"unknown system `{system}`" if known is None else f"action `{action}` is not in the catalogue of `{system}`"
+        click.echo(f"{what}; known: " + ", ".join(known if known is not None else sorted(policy.catalogue)), err=True)
+        raise SystemExit(2)
+    click.echo(source_of(fn), nl=False)
+
+
 def register(group: click.Group) -> None:
+    group.add_command(plan)
     group.add_command(check)
     group.add_command(test)
     group.add_command(test, name="test-rules")

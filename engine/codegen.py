@@ -8,8 +8,9 @@ otherwise), so explanations never come from a second evaluator. Row tables becom
 tests and obligation builders behind an index on their most selective column
 (``runtime.run_rows``), so a decision tries only the rows that can match.
 
-The source is registered in ``linecache`` under its file name (``<ordergate plan SYSTEM ACTION>``),
-so tracebacks show it; ``source_of`` gives it back (``ordergate plan`` prints it).
+The source is registered in ``linecache`` under its file name (``<ordergate plan SYSTEM ACTION VERSION>``),
+so tracebacks show it (the name ends with the start of the policy version, so code of two versions
+never mixes); ``source_of`` gives it back (``ordergate plan`` prints it).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import re
 from typing import Any, Callable
 
 from . import ir, runtime
-from .decision import Decision, DecisionError, Obligation, freeze
+from .decision import Decision, DecisionError, Obligation, freeze, read_only
 
 _CMP = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
@@ -26,8 +27,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 DecideFn = Callable[[Any, "list[dict[str, Any]] | None"], Decision]
 
 
-def file_name(plan: ir.ActionPlan) -> str:
-    return f"<ordergate plan {plan.system} {plan.action}>"
+def file_name(plan: ir.ActionPlan, version: str) -> str:
+    """The file name of generated code: the action and the policy version it was generated from."""
+    return f"<ordergate plan {plan.system} {plan.action} {version[7:19]}>"
 
 
 def source_of(fn: DecideFn) -> str:
@@ -38,7 +40,7 @@ def source_of(fn: DecideFn) -> str:
 def static_obligation(use: ir.ObligationUse) -> tuple[Obligation, Any]:
     """The obligation a use with fixed parameters always gives, and its de-duplication key."""
     params = {p.name: p.value for p in use.params if isinstance(p, ir.StaticParam)}
-    return Obligation(use.name, params), (use.name, freeze(params))
+    return Obligation(use.name, read_only(params)), (use.name, freeze(params))
 
 
 class _Namespace:
@@ -360,7 +362,7 @@ class _Gen:
         name = "decide_" + _UNSAFE.sub("_", plan.action)
         src = f"def {name}(inp, tr):\n" + "\n".join(self.lines) + "\n" + "".join(
             "".join(code.source) for _, code in self.tables)
-        fn = _exec(src, file_name(plan), self.ns.values, name)
+        fn = _exec(src, file_name(plan, self.version), self.ns.values, name)
         for const, code in self.tables:
             self.ns.values[const] = code.lowered()
         return fn

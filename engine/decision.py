@@ -4,15 +4,60 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+class ReadOnlyList(list):  # type: ignore[type-arg]
+    """A list in a decision: reads like a list (equality, JSON, repr), refuses every change."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a decision is read-only; use Decision.to_dict() for a copy to change")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles are plain lists
+        return (list, (list(self),))
+
+
+class ReadOnlyDict(dict):  # type: ignore[type-arg]
+    """A mapping in a decision: reads like a dict (equality, JSON, repr), refuses every change."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a decision is read-only; use Decision.to_dict() for a copy to change")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copies and pickles are plain dicts
+        return (dict, (dict(self),))
+
+
+def read_only(value: Any) -> Any:
+    """A deep read-only image of a JSON value (obligation parameters, trace records)."""
+    if isinstance(value, dict):
+        return ReadOnlyDict({k: read_only(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return ReadOnlyList([read_only(v) for v in value])
+    return value
+
+
+def thawed(value: Any) -> Any:
+    """A fresh, changeable deep copy of a JSON value."""
+    if isinstance(value, dict):
+        return {k: thawed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [thawed(v) for v in value]
+    return value
+
+
 DecideFn = Callable[[Any, "list[dict[str, Any]] | None"], "Decision"]
 
 
 class Obligation(NamedTuple):
-    name: str
-    params: dict
+    """An obligation of a decision; its ``params`` are read-only (see ``read_only``)."""
 
-    def to_dict(self) -> dict:
-        return {"name": self.name, "params": self.params}
+    name: str
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": thawed(self.params) if self.params else {}}
 
 
 class DecisionError(NamedTuple):
@@ -37,13 +82,13 @@ class Decision(NamedTuple):
     def to_dict(self) -> dict:
         out = {
             "allow": self.allow,
-            "obligations": [{"name": o.name, "params": o.params} for o in self.obligations],
+            "obligations": [o.to_dict() for o in self.obligations],
             "rules": list(self.rules),
             "error": self.error.to_dict() if self.error else None,
             "policy_version": self.policy_version,
         }
         if self.trace is not None:
-            out["trace"] = list(self.trace)
+            out["trace"] = thawed(list(self.trace))
         return out
 
 

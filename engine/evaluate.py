@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from .decision import Decision, DecisionError, DecideFn
-from .runtime import MissingFact
+from .runtime import MissingFact, frozen_trace
 
 if TYPE_CHECKING:
     from .ir import PolicyIR
@@ -46,6 +46,7 @@ class PolicySet:
         self._systems = functions            # system -> {action: generated decide function}
         self.rules = rules                   # RuleInfo, in file order
         self.catalogue = {name: tuple(sorted(s.plans)) for name, s in policy_ir.systems.items()}
+        self._interpreters: dict[str, dict[str, DecideFn]] | None = None
 
     def function(self, system: str, action: str) -> DecideFn | None:
         """The generated decide function of an action (see ``codegen.source_of``)."""
@@ -60,43 +61,59 @@ class PolicySet:
                 return r
         return None
 
-    def decide(self, action: Any, input: Any, *, explain: bool = False) -> Decision:
-        """Decide one request. Never raises: every failure is a denial with an error."""
-        try:
-            return self._decide(action, input, [] if explain else None)
-        except Exception as exc:  # fail closed, and say so
-            return _err("evaluation_error", None, f"evaluation failed: {type(exc).__name__}: {exc}",
-                        self.version, () if explain else None)
+    def decide(self, action: Any, input: Any, *, explain: bool = False, debug: bool = False) -> Decision:
+        """Decide one request. Never raises: every failure is a denial with an error (fail closed).
+        With ``debug``, an exception raised while evaluating reaches the caller instead, traceback
+        and generated source lines included."""
+        return self._answer(self._systems, action, input, explain, debug)
 
-    def _decide(self, action, input, tr) -> Decision:
+    def interpret(self, action: Any, input: Any, *, explain: bool = False, debug: bool = False) -> Decision:
+        """The same decision made by walking the IR (``engine.interpret``), the reference the
+        generated functions are tested against; slower, never used to serve decisions."""
+        if self._interpreters is None:
+            from functools import partial
+
+            from .interpret import interpret
+
+            self._interpreters = {name: {action: partial(interpret, plan, self.version) for action, plan in s.plans.items()}
+                                  for name, s in self.ir.systems.items()}
+        return self._answer(self._interpreters, action, input, explain, debug)
+
+    def _answer(self, systems: Mapping[str, Mapping[str, DecideFn]], action: Any, input: Any, explain: bool,
+                debug: bool) -> Decision:
         version = self.version
-        if type(input) is not dict:
-            return _err("invalid_fact", None, "the input must be an object", version, _t(tr))
-        context = input.get("context")
-        if context is None:
-            return _err("missing_fact", "context.system", "`context.system` is required", version, _t(tr))
-        if type(context) is not dict:
-            return _err("invalid_fact", "context", "`context` must be an object", version, _t(tr))
-        system = context.get("system")
-        if system is None:
-            return _err("missing_fact", "context.system", "`context.system` is required", version, _t(tr))
-        if type(system) is not str:
-            return _err("invalid_fact", "context.system", "`context.system` must be text", version, _t(tr))
-        plans = self._systems.get(system)
-        if plans is None:
-            return _err("unknown_system", "context.system", f"unknown system `{system}`", version, _t(tr))
-        fn = plans.get(action) if type(action) is str else None
-        if fn is None:
-            return _err("unknown_action", None, f"action `{action}` is not in the catalogue of `{system}`",
-                        version, _t(tr))
+        tr: list[dict[str, Any]] | None = [] if explain else None
         try:
+            if type(input) is not dict:
+                return _err("invalid_fact", None, "the input must be an object", version, _t(tr))
+            context = input.get("context")
+            if context is None:
+                return _err("missing_fact", "context.system", "`context.system` is required", version, _t(tr))
+            if type(context) is not dict:
+                return _err("invalid_fact", "context", "`context` must be an object", version, _t(tr))
+            system = context.get("system")
+            if system is None:
+                return _err("missing_fact", "context.system", "`context.system` is required", version, _t(tr))
+            if type(system) is not str:
+                return _err("invalid_fact", "context.system", "`context.system` must be text", version, _t(tr))
+            plans = systems.get(system)
+            if plans is None:
+                return _err("unknown_system", "context.system", f"unknown system `{system}`", version, _t(tr))
+            fn = plans.get(action) if type(action) is str else None
+            if fn is None:
+                return _err("unknown_action", None, f"action `{action}` is not in the catalogue of `{system}`",
+                            version, _t(tr))
             return fn(input, tr)
         except MissingFact as missing:
             return _err("missing_fact", missing.path, f"`{missing.path}` is required", version, _t(tr))
+        except Exception as exc:  # fail closed, and say so
+            if debug:
+                raise
+            return _err("evaluation_error", None, f"evaluation failed: {type(exc).__name__}: {exc}",
+                        version, () if explain else None)
 
 
-def _t(tr):
-    return tuple(tr) if tr is not None else None
+_t = frozen_trace
 
 
 def canonical_json(value: Any) -> str:

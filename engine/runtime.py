@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from .decision import Decision, DecisionError, Obligation, freeze
+from .decision import Decision, DecisionError, Obligation, freeze, read_only
 from .ir import show
 
 Trace = list[dict[str, Any]] | None
@@ -86,11 +86,11 @@ def absent(path: str) -> Any:
 
 
 def frozen_trace(tr: Trace) -> tuple[dict[str, Any], ...] | None:
-    return tuple(tr) if tr is not None else None
+    return tuple(read_only(tr)) if tr is not None else None
 
 
 def fail(decision: Decision, tr: Trace) -> Decision:
-    return decision if tr is None else decision._replace(trace=tuple(tr))
+    return decision if tr is None else decision._replace(trace=frozen_trace(tr))
 
 
 def invalid(check: FactCheck, value: Any, tr: Trace, version: str) -> Decision:
@@ -116,7 +116,8 @@ def entered(value: Any) -> bool:
 
 
 def obligation(name: str, params: dict[str, Any]) -> Made:
-    return Obligation(name, params), (name, freeze(params))
+    """An obligation whose parameters were read from facts (a read-only copy of them)."""
+    return Obligation(name, read_only(params)), (name, freeze(params))
 
 
 def move(t: Trace, meta: MoveCheck, graph: Any, a: Any, b: Any) -> bool:

@@ -83,3 +83,16 @@ def test_decide_from_stdin_with_exit_codes():
 def test_decide_rejects_unreadable_input():
     r = run("decide", "order.update", "--input", "-", "--rules", str(MINI), input="{not: [json")
     assert r.exit_code == 2 and "neither JSON nor YAML" in r.output
+
+
+def test_plan_prints_the_generated_code_of_one_action():
+    r = run("plan", "shop", "order.create", str(MINI))
+    assert r.exit_code == 0
+    assert r.output.startswith("def decide_order_create(inp, tr):\n")
+    assert "f_count = " in r.output and "_run_rows(TABLE_sizes, vals, tr, fired)" in r.output
+    compile(r.output, "plan", "exec")   # what is printed is the Python that runs
+
+
+def test_plan_of_an_unknown_action_exits_2():
+    r = run("plan", "shop", "order.nothing", str(MINI))
+    assert r.exit_code == 2 and "action `order.nothing` is not in the catalogue of `shop`" in r.output

@@ -182,3 +182,78 @@ def test_rule_catalogue_for_auditors(mini):
     g1 = mini.rule("G-1")
     assert g1.kind == "guard" and g1.sources == ("doc",) and g1.actions == ("order.update", "order.delete")
     assert g1.file.endswith("policy.yaml") and g1.line == 62 and g1.definition["deny_when"]
+
+
+def test_a_returned_decision_cannot_be_changed_by_its_caller(mini):
+    request = req(note="rush")
+    first = mini.decide("order.update", request)
+    tag = next(o for o in first.obligations if o.name == "tag_order")
+    price = next(o for o in first.obligations if o.name == "compute_price")
+    with pytest.raises(TypeError):
+        tag.params["tag"] = "changed"
+    with pytest.raises(TypeError):
+        price.params["x"] = 1
+    shown = first.to_dict()
+    shown["obligations"][0]["params"]["x"] = 1        # a fresh copy: changing it changes nothing else
+    shown["obligations"].append({"name": "more", "params": {}})
+    assert mini.decide("order.update", request) == first
+    assert mini.decide("order.update", request).to_dict() != shown
+
+
+LIST_PARAMS = """
+system: shop
+sources: {doc: {kind: seed, title: the shop manual}}
+facts:
+  member: {path: subject.is_member, type: boolean}
+  tags: {path: resource.order.tags, type: list, items: {type: string}}
+obligations:
+  lock_fields:
+    says: make fields read-only
+    params: {fields: {type: list, items: {type: string}}}
+  tag_all:
+    says: tag the order
+    params: {tags: {type: list, items: {type: string}}}
+actions:
+  - names: [order.update]
+    reads: [member, tags]
+rules:
+  - id: E-1
+    kind: effect
+    says: fields are locked and tags copied
+    source: doc
+    actions: [order.update]
+    when: {member: true}
+    obligations:
+      - {name: lock_fields, params: {fields: [price, quantity]}}
+      - {name: tag_all, params: {tags: {fact: tags}}}
+"""
+
+
+def test_list_parameters_and_traces_are_read_only_too():
+    policy = engine.compile_files({"policy.yaml": LIST_PARAMS})
+    request = {"context": {"system": "shop"}, "subject": {"is_member": True}, "resource": {"order": {"tags": ["a"]}}}
+    first = policy.decide("order.update", request, explain=True)
+    fields = first.obligations[0].params["fields"]
+    with pytest.raises(TypeError):
+        fields.append("discount")
+    with pytest.raises(TypeError):
+        first.trace[0]["outcome"] = "changed"
+    request["resource"]["order"]["tags"].append("b")      # the caller's input, changed after the decision
+    assert first.obligations[1].params == {"tags": ["a"]}
+    again = policy.decide("order.update", {**request, "resource": {"order": {"tags": ["a"]}}})
+    assert again.obligations[0].params == {"fields": ["price", "quantity"]}
+    assert again.to_dict()["obligations"][0] == {"name": "lock_fields", "params": {"fields": ["price", "quantity"]}}
+
+
+def test_debug_raises_with_the_generated_source_in_the_traceback(mini, monkeypatch):
+    import traceback
+
+    def boom(*a):
+        raise RuntimeError("boom")
+    monkeypatch.setitem(mini.function("shop", "order.create").__globals__, "_run_rows", boom)
+    assert mini.decide("order.create", req()).error.code == "evaluation_error"     # fail closed by default
+    with pytest.raises(RuntimeError) as info:
+        mini.decide("order.create", req(), debug=True)
+    shown = "".join(traceback.format_exception(info.value))
+    assert f'"<ordergate plan shop order.create {mini.version[7:19]}>"' in shown
+    assert "_run_rows(TABLE_sizes, vals, tr, fired)" in shown      # the generated line, from linecache
