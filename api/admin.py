@@ -115,19 +115,29 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             return active
         return call(store().resolve_version, ref)
 
-    def serve_here(version_id: str) -> None:
-        """Answer only once this process decides with the new version (others follow within a tick).
+    def serve_everywhere(version_id: str) -> dict[str, t.Any]:
+        """Answer once every worker of this server decides with the new version (or the switch timeout).
 
-        The watcher does the loading (one loader, so the last activation always wins); without a
-        watcher the endpoint loads it itself.
+        The watcher does the loading in each worker (one loader per process, so the last
+        activation always wins); without a watcher this endpoint loads it itself.
         """
-        if runtime.following:
-            interval = float(config["watch_interval"])
-            if not runtime.wait_until_serving(version_id, timeout=max(2.0, 5 * interval)):
-                log.warning("ordergate: version %s activated but not yet serving here (now %s)",
-                            version_id, runtime.active_version_id)
-        else:
+        if not runtime.following:
             runtime.load(version_id)
+        count, total = runtime.workers.wait_all(version_id, timeout=float(config["switch_timeout"]))
+        if count < total:
+            log.warning("ordergate: version %s activated; %d of %d workers of this server decide with it "
+                        "after %g s", version_id, count, total, float(config["switch_timeout"]))
+        return {"serving": runtime.active_version_id, "workers": {"serving": count, "total": total}}
+
+    def publish_files(files: dict[str, str], author: str, message: str, activate: bool) -> t.Any:
+        """Compile, test and store a candidate; in a child process when the database allows it."""
+        url = str(config.get("database_url") or "")
+        in_memory = url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in url
+        if config["publish_in_child"] and config.get("store") is None and url and not in_memory:
+            from api import publisher
+
+            return call(publisher.publish, store(), url, files, author=author, message=message, activate=activate)
+        return call(store().publish, files, author=author, message=message, activate=activate)
 
     def policy_set(version_id: str) -> t.Any:
         return call(store().policy_set, version_id)
@@ -185,12 +195,12 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         activate = body.get("activate", True)
         if not isinstance(activate, bool):
             raise bad_request("`activate` must be true or false", "invalid_parameter")
-        version = call(store().publish, files, author=principal.name, message=message, activate=activate)
-        if activate:
-            serve_here(version.id)
+        version = publish_files(files, principal.name, message, activate)
         out = version.to_dict()
+        if activate:
+            out.update(serve_everywhere(version.id))
         out["active"] = call(store().active_version_id) == version.id
-        out["serving"] = runtime.active_version_id
+        out.setdefault("serving", runtime.active_version_id)
         response = json_response(out, 201)
         response.headers["Location"] = f"/v1/versions/{version.id}"
         return response
@@ -209,9 +219,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         version_id = resolve(ref)
         previous = call(store().active_version_id)
         version = call(store().activate, version_id, actor=principal.name, reason=reason)
-        serve_here(version.id)
         out = version.to_dict()
-        out.update(active=True, previous=previous, serving=runtime.active_version_id)
+        out.update(serve_everywhere(version.id))
+        out.update(active=True, previous=previous)
         return json_response(out)
 
     @app.get("/v1/activations")

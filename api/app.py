@@ -42,6 +42,11 @@ DEFAULTS: dict[str, t.Any] = {
     "log_max_queue": 5000,
     "log_close_timeout": 25.0,       # seconds a stopping worker waits for its log to be written
     "watch_interval": 1.0,           # seconds between checks for a new activation (0 = off)
+    # publish/activate answer once every worker of the server decides with the new version, or
+    # after this many seconds (the answer's `workers` says how many had switched)
+    "switch_timeout": 10.0,
+    "server_state_dir": None,        # set by `ordergate serve`: where its workers say what they serve
+    "publish_in_child": True,        # compile and test a candidate in a child process (needs a database URL)
     "startup_retry_interval": 5.0,   # seconds between attempts when the store is down at start-up
     "bootstrap": True,
     "migrate": True,

@@ -8,6 +8,7 @@ in CPython; the lock only keeps two loaders from racing each other).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import typing as t
@@ -58,6 +59,7 @@ class Runtime:
         self._closed = threading.Event()
         self.startup_error: str | None = None
         self._owns_store = False
+        self.workers = ServerWorkers(config.get("server_state_dir"))
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -149,15 +151,6 @@ class Runtime:
         """True when a watcher follows activations (else endpoints load versions themselves)."""
         return self._watcher is not None and not self._closed.is_set()
 
-    def wait_until_serving(self, version_id: str, timeout: float) -> bool:
-        """Wait until this process answers with ``version_id`` (the watcher loads it)."""
-        deadline = time.monotonic() + timeout
-        while self.active_version_id != version_id:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
-
     def load(self, version_id: str) -> Loaded:
         """Compile (or take from the cache) ``version_id`` and make it the one that answers."""
         current = self.holder.current
@@ -170,6 +163,7 @@ class Runtime:
             raise
         loaded = Loaded(version_id, policy_set)
         previous = self.holder.swap(loaded)
+        self.workers.announce(version_id)
         self.metrics.reload(True)
         if previous is None or previous.version_id != version_id:
             log.info("ordergate: now answering with policy version %s", version_id)
@@ -200,6 +194,77 @@ class Runtime:
                 log.exception("ordergate: closing the decision log writer failed")
         if self._owns_store and self.store is not None:
             self.store.dispose()
+        self.workers.leave()
+
+
+class ServerWorkers:
+    """Which version each worker process of one ``ordergate serve`` answers with.
+
+    Every worker writes the version it has just swapped in to ``<state_dir>/<pid>`` (a folder the
+    serve command creates for its own workers), so that publish and activate can wait until
+    every worker of the server decides with the new version. Without a folder (one process:
+    ``create_app`` in tests, ``--dev``) only this process counts.
+    """
+
+    def __init__(self, state_dir: str | None) -> None:
+        self._dir = Path(state_dir) if state_dir else None
+        self._pid = os.getpid()
+        self._version: str | None = None
+
+    def announce(self, version_id: str) -> None:
+        self._version = version_id
+        if self._dir is None:
+            return
+        self._pid = os.getpid()
+        mine = self._dir / str(self._pid)
+        partial = self._dir / f".{self._pid}.tmp"
+        partial.write_text(version_id, encoding="utf-8")
+        partial.replace(mine)  # readers see the old or the new version id, never half of one
+
+    def leave(self) -> None:
+        if self._dir is not None:
+            (self._dir / str(self._pid)).unlink(missing_ok=True)
+
+    def serving(self) -> dict[str, str | None]:
+        """pid -> version id of every live worker (stale entries of dead workers are removed)."""
+        if self._dir is None:
+            return {str(self._pid): self._version}
+        found: dict[str, str | None] = {}
+        for entry in self._dir.iterdir():
+            if entry.name.startswith("."):
+                continue
+            if not _alive(int(entry.name)):
+                entry.unlink(missing_ok=True)
+                continue
+            try:
+                found[entry.name] = entry.read_text(encoding="utf-8")
+            except FileNotFoundError:  # the worker left meanwhile
+                continue
+        return found
+
+    def wait_all(self, version_id: str, timeout: float) -> tuple[int, int]:
+        """Wait until every worker answers with ``version_id``; ``(workers serving it, workers)``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            serving = self.serving()
+            count = sum(1 for v in serving.values() if v == version_id)
+            if count == len(serving) or time.monotonic() >= deadline:
+                return count, len(serving)
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a dead worker its parent has not reaped yet is a zombie: not serving
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:

@@ -10,6 +10,8 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
+import tempfile
 import typing as t
 from pathlib import Path
 
@@ -223,15 +225,22 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
         finally:
             app.extensions["ordergate"].close()
         return
-    if server == "granian":
-        GranianServer.run(config, granian_options(
-            host, port, workers=workers, threads=threads, timeout=timeout, header_timeout=header_timeout,
-            body_timeout=body_timeout, max_connections=max_connections, max_worker_rss=max_worker_rss,
-            max_worker_age=max_worker_age, access_log=access_log))
-    else:
-        GunicornServer.run(config, gunicorn_options(
-            host, port, workers=workers, threads=threads, worker_class=worker_class, timeout=timeout,
-            max_connections=max_connections, max_requests=max_requests, access_log=access_log))
+    # each worker writes the version it answers with here, so publish/activate can wait for all of them
+    config["server_state_dir"] = tempfile.mkdtemp(prefix="ordergate-serve-")
+    main_pid = os.getpid()
+    try:
+        if server == "granian":
+            GranianServer.run(config, granian_options(
+                host, port, workers=workers, threads=threads, timeout=timeout, header_timeout=header_timeout,
+                body_timeout=body_timeout, max_connections=max_connections, max_worker_rss=max_worker_rss,
+                max_worker_age=max_worker_age, access_log=access_log))
+        else:
+            GunicornServer.run(config, gunicorn_options(
+                host, port, workers=workers, threads=threads, worker_class=worker_class, timeout=timeout,
+                max_connections=max_connections, max_requests=max_requests, access_log=access_log))
+    finally:
+        if os.getpid() == main_pid:  # gunicorn's workers leave through here too (SystemExit)
+            shutil.rmtree(config["server_state_dir"], ignore_errors=True)
 
 
 def _cores() -> int:
