@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from api.testing import ALLOWED, SHOP, write_rules
+from api.testing import ALLOWED, SHOP, SHOP_V2, write_rules
 
 ORDERGATE = Path(sys.executable).with_name("ordergate")
 
@@ -214,3 +214,43 @@ def test_a_graceful_reload_under_load_fails_no_request(live, tmp_path):
     assert set(answered) == {200} and len(answered) > before > 0
     # two workers started, then two new ones loaded the version after the reload
     assert server.log.read_text().count("now answering with policy version") >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
+def test_publish_and_activate_return_once_every_worker_of_the_server_has_switched(live, server_name):
+    """Right after the call returns, no decision on that server uses the old version (3 workers,
+    activations polled once a second): the call waited for every worker, and says so."""
+    server = live("--server", server_name, "--workers", "3", "--threads", "2")
+    obligation = {"v1": "notify", "v2": "audit_trail"}
+    v1 = requests.get(f"{server.url}/v1/versions", timeout=10).json()["active"]
+
+    def decisions_after(version: str) -> set[str]:
+        seen = set()
+        for _ in range(30):  # a new connection each: the decisions spread over the workers
+            answer = requests.post(f"{server.url}/v1/decisions", json=ALLOWED, timeout=10).json()
+            seen.add(answer["obligations"][0]["name"])
+            assert answer["policy_version"] == version
+        return seen
+
+    published = requests.post(f"{server.url}/v1/versions", json={"files": SHOP_V2, "message": "v2"}, timeout=60)
+    assert published.status_code == 201, published.text
+    v2 = published.json()["id"]
+    assert published.json()["workers"] == {"serving": 3, "total": 3}
+    assert decisions_after(v2) == {obligation["v2"]}
+    for target, name in [(v1, "v1"), (v2, "v2"), (v1, "v1")]:
+        answer = requests.post(f"{server.url}/v1/versions/{target}/activate", json={"reason": "flip"}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["workers"] == {"serving": 3, "total": 3}
+        assert decisions_after(target) == {obligation[name]}
+
+
+def test_a_broken_candidate_is_refused_by_the_publishing_process_with_its_location(live):
+    server = live("--workers", "1", "--threads", "2")
+    broken = dict(SHOP_V2)
+    path = next(p for p in broken if not p.startswith("tests/"))
+    broken[path] = broken[path].replace("kind: guard", "kind: guardd")
+    answer = requests.post(f"{server.url}/v1/versions", json={"files": broken, "message": "broken"}, timeout=60)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "publish_rejected"
+    assert any(path in (e.get("location") or "") for e in error["errors"]), error
