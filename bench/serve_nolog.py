@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--rules", default=None)
     args = parser.parse_args(argv)
-    from cli.serve import GranianServer, GunicornServer, _default_rules, granian_options, gunicorn_options, prepare_store
+    from cli.serve import (GranianServer, GunicornServer, _default_rules, app_loader, granian_options,
+                           gunicorn_options, prepare_store)
 
     rules_dir = Path(args.rules) if args.rules else _default_rules()
     active = prepare_store(args.database, rules_dir)
@@ -56,9 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     config = {"database_url": args.database, "rules_dir": str(rules_dir), "tokens": None, "migrate": False,
               "decision_log_writer": DiscardingWriter()}
     if args.server == "granian":
-        GranianServer.run(config, granian_options("127.0.0.1", args.port, workers=args.workers, threads=args.threads))
+        GranianServer.run(app_loader(config), granian_options("127.0.0.1", args.port, workers=args.workers, threads=args.threads))
     else:
-        GunicornServer.run(config, gunicorn_options("127.0.0.1", args.port, workers=args.workers,
+        GunicornServer.run(app_loader(config), gunicorn_options("127.0.0.1", args.port, workers=args.workers,
                                                     threads=args.threads, worker_class=args.worker_class))
 
 

@@ -61,15 +61,26 @@ def prepare_store(database_url: str, rules_dir: Path) -> str | None:
         store.dispose()  # never hand a connection pool to forked workers
 
 
+def app_loader(config: dict[str, t.Any]) -> t.Callable[[], t.Any]:
+    """What each worker calls (after the fork) to build its own app."""
+
+    def load_app() -> t.Any:
+        from api import create_app
+
+        return create_app(dict(config))
+
+    return load_app
+
+
 class GunicornServer:
     """Builds the gunicorn application lazily so that ``--dev`` needs no gunicorn import."""
 
     @staticmethod
-    def run(config: dict[str, t.Any], options: dict[str, t.Any]) -> None:
+    def run(load_app: t.Callable[[], t.Any], options: dict[str, t.Any]) -> None:
         from gunicorn.app.base import BaseApplication
 
         class OrdergateApplication(BaseApplication):
-            """gunicorn with ``create_app`` as the WSGI app, built in each worker after the fork."""
+            """gunicorn with ``load_app()`` as the WSGI app, built in each worker after the fork."""
 
             def __init__(self) -> None:
                 self.options = options
@@ -81,9 +92,7 @@ class GunicornServer:
                         self.cfg.set(key, value)
 
             def load(self):
-                from api import create_app
-
-                return create_app(dict(config))
+                return load_app()
 
         OrdergateApplication().run()
 
@@ -92,17 +101,12 @@ class GranianServer:
     """granian worker processes, each running ``BufferedFront`` around its own ``create_app``."""
 
     @staticmethod
-    def run(config: dict[str, t.Any], options: dict[str, t.Any]) -> None:
+    def run(load_app: t.Callable[[], t.Any], options: dict[str, t.Any]) -> None:
         from granian.constants import Interfaces, Loops
         from granian.http import HTTP1Settings
         from granian.server import Server
 
         from cli.front import BufferedFront
-
-        def load_app() -> t.Any:
-            from api import create_app
-
-            return create_app(dict(config))
 
         front = BufferedFront(load_app, threads=options["threads"], body_timeout=options["body_timeout"],
                               request_timeout=options["timeout"], max_body=options["max_body"], on_close=_close_app)
@@ -230,12 +234,12 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
     main_pid = os.getpid()
     try:
         if server == "granian":
-            GranianServer.run(config, granian_options(
+            GranianServer.run(app_loader(config), granian_options(
                 host, port, workers=workers, threads=threads, timeout=timeout, header_timeout=header_timeout,
                 body_timeout=body_timeout, max_connections=max_connections, max_worker_rss=max_worker_rss,
                 max_worker_age=max_worker_age, access_log=access_log))
         else:
-            GunicornServer.run(config, gunicorn_options(
+            GunicornServer.run(app_loader(config), gunicorn_options(
                 host, port, workers=workers, threads=threads, worker_class=worker_class, timeout=timeout,
                 max_connections=max_connections, max_requests=max_requests, access_log=access_log))
     finally:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api.testing import SHOP, write_rules
+from api.testing import ALLOWED, SHOP, write_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,3 +51,23 @@ def test_load_benchmark_log_off_and_sync_workers_run(tmp_path):
         else:
             assert summary["worker_class"] == "sync"
             assert summary["decisions_logged"] == summary["decisions_sent"] > 0
+
+
+def test_front_benchmark_runs_with_wrk(tmp_path):
+    """bench/front.py (wrk; .ci/run installs it): bare Flask and ordergate under granian, one second each."""
+    rules = write_rules(tmp_path / "rules", SHOP)
+    requests = tmp_path / "requests.json"
+    requests.write_text(json.dumps([ALLOWED]))
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "front.py"), "--seconds", "1", "--servers", "granian",
+         "--connections", "2", "--workers", "1", "--threads", "2", "--batch-size", "5", "--rules", str(rules),
+         "--requests", str(requests), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results = json.loads(completed.stdout)["results"]["granian"]
+    for app in ("bare", "ordergate"):
+        for mode in ("single", "batch"):
+            assert results[app][mode]["requests"] > 0
+            assert results[app][mode]["non_2xx"] == 0 and results[app][mode]["socket_errors"] == 0
+    assert results["ordergate"]["log"]["logged"] >= results["ordergate"]["log"]["answered_at_least"] > 0
