@@ -101,30 +101,46 @@ class BufferedFront:
     async def __rsgi__(self, scope: t.Any, proto: t.Any) -> None:
         if scope.proto != "http":
             return
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        late: list[bool] = []
+        # a timer, not asyncio.wait_for: no extra task per request on the event loop
+        timer = loop.call_later(self._body_timeout, lambda: (late.append(True), task.cancel()))
         try:
-            body = await asyncio.wait_for(self._read_body(scope, proto), self._body_timeout)
+            body = await self._read_body(scope, proto)
         except BodyRefused as refused:
             proto.response_bytes(refused.status, [("content-type", "application/json"), ("connection", "close")],
                                  _error(refused.status, refused.code, refused.message, **refused.extra))
             return
-        except asyncio.TimeoutError:
+        except asyncio.CancelledError:
+            if not late:
+                raise
+            task.uncancel()
             message = f"the request body did not arrive within {self._body_timeout:g} s"
             proto.response_bytes(408, [("content-type", "application/json"), ("connection", "close")],
                                  _error(408, "bad_request", message, reason="body_timeout"))
             return
         except Exception:  # the client went away while sending
             return
-        environ = self._environ(scope, body)
-        loop = asyncio.get_running_loop()
+        finally:
+            timer.cancel()
         done = loop.create_future()
-        self._queue.put((environ, proto, loop, done))
+        self._queue.put((self._environ(scope, body), proto, loop, done))
+        timer = loop.call_later(self._request_timeout, self._expire, scope, proto, done)
         try:
-            await asyncio.wait_for(done, self._request_timeout)
-        except asyncio.TimeoutError:  # whichever answer comes first is the one sent
-            log.error("ordergate: %s %s took longer than %g s; answered 503", scope.method, scope.path,
-                      self._request_timeout)
-            proto.response_bytes(503, [("content-type", "application/json")], _error(
-                503, "timeout", f"the request took longer than {self._request_timeout:g} s; nothing was allowed"))
+            await done
+        finally:
+            timer.cancel()
+
+    def _expire(self, scope: t.Any, proto: t.Any, done: asyncio.Future) -> None:
+        """The app has not answered in time: answer 503 (whichever answer comes first is sent)."""
+        if done.done():
+            return
+        log.error("ordergate: %s %s took longer than %g s; answered 503", scope.method, scope.path,
+                  self._request_timeout)
+        proto.response_bytes(503, [("content-type", "application/json")], _error(
+            503, "timeout", f"the request took longer than {self._request_timeout:g} s; nothing was allowed"))
+        done.set_result(None)
 
     async def _read_body(self, scope: t.Any, proto: t.Any) -> bytes:
         declared = scope.headers.get("content-length")
@@ -139,7 +155,8 @@ class BufferedFront:
                                   reason="body_too_large", limit=self._max_body)
             if length == 0:
                 return b""
-        elif "transfer-encoding" not in scope.headers:
+            return await proto()  # granian reads exactly `length` bytes
+        if "transfer-encoding" not in scope.headers:
             return b""
         chunks: list[bytes] = []
         size = 0

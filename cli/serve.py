@@ -112,7 +112,7 @@ class GranianServer:
                               request_timeout=options["timeout"], max_body=options["max_body"], on_close=_close_app)
         server = Server(
             "ordergate", address=options["host"], port=options["port"], interface=Interfaces.RSGI,
-            workers=options["workers"], loop=Loops.asyncio, backlog=options["backlog"],
+            workers=options["workers"], loop=Loops.uvloop, backlog=options["backlog"],
             backpressure=options["max_connections"],
             http1_settings=HTTP1Settings(header_read_timeout=int(options["header_timeout"] * 1000)),
             log_level="warning", log_access=options["access_log"],
