@@ -88,7 +88,7 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict:
     out = completed.stdout
     if completed.returncode != 0 or "Requests/sec" not in out:
         raise SystemExit(f"front: wrk failed:\n{out}\n{completed.stderr}")
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     if set(latency) != {"50", "99"}:
         raise SystemExit(f"front: no latency distribution in wrk's output:\n{out}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))

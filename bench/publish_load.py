@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--server", default="granian", choices=["granian", "gunicorn"])
+    parser.add_argument("--server", default=None, choices=["granian", "gunicorn"], help="default: serve's")
     parser.add_argument("--database", default=None)
     parser.add_argument("--rules", default=str(ROOT / "rules"))
     args = parser.parse_args(argv)
@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         script.write_text(_lua(_bodies("single", 1), PATHS["single"]))
         database = args.database or f"sqlite:///{workdir / 'publish.sqlite'}"
         port = _free_port()
-        process, url = start([*_ordergate(), "serve", "--port", str(port), "--database", database, "--server",
-                              args.server, "--rules", args.rules], workdir, "serve", args)
+        server = ["--server", args.server] if args.server else []
+        process, url = start([*_ordergate(), "serve", "--port", str(port), "--database", database, *server,
+                              "--rules", args.rules], workdir, "serve", args)
         try:
             quiet = run_wrk(url + PATHS["single"], script, args) | {"load": _loadavg()}
             stop_at, took, failures = threading.Event(), [], []
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 thread.join()
         finally:
             stop(process)
-        print(f"publish_load: {args.server}, wrk -c{args.connections} -d{args.seconds}s, single decisions")
+        print(f"publish_load: {args.server or 'default server'}, wrk -c{args.connections} -d{args.seconds}s, single decisions")
         for name, r in (("no publish", quiet), ("publishing", busy)):
             print(f"  {name:<11} {r['requests_per_s']:>8,.0f} decisions/s  p50 {r['p50_ms']:6.2f} ms  "
                   f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  load {r['load']}")
