@@ -7,11 +7,11 @@ paths to text, e.g. a stored version), then call :meth:`PolicySet.decide`.
 from __future__ import annotations
 
 import gc
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-from .errors import Location, PolicyError, PolicyErrors
 from .decision import Decision, DecisionError, Obligation
+from .errors import Location, PolicyError, PolicyErrors
 from .evaluate import PolicySet, RuleInfo
 from .testing import TestReport, TestResult, run_tests
 
@@ -35,7 +35,8 @@ def read_folder(path: str | Path) -> dict[str, str]:
         raise PolicyErrors([PolicyError("load_no_folder", f"`{root}` is not a folder")])
     files = {}
     for file in sorted(root.rglob("*")):
-        if file.is_file() and file.suffix in RULE_SUFFIXES and not any(p.startswith(".") for p in file.relative_to(root).parts):
+        hidden = any(p.startswith(".") for p in file.relative_to(root).parts)
+        if file.is_file() and file.suffix in RULE_SUFFIXES and not hidden:
             files[file.relative_to(root).as_posix()] = file.read_text(encoding="utf-8")
     return files
 
@@ -58,24 +59,26 @@ def compile_files(files: Mapping[str, str], *, display_root: str = "") -> Policy
 
 def _compile(files: Mapping[str, str], display_root: str) -> PolicySet:
     from .codegen import generate
-    from .compiler import lower
+    from .compiler import Document, lower, rules_at_fault
     from .load import load_files
-    from .validate import check_document
+    from .validate import schema_problems
 
     rule_files = {display_root + p: t for p, t in files.items() if not is_test_file(p)}
     if not rule_files:
-        raise PolicyErrors([PolicyError("load_no_rules", "no rule files (*.yaml) found",
-                                        help="rule files live directly in the rules folder; tests in its tests/ folder")])
+        raise PolicyErrors([PolicyError(
+            "load_no_rules", "no rule files (*.yaml) found",
+            help="rule files live directly in the rules folder; tests in its tests/ folder")])
     loaded, errors = load_files(rule_files)                        # YAML -> documents + source maps
     docs = []
     for f in loaded:
         for i, doc in enumerate(f.documents):
             if doc is None:
                 continue
-            problems = check_document("policy", doc, (i,), f.source)   # JSON Schema, in plain words
-            errors.extend(problems)
-            if not problems:
-                docs.append((f, i, doc))
+            problems = schema_problems("policy", doc, (i,), f.source)   # JSON Schema, in plain words
+            errors.extend(p.error for p in problems)
+            broken = rules_at_fault(problems)
+            if broken is not None:     # the rest of the document still compiles, so every stage reports
+                docs.append(Document(f, i, doc, broken))
     policy_ir, infos = lower(loaded, docs, errors, display_root)   # semantic checks, the typed IR
     if errors:
         raise PolicyErrors(errors)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import linecache
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import ir, runtime
 from .decision import Decision, DecisionError, Obligation, freeze, read_only
@@ -334,7 +335,11 @@ class _Gen:
                 code = _TableCode(self, unit)
                 self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
                 self.emit(f"# table {unit.id}")
-                self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired)")
+                if unit.no_match is None:
+                    self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
+                else:
+                    self.emit(f"stop = _run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
+                    self.emit("if stop is not None: return stop")
                 continue
             self.emit(f"# {unit.id}")
             self.emit("t = None if tr is None else []")
@@ -342,7 +347,8 @@ class _Gen:
                 self.guard(unit)
             else:
                 self.effect(unit)
-        if not guards_done:
+        if not guards_done or any(isinstance(u, ir.RowTable) and u.no_match is not None for u in plan.units):
+            # (a row table's `no_match: deny` denies after the guards)
             self.emit("if den: return Decision(False, (), tuple(den), None, V, _frozen_trace(tr))")
         self.emit("return _finish(OVERRIDES, fired, V, tr)")
 
@@ -362,7 +368,7 @@ class _Gen:
         name = "decide_" + _UNSAFE.sub("_", plan.action)
         src = f"def {name}(inp, tr):\n" + "\n".join(self.lines) + "\n" + "".join(
             "".join(code.source) for _, code in self.tables)
-        fn = _exec(src, file_name(plan, self.version), self.ns.values, name)
+        fn: DecideFn = _exec(src, file_name(plan, self.version), self.ns.values, name)
         for const, code in self.tables:
             self.ns.values[const] = code.lowered()
         return fn
@@ -399,6 +405,9 @@ class _TableCode:
         self.when = self.function(f"when_{table.id}", "vals, t", [f"return {self.slots.cond(table.when, 't')}"]) \
             if table.when is not None else None
         self.outcomes: dict[str, str] = {}
+        nm = table.no_match
+        if nm is not None and nm.outcome not in ("deny", "error"):
+            self.outcomes[nm.outcome] = self.obligations(f"outcome_{table.id}_{nm.outcome}", nm.obligations)
         self.cells: dict[tuple[int, ir.Test], str] = {}
         for row in table.rows:
             if row.outcome not in self.outcomes:
@@ -440,8 +449,27 @@ class _TableCode:
                 cells.append(check)
             rows.append(runtime.LoweredRow(row.id, row.says, tuple(cells), defined[self.outcomes[row.outcome]]))
         slot, buckets, wildcards = index(table)
+        nm = table.no_match
+        unmatched = None if nm is None else runtime.LoweredNoMatch(
+            nm.outcome, defined[self.outcomes[nm.outcome]] if nm.outcome in self.outcomes else None)
         return runtime.LoweredTable(table.id, table.says, table.hit, defined[self.when] if self.when else None,
-                                    tuple(rows), slot, buckets, wildcards)
+                                    tuple(rows), slot, buckets, wildcards, unmatched)
+
+
+Keys = list[tuple[Any, ...] | str | None]
+
+
+def _best_column(table: ir.RowTable, keys: list[Keys]) -> int | None:
+    """The scalar column whose cells are all literals, `in:` lists or `-`, with the most distinct values."""
+    best: tuple[int, int] | None = None
+    for c, fact in enumerate(table.columns):
+        column = [k[c] for k in keys]
+        if fact.type.kind not in ir.SCALAR_KINDS or any(k is None for k in column):
+            continue
+        distinct = len({v for k in column if k != "*" and k is not None for v in k})
+        if distinct > 1 and (best is None or distinct > best[1]):
+            best = (c, distinct)
+    return None if best is None else best[0]
 
 
 def index(table: ir.RowTable) -> tuple[int | None, dict[Any, tuple[int, ...]], tuple[int, ...]]:
@@ -449,26 +477,15 @@ def index(table: ir.RowTable) -> tuple[int | None, dict[Any, tuple[int, ...]], t
     from .compiler.tables import row_keys
 
     keys = [row_keys(row.cells) for row in table.rows]
-    best: tuple[int, int] | None = None
-    for c, fact in enumerate(table.columns):
-        if fact.type.kind not in ir.SCALAR_KINDS:
-            continue
-        column = [k[c] for k in keys]
-        if any(k is None for k in column):
-            continue
-        distinct = len({v for k in column if k != "*" and k is not None for v in k})
-        if distinct > 1 and (best is None or distinct > best[1]):
-            best = (c, distinct)
-    if best is None:
+    c = _best_column(table, keys)
+    if c is None:
         return None, {}, ()
-    c = best[0]
     wildcards = tuple(i for i, k in enumerate(keys) if k[c] == "*")
     lists: dict[Any, list[int]] = {}
     for i, k in enumerate(keys):
         cell = k[c]
-        if cell != "*" and cell is not None:
-            for v in cell:
-                lists.setdefault(v, []).append(i)
+        for v in cell if isinstance(cell, tuple) else ():     # literal values; `*` rows are in every bucket
+            lists.setdefault(v, []).append(i)
     buckets = {v: tuple(sorted(set(rows) | set(wildcards))) for v, rows in lists.items()}
     return table.columns[c].slot, buckets, wildcards
 

@@ -5,7 +5,8 @@ are compared as sorted ``(name, params)`` pairs.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .decision import freeze
 
@@ -20,7 +21,7 @@ REASONS = "rules_changed"
 KINDS = (DENY_TO_ALLOW, ALLOW_TO_DENY, NEW_ERROR, OBLIGATIONS, REASONS)
 
 
-def obligation_keys(items: Iterable[Any]) -> list[tuple]:
+def obligation_keys(items: Iterable[Any] | None) -> list[tuple[Any, ...]]:
     """Obligations (``{"name", "params"}`` or a bare name) as a sorted list of hashable keys."""
     out = []
     for o in items or ():

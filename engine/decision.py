@@ -2,7 +2,9 @@
 the error when it could not be made. Immutable values, shared by the generated code and callers."""
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 
 class ReadOnlyList(list):  # type: ignore[type-arg]
     """A list in a decision: reads like a list (equality, JSON, repr), refuses every change."""
@@ -65,7 +67,7 @@ class DecisionError(NamedTuple):
     field: str | None
     message: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | None]:
         return {"code": self.code, "field": self.field, "message": self.message}
 
 
@@ -73,14 +75,14 @@ class Decision(NamedTuple):
     """The answer to one request. Immutable."""
 
     allow: bool
-    obligations: tuple
-    rules: tuple
+    obligations: tuple[Obligation, ...]
+    rules: tuple[str, ...]
     error: DecisionError | None
     policy_version: str
-    trace: tuple | None = None
+    trace: tuple[dict[str, Any], ...] | None = None
 
-    def to_dict(self) -> dict:
-        out = {
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "allow": self.allow,
             "obligations": [o.to_dict() for o in self.obligations],
             "rules": list(self.rules),

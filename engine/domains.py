@@ -14,8 +14,9 @@ have no finite domain.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from . import ir
 
@@ -33,7 +34,7 @@ class FactDomain:
     kind: str
     mode: str                 # required | optional | conditional
     default: Any
-    values: tuple             # candidate values (every equivalence class when ``finite``)
+    values: tuple[Any, ...]   # candidate values (every equivalence class when ``finite``)
     finite: bool
 
     @property
@@ -110,7 +111,7 @@ def _test_literals(fact: ir.Fact, test: ir.Test, out: set[Any], opaque: set[str]
         opaque.add(fact.dotted)
 
 
-def _values(fact_type: Any, literals: set, default: Any, mode: str, opaque: bool) -> tuple[tuple, bool]:
+def _values(fact_type: Any, literals: set[Any], default: Any, mode: str, opaque: bool) -> tuple[tuple[Any, ...], bool]:
     kind = fact_type.kind
     extra = (default,) if mode == "optional" and default is not None else ()
     if kind == "boolean":
@@ -141,7 +142,7 @@ def fact_domains(policy_set: Any, system: str, action: str) -> tuple[FactDomain,
     if plan is None:
         return None
     seen: dict[str, Any] = {}
-    literals: dict[str, set] = {}
+    literals: dict[str, set[Any]] = {}
     opaque: set[str] = set()
     for unit in plan.units:
         for cond in _unit_conditions(unit):
@@ -171,7 +172,7 @@ def read_value(data: Any, path: tuple[str, ...], missing: Any = None) -> Any:
     return data
 
 
-def with_value(data: dict, path: tuple[str, ...], value: Any) -> dict:
+def with_value(data: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
     """A copy of ``data`` with ``value`` at ``path``; only the mappings along the path are copied."""
     out = dict(data)
     node = out

@@ -8,8 +8,9 @@ snake-case strings prefixed by the stage that found them (``load_``, ``schema_``
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 
 class Location(NamedTuple):
@@ -36,11 +37,11 @@ class PolicyError:
         where = f"{self.location}: " if self.location else ""
         return f"{where}{self.code}: {self.message}"
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[str, int, int, str, str]:
         loc = self.location or Location("", 0, 0)
         return (loc.file, loc.line, loc.column, self.code, self.message)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str | None]:
         return {
             "code": self.code,
             "message": self.message,
@@ -68,7 +69,7 @@ class PolicyErrors(Exception):
     def render(self) -> str:
         return "\n".join(e.render() for e in self.errors)
 
-    def to_list(self) -> list[dict]:
+    def to_list(self) -> list[dict[str, str | None]]:
         return [e.to_dict() for e in self.errors]
 
 

@@ -8,9 +8,10 @@ deny overrides. Any error — including an exception raised while evaluating —
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .decision import Decision, DecisionError, DecideFn
+from .decision import DecideFn, Decision, DecisionError
 from .runtime import MissingFact, frozen_trace
 
 if TYPE_CHECKING:
@@ -25,22 +26,24 @@ class RuleInfo(NamedTuple):
     id: str
     kind: str            # guard | effect | table row
     says: str
-    sources: tuple
+    sources: tuple[str, ...]
     system: str
-    actions: tuple
+    actions: tuple[str, ...]
     file: str
     line: int
-    definition: dict     # the rule as written (for rule-level diffs)
+    definition: dict[str, Any]     # the rule as written (for rule-level diffs)
 
 
-def _err(code: str, field: str | None, message: str, version: str, trace=None) -> Decision:
+def _err(code: str, field: str | None, message: str, version: str,
+         trace: tuple[dict[str, Any], ...] | None = None) -> Decision:
     return Decision(False, (), (), DecisionError(code, field, message), version, trace)
 
 
 class PolicySet:
     """An immutable, compiled set of policies: compile once, decide many times."""
 
-    def __init__(self, policy_ir: PolicyIR, functions: Mapping[str, Mapping[str, DecideFn]], rules: tuple[RuleInfo, ...]):
+    def __init__(self, policy_ir: PolicyIR, functions: Mapping[str, Mapping[str, DecideFn]],
+                 rules: tuple[RuleInfo, ...]):
         self.ir = policy_ir                  # the typed IR every decision was generated from
         self.version = policy_ir.version
         self._systems = functions            # system -> {action: generated decide function}
@@ -75,8 +78,9 @@ class PolicySet:
 
             from .interpret import interpret
 
-            self._interpreters = {name: {action: partial(interpret, plan, self.version) for action, plan in s.plans.items()}
-                                  for name, s in self.ir.systems.items()}
+            self._interpreters = {
+                name: {action: partial(interpret, plan, self.version) for action, plan in s.plans.items()}
+                for name, s in self.ir.systems.items()}
         return self._answer(self._interpreters, action, input, explain, debug)
 
     def _answer(self, systems: Mapping[str, Mapping[str, DecideFn]], action: Any, input: Any, explain: bool,

@@ -7,7 +7,8 @@ index) and must give the decision the generated function gives. Decisions use it
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import ir, runtime
 from .decision import Decision, DecisionError, Obligation
@@ -57,7 +58,8 @@ class Interpreter:
             return read.default if read.mode == "optional" else ABSENT
         if not fact.type.accepts(v):
             shown = "an object" if isinstance(v, dict) else "a list" if isinstance(v, list) else ir.show(v)
-            raise self.error("invalid_fact", fact.dotted, f"`{fact.dotted}` must be {fact.type.describe()}, not {shown}")
+            raise self.error("invalid_fact", fact.dotted,
+                             f"`{fact.dotted}` must be {fact.type.describe()}, not {shown}")
         return v
 
     def value(self, fact: ir.Fact) -> Any:
@@ -70,7 +72,7 @@ class Interpreter:
     def test(self, test: ir.Test, v: Any) -> bool:
         if isinstance(test, ir.Compare):
             if test.op in ("is", "is_not"):
-                return (v == test.value) == (test.op == "is")
+                return bool(v == test.value) == (test.op == "is")
             if test.scale is not None:
                 return _ORDER[test.op](test.scale.rank[v], test.scale.rank[test.value])
             return _ORDER[test.op](v, test.value)
@@ -141,15 +143,16 @@ class Interpreter:
             case = next((c for c in e.cases if self.cond(c.condition, t)), None)
             made = self.obligations(case.obligations if case is not None else e.otherwise, t)
             fired.append((e.id, made))
-        self.record({"rule": e.id, "kind": "effect", "says": e.says, "outcome": "fired" if applies else "not applicable",
+        self.record({"rule": e.id, "kind": "effect", "says": e.says,
+                     "outcome": "fired" if applies else "not applicable",
                      "obligations": [o.to_dict() for o, _ in made], "conditions": t})
 
-    def table(self, table: ir.RowTable, fired: runtime.Fired) -> None:
+    def table(self, table: ir.RowTable, fired: runtime.Fired, denied: list[str]) -> Decision | None:
         sub: Trace = None if self.tr is None else []
         if table.when is not None and not self.cond(table.when, sub):
             self.record({"rule": table.id, "kind": "table", "says": table.says, "outcome": "not applicable",
                          "conditions": sub})
-            return
+            return None
         matched = []
         for row in table.rows:
             t: Trace = None if self.tr is None else []
@@ -165,6 +168,11 @@ class Interpreter:
                              "outcome": "not matched", "conditions": t})
         if table.hit == "unique" and len(matched) > 1:
             raise EvaluationError(f"table `{table.id}` has hit policy unique but rows {', '.join(matched)} all match")
+        if matched or table.no_match is None:
+            return None
+        nm = table.no_match
+        made = self.obligations(nm.obligations, self.tr) if nm.outcome not in ("deny", "error") else None
+        return runtime.no_row_matched(table.id, nm.outcome, made, self.version, self.tr, fired, denied)
 
     def run(self, data: dict[str, Any]) -> Decision:
         try:
@@ -173,16 +181,20 @@ class Interpreter:
             return failed.decision
         denied: list[str] = []
         fired: runtime.Fired = []
+        guards_passed = False
         for unit in self.plan.units:
             if isinstance(unit, ir.Guard):
                 self.guard(unit, denied)
                 continue
-            if denied:
+            if denied and not guards_passed:
                 break
+            guards_passed = True
             if isinstance(unit, ir.Effect):
                 self.effect(unit, fired)
             else:
-                self.table(unit, fired)
+                stop = self.table(unit, fired, denied)
+                if stop is not None:
+                    return stop
         if denied:
             return Decision(False, (), tuple(denied), None, self.version, runtime.frozen_trace(self.tr))
         return runtime.finish(self.plan.overrides, fired, self.version, self.tr)

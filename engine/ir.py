@@ -23,9 +23,10 @@ The parts, from the leaves up:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal
 
 from .errors import Location
 
@@ -166,7 +167,7 @@ class ObjectType:
         return type(v) is dict
 
 
-FactType = Union[BooleanType, IntegerType, StringType, EnumType, ListType, MapType, ObjectType]
+FactType = BooleanType | IntegerType | StringType | EnumType | ListType | MapType | ObjectType
 SCALAR_KINDS = frozenset({"boolean", "integer", "string", "enum"})
 
 
@@ -257,7 +258,7 @@ class Both:
     op: Literal["and"] = "and"
 
 
-Test = Union[Compare, Member, Contains, Each, Flag, SameAs, Both]
+Test = Compare | Member | Contains | Each | Flag | SameAs | Both
 
 _CMP_WORDS = {"at_least": "at least", "above": "above", "at_most": "at most", "below": "below"}
 
@@ -324,10 +325,13 @@ class Always:
 
 @dataclass(frozen=True)
 class StageGraph:
-    """Stages and the stages each may move to, as written."""
+    """Stages and the stages each may move to, as written; ``start`` and ``final`` (may be empty)
+    declare where a life cycle begins and its intended ends (read by the verifier, not by decisions)."""
 
     next: tuple[tuple[Any, tuple[Any, ...]], ...]
     location: Location
+    start: tuple[Any, ...] = ()
+    final: tuple[Any, ...] = ()
 
     @cached_property
     def edges(self) -> Mapping[Any, frozenset[Any]]:
@@ -346,7 +350,7 @@ class Move:
     location: Location
 
 
-Condition = Union[FactCondition, AllOf, AnyOf, Not, Always, Move]
+Condition = FactCondition | AllOf | AnyOf | Not | Always | Move
 
 
 # -- obligations ----------------------------------------------------------------------------------
@@ -370,7 +374,7 @@ class FirstEnteredParam:
     facts: tuple[Fact, ...]
 
 
-Param = Union[StaticParam, FactParam, FirstEnteredParam]
+Param = StaticParam | FactParam | FirstEnteredParam
 
 
 @dataclass(frozen=True)
@@ -475,7 +479,7 @@ class Wildcard:
     location: Location
 
 
-RowCell = Union[FactCondition, Wildcard]
+RowCell = FactCondition | Wildcard
 
 
 @dataclass(frozen=True)
@@ -490,11 +494,16 @@ class Row:
 
 @dataclass(frozen=True)
 class NoMatch:
-    """What a row table decides when no row matches: ``deny``, ``error``, or a named outcome."""
+    """What a row table decides when no row matches: ``deny`` (the decision is a denial citing the
+    table), ``error`` (an evaluation error), or a named outcome (its obligations, citing the table)."""
 
-    outcome: str
-    obligations: tuple[ObligationUse, ...]
+    outcome: str                                  # "deny" | "error" | an outcome name
+    obligations: tuple[ObligationUse, ...]        # of the named outcome; empty for deny and error
     location: Location
+
+    @property
+    def says(self) -> str:
+        return "no row matched"
 
 
 @dataclass(frozen=True)
@@ -509,7 +518,7 @@ class RowTable:
     location: Location
 
 
-Unit = Union[Guard, Effect, RowTable]
+Unit = Guard | Effect | RowTable
 
 
 # -- plans ----------------------------------------------------------------------------------------

@@ -8,14 +8,15 @@ PyYAML would silently accept, are reported.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from .errors import Location, PolicyError
 
-Path = tuple
+Path = tuple[Any, ...]
 
 
 @dataclass
@@ -29,7 +30,7 @@ class SourceMap:
     file: str
     values: dict[Path, int] = field(default_factory=dict)
     keys: dict[Path, Location] = field(default_factory=dict)
-    items: dict[Path, array] = field(default_factory=dict)   # list path -> packed item positions
+    items: dict[Path, array[int]] = field(default_factory=dict)   # list path -> packed item positions
 
     def at(self, path: Path, *, key: bool = False) -> Location:
         """The closest known location for ``path`` (walking up to its parents)."""
@@ -55,7 +56,7 @@ class LoadedFile:
     source: SourceMap
 
 
-def _loc(file: str, mark) -> Location:
+def _loc(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
@@ -70,14 +71,14 @@ class _Builder:
     in a fraction of the time and memory.
     """
 
-    def __init__(self, loader, smap: SourceMap, errors: list[PolicyError]):
+    def __init__(self, loader: Any, smap: SourceMap, errors: list[PolicyError]):
         self.loader = loader
         self.smap = smap
         self.errors = errors
         self.anchors: dict[str, Any] = {}
         self.file = smap.file
 
-    def value(self, path: tuple | None, positions: array | None = None) -> Any:
+    def value(self, path: Path | None, positions: array[int] | None = None) -> Any:
         """Build the next value and record where it starts: in ``positions`` (the packed array of
         the list it is an item of), else under ``path`` unless that is None (keys, skipped values)."""
         loader = self.loader
@@ -98,11 +99,11 @@ class _Builder:
                 value.append(self.value(None if path is None else path + (i,), items))
                 i += 1
             loader.get_event()
-            if items is not None:
+            if items is not None and path is not None:
                 smap.items[path] = items
         elif isinstance(event, yaml.MappingStartEvent):
             value = {}
-            first_seen: dict = {}
+            first_seen: dict[Any, Location] = {}
             while not loader.check_event(yaml.MappingEndEvent):
                 key_event = loader.peek_event()
                 key_loc = _loc(self.file, key_event.start_mark)
@@ -144,7 +145,7 @@ class _Builder:
             self.anchors[anchor] = value
         return value
 
-    def scalar(self, event) -> Any:
+    def scalar(self, event: Any) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
@@ -158,7 +159,8 @@ _YAML_HELP = {
     "mapping values are not allowed here": "check the indentation of this line, or quote a value that contains `: `",
     "could not find expected ':'": "a key needs a colon after it; check the indentation of this line and the one above",
     "found character '\\t' that cannot start any token": "YAML does not allow tabs for indentation; use spaces",
-    "expected <block end>, but found '<block sequence start>'": "this list item is indented differently from the ones before it",
+    "expected <block end>, but found '<block sequence start>'":
+        "this list item is indented differently from the ones before it",
     "expected <block end>, but found '<block mapping start>'": "this line is indented differently from its neighbours",
 }
 
@@ -186,7 +188,7 @@ def load_text(path: str, text: str) -> tuple[LoadedFile | None, list[PolicyError
         return None, [PolicyError("load_syntax", f"not valid YAML: {exc}", Location(path, 1, 1))]
 
 
-def _load_with(loader_class, path: str, text: str) -> tuple[LoadedFile, list[PolicyError]]:
+def _load_with(loader_class: Any, path: str, text: str) -> tuple[LoadedFile, list[PolicyError]]:
     smap = SourceMap(path)
     errors: list[PolicyError] = []
     documents: list[Any] = []

@@ -3,7 +3,8 @@ their index, moves over stage graphs. Nothing here knows a policy; ``codegen`` p
 lowered pieces of one."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from .decision import Decision, DecisionError, Obligation, freeze, read_only
 from .ir import show
@@ -68,6 +69,11 @@ class LoweredRow(NamedTuple):
     obligations: Callable[[list[Any], Trace], list[Made]]
 
 
+class LoweredNoMatch(NamedTuple):
+    outcome: str                                                      # deny | error | an outcome name
+    obligations: Callable[[list[Any], Trace], list[Made]] | None      # of the named outcome
+
+
 class LoweredTable(NamedTuple):
     """A row table as generated code runs it: rows to try come from an index on one column."""
 
@@ -79,6 +85,7 @@ class LoweredTable(NamedTuple):
     index_slot: int | None
     buckets: Mapping[Any, tuple[int, ...]]
     wildcards: tuple[int, ...]
+    no_match: LoweredNoMatch | None
 
 
 def absent(path: str) -> Any:
@@ -94,7 +101,7 @@ def fail(decision: Decision, tr: Trace) -> Decision:
 
 
 def invalid(check: FactCheck, value: Any, tr: Trace, version: str) -> Decision:
-    shown = show(value) if not isinstance(value, (dict, list)) else ("an object" if isinstance(value, dict) else "a list")
+    shown = "an object" if isinstance(value, dict) else "a list" if isinstance(value, list) else show(value)
     return Decision(False, (), (), DecisionError("invalid_fact", check.dotted,
                                                  f"`{check.dotted}` must be {check.expected}, not {shown}"),
                     version, frozen_trace(tr))
@@ -102,7 +109,8 @@ def invalid(check: FactCheck, value: Any, tr: Trace, version: str) -> Decision:
 
 def leaf(t: list[dict[str, Any]], meta: Leaf, value: Any, held: bool) -> bool:
     t.append({"fact": meta.fact, "path": meta.path, "test": meta.words, "value": value, "held": held,
-              "says": f"{meta.label}: expected {meta.words}, found {show(value)} ({'holds' if held else 'does not hold'})"})
+              "says": f"{meta.label}: expected {meta.words}, found {show(value)} "
+                      f"({'holds' if held else 'does not hold'})"})
     return held
 
 
@@ -158,15 +166,36 @@ def _row_holds(row: LoweredRow, vals: list[Any], sub: Trace) -> bool:
     return True
 
 
-def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired) -> None:
+def no_row_matched(table_id: str, outcome: str, made: list[Made] | None, version: str, tr: Trace,
+                   fired: Fired, denied: list[str]) -> Decision | None:
+    """A row table's declared `no_match`: deny (the table is cited), an error decision (returned), or
+    the obligations of the named outcome; the trace says that no row matched."""
+    says = f"no row of table `{table_id}` matched"
+    record: dict[str, Any] = {"rule": table_id, "kind": "table", "says": says, "outcome": "no row matched",
+                              "no_match": outcome}
+    if made is not None:
+        fired.append((table_id, made))
+        record["obligations"] = [o.to_dict() for o, _ in made]
+    elif outcome == "deny":
+        denied.append(table_id)
+    if tr is not None:
+        tr.append(record)
+    if outcome == "error":
+        return Decision(False, (), (), DecisionError("evaluation_error", None, says), version, frozen_trace(tr))
+    return None
+
+
+def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired, denied: list[str],
+             version: str) -> Decision | None:
     """Apply a row table: every matching row fires (`first`: only the first; `unique`: more than one
-    is an evaluation error)."""
+    is an evaluation error); when none does, its `no_match` (if declared) decides. Returns the
+    decision when that ends the evaluation (`no_match: error`)."""
     sub: Trace = [] if tr is not None else None
     if table.when is not None and not table.when(vals, sub):
         if tr is not None:
             tr.append({"rule": table.id, "kind": "table", "says": table.says, "outcome": "not applicable",
                        "conditions": sub})
-        return
+        return None
     matched = []
     for i in _candidates(table, vals):
         row = table.rows[i]
@@ -186,6 +215,11 @@ def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired) -> N
     if table.hit == "unique" and len(matched) > 1:
         ids = ", ".join(table.rows[i].id for i in matched)
         raise EvaluationError(f"table `{table.id}` has hit policy unique but rows {ids} all match")
+    if matched or table.no_match is None:
+        return None
+    nm = table.no_match
+    made = nm.obligations(vals, tr) if nm.obligations is not None else None
+    return no_row_matched(table.id, nm.outcome, made, version, tr, fired, denied)
 
 
 def finish(overrides: Mapping[str, tuple[str, ...]], fired: Fired, version: str, tr: Trace) -> Decision:

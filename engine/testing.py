@@ -6,11 +6,15 @@ report lists failures readably and every rule that no test makes fire.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .compare import obligation_keys
 from .errors import Location, PolicyError, PolicyErrors, did_you_mean
+
+if TYPE_CHECKING:
+    from .evaluate import PolicySet
 
 
 @dataclass(frozen=True)
@@ -19,7 +23,7 @@ class TestResult:
     location: Location
     passed: bool
     problems: tuple[str, ...] = ()
-    decision: dict | None = None
+    decision: dict[str, Any] | None = None
     action: str | None = None
     input: Any = None                  # the request input the test decided (base, input and remove applied)
 
@@ -65,9 +69,9 @@ def merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def remove(data: dict, dotted: str) -> None:
+def remove(data: dict[str, Any], dotted: str) -> None:
     *parents, last = dotted.split(".")
-    d = data
+    d: Any = data
     for p in parents:
         d = d.get(p) if isinstance(d, dict) else None
         if d is None:
@@ -76,7 +80,7 @@ def remove(data: dict, dotted: str) -> None:
         d.pop(last, None)
 
 
-def _show_obligations(items) -> str:
+def _show_obligations(items: list[Any]) -> str:
     parts = []
     for o in items:
         if isinstance(o, str):
@@ -87,11 +91,11 @@ def _show_obligations(items) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
-def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> TestReport:
-    """Run the ``tests/*.yaml`` files of a folder mapping against ``policy``.
+Case = tuple[Location, dict[str, Any], Any]      # where, the test as written, the base it merges over
 
-    :raises PolicyErrors: when a test file is malformed (bad YAML, unknown keys, unknown rule ids).
-    """
+
+def _cases(policy: PolicySet, files: Mapping[str, str], display_root: str) -> list[Case]:
+    """Every test of the ``tests/`` files; raises PolicyErrors when a test file is malformed."""
     from . import is_test_file
     from .load import load_files
     from .validate import check_document
@@ -99,16 +103,12 @@ def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> Te
     test_files = {display_root + p: t for p, t in files.items() if is_test_file(p)}
     loaded, errors = load_files(test_files)
     known_rules = {r.id for r in policy.rules}
-    report = TestReport(rule_count=len(known_rules))
-    fired: set[str] = set()
-    cases = []
+    cases: list[Case] = []
     for f in loaded:
         for d, doc in enumerate(f.documents):
-            if doc is None:
-                continue
-            problems = check_document("tests", doc, (d,), f.source)
+            problems = check_document("tests", doc, (d,), f.source) if doc is not None else []
             errors.extend(problems)
-            if problems:
+            if doc is None or problems:
                 continue
             bases = doc.get("bases") or {}
             for t, test in enumerate(doc["tests"]):
@@ -128,35 +128,51 @@ def run_tests(policy, files: Mapping[str, str], *, display_root: str = "") -> Te
                 cases.append((f.source.at(path), test, base))
     if errors:
         raise PolicyErrors(errors)
-    for location, test, base in cases:
+    return cases
+
+
+def _error_problems(expect: dict[str, Any], got: dict[str, Any] | None) -> list[str]:
+    if "error" not in expect:
+        return [] if got is None else [f"unexpected error {got['code']} ({got['field']}): {got['message']}"]
+    want = expect["error"]
+    if want is None:
+        return [] if got is None else [f"error: expected none, got {got['code']} ({got['field']}): {got['message']}"]
+    if got is None:
+        return [f"error: expected {want['code']}, got none"]
+    if got["code"] != want["code"] or ("field" in want and got["field"] != want["field"]):
+        return [f"error: expected {want['code']} ({want.get('field')}), got {got['code']} ({got['field']})"]
+    return []
+
+
+def _problems(expect: dict[str, Any], decision: dict[str, Any]) -> list[str]:
+    """How a decision differs from what a test expects, in words."""
+    problems = []
+    if "allow" in expect and expect["allow"] != decision["allow"]:
+        problems.append(f"allow: expected {expect['allow']}, got {decision['allow']}")
+    if "rules" in expect and sorted(expect["rules"]) != sorted(decision["rules"]):
+        problems.append(f"rules: expected {sorted(expect['rules'])}, got {sorted(decision['rules'])}")
+    if "obligations" in expect and obligation_keys(expect["obligations"]) != obligation_keys(decision["obligations"]):
+        problems.append(f"obligations: expected {_show_obligations(expect['obligations'])}, "
+                        f"got {_show_obligations(decision['obligations'])}")
+    return problems + _error_problems(expect, decision["error"])
+
+
+def run_tests(policy: PolicySet, files: Mapping[str, str], *, display_root: str = "") -> TestReport:
+    """Run the ``tests/*.yaml`` files of a folder mapping against ``policy``.
+
+    :raises PolicyErrors: when a test file is malformed (bad YAML, unknown keys, unknown rule ids).
+    """
+    known_rules = {r.id for r in policy.rules}
+    report = TestReport(rule_count=len(known_rules))
+    fired: set[str] = set()
+    for location, test, base in _cases(policy, files, display_root):
         # a copy: `remove` must not reach into the base the next test merges over
         data = merge(copy.deepcopy(base), test.get("input") or {})
         for dotted in test.get("remove") or []:
             remove(data, dotted)
         decision = policy.decide(test["action"], data).to_dict()
         fired.update(decision["rules"])
-        problems = []
-        expect = test["expect"]
-        if "allow" in expect and expect["allow"] != decision["allow"]:
-            problems.append(f"allow: expected {expect['allow']}, got {decision['allow']}")
-        if "rules" in expect and sorted(expect["rules"]) != sorted(decision["rules"]):
-            problems.append(f"rules: expected {sorted(expect['rules'])}, got {sorted(decision['rules'])}")
-        if "obligations" in expect and obligation_keys(expect["obligations"]) != obligation_keys(decision["obligations"]):
-            problems.append(f"obligations: expected {_show_obligations(expect['obligations'])}, "
-                            f"got {_show_obligations(decision['obligations'])}")
-        if "error" in expect:
-            want, got = expect["error"], decision["error"]
-            if want is None and got is not None:
-                problems.append(f"error: expected none, got {got['code']} ({got['field']}): {got['message']}")
-            elif want is not None:
-                if got is None:
-                    problems.append(f"error: expected {want['code']}, got none")
-                elif got["code"] != want["code"] or ("field" in want and got["field"] != want["field"]):
-                    problems.append(f"error: expected {want['code']} ({want.get('field')}), "
-                                    f"got {got['code']} ({got['field']})")
-        if "error" not in expect and decision["error"] is not None:
-            problems.append(f"unexpected error {decision['error']['code']} ({decision['error']['field']}): "
-                            f"{decision['error']['message']}")
+        problems = _problems(test["expect"], decision)
         report.results.append(TestResult(test["name"], location, not problems, tuple(problems), decision,
                                          test["action"], data))
     report.uncovered = sorted(known_rules - fired)

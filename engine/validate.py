@@ -6,10 +6,12 @@ reported one by one at the key, with a did-you-mean among the keys allowed there
 """
 from __future__ import annotations
 
+import contextlib
 import json
-from functools import lru_cache
+from collections.abc import Iterator
+from functools import cache
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any, NamedTuple
 
 import jsonschema
 
@@ -17,12 +19,13 @@ from .errors import PolicyError, did_you_mean
 from .load import SourceMap
 
 
-@lru_cache(maxsize=None)
-def schema(name: str) -> dict:
-    return json.loads(resources.files("engine.schemas").joinpath(f"{name}.schema.json").read_text())
+@cache
+def schema(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(resources.files("engine.schemas").joinpath(f"{name}.schema.json").read_text())
+    return loaded
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
     s = schema(name)
     cls = jsonschema.validators.validator_for(s)
@@ -50,15 +53,13 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _where(path: tuple, doc: Any) -> str:
+def _where(path: tuple[Any, ...], doc: Any) -> str:
     """Name the part of the file a path points into, in the words of the format."""
     rel = path[1:] if path and isinstance(path[0], int) else path  # drop the document index
     if len(rel) >= 2 and rel[0] in ("rules", "tests") and isinstance(rel[1], int):
         item = None
-        try:
+        with contextlib.suppress(KeyError, IndexError, TypeError):
             item = doc[rel[0]][rel[1]]
-        except (KeyError, IndexError, TypeError):
-            pass
         label = item.get("id") or item.get("name") if isinstance(item, dict) else None
         word = "rule" if rel[0] == "rules" else "test"
         base = f"{word} `{label}`" if label else f"{word} {rel[1] + 1}"
@@ -88,59 +89,85 @@ def _leaves(error: jsonschema.ValidationError) -> Iterator[jsonschema.Validation
     yield error
 
 
-def check_document(name: str, document: Any, prefix: tuple, smap: SourceMap) -> list[PolicyError]:
-    """Every schema problem of one document, in plain words, at its position."""
-    out: list[PolicyError] = []
+class SchemaProblem(NamedTuple):
+    """One schema error and the document path it is about (``field``: the missing or unknown key)."""
+
+    path: tuple[Any, ...]
+    error: PolicyError
+    field: str | None = None
+
+
+def schema_problems(name: str, document: Any, prefix: tuple[Any, ...], smap: SourceMap) -> list[SchemaProblem]:
+    """Every schema problem of one document, root causes only: a required field reported missing
+    where an unknown field is a misspelling of it gives only the unknown field, with the suggestion."""
+    out: list[SchemaProblem] = []
     for top in _validator(name).iter_errors(document):
         for err in _leaves(top):
             out.extend(_translate(err, prefix, smap, document))
-    return out
+    unknown = [(p.path, p.field) for p in out if p.error.code == "schema_unknown_field"]
+    return [p for p in out if not (p.error.code == "schema_missing_field" and any(
+        where == p.path and did_you_mean(field, [p.field or ""]) for where, field in unknown))]
 
 
-def _translate(err: jsonschema.ValidationError, prefix: tuple, smap: SourceMap,
-               document: Any) -> Iterator[PolicyError]:
+def check_document(name: str, document: Any, prefix: tuple[Any, ...], smap: SourceMap) -> list[PolicyError]:
+    """Every schema problem of one document, in plain words, at its position."""
+    return [p.error for p in schema_problems(name, document, prefix, smap)]
+
+
+def _translate(err: jsonschema.ValidationError, prefix: tuple[Any, ...], smap: SourceMap,
+               document: Any) -> Iterator[SchemaProblem]:
     path = prefix + tuple(err.absolute_path)
+    for error, field in _errors(err, path, smap, document):
+        yield SchemaProblem(path, error, field)
+
+
+def _errors(err: jsonschema.ValidationError, path: tuple[Any, ...], smap: SourceMap,
+            document: Any) -> Iterator[tuple[PolicyError, str | None]]:
     kw = err.validator
     inst = err.instance
+    value: Any = err.validator_value
+    schema_here: Any = err.schema
     if kw == "additionalProperties" and isinstance(inst, dict):
-        allowed = set(err.schema.get("properties", {}))
+        allowed = set(schema_here.get("properties", {}))
         for key in inst:
             if key not in allowed:
+                listed = "allowed here: " + ", ".join(f"`{k}`" for k in sorted(allowed)) if allowed else None
                 yield PolicyError("schema_unknown_field", f"unknown field `{key}` in {_where(path, document)}",
-                                  smap.at(path + (key,), key=True),
-                                  did_you_mean(key, allowed) or
-                                  ("allowed here: " + ", ".join(f"`{k}`" for k in sorted(allowed)) if allowed else None))
+                                  smap.at(path + (key,), key=True), did_you_mean(key, allowed) or listed), key
         return
     if kw == "required":
-        missing = [k for k in err.validator_value if isinstance(inst, dict) and k not in inst]
+        missing = [k for k in value if isinstance(inst, dict) and k not in inst]
         for key in missing:
             yield PolicyError("schema_missing_field", f"missing field `{key}` in {_where(path, document)}",
-                              smap.at(path), None)
+                              smap.at(path), None), key
         return
     if kw == "type":
-        want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        words = " or ".join(_TYPE_WORDS.get(w, w) for w in want)
-        yield PolicyError("schema_invalid", f"{_where(path, document)} must be {words}, not {_kind(inst)}", smap.at(path))
+        want = value if isinstance(value, list) else [value]
+        words = " or ".join(str(_TYPE_WORDS.get(w, w)) for w in want)
+        yield PolicyError("schema_invalid", f"{_where(path, document)} must be {words}, not {_kind(inst)}",
+                          smap.at(path)), None
         return
     if kw in ("enum", "const"):
-        options = err.validator_value if kw == "enum" else [err.validator_value]
+        options = value if kw == "enum" else [value]
         yield PolicyError("schema_invalid",
-                          f"{_where(path, document)} is `{inst}`, expected one of " + ", ".join(f"`{o}`" for o in options),
-                          smap.at(path), did_you_mean(inst, [str(o) for o in options]))
+                          f"{_where(path, document)} is `{inst}`, expected one of "
+                          + ", ".join(f"`{o}`" for o in options),
+                          smap.at(path), did_you_mean(inst, [str(o) for o in options])), None
         return
     if kw == "pattern" and path and path[-1] == "path":
         yield PolicyError("schema_invalid", f"`{inst}` is not a fact path", smap.at(path),
-                          "write names separated by single dots, e.g. `resource.order.status`")
+                          "write names separated by single dots, e.g. `resource.order.status`"), None
         return
     if kw == "pattern":
         yield PolicyError("schema_invalid", f"{_where(path, document)} `{inst}` is not a valid name",
                           smap.at(path), "use lower-case letters, digits and `_`, starting with a letter"
-                          if str(err.validator_value).startswith("^[a-z]") else None)
+                          if str(value).startswith("^[a-z]") else None), None
         return
     if kw in ("minItems", "minLength", "minProperties"):
-        yield PolicyError("schema_invalid", f"{_where(path, document)} must not be empty", smap.at(path))
+        yield PolicyError("schema_invalid", f"{_where(path, document)} must not be empty", smap.at(path)), None
         return
     if kw in ("oneOf", "anyOf"):
-        yield PolicyError("schema_invalid", f"{_where(path, document)} has the wrong shape ({_kind(inst)})", smap.at(path))
+        yield PolicyError("schema_invalid", f"{_where(path, document)} has the wrong shape ({_kind(inst)})",
+                          smap.at(path)), None
         return
-    yield PolicyError("schema_invalid", f"{_where(path, document)}: {err.message}", smap.at(path))
+    yield PolicyError("schema_invalid", f"{_where(path, document)}: {err.message}", smap.at(path)), None

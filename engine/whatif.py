@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from itertools import combinations, product
 from typing import Any
 
-from .ir import show
 from .domains import OTHER_TEXT, fact_domains, read_value, with_value
+from .ir import show
 
 _ABSENT = object()
 
@@ -91,10 +91,10 @@ def _distance(change: Change) -> int:
 def _nearest(hits: list[Alternative]) -> list[Alternative]:
     """Of the alternatives that change the same facts, keep only those whose whole numbers are
     nearest to the request's (the bound just across a threshold, not every number beyond it)."""
-    def key(a: Alternative) -> tuple:
+    def key(a: Alternative) -> tuple[str, ...]:
         return tuple(repr(c.after) for c in a.changes if type(c.after) is not int or type(c.before) is not int)
 
-    best: dict[tuple, int] = {}
+    best: dict[tuple[str, ...], int] = {}
     for a in hits:
         best[key(a)] = min(best.get(key(a), sum(map(_distance, a.changes))), sum(map(_distance, a.changes)))
     return [a for a in hits if sum(map(_distance, a.changes)) == best[key(a)]]
@@ -128,12 +128,12 @@ def why_not(policy_set: Any, action: str, data: Any, *, max_changes: int = 3, bu
                     return WhyNot("to_allow" if target else "to_deny", tuple(found), False)
                 tried += 1
                 changed = data
-                for i, value in zip(combo, values):
+                for i, value in zip(combo, values, strict=True):
                     changed = with_value(changed, domains[i].path, value)
                 after = policy_set.decide(action, changed)
                 if after.error is None and after.allow == target:
                     hits.append(Alternative(
-                        tuple(_change(domains[i], current[i], v) for i, v in zip(combo, values)),
+                        tuple(_change(domains[i], current[i], v) for i, v in zip(combo, values, strict=True)),
                         after.allow, tuple(after.rules),
                         tuple(r for r in decision.rules if r not in after.rules) if target else ()))
             if hits:

@@ -89,7 +89,7 @@ def test_plan_prints_the_generated_code_of_one_action():
     r = run("plan", "shop", "order.create", str(MINI))
     assert r.exit_code == 0
     assert r.output.startswith("def decide_order_create(inp, tr):\n")
-    assert "f_count = " in r.output and "_run_rows(TABLE_sizes, vals, tr, fired)" in r.output
+    assert "f_count = " in r.output and "_run_rows(TABLE_sizes, vals, tr, fired, den, V)" in r.output
     compile(r.output, "plan", "exec")   # what is printed is the Python that runs
 
 

@@ -256,4 +256,4 @@ def test_debug_raises_with_the_generated_source_in_the_traceback(mini, monkeypat
         mini.decide("order.create", req(), debug=True)
     shown = "".join(traceback.format_exception(info.value))
     assert f'"<ordergate plan shop order.create {mini.version[7:19]}>"' in shown
-    assert "_run_rows(TABLE_sizes, vals, tr, fired)" in shown      # the generated line, from linecache
+    assert "_run_rows(TABLE_sizes, vals, tr, fired, den, V)" in shown      # the generated line, from linecache

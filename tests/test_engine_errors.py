@@ -29,8 +29,7 @@ def test_the_fixture_itself_is_valid():
 
 def test_wrong_key_is_reported_at_the_key_with_a_suggestion():
     text = mutate("    deny_when: {status: {at_least: shipped}}", "    deny_wen: {status: {at_least: shipped}}")
-    assert errors_for(text) == [
-        "rules/policy.yaml:62:5: schema_missing_field: missing field `deny_when` in rule `G-1`",
+    assert errors_for(text) == [         # one typo, one error: the missing `deny_when` is the same fault
         "rules/policy.yaml:67:5: schema_unknown_field: unknown field `deny_wen` in rule `G-1`\n"
         "    help: did you mean `deny_when`?",
     ]
@@ -202,3 +201,41 @@ def test_shipped_stages_with_bad_indentation():
     line, column = _position(bad, "\n     kind: guard\n", 1)
     errors = _shipped_errors("stages.yaml", bad)
     assert len(errors) == 1 and errors[0].startswith(f"rules/stages.yaml:{line}:") and "load_syntax" in errors[0]
+
+
+# -- one typo, one error --------------------------------------------------------------------------
+PRICING = Path(__file__).parent / "fixtures" / "corpus" / "policy" / "pricing.yaml"
+
+
+def _pricing_errors(old: str, new: str) -> tuple[list[str], int, int]:
+    text = PRICING.read_text()
+    assert text.count(old) == 1, old
+    bad = text.replace(old, new)
+    line, column = _position(bad, new)
+    with pytest.raises(engine.PolicyErrors) as info:
+        engine.compile_files({"pricing.yaml": bad}, display_root="rules/")
+    return [e.render() for e in info.value.errors], line, column
+
+
+def test_a_misspelt_value_in_a_word_of_an_action_matrix_is_one_error():
+    errors, line, column = _pricing_errors("submitted: {sop: true, statecode: submitted}",
+                                           "submitted: {sop: true, statecode: submited}")
+    assert errors == [f"rules/pricing.yaml:{line}:{column + len('submitted: {sop: true, statecode: ')}: "
+                      "compile_unknown_value: `submited` is not a value of fact `statecode`\n"
+                      "    help: did you mean `submitted`?"]
+
+
+def test_a_misspelt_word_in_one_cell_is_one_error_at_the_cell():
+    errors, line, column = _pricing_errors("skip when submitted or integ, n/a", "skip when submited or integ, n/a")
+    assert errors == [f"rules/pricing.yaml:{line}:{column}: compile_unknown_word: unknown word `submited` in cell "
+                      "`skip when submited or integ`\n    help: did you mean `submitted`?"]
+
+
+def test_schema_errors_do_not_hide_compile_errors_elsewhere():
+    text = mutate("    deny_when: {status: {at_least: shipped}}", "    deny_wen: {status: {at_least: shipped}}")
+    text = text.replace("when: {member: true}", "when: {membr: true}")
+    assert errors_for(text) == [
+        "rules/policy.yaml:67:5: schema_unknown_field: unknown field `deny_wen` in rule `G-1`\n"
+        "    help: did you mean `deny_when`?",
+        "rules/policy.yaml:80:12: compile_unknown_fact: unknown fact `membr`\n    help: did you mean `member`?",
+    ]

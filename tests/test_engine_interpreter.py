@@ -7,6 +7,8 @@ where the generated code tries only the rows its index selects.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,8 +18,9 @@ from engine import ir
 from engine.domains import fact_domains, with_value
 from corpus_record import POLICY
 
-POLICY_SET = engine.load_policy_set(POLICY)
-ACTIONS = [(s, a) for s in sorted(POLICY_SET.catalogue) for a in POLICY_SET.catalogue[s]]
+NO_MATCH = Path(__file__).parent / "fixtures" / "no_match"
+POLICIES = {"corpus": engine.load_policy_set(POLICY), "no_match": engine.load_policy_set(NO_MATCH)}
+ACTIONS = [(p, s, a) for p, ps in POLICIES.items() for s in sorted(ps.catalogue) for a in ps.catalogue[s]]
 
 odd = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from(["", "x", "EUR"]),
                 st.lists(st.sampled_from(["x", "vip", 1]), max_size=2), st.just({}))
@@ -40,9 +43,9 @@ def typed(fact_type: ir.FactType) -> st.SearchStrategy:
 
 
 @st.composite
-def inputs(draw, system: str, action: str) -> dict:
-    plan = POLICY_SET.ir.plan(system, action)
-    domains = {d.path: d for d in fact_domains(POLICY_SET, system, action)}
+def inputs(draw, policy: engine.PolicySet, system: str, action: str) -> dict:
+    plan = policy.ir.plan(system, action)
+    domains = {d.path: d for d in fact_domains(policy, system, action)}
     data: dict = {"context": {"system": system}}
     for read in plan.reads:
         domain = domains[read.fact.path]
@@ -55,15 +58,16 @@ def inputs(draw, system: str, action: str) -> dict:
     return data
 
 
-@pytest.mark.parametrize("system,action", ACTIONS, ids=[f"{s}:{a}" for s, a in ACTIONS])
-def test_generated_code_and_interpreter_agree(system, action):
-    has_table = any(isinstance(u, ir.RowTable) for u in POLICY_SET.ir.plan(system, action).units)
+@pytest.mark.parametrize("name,system,action", ACTIONS, ids=[f"{p}:{s}:{a}" for p, s, a in ACTIONS])
+def test_generated_code_and_interpreter_agree(name, system, action):
+    policy = POLICIES[name]
+    has_table = any(isinstance(u, ir.RowTable) for u in policy.ir.plan(system, action).units)
 
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
-    @given(inputs(system, action), st.booleans())
+    @given(inputs(policy, system, action), st.booleans())
     def check(data, explain):
-        generated = POLICY_SET.decide(action, data, explain=explain)
-        interpreted = POLICY_SET.interpret(action, data, explain=explain)
+        generated = policy.decide(action, data, explain=explain)
+        interpreted = policy.interpret(action, data, explain=explain)
         if has_table and explain:
             generated, interpreted = generated._replace(trace=None), interpreted._replace(trace=None)
         assert generated == interpreted
@@ -73,4 +77,4 @@ def test_generated_code_and_interpreter_agree(system, action):
 def test_the_interpreter_answers_unknown_systems_and_actions_like_decide():
     for action, data in [("order.book", {"context": {"system": "nowhere"}}), ("x.y", {"context": {"system": "desk"}}),
                          ("order.book", []), ("order.book", {"context": {}})]:
-        assert POLICY_SET.interpret(action, data) == POLICY_SET.decide(action, data)
+        assert POLICIES["corpus"].interpret(action, data) == POLICIES["corpus"].decide(action, data)

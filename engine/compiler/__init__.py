@@ -8,12 +8,14 @@ the first error of a chain is the one shown.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .. import ir
 from ..errors import Location, PolicyError
 from ..evaluate import RuleInfo, canonical_json
 from ..load import LoadedFile
+from ..validate import SchemaProblem
 from .catalogue import check_coverage, declare_actions
 from .context import Context
 from .facts import declare_facts, declare_scales
@@ -42,15 +44,36 @@ def version_of(files: list[LoadedFile], display_root: str) -> str:
     return "sha256:" + hashlib.sha256(canonical_json(content).encode()).hexdigest()
 
 
-def lower(files: list[LoadedFile], docs: list[tuple[LoadedFile, int, dict[str, Any]]],
-          errors: list[PolicyError], display_root: str = "") -> tuple[ir.PolicyIR, tuple[RuleInfo, ...]]:
+class Document(NamedTuple):
+    """One system section to compile; ``skip``: its rules (by index) that the schema refused."""
+
+    loaded: LoadedFile
+    section: int                       # the document's index in its file
+    doc: dict[str, Any]
+    skip: frozenset[int] = frozenset()
+
+
+def rules_at_fault(problems: list[SchemaProblem]) -> frozenset[int] | None:
+    """The rules a document's schema problems lie in, or None when a problem lies outside the rules
+    (in what every rule depends on: then the document is not compiled and only its schema errors show)."""
+    rules: set[int] = set()
+    for p in problems:
+        rel = p.path[1:]
+        if len(rel) < 2 or rel[0] != "rules" or not isinstance(rel[1], int):
+            return None
+        rules.add(rel[1])
+    return frozenset(rules)
+
+
+def lower(files: list[LoadedFile], docs: list[Document], errors: list[PolicyError],
+          display_root: str = "") -> tuple[ir.PolicyIR, tuple[RuleInfo, ...]]:
     """The IR of the documents and the rules' descriptions; problems go to ``errors``."""
     ids: dict[str, Location] = {}
     systems: dict[str, ir.SystemIR] = {}
     infos: list[RuleInfo] = []
     seen: dict[str, Location] = {}
-    for loaded, index, doc in docs:
-        ctx = Context(loaded, index, doc, errors, ids)
+    for loaded, index, doc, skip in docs:
+        ctx = Context(loaded, index, doc, errors, ids, skip=skip)
         if ctx.system in seen:
             ctx.error("compile_duplicate_system", f"system `{ctx.system}` has two sections", ("system",),
                       f"the first is at {seen[ctx.system]}; put its rules in one section")

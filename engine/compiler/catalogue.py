@@ -3,7 +3,8 @@ reads only facts its actions read."""
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .. import ir
 from ..errors import did_you_mean
@@ -74,7 +75,7 @@ def check_coverage(ctx: Context) -> None:
 def _action_value(test: ir.Test, action: str) -> bool | None:
     """The value of a test on the built-in `action` fact, known at compile time."""
     if isinstance(test, ir.Compare) and test.op in ("is", "is_not"):
-        return (test.value == action) == (test.op == "is")
+        return bool(test.value == action) == (test.op == "is")
     if isinstance(test, ir.Member):
         return (action in test.values) == (test.op == "in")
     if isinstance(test, ir.Both):

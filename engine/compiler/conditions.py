@@ -94,7 +94,8 @@ def operator(ctx: Context, op: Any, arg: Any, ftype: ir.FactType, path: Path, wh
     if op in ("in", "not_in"):
         if not isinstance(arg, list) or not arg:
             raise ctx.reject("compile_bad_test", f"`{op}` takes a non-empty list", path)
-        if not all([check_literal(ctx, a, ftype, path + (i,), what) for i, a in enumerate(arg)]):
+        checked = [check_literal(ctx, a, ftype, path + (i,), what) for i, a in enumerate(arg)]   # every one reports
+        if not all(checked):
             raise Rejected()
         return ir.Member(op, tuple(arg))
     if op in ORDER_OPS:
@@ -113,9 +114,9 @@ def _order(ctx: Context, op: Any, arg: Any, ftype: ir.FactType, path: Path, what
         return ir.Compare(op, arg)
     if isinstance(ftype, ir.EnumType) and ftype.scale is not None:
         return ir.Compare(op, literal(ctx, arg, ftype, path, what), ftype.scale)
-    raise ctx.reject("compile_bad_test", f"`{op}` needs a number or a value on a scale, but {what} is {ftype.describe()}",
-                     path, "declare the fact with `scale:` to compare statuses by rank"
-                     if isinstance(ftype, ir.EnumType) else None)
+    hint = "declare the fact with `scale:` to compare statuses by rank" if isinstance(ftype, ir.EnumType) else None
+    raise ctx.reject("compile_bad_test",
+                     f"`{op}` needs a number or a value on a scale, but {what} is {ftype.describe()}", path, hint)
 
 
 def _element(ctx: Context, op: Any, arg: Any, ftype: ir.FactType, path: Path, what: str, used: set[str]) -> ir.Test:

@@ -3,8 +3,9 @@ so far, and the list every problem is reported into."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from .. import ir
 from ..errors import Location, PolicyError, did_you_mean
@@ -81,6 +82,7 @@ class Context:
     rule_infos: list[RuleInfo] = field(default_factory=list)
     broken: set[str] = field(default_factory=set)  # actions named by a refused rule
     plans: dict[str, ir.ActionPlan] = field(default_factory=dict)
+    skip: frozenset[int] = frozenset()            # rules the schema refused: not compiled
 
     @property
     def system(self) -> str:

@@ -1,7 +1,8 @@
 """Declarations of a system section: status scales, fact types and facts."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import ir
 from ..errors import PolicyError, did_you_mean
@@ -44,7 +45,8 @@ def fact_type(ctx: Context, spec: dict[str, Any], path: Path) -> ir.FactType:
     if kind == "list":
         return ir.ListType(fact_type(ctx, spec["items"], path + ("items",)) if "items" in spec else None)
     if kind == "map":
-        return ir.MapType(fact_type(ctx, spec["values_type"], path + ("values_type",)) if "values_type" in spec else None)
+        inner = fact_type(ctx, spec["values_type"], path + ("values_type",)) if "values_type" in spec else None
+        return ir.MapType(inner)
     if kind == "boolean":
         return ir.BooleanType()
     if kind == "integer":

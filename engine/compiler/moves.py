@@ -1,6 +1,7 @@
 """`move`: a stage change checked against a stage graph (written inline, or read from a map fact)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .. import ir
@@ -18,7 +19,7 @@ def _fact_or_none(ctx: Context, name: Any, path: Path) -> ir.Fact | None:
 def move(ctx: Context, spec: Any, path: Path, used: set[str]) -> ir.Move:
     if not isinstance(spec, dict) or not {"from", "to", "graph"} <= set(spec):
         raise ctx.reject("compile_bad_test", "`move` needs `from`, `to` and `graph`", path)
-    extra = set(spec) - {"from", "to", "graph", "unlisted"}
+    extra = set(spec) - {"from", "to", "graph", "unlisted", "start", "final"}
     if extra:
         raise ctx.reject("compile_bad_test", f"unknown key `{sorted(extra)[0]}` in `move`", path)
     # both ends are looked up before the graph, so each unknown name is reported
@@ -28,10 +29,27 @@ def move(ctx: Context, spec: Any, path: Path, used: set[str]) -> ir.Move:
     if unlisted not in ("allowed", "denied"):
         raise ctx.reject("compile_bad_value", "`unlisted` is `allowed` or `denied`", path + ("unlisted",))
     graph = stage_graph(ctx, spec["graph"], src, dst, path + ("graph",), used)
+    if isinstance(graph, ir.StageGraph):
+        graph = replace(graph, start=_stages(ctx, spec, "start", src, path),
+                        final=_stages(ctx, spec, "final", dst, path))
+    elif "start" in spec or "final" in spec:
+        raise ctx.reject("compile_bad_test", "`start` and `final` need a graph written in the rule",
+                         path + ("start" if "start" in spec else "final",), key=True)
     if src is None or dst is None:
         raise Rejected()
     used.update((src.name, dst.name))
     return ir.Move(src, dst, graph, unlisted == "allowed", ctx.loc(path))
+
+
+def _stages(ctx: Context, spec: dict[str, Any], key: str, fact: ir.Fact | None, path: Path) -> tuple[Any, ...]:
+    """The stages listed under ``start`` or ``final``, each checked like a stage of the graph."""
+    stages = spec.get(key, [])
+    if not isinstance(stages, list):
+        raise ctx.reject("compile_bad_test", f"`{key}` takes a list of stages", path + (key,))
+    if fact is not None and isinstance(fact.type, ir.EnumType):
+        for i, stage in enumerate(stages):
+            check_literal(ctx, stage, fact.type, path + (key, i), f"fact `{fact.name}`")
+    return tuple(stages)
 
 
 def stage_graph(ctx: Context, graph: Any, src: ir.Fact | None, dst: ir.Fact | None, path: Path,

@@ -1,7 +1,8 @@
 """Obligations: their declarations (parameters, which others they override) and their uses in rules."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import ir
 from ..errors import PolicyError, did_you_mean
@@ -60,6 +61,7 @@ def asked_with_overridden(ctx: Context, out: list[ir.ObligationUse], path: Path)
 
 
 def use(ctx: Context, item: Any, path: Path, used: set[str]) -> ir.ObligationUse:
+    params: dict[str, Any]
     if isinstance(item, str):
         name, params, when = item, {}, None
     else:

@@ -7,7 +7,8 @@ from .conditions import condition
 from .context import Context, ReadMode, Rejected
 
 
-def _read(ctx: Context, action: str, fname: str, how: ReadMode, modes: dict[str, ReadMode]) -> tuple[ir.FactRead, set[str]]:
+def _read(ctx: Context, action: str, fname: str, how: ReadMode,
+          modes: dict[str, ReadMode]) -> tuple[ir.FactRead, set[str]]:
     """One fact read, and the facts its `required_when` reads."""
     fact = ctx.facts[fname]
     mode, fpath = how.mode, how.path

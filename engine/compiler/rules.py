@@ -1,12 +1,13 @@
 """Guards and effects: the rules written one by one. (Tables are in ``tables.py``.)"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import ir
 from .catalogue import actions_of, check_reads, rule_reads
 from .conditions import condition
-from .context import Context, Path, Rejected, lower_all
+from .context import Context, Path, Rejected, expand, lower_all
 from .obligations import uses
 
 
@@ -46,11 +47,26 @@ def rule(ctx: Context, spec: dict[str, Any], path: Path) -> None:
     ctx.info(rid, spec["kind"], spec["says"], sources, actions, path, spec)
 
 
+def named_actions(ctx: Context, spec: Any) -> set[str]:
+    """The actions a rule the schema refused would decide, as far as its text tells; all of the
+    system's when it does not tell."""
+    from .tables import covered_actions
+
+    try:
+        if spec["kind"] == "table":
+            return covered_actions(spec)
+        return {a for p in spec["actions"] for a in expand(str(p))}
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return set(ctx.actions)
+
+
 def compile_rules(ctx: Context) -> None:
     from .tables import table
 
     for r, spec in enumerate(ctx.doc["rules"]):
-        if spec["kind"] == "table":
+        if r in ctx.skip:       # its schema errors are the root cause; what it decides is not reported again
+            ctx.broken.update(named_actions(ctx, spec))
+        elif spec["kind"] == "table":
             table(ctx, spec, ("rules", r))
         else:
             rule(ctx, spec, ("rules", r))

@@ -17,7 +17,7 @@ Outcomes = dict[str, tuple[ir.Outcome, set[str]]]   # name -> outcome, facts its
 
 def table(ctx: Context, spec: dict[str, Any], path: Path) -> None:
     header = spec["header"]
-    covered = _covered_actions(ctx, spec)
+    covered = covered_actions(spec)
     try:
         if header[0] != "rule":
             raise ctx.reject("compile_bad_table", "the first column of a table is `rule`", path + ("header", 0))
@@ -30,7 +30,7 @@ def table(ctx: Context, spec: dict[str, Any], path: Path) -> None:
         ctx.broken.update(covered)
 
 
-def _covered_actions(ctx: Context, spec: dict[str, Any]) -> set[str]:
+def covered_actions(spec: dict[str, Any]) -> set[str]:
     """The actions a table decides, as far as they can be told without reporting anything."""
     if spec["layout"] == "rows":
         return {a for p in spec.get("actions") or [] for a in expand(str(p))}
@@ -54,14 +54,16 @@ def row_meta(ctx: Context, spec: dict[str, Any], rid: str, rpath: Path, path: Pa
                   f"add `{rid}: {{says: ..., source: [...]}}` under `rules`")
         return "", ()
     src = meta.get("source", spec["source"])
-    return meta["says"], ctx.sources_of(src, path + ("rules", rid, "source") if "source" in meta else path + ("source",))
+    where = path + ("rules", rid, "source") if "source" in meta else path + ("source",)
+    return meta["says"], ctx.sources_of(src, where)
 
 
 # -- action matrix ------------------------------------------------------------------------------------
 def matrix(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outcomes: Outcomes) -> None:
     if len(header) < 3 or header[1] != "entity":
         raise ctx.reject("compile_bad_table",
-                         "an action matrix has the columns `rule`, `entity`, then one per operation", path + ("header",))
+                         "an action matrix has the columns `rule`, `entity`, then one per operation",
+                         path + ("header",))
     operations = tuple(header[2:])
     words: dict[str, tuple[ir.Condition, set[str]] | None] = {}   # None: the word was refused
     for wname, cond in (spec.get("words") or {}).items():
@@ -84,8 +86,9 @@ def matrix(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], ou
         rid, entity = str(row[0]), str(row[1])
         ctx.register_id(rid, rpath + (0,))
         if entity in seen_entities:
+            first = ctx.loc(path + ("body", seen_entities[entity])).line
             ctx.error("compile_table_overlap", f"entity `{entity}` has two rows (hit policy `{spec['hit']}`)",
-                      rpath + (1,), f"merge it with the row at line {ctx.loc(path + ('body', seen_entities[entity])).line}")
+                      rpath + (1,), f"merge it with the row at line {first}")
         seen_entities[entity] = r
         says, sources = row_meta(ctx, spec, rid, rpath, path)
         actions = []
@@ -107,10 +110,14 @@ def matrix(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], ou
             cells.append(cell_ir)
         rows_ir.append(ir.MatrixRow(rid, entity, says, tuple(cells), ctx.loc(rpath)))
         ctx.info(rid, "table row", says, sources, actions, rpath,
-                 {"table": spec["id"], "row": dict(zip(header, row)), "words": spec.get("words"),
+                 {"table": spec["id"], "row": dict(zip(header, row, strict=True)), "words": spec.get("words"),
                   "outcomes": spec["outcomes"], "otherwise": otherwise})
     if spec.get("when") is not None:
-        ctx.error("compile_bad_table", "an action matrix takes no `when`; put conditions in its words", path + ("when",))
+        ctx.error("compile_bad_table", "an action matrix takes no `when`; put conditions in its words",
+                  path + ("when",))
+    if "no_match" in spec:
+        ctx.error("compile_bad_table", "`no_match` is for row tables; an action matrix has a cell for every action",
+                  path + ("no_match",), "remove `no_match`; a cell's `when` words fall back to `otherwise`", key=True)
     ctx.tables.append(ir.ActionMatrix(
         spec["id"], spec["says"], spec["hit"], tuple((w, c[0]) for w, c in words.items() if c is not None),
         tuple(o for o, _ in outcomes.values()), otherwise, operations, tuple(rows_ir), ctx.loc(path)))
@@ -153,6 +160,60 @@ def cell(ctx: Context, rid: str, says: str, written: Any, cpath: Path,
 
 
 # -- row table ------------------------------------------------------------------------------------------
+class _Body:
+    """The rows of one row table as they are lowered, with what the table reads so far."""
+
+    def __init__(self, ctx: Context, spec: dict[str, Any], path: Path, columns: tuple[ir.Fact, ...],
+                 actions: list[str], outcomes: Outcomes, used: set[str]):
+        self.ctx, self.spec, self.path, self.columns = ctx, spec, path, columns
+        self.actions, self.outcomes, self.used = actions, outcomes, used
+        self.rows: list[ir.Row] = []
+        self.seen: dict[tuple[Any, ...], int] = {}       # single-value rows of a `unique` table
+        self.tests: dict[tuple[Any, ...], ir.Test] = {}  # (column, cell as written) -> its test, shared
+        self.sources = ctx.sources_of(spec["source"], path + ("source",))
+
+    def row(self, r: int, row: list[Any]) -> None:
+        ctx, spec, header = self.ctx, self.spec, self.spec["header"]
+        rpath = self.path + ("body", r)
+        if len(row) != len(header):
+            ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
+            return
+        rid = str(row[0])
+        ctx.register_id(rid, rpath + (0,))
+        if spec.get("rules"):
+            says, sources = row_meta(ctx, spec, rid, rpath, self.path)
+        else:
+            says, sources = spec["says"], self.sources
+        outcome = row[-1]
+        if outcome not in self.outcomes:
+            ctx.error("compile_unknown_outcome", f"unknown outcome `{outcome}`", rpath + (len(row) - 1,),
+                      did_you_mean(str(outcome), self.outcomes))
+            return
+        try:
+            cells = _row_cells(ctx, self.columns, row, rpath, self.tests)
+        except Rejected:
+            return
+        chosen, oused = self.outcomes[outcome]
+        self.used |= oused
+        if spec["hit"] == "unique":
+            self.check_unique(rid, cells, rpath)
+        self.rows.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, ctx.loc(rpath)))
+        ctx.info(rid, "table row", says, sources, self.actions, rpath,
+                 {"table": spec["id"], "row": dict(zip(header, row, strict=True))})
+
+    def check_unique(self, rid: str, cells: tuple[ir.RowCell, ...], rpath: Path) -> None:
+        """Two rows of single values only, equal in every column: both always match together."""
+        keys = row_keys(cells)
+        if not all(k is not None and k != "*" and len(k) == 1 for k in keys):
+            return
+        sig = tuple(keys)
+        if sig in self.seen:
+            self.ctx.error("compile_table_overlap",
+                           f"rows `{self.rows[self.seen[sig]].id}` and `{rid}` match the same requests", rpath,
+                           "hit policy `unique` allows one matching row; use `first` or make them differ")
+        self.seen[sig] = len(self.rows)
+
+
 def rows(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outcomes: Outcomes) -> None:
     if header[-1] != "outcome" or len(header) < 3:
         raise ctx.reject("compile_bad_table", "a row table has the columns `rule`, its input facts, then `outcome`",
@@ -161,44 +222,37 @@ def rows(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outc
         raise ctx.reject("schema_missing_field", "a row table needs `actions`", path)
     columns = tuple(ctx.fact(name, path + ("header", c + 1)) for c, name in enumerate(header[1:-1]))
     actions = actions_of(ctx, spec["actions"], path + ("actions",))
-    table_used: set[str] = {f.name for f in columns}
-    when = condition(ctx, spec["when"], path + ("when",), table_used) if "when" in spec else None
-    body: list[ir.Row] = []
-    seen: dict[tuple[Any, ...], int] = {}
-    tests: dict[tuple[Any, ...], ir.Test] = {}   # (column, cell as written) -> its test, shared by equal cells
-    table_sources = ctx.sources_of(spec["source"], path + ("source",))
+    used: set[str] = {f.name for f in columns}
+    when = condition(ctx, spec["when"], path + ("when",), used) if "when" in spec else None
+    body = _Body(ctx, spec, path, columns, actions, outcomes, used)
     for r, row in enumerate(spec["body"]):
-        rpath = path + ("body", r)
-        if len(row) != len(header):
-            ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
-            continue
-        rid = str(row[0])
-        ctx.register_id(rid, rpath + (0,))
-        says, sources = row_meta(ctx, spec, rid, rpath, path) if spec.get("rules") else (spec["says"], table_sources)
-        outcome = row[-1]
-        if outcome not in outcomes:
-            ctx.error("compile_unknown_outcome", f"unknown outcome `{outcome}`", rpath + (len(row) - 1,),
-                      did_you_mean(str(outcome), outcomes))
-            continue
-        try:
-            cells = _row_cells(ctx, columns, row, rpath, tests)
-        except Rejected:
-            continue
-        chosen, oused = outcomes[outcome]
-        table_used |= oused
-        keys = row_keys(cells) if spec["hit"] == "unique" else []
-        if keys and all(k is not None and k != "*" and len(k) == 1 for k in keys):
-            sig = tuple(keys)
-            if sig in seen:
-                ctx.error("compile_table_overlap", f"rows `{body[seen[sig]].id}` and `{rid}` match the same requests",
-                          rpath, "hit policy `unique` allows one matching row; use `first` or make them differ")
-            seen[sig] = len(body)
-        body.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, ctx.loc(rpath)))
-        ctx.info(rid, "table row", says, sources, actions, rpath, {"table": spec["id"], "row": dict(zip(header, row))})
-    check_reads(ctx, spec["id"], table_used, actions, path + ("id",))
-    table_ir = ir.RowTable(spec["id"], spec["says"], spec["hit"], when, columns, tuple(body), None, ctx.loc(path))
+        body.row(r, row)
+    unmatched = no_match(ctx, spec, path, outcomes)
+    if unmatched is not None and unmatched.outcome in outcomes:
+        used |= outcomes[unmatched.outcome][1]
+    check_reads(ctx, spec["id"], used, actions, path + ("id",))
+    table_ir = ir.RowTable(spec["id"], spec["says"], spec["hit"], when, columns, tuple(body.rows), unmatched,
+                           ctx.loc(path))
     ctx.tables.append(table_ir)
     ctx.add_unit(actions, table_ir)
+
+
+NO_MATCH_WORDS = ("deny", "error")
+
+
+def no_match(ctx: Context, spec: dict[str, Any], path: Path, outcomes: Outcomes) -> ir.NoMatch | None:
+    """What the table decides when no row matches, if it says (``deny``, ``error`` or an outcome)."""
+    if "no_match" not in spec:
+        return None
+    chosen = spec["no_match"]
+    npath = path + ("no_match",)
+    if chosen in NO_MATCH_WORDS:
+        return ir.NoMatch(chosen, (), ctx.loc(npath))
+    if chosen not in outcomes:
+        raise ctx.reject("compile_unknown_outcome", f"unknown outcome `{chosen}` for `no_match`", npath,
+                         did_you_mean(chosen, list(outcomes) + list(NO_MATCH_WORDS))
+                         or "write `deny`, `error`, or one of the table's outcomes")
+    return ir.NoMatch(chosen, outcomes[chosen][0].obligations, ctx.loc(npath))
 
 
 def _row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], rpath: Path,
