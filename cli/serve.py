@@ -153,7 +153,7 @@ SERVERS = ("granian", "gunicorn")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: granian 1 per CPU core, gunicorn 2 per core).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Answering threads per worker (default: granian 8, gunicorn 4).")
+              help="Answering threads per worker (default: granian 32, gunicorn 4).")
 @click.option("--worker-class", type=click.Choice(["gthread", "sync"]), default="gthread", show_default=True,
               help="gunicorn only: gthread keeps connections alive (--threads each); sync answers one request "
                    "per connection and closes it.")
@@ -261,7 +261,7 @@ def granian_options(host: str, port: int, *, workers: int | None = None, threads
     return {
         "host": host.strip("[]"), "port": port,
         "workers": workers or _cores(),
-        "threads": threads or 8,
+        "threads": threads or 32,
         "timeout": timeout,
         "header_timeout": header_timeout,
         "body_timeout": body_timeout,
