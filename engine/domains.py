@@ -111,27 +111,29 @@ def _test_literals(fact: ir.Fact, test: ir.Test, out: set[Any], opaque: set[str]
         opaque.add(fact.dotted)
 
 
-def _values(fact_type: Any, literals: set[Any], default: Any, mode: str, opaque: bool) -> tuple[tuple[Any, ...], bool]:
-    kind = fact_type.kind
+def _integers(fact_type: ir.IntegerType, literals: set[Any], extra: tuple[Any, ...]) -> tuple[int, ...]:
+    """Each literal, one below and one above, and the bounds: one value per interval the rules tell apart."""
+    lo, hi = fact_type.min, fact_type.max
+    points = {p for n in literals if type(n) is int for p in (n - 1, n, n + 1)}
+    points.update(b for b in (lo, hi) if b is not None)
+    if not points:
+        points = {lo if lo is not None else 0}
+    points.update(x for x in extra if type(x) is int)
+    return tuple(sorted(p for p in points if (lo is None or p >= lo) and (hi is None or p <= hi)))
+
+
+def _values(fact_type: Any, literals: set[Any], default: Any, mode: str,
+            opaque: bool) -> tuple[tuple[Any, ...], bool]:
     extra = (default,) if mode == "optional" and default is not None else ()
-    if kind == "boolean":
+    if isinstance(fact_type, ir.BooleanType):
         return (False, True), True
-    if kind == "enum":
+    if isinstance(fact_type, ir.EnumType):
         return tuple(fact_type.values), True
-    if kind == "integer":
-        lo, hi = fact_type.min, fact_type.max
-        points = {p for n in literals if type(n) is int for p in (n - 1, n, n + 1)}
-        points.update(b for b in (lo, hi) if b is not None)
-        if not points:
-            points = {lo if lo is not None else 0}
-        points.update(x for x in extra if type(x) is int)
-        inside = sorted(p for p in points if (lo is None or p >= lo) and (hi is None or p <= hi))
-        return tuple(inside), not opaque
-    if kind == "string":
+    if isinstance(fact_type, ir.IntegerType):
+        return _integers(fact_type, literals, extra), not opaque
+    if isinstance(fact_type, ir.StringType):
         texts = sorted({v for v in literals if type(v) is str} | {x for x in extra if type(x) is str})
-        if not fact_type.allow_empty:
-            texts = [t for t in texts if t]
-        return tuple(texts) + (OTHER_TEXT,), not opaque
+        return tuple(t for t in texts if t or fact_type.allow_empty) + (OTHER_TEXT,), not opaque
     return (), False
 
 

@@ -53,27 +53,37 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+_KINDS = {"facts": "fact", "obligations": "obligation", "scales": "scale", "sources": "source"}
+
+
+def _of(inner: tuple[Any, ...], base: str) -> str:
+    """``base``, or its innermost named field: "`when` of rule `G-1`"."""
+    names = [p for p in inner if isinstance(p, str)]
+    return f"`{names[-1]}` of {base}" if names else base
+
+
+def _item(doc: Any, section: str, index: int) -> str:
+    item = None
+    with contextlib.suppress(KeyError, IndexError, TypeError):
+        item = doc[section][index]
+    label = item.get("id") or item.get("name") if isinstance(item, dict) else None
+    word = "rule" if section == "rules" else "test"
+    return f"{word} `{label}`" if label else f"{word} {index + 1}"
+
+
 def _where(path: tuple[Any, ...], doc: Any) -> str:
     """Name the part of the file a path points into, in the words of the format."""
     rel = path[1:] if path and isinstance(path[0], int) else path  # drop the document index
-    if len(rel) >= 2 and rel[0] in ("rules", "tests") and isinstance(rel[1], int):
-        item = None
-        with contextlib.suppress(KeyError, IndexError, TypeError):
-            item = doc[rel[0]][rel[1]]
-        label = item.get("id") or item.get("name") if isinstance(item, dict) else None
-        word = "rule" if rel[0] == "rules" else "test"
-        base = f"{word} `{label}`" if label else f"{word} {rel[1] + 1}"
-        inner = [p for p in rel[2:] if isinstance(p, str)]
-        return f"`{inner[-1]}` of {base}" if inner else base
-    if len(rel) >= 2 and rel[0] in ("facts", "obligations", "scales", "sources"):
-        kind = {"facts": "fact", "obligations": "obligation", "scales": "scale", "sources": "source"}[rel[0]]
-        inner = [p for p in rel[2:] if isinstance(p, str)]
-        return f"`{inner[-1]}` of {kind} `{rel[1]}`" if inner else f"{kind} `{rel[1]}`"
-    if len(rel) >= 2 and rel[0] == "actions" and isinstance(rel[1], int):
-        inner = [p for p in rel[2:] if isinstance(p, str)]
-        base = f"actions entry {rel[1] + 1}"
-        return f"`{inner[-1]}` of {base}" if inner else base
     names = [p for p in rel if isinstance(p, str)]
+    if len(rel) < 2:
+        return f"`{names[-1]}`" if names else "the section"
+    section, key, inner = rel[0], rel[1], rel[2:]
+    if section in ("rules", "tests") and isinstance(key, int):
+        return _of(inner, _item(doc, section, key))
+    if section in _KINDS:
+        return _of(inner, f"{_KINDS[section]} `{key}`")
+    if section == "actions" and isinstance(key, int):
+        return _of(inner, f"actions entry {key + 1}")
     return f"`{names[-1]}`" if names else "the section"
 
 
@@ -123,51 +133,46 @@ def _translate(err: jsonschema.ValidationError, prefix: tuple[Any, ...], smap: S
 
 def _errors(err: jsonschema.ValidationError, path: tuple[Any, ...], smap: SourceMap,
             document: Any) -> Iterator[tuple[PolicyError, str | None]]:
-    kw = err.validator
     inst = err.instance
-    value: Any = err.validator_value
-    schema_here: Any = err.schema
-    if kw == "additionalProperties" and isinstance(inst, dict):
+    if err.validator == "additionalProperties" and isinstance(inst, dict):
+        schema_here: Any = err.schema
         allowed = set(schema_here.get("properties", {}))
+        listed = "allowed here: " + ", ".join(f"`{k}`" for k in sorted(allowed)) if allowed else None
         for key in inst:
             if key not in allowed:
-                listed = "allowed here: " + ", ".join(f"`{k}`" for k in sorted(allowed)) if allowed else None
                 yield PolicyError("schema_unknown_field", f"unknown field `{key}` in {_where(path, document)}",
                                   smap.at(path + (key,), key=True), did_you_mean(key, allowed) or listed), key
         return
-    if kw == "required":
-        missing = [k for k in value if isinstance(inst, dict) and k not in inst]
-        for key in missing:
-            yield PolicyError("schema_missing_field", f"missing field `{key}` in {_where(path, document)}",
-                              smap.at(path), None), key
+    if err.validator == "required":
+        required: Any = err.validator_value
+        for key in required:
+            if isinstance(inst, dict) and key not in inst:
+                yield PolicyError("schema_missing_field", f"missing field `{key}` in {_where(path, document)}",
+                                  smap.at(path), None), key
         return
+    message, help = _invalid(err, path, document)
+    yield PolicyError("schema_invalid", message, smap.at(path), help), None
+
+
+def _invalid(err: jsonschema.ValidationError, path: tuple[Any, ...], document: Any) -> tuple[str, str | None]:
+    """The message and help of a value of the wrong type, shape or form."""
+    kw, inst = err.validator, err.instance
+    value: Any = err.validator_value
+    where = _where(path, document)
     if kw == "type":
         want = value if isinstance(value, list) else [value]
-        words = " or ".join(str(_TYPE_WORDS.get(w, w)) for w in want)
-        yield PolicyError("schema_invalid", f"{_where(path, document)} must be {words}, not {_kind(inst)}",
-                          smap.at(path)), None
-        return
+        return f"{where} must be {' or '.join(str(_TYPE_WORDS.get(w, w)) for w in want)}, not {_kind(inst)}", None
     if kw in ("enum", "const"):
         options = value if kw == "enum" else [value]
-        yield PolicyError("schema_invalid",
-                          f"{_where(path, document)} is `{inst}`, expected one of "
-                          + ", ".join(f"`{o}`" for o in options),
-                          smap.at(path), did_you_mean(inst, [str(o) for o in options])), None
-        return
+        return (f"{where} is `{inst}`, expected one of " + ", ".join(f"`{o}`" for o in options),
+                did_you_mean(inst, [str(o) for o in options]))
     if kw == "pattern" and path and path[-1] == "path":
-        yield PolicyError("schema_invalid", f"`{inst}` is not a fact path", smap.at(path),
-                          "write names separated by single dots, e.g. `resource.order.status`"), None
-        return
+        return f"`{inst}` is not a fact path", "write names separated by single dots, e.g. `resource.order.status`"
     if kw == "pattern":
-        yield PolicyError("schema_invalid", f"{_where(path, document)} `{inst}` is not a valid name",
-                          smap.at(path), "use lower-case letters, digits and `_`, starting with a letter"
-                          if str(value).startswith("^[a-z]") else None), None
-        return
+        names = "use lower-case letters, digits and `_`, starting with a letter"
+        return f"{where} `{inst}` is not a valid name", names if str(value).startswith("^[a-z]") else None
     if kw in ("minItems", "minLength", "minProperties"):
-        yield PolicyError("schema_invalid", f"{_where(path, document)} must not be empty", smap.at(path)), None
-        return
+        return f"{where} must not be empty", None
     if kw in ("oneOf", "anyOf"):
-        yield PolicyError("schema_invalid", f"{_where(path, document)} has the wrong shape ({_kind(inst)})",
-                          smap.at(path)), None
-        return
-    yield PolicyError("schema_invalid", f"{_where(path, document)}: {err.message}", smap.at(path)), None
+        return f"{where} has the wrong shape ({_kind(inst)})", None
+    return f"{where}: {err.message}", None

@@ -100,6 +100,41 @@ def _nearest(hits: list[Alternative]) -> list[Alternative]:
     return [a for a in hits if sum(map(_distance, a.changes)) == best[key(a)]]
 
 
+class _OutOfBudget(Exception):
+    """More decisions would be needed than the budget allows."""
+
+
+class _Search:
+    """Tries the changes of a set of facts, counting the decisions it asks for."""
+
+    def __init__(self, policy_set: Any, action: str, data: Any, decision: Any, domains: tuple[Any, ...],
+                 budget: int):
+        self.policy_set, self.action, self.data, self.decision = policy_set, action, data, decision
+        self.domains, self.budget, self.tried = domains, budget, 0
+        self.target = not decision.allow
+        self.current = [read_value(data, d.path, _ABSENT) for d in domains]
+        self.choices = [tuple(v for v in d.values if v is not OTHER_TEXT and not _same(v, self.current[i]))
+                        for i, d in enumerate(domains)]
+
+    def flips(self, combo: tuple[int, ...]) -> list[Alternative]:
+        """Every change of exactly the facts in ``combo`` that flips the decision."""
+        hits: list[Alternative] = []
+        for values in product(*(self.choices[i] for i in combo)):
+            if self.tried >= self.budget:
+                raise _OutOfBudget()
+            self.tried += 1
+            changed = self.data
+            for i, value in zip(combo, values, strict=True):
+                changed = with_value(changed, self.domains[i].path, value)
+            after = self.policy_set.decide(self.action, changed)
+            if after.error is None and after.allow == self.target:
+                hits.append(Alternative(
+                    tuple(_change(self.domains[i], self.current[i], v) for i, v in zip(combo, values, strict=True)),
+                    after.allow, tuple(after.rules),
+                    tuple(r for r in self.decision.rules if r not in after.rules) if self.target else ()))
+        return hits
+
+
 def why_not(policy_set: Any, action: str, data: Any, *, max_changes: int = 3, budget: int = 20_000) -> WhyNot | None:
     """The smallest sets of fact changes that flip the decision of ``action`` on ``data``.
 
@@ -109,36 +144,22 @@ def why_not(policy_set: Any, action: str, data: Any, *, max_changes: int = 3, bu
     decision = policy_set.decide(action, data)
     if decision.error is not None:
         return None
-    system = data["context"]["system"]
-    domains = fact_domains(policy_set, system, action) or ()
-    target = not decision.allow
-    current = [read_value(data, d.path, _ABSENT) for d in domains]
-    choices = [tuple(v for v in d.values if v is not OTHER_TEXT and not _same(v, current[i]))
-               for i, d in enumerate(domains)]
+    domains = fact_domains(policy_set, data["context"]["system"], action) or ()
+    search = _Search(policy_set, action, data, decision, domains, budget)
+    kind = "to_allow" if search.target else "to_deny"
     found: list[Alternative] = []
     solved: list[frozenset[int]] = []
-    tried = 0
     for size in range(1, max_changes + 1):
         for combo in combinations(range(len(domains)), size):
             if any(s <= set(combo) for s in solved):
                 continue
-            hits: list[Alternative] = []
-            for values in product(*(choices[i] for i in combo)):
-                if tried >= budget:
-                    return WhyNot("to_allow" if target else "to_deny", tuple(found), False)
-                tried += 1
-                changed = data
-                for i, value in zip(combo, values, strict=True):
-                    changed = with_value(changed, domains[i].path, value)
-                after = policy_set.decide(action, changed)
-                if after.error is None and after.allow == target:
-                    hits.append(Alternative(
-                        tuple(_change(domains[i], current[i], v) for i, v in zip(combo, values, strict=True)),
-                        after.allow, tuple(after.rules),
-                        tuple(r for r in decision.rules if r not in after.rules) if target else ()))
+            try:
+                hits = search.flips(combo)
+            except _OutOfBudget:
+                return WhyNot(kind, tuple(found), False)
             if hits:
                 solved.append(frozenset(combo))
                 found.extend(_nearest(hits))
         if found:
             break
-    return WhyNot("to_allow" if target else "to_deny", tuple(found), True)
+    return WhyNot(kind, tuple(found), True)
