@@ -10,6 +10,7 @@ that answer decisions; when its deadline passes it gets 408 and the connection i
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import logging
@@ -20,7 +21,25 @@ import typing as t
 
 log = logging.getLogger("ordergate.serve")
 
-_HOP_BY_HOP = frozenset({"content-length", "content-type", "transfer-encoding"})
+_BASE_ENVIRON: dict[str, t.Any] = {
+    "SCRIPT_NAME": "",
+    "wsgi.version": (1, 0),
+    "wsgi.input_terminated": True,
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _header_key(name: str) -> str | None:
+    """The environ key of a header (None: the body is already read whole, its length is set)."""
+    if name == "content-type":
+        return "CONTENT_TYPE"
+    if name in ("content-length", "transfer-encoding"):
+        return None
+    return "HTTP_" + name.upper().replace("-", "_")
 
 
 def _resolve(future: asyncio.Future) -> None:
@@ -171,33 +190,23 @@ class BufferedFront:
     @staticmethod
     def _environ(scope: t.Any, body: bytes) -> dict[str, t.Any]:
         server_host, _, server_port = scope.server.rpartition(":")
-        client_host = scope.client.rpartition(":")[0]
-        environ: dict[str, t.Any] = {
+        environ = dict(_BASE_ENVIRON)
+        environ.update({
             "REQUEST_METHOD": scope.method,
-            "SCRIPT_NAME": "",
             "PATH_INFO": scope.path,
             "QUERY_STRING": scope.query_string,
             "SERVER_NAME": server_host,
             "SERVER_PORT": server_port,
             "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
-            "REMOTE_ADDR": client_host,
+            "REMOTE_ADDR": scope.client.rpartition(":")[0],
             "CONTENT_LENGTH": str(len(body)),
-            "wsgi.version": (1, 0),
             "wsgi.url_scheme": scope.scheme,
             "wsgi.input": io.BytesIO(body),
-            "wsgi.input_terminated": True,
-            "wsgi.errors": sys.stderr,
-            "wsgi.multithread": True,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-        }
-        content_type = scope.headers.get("content-type")
-        if content_type is not None:
-            environ["CONTENT_TYPE"] = content_type
+        })
         for name, value in scope.headers.items():
-            if name in _HOP_BY_HOP:
+            key = _header_key(name)
+            if key is None:
                 continue
-            key = "HTTP_" + name.upper().replace("-", "_")
             environ[key] = f"{environ[key]},{value}" if key in environ else value
         return environ
 
