@@ -105,7 +105,10 @@ class BufferedFront:
                 proto.response_bytes(500, [("content-type", "application/json")],
                                      _error(500, "internal_error", f"internal error ({type(exc).__name__}); nothing was allowed"))
             finally:
-                loop.call_soon_threadsafe(_resolve, done)
+                try:
+                    loop.call_soon_threadsafe(_resolve, done)
+                except RuntimeError:  # the loop is closed: the worker is stopping, nobody waits
+                    pass
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         for _ in self._workers:
