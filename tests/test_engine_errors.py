@@ -239,3 +239,9 @@ def test_schema_errors_do_not_hide_compile_errors_elsewhere():
         "    help: did you mean `deny_when`?",
         "rules/policy.yaml:80:12: compile_unknown_fact: unknown fact `membr`\n    help: did you mean `member`?",
     ]
+
+
+def test_what_compile_finds_missing_is_one_compile_error():
+    text = mutate("    type: enum\n    scale: order_status\n", "    type: enum\n")
+    assert errors_for(text) == [           # and only that: the rules reading the fact are not reported too
+        "rules/policy.yaml:11:5: compile_missing_field: an `enum` needs `values` or `scale`"]

@@ -21,6 +21,8 @@ def declare_actions(ctx: Context) -> None:
         for i, (fname, mode) in enumerate(items):
             fpath = ("actions", g, "reads", fname if isinstance(reads, dict) else i)
             fact = ctx.facts.get(fname)
+            if fact is None and fname in ctx.refused_facts:
+                continue
             if fact is None:
                 ctx.error("compile_unknown_fact", f"unknown fact `{fname}`", fpath,
                           did_you_mean(fname, ctx.facts) or "declare it under `facts`", key=isinstance(reads, dict))

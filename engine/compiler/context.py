@@ -83,6 +83,7 @@ class Context:
     broken: set[str] = field(default_factory=set)  # actions named by a refused rule
     plans: dict[str, ir.ActionPlan] = field(default_factory=dict)
     skip: frozenset[int] = frozenset()            # rules the schema refused: not compiled
+    refused_facts: set[str] = field(default_factory=set)   # declared, but refused: uses are not reported
 
     @property
     def system(self) -> str:
@@ -106,6 +107,8 @@ class Context:
     def fact(self, name: Any, path: Path, key: bool = False) -> ir.Fact:
         """The declared fact ``name``; ``key`` when the name is written as a mapping key."""
         fact = self.facts.get(name) if isinstance(name, str) else None
+        if fact is None and name in self.refused_facts:
+            raise Rejected()          # its declaration's error is the root cause
         if fact is None:
             raise self.reject("compile_unknown_fact", f"unknown fact `{name}`", path,
                               did_you_mean(name, self.facts) or "declare it under `facts`", key=key)

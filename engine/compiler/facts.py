@@ -64,7 +64,7 @@ def _enum(ctx: Context, spec: dict[str, Any], path: Path) -> ir.EnumType:
                              did_you_mean(spec["scale"], ctx.scales) or "declare it under `scales`")
         return ir.EnumType(scale.values, scale)
     if "values" not in spec:
-        raise ctx.reject("schema_missing_field", "an `enum` needs `values` or `scale`", path)
+        raise ctx.reject("compile_missing_field", "an `enum` needs `values` or `scale`", path)
     return ir.EnumType(tuple(spec["values"]))
 
 
@@ -79,6 +79,7 @@ def declare_facts(ctx: Context) -> None:
         try:
             ftype = fact_type(ctx, spec, path)
         except Rejected:
+            ctx.refused_facts.add(name)
             continue
         if spec["path"] in paths:
             ctx.error("compile_duplicate_fact", f"facts `{paths[spec['path']]}` and `{name}` have the same path",

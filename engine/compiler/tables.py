@@ -50,7 +50,7 @@ def _outcomes(ctx: Context, spec: dict[str, Any], path: Path) -> Outcomes:
 def row_meta(ctx: Context, spec: dict[str, Any], rid: str, rpath: Path, path: Path) -> tuple[str, tuple[str, ...]]:
     meta = (spec.get("rules") or {}).get(rid)
     if meta is None:
-        ctx.error("schema_missing_field", f"row `{rid}` needs a sentence under the table's `rules`", rpath,
+        ctx.error("compile_missing_field", f"row `{rid}` needs a sentence under the table's `rules`", rpath,
                   f"add `{rid}: {{says: ..., source: [...]}}` under `rules`")
         return "", ()
     src = meta.get("source", spec["source"])
@@ -219,7 +219,7 @@ def rows(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outc
         raise ctx.reject("compile_bad_table", "a row table has the columns `rule`, its input facts, then `outcome`",
                          path + ("header",))
     if "actions" not in spec:
-        raise ctx.reject("schema_missing_field", "a row table needs `actions`", path)
+        raise ctx.reject("compile_missing_field", "a row table needs `actions`", path)
     columns = tuple(ctx.fact(name, path + ("header", c + 1)) for c, name in enumerate(header[1:-1]))
     actions = actions_of(ctx, spec["actions"], path + ("actions",))
     used: set[str] = {f.name for f in columns}
