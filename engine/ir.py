@@ -171,7 +171,7 @@ FactType = BooleanType | IntegerType | StringType | EnumType | ListType | MapTyp
 SCALAR_KINDS = frozenset({"boolean", "integer", "string", "enum"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fact:
     """A declared fact: where the request carries it, its type, and its slot in a plan."""
 
@@ -197,7 +197,7 @@ class Fact:
 CompareOp = Literal["is", "is_not", "at_least", "above", "at_most", "below"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Compare:
     """``is``/``is_not`` a literal, or an order comparison: by number, or by rank on ``scale``."""
 
@@ -206,19 +206,19 @@ class Compare:
     scale: Scale | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     """``in`` / ``not_in`` a list of literals (in the order written)."""
 
     op: Literal["in", "not_in"]
     values: tuple[Any, ...]
 
-    @cached_property
+    @property
     def options(self) -> frozenset[Any]:
         return frozenset(self.values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contains:
     """A list value ``contains`` / ``lacks`` a literal."""
 
@@ -226,7 +226,7 @@ class Contains:
     value: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Each:
     """``some`` / ``every`` element of a list value passes ``test``."""
 
@@ -234,7 +234,7 @@ class Each:
     test: Test
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Flag:
     """``empty`` (a list or map) or ``entered`` (not null, not empty text), as ``value`` says."""
 
@@ -242,7 +242,7 @@ class Flag:
     value: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SameAs:
     """``equals_fact`` / ``in_fact``: compared with the value of another fact."""
 
@@ -250,7 +250,7 @@ class SameAs:
     other: Fact
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Both:
     """Several tests written in one mapping; all must hold (tested in order)."""
 
@@ -287,7 +287,7 @@ def words(test: Test) -> str:
 
 
 # -- conditions -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FactCondition:
     """One fact passes one test."""
 
@@ -300,25 +300,25 @@ class FactCondition:
         return words(self.test)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AllOf:
     parts: tuple[Condition, ...]
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AnyOf:
     parts: tuple[Condition, ...]
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Not:
     inner: Condition
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Always:
     location: Location
 
@@ -338,7 +338,7 @@ class StageGraph:
         return {stage: frozenset(nexts) for stage, nexts in self.next}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Move:
     """The move from ``source``'s stage to ``target``'s is permitted by ``graph`` (inline, or a map
     fact); a stage the graph does not list moves anywhere when ``unlisted_allowed``, nowhere otherwise."""
@@ -354,19 +354,19 @@ Condition = FactCondition | AllOf | AnyOf | Not | Always | Move
 
 
 # -- obligations ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StaticParam:
     name: str
     value: Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FactParam:
     name: str
     fact: Fact
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FirstEnteredParam:
     """The first of ``facts`` that is entered (not null, not empty text), else null."""
 
@@ -377,7 +377,7 @@ class FirstEnteredParam:
 Param = StaticParam | FactParam | FirstEnteredParam
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObligationUse:
     """An obligation a rule asks for; parameters in the order a decision lists them (fixed ones
     first); ``when`` (if any) must hold for it to be asked for."""
@@ -402,7 +402,7 @@ class ObligationDecl:
 
 
 # -- rules and tables -----------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Guard:
     """Denies when ``when`` (if any) and ``deny`` hold."""
 
@@ -413,13 +413,13 @@ class Guard:
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Case:
     condition: Condition
     obligations: tuple[ObligationUse, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Effect:
     """Fires when ``when`` (if any) holds, asking for the obligations of the first case that holds,
     else ``otherwise``. An effect rule has no cases; an action-matrix cell ``o when w`` has one."""
@@ -439,7 +439,7 @@ class Outcome:
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MatrixCell:
     """One cell of an action matrix: ``outcome`` for ``action``, when one of ``words`` holds
     (else the table's ``otherwise``); no words: always ``outcome``."""
@@ -472,7 +472,7 @@ class ActionMatrix:
     location: Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Wildcard:
     """A ``-`` (or empty) cell of a row table: any value."""
 
@@ -482,7 +482,7 @@ class Wildcard:
 RowCell = FactCondition | Wildcard
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     id: str
     says: str
