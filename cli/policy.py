@@ -23,14 +23,50 @@ def _load(directory: str) -> engine.PolicySet:
         raise SystemExit(1)
 
 
-@click.command()
+@click.command(epilog="Exit status: 0 when nothing is wrong (warnings allowed unless --strict), "
+                      "1 when there are errors (or warnings with --strict), 2 on a usage error.")
 @click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
-def check(directory: str) -> None:
-    """Validate the rule files in DIRECTORY (default: rules/); exit 1 listing every error."""
-    policy = _load(directory)
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="`json` prints one object with every finding, for editors and CI.")
+def check(directory: str, strict: bool, fmt: str) -> None:
+    """Verify the rule files in DIRECTORY (default: rules/) and list every finding in one run.
+
+    Errors: the files do not load, do not fit the format, do not compile, or a table overlaps,
+    has a gap or a row that never applies. Warnings: things that are probably not meant.
+    """
+    from engine.verify import verify
+
+    try:
+        files = engine.read_folder(directory)
+    except engine.PolicyErrors as exc:
+        raise click.UsageError(exc.errors[0].message)
+    root = Path(directory).as_posix().rstrip("/") + "/"
+    report = verify(files, display_root=root)
+    passed = report.passed(strict)
+    if fmt == "json":
+        out = {"ok": passed, "errors": len(report.errors), "warnings": len(report.warnings),
+               "findings": [f.to_dict() for f in report.findings],
+               "policy_version": report.policy.version if report.policy else None}
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+        raise SystemExit(0 if passed else 1)
+    for finding in report.findings:
+        click.echo(finding.render(), err=not passed)
+    counts = _counts(len(report.errors), len(report.warnings))
+    if not passed:
+        click.echo(f"{counts} in {directory}", err=True)
+        raise SystemExit(1)
+    policy = report.policy
     systems = ", ".join(f"{s} ({len(a)} actions)" for s, a in sorted(policy.catalogue.items()))
-    click.echo(f"ok: {len(policy.rules)} rules; {systems}")
+    click.echo(f"ok: {len(policy.rules)} rules; {systems}" + (f"; {counts}" if report.warnings else ""))
     click.echo(f"policy version {policy.version}")
+
+
+def _counts(errors: int, warnings: int) -> str:
+    parts = [f"{errors} error{'s' if errors != 1 else ''}"] if errors or not warnings else []
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return ", ".join(parts)
 
 
 @click.command("test")
