@@ -34,6 +34,10 @@ def check(directory: str, strict: bool, fmt: str) -> None:
 
     Errors: the files do not load, do not fit the format, do not compile, or a table overlaps,
     has a gap or a row that never applies. Warnings: things that are probably not meant.
+
+    \b
+    Example:
+      ordergate check --strict rules/
     """
     from engine.verify import verify
 

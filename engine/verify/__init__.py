@@ -38,23 +38,29 @@ class Report:
 
 
 def verify(files: Mapping[str, str], *, display_root: str = "") -> Report:
-    """Check the rule files of a folder mapping (as :func:`engine.read_folder` returns)."""
+    """Check the rule files of a folder mapping (as :func:`engine.read_folder` returns).
+
+    When some files do not compile, the others are compiled and verified on their own, so one
+    broken file does not hide the findings of the rest.
+    """
     from .. import compile_files, is_test_file
-    from ..load import load_files
-    from ..validate import check_document
 
     findings: list[Finding] = []
     policy = None
     try:
         policy = compile_files(files, display_root=display_root)
+        verified = policy
     except PolicyErrors as exc:
         findings.extend(Finding.from_error(e) for e in exc.errors)
-    broken = {f.location.file for f in findings if f.location}
-    rule_files = {display_root + p: t for p, t in files.items() if not is_test_file(p)}
-    loaded, _ = load_files({p: t for p, t in rule_files.items() if p not in broken})
-    for f in loaded:
-        for i, doc in enumerate(f.documents):
-            if doc is None or check_document("policy", doc, (i,), f.source):
-                continue
-            findings.extend(table_findings(Section(doc, (i,), f.source)))
+        broken = {e.location.file for e in exc.errors if e.location}
+        healthy = {p: t for p, t in files.items() if display_root + p not in broken}
+        verified = None
+        if broken and any(not is_test_file(p) for p in healthy):
+            try:
+                verified = compile_files(healthy, display_root=display_root)
+            except PolicyErrors:
+                verified = None           # these files depend on the broken ones
+    if verified is not None:
+        for system in verified.ir.systems.values():
+            findings.extend(table_findings(Section(system)))
     return Report(tuple(sorted(findings, key=Finding.sort_key)), policy)

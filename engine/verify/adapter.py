@@ -1,120 +1,147 @@
-"""The one place that reads a compiled system section into the verifier's model.
+"""The one place that reads the compiled policy (``engine.ir``) into the verifier's model.
 
-Input: one system section of a rule file that compiled without errors (its document and the
-source map that says where each value was written). Output: the domain of every fact and each
-row table as a :class:`~.tables.Table` of sets. Nothing else in the verifier looks at rule-file
-documents.
+Input: one ``ir.SystemIR``. Output: the domain of every fact (:mod:`.domain`), conditions as
+:mod:`.logic` conditions, and each row table as a :class:`~.tables.Table` of sets. Nothing else in
+the verifier imports the IR.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
-from ..errors import Location
-from ..load import SourceMap
-from .domain import Domain, Finite, Interval, Opaque, Unsupported, leaf_set
-from .logic import Logic
+from .. import ir
+from .domain import Domain, Finite, Interval, Opaque, Unsupported
+from .logic import TRUE, And, Atom, Cond, Logic, Neg, Or, Unknown
 from .tables import Column, Row, Table
 
 
-def domain_of(spec: dict, scales: dict) -> Domain | None:
-    """The verifier's domain for a declared fact type; ``None`` for lists, maps and objects."""
-    kind = spec["type"]
-    if kind == "boolean":
+def domain_of(ftype: ir.FactType) -> Domain | None:
+    """The verifier's domain for a fact type; ``None`` for lists, maps and objects."""
+    if isinstance(ftype, ir.BooleanType):
         return Finite((False, True))
-    if kind == "integer":
-        return Interval(spec.get("min"), spec.get("max"))
-    if kind == "string":
-        return Opaque(() if spec.get("allow_empty") else ("",))
-    if kind == "enum" and "scale" in spec:
-        rank: dict = {}
-        for r, step in enumerate(scales.get(spec["scale"]) or ()):
-            for value in step if isinstance(step, list) else [step]:
-                rank.setdefault(value, r)
-        return Finite(tuple(rank), rank)
-    if kind == "enum":
-        return Finite(tuple(spec["values"]))
+    if isinstance(ftype, ir.IntegerType):
+        return Interval(ftype.min, ftype.max)
+    if isinstance(ftype, ir.StringType):
+        return Opaque(() if ftype.allow_empty else ("",))
+    if isinstance(ftype, ir.EnumType):
+        return Finite(ftype.values, dict(ftype.scale.rank) if ftype.scale is not None else None)
     return None
 
 
-@dataclass
+def test_set(domain: Domain, test: ir.Test) -> Any:
+    """The set of values of ``domain`` that pass ``test``."""
+    if isinstance(test, ir.Compare):
+        if test.op == "is":
+            return domain.literal(test.value)
+        if test.op == "is_not":
+            return domain.complement(domain.literal(test.value))
+        return domain.compare(test.op, test.value)
+    if isinstance(test, ir.Member):
+        s = domain.members(test.values)
+        return s if test.op == "in" else domain.complement(s)
+    if isinstance(test, ir.Flag) and test.op == "entered":
+        return domain.entered(test.value)
+    if isinstance(test, ir.Both):
+        out = domain.full
+        for t in test.tests:
+            out = domain.inter(out, test_set(domain, t))
+        return out
+    raise Unsupported(f"the verifier does not reason about `{test.op}`")
+
+
 class Section:
-    """One system section of a rule file, with its facts' domains."""
+    """One system of the compiled policy, in the verifier's terms."""
 
-    doc: dict
-    prefix: tuple
-    source: SourceMap
+    def __init__(self, system: ir.SystemIR):
+        self.ir = system
+        self.domains: dict[str, Domain] = {}
+        for fact in system.facts:
+            dom = domain_of(fact.type) if fact.name != "action" else Finite(tuple(system.plans))
+            if dom is not None:
+                self.domains[fact.name] = dom
 
-    def __post_init__(self):
-        scales = self.doc.get("scales") or {}
-        self.domains: dict[str, Domain | None] = {
-            name: domain_of(spec, scales) for name, spec in self.doc["facts"].items()}
+    def logic(self) -> Logic:
+        return Logic(self.domains)
 
-    @property
-    def system(self) -> str:
-        return self.doc["system"]
+    def condition(self, cond: ir.Condition | None) -> Cond:
+        if cond is None or isinstance(cond, ir.Always):
+            return TRUE
+        if isinstance(cond, ir.AllOf):
+            return And(tuple(self.condition(c) for c in cond.parts))
+        if isinstance(cond, ir.AnyOf):
+            return Or(tuple(self.condition(c) for c in cond.parts))
+        if isinstance(cond, ir.Not):
+            return Neg(self.condition(cond.inner))
+        if isinstance(cond, ir.Move):
+            return self._move(cond)
+        dom = self.domains.get(cond.fact.name)
+        if dom is None:
+            return Unknown(f"fact `{cond.fact.name}` is {cond.fact.type.describe()}")
+        try:
+            return Atom(cond.fact.name, test_set(dom, cond.test))
+        except Unsupported as exc:
+            return Unknown(str(exc))
 
-    def loc(self, *path, key: bool = False) -> Location:
-        return self.source.at(self.prefix + tuple(path), key=key)
+    def _move(self, move: ir.Move) -> Cond:
+        src, dst = self.domains.get(move.source.name), self.domains.get(move.target.name)
+        if not isinstance(move.graph, ir.StageGraph) or src is None or dst is None:
+            return Unknown("the stage graph is given by a fact")
+        a, b = move.source.name, move.target.name
+        edges = [And((Atom(a, src.literal(stage)), Atom(b, dst.members(nexts))))
+                 for stage, nexts in move.graph.next if nexts]
+        if move.unlisted_allowed:
+            edges.append(Atom(a, src.complement(src.members(s for s, _ in move.graph.next))))
+        return Or(tuple(edges))
 
-    def logic(self, actions=()) -> Logic:
-        """Conditions of this section; ``actions`` is the domain of the built-in fact `action`."""
-        domains = dict(self.domains)
-        domains["action"] = Finite(tuple(actions), None) if actions else None
-        return Logic(domains)
-
-    def row_tables(self):
-        """Each row table as a :class:`Table`, or ``(table id, location, reason)`` when a cell is
-        beyond what the verifier reasons about."""
-        for r, rule in enumerate(self.doc["rules"]):
-            if rule.get("kind") == "table" and rule.get("layout") == "rows":
+    def row_tables(self) -> Iterator[Table | tuple[str, ir.Location, str]]:
+        """Each row table as a :class:`Table`, or ``(table id, location, reason)`` when a cell or
+        its `when` is beyond what the verifier reasons about."""
+        for table in self.ir.tables:
+            if isinstance(table, ir.RowTable):
                 try:
-                    yield self._table(rule, ("rules", r))
+                    yield self._table(table)
                 except _Cannot as exc:
-                    yield (rule["id"], exc.location, exc.reason)
+                    yield (table.id, exc.location, exc.reason)
 
-    def _table(self, rule: dict, path: tuple) -> Table:
-        header = rule["header"]
-        names = list(header[1:-1])
-        scope = [{}]
-        if rule.get("when") is not None:
+    def _table(self, table: ir.RowTable) -> Table:
+        names, positions = [], []
+        for k, fact in enumerate(table.columns):       # a column of `-` only constrains nothing
+            tested = [r.cells[k] for r in table.rows if isinstance(r.cells[k], ir.FactCondition)]
+            if fact.name not in self.domains and tested:
+                raise _Cannot(tested[0].location, f"fact `{fact.name}` is {fact.type.describe()}")
+            if fact.name in self.domains:
+                names.append(fact.name)
+                positions.append(k)
+        scope: list[dict] = [{}]
+        if table.when is not None:
             logic = self.logic()
-            scope = logic.under(rule["when"])
+            scope = logic.under(self.condition(table.when))
             if not logic.exact:
-                raise _Cannot(self.loc(*path, "when"), "its `when` has tests the verifier does not reason about")
+                raise _Cannot(table.when.location, "its `when` has tests the verifier does not reason about")
             names += sorted({n for box in scope for n in box} - set(names))
-        columns = []
-        for c, name in enumerate(names):
-            dom = self.domains.get(name)
-            where = self.loc(*path, "header", c + 1) if c + 1 < len(header) - 1 else self.loc(*path, "when")
-            if dom is None:
-                raise _Cannot(where, f"fact `{name}` is a list, a mapping or an object")
-            columns.append(Column(name, dom, where))
+        columns = [Column(name, self.domains[name], table.location) for name in names]
         memo: dict[tuple, Any] = {}
         rows = []
-        width = len(header) - 2
-        for i, row in enumerate(rule["body"]):
+        for row in table.rows:
             cells = []
-            for c, col in enumerate(columns):
-                if c >= width:
+            for k, col in enumerate(columns):
+                cell = row.cells[positions[k]] if k < len(positions) else None
+                if not isinstance(cell, ir.FactCondition):
                     cells.append(col.domain.full)
                     continue
-                cell = row[c + 1]
-                key = (c, json.dumps(cell, sort_keys=True, default=str))
+                key = (k, cell.test)
                 if key not in memo:
                     try:
-                        memo[key] = leaf_set(col.domain, cell)
+                        memo[key] = test_set(col.domain, cell.test)
                     except Unsupported as exc:
-                        raise _Cannot(self.loc(*path, "body", i, c + 1), str(exc))
+                        raise _Cannot(cell.location, str(exc))
                 cells.append(memo[key])
-            rows.append(Row(str(row[0]), tuple(cells), self.loc(*path, "body", i)))
+            rows.append(Row(row.id, tuple(cells), row.location))
         boxes = tuple(tuple(box.get(col.name, col.domain.full) for col in columns) for box in scope)
-        return Table(rule["id"], rule["hit"], tuple(columns), tuple(rows), self.loc(*path, "id"),
-                     rule.get("no_match"), boxes)
+        no_match = table.no_match.outcome if table.no_match is not None else None
+        return Table(table.id, table.hit, tuple(columns), tuple(rows), table.location, no_match, boxes)
 
 
 class _Cannot(Exception):
-    def __init__(self, location: Location, reason: str):
+    def __init__(self, location: ir.Location, reason: str):
         super().__init__(reason)
         self.location, self.reason = location, reason

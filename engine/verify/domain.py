@@ -339,30 +339,3 @@ class Opaque(Domain):
             return {"is_not": shown[0]} if len(shown) == 1 else {"not_in": shown}
         return shown[0] if len(shown) == 1 else {"in": shown}
 
-
-def leaf_set(domain: Domain, spec: Any) -> Any:
-    """The set of values for which a table cell or a test on one fact holds."""
-    if spec is None or spec == "-":
-        return domain.full
-    if not isinstance(spec, dict):
-        if isinstance(spec, list):
-            raise Unsupported("a list is not a value")
-        return domain.literal(spec)
-    out = domain.full
-    for op, arg in spec.items():
-        if op == "is":
-            s = domain.literal(arg)
-        elif op == "is_not":
-            s = domain.complement(domain.literal(arg))
-        elif op == "in":
-            s = domain.members(arg)
-        elif op == "not_in":
-            s = domain.complement(domain.members(arg))
-        elif op in _CMP:
-            s = domain.compare(op, arg)
-        elif op == "entered" and isinstance(arg, bool):
-            s = domain.entered(arg)
-        else:
-            raise Unsupported(f"the verifier does not reason about `{op}`")
-        out = domain.inter(out, s)
-    return out

@@ -1,37 +1,68 @@
-"""Conditions as unions of boxes: what the verifier knows about `when`, `deny_when` and `move`.
+"""Conditions in the verifier's model, and what it computes from them: unions of boxes.
 
-A box maps some facts to a set of their values (a fact it does not name takes any value); a
-condition becomes a list of boxes whose union is exactly where it holds ("disjunctive normal
-form"). Tests the verifier cannot reason about (on lists, between two facts, a stage graph given
-as a fact) are approximated on the safe side, and the caller asks for the side it needs:
-``over`` never misses an input where the condition holds (to prove that something never happens),
-``under`` contains only inputs where it holds (to prove that something always happens, or to
-build a witness). ``exact`` tells whether any approximation was needed.
+A condition is built from :class:`Atom` (one fact's value lies in a set of its domain), :class:`And`,
+:class:`Or`, :class:`Neg` and :class:`Unknown` (a test the verifier does not reason about: on
+lists, between two facts, a stage graph given as a fact). A box maps some facts to a set of their
+values (a fact it does not name takes any value); a condition becomes a list of boxes whose union
+is where it holds ("disjunctive normal form"). An ``Unknown`` is approximated on the safe side
+the caller asks for: ``over`` never misses an input where the condition holds (to prove that
+something never happens), ``under`` contains only inputs where it holds (to prove that something
+always happens, or to build a witness). ``exact`` tells whether an approximation was needed.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Union
 
-from .domain import Domain, Unsupported, leaf_set
+from .domain import Domain
 
 Box = dict          # fact name -> set of its domain
 LIMIT = 512         # boxes a condition may grow to before it is approximated
 
 
-class Logic:
-    """Conditions of one system over the domains of its facts (facts without one are opaque)."""
+@dataclass(frozen=True)
+class Atom:
+    fact: str
+    values: Any
 
-    def __init__(self, domains: Mapping[str, Domain | None]):
+
+@dataclass(frozen=True)
+class And:
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class Or:
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class Neg:
+    inner: Any
+
+
+@dataclass(frozen=True)
+class Unknown:
+    why: str
+
+
+Cond = Union[Atom, And, Or, Neg, Unknown]
+TRUE = And(())
+
+
+class Logic:
+    """Boxes over the domains of one system's facts."""
+
+    def __init__(self, domains: Mapping[str, Domain]):
         self.domains = domains
         self.exact = True
 
-    def over(self, cond: Any) -> list[Box]:
+    def over(self, cond: Cond) -> list[Box]:
         return self._dnf(cond, True)
 
-    def under(self, cond: Any) -> list[Box]:
+    def under(self, cond: Cond) -> list[Box]:
         return self._dnf(cond, False)
 
-    # -- boxes --------------------------------------------------------------------------------
     def meet(self, a: Box, b: Box) -> Box | None:
         out = dict(a)
         for name, s in b.items():
@@ -42,11 +73,11 @@ class Logic:
             out[name] = s
         return out
 
-    def both(self, xs: list[Box], ys: list[Box], polarity: bool) -> list[Box]:
+    def both(self, xs: list[Box], ys: list[Box], polarity: bool = True) -> list[Box]:
         out = [m for x in xs for y in ys if (m := self.meet(x, y)) is not None]
         return self._capped(out, polarity)
 
-    def negate(self, boxes: list[Box], polarity: bool) -> list[Box]:
+    def negate(self, boxes: list[Box], polarity: bool = True) -> list[Box]:
         out: list[Box] = [{}]
         for box in boxes:
             parts = []
@@ -60,7 +91,7 @@ class Logic:
         return out
 
     def covers(self, big: list[Box], small: list[Box]) -> bool:
-        """Every input of ``small`` is in ``big`` (``big`` an under-, ``small`` an over-approximation)."""
+        """Every input of ``small`` is in ``big`` (pass ``big`` under- and ``small`` over-approximated)."""
         return not self.both(small, self.negate(big, True), True)
 
     def _capped(self, boxes: list[Box], polarity: bool) -> list[Box]:
@@ -69,57 +100,19 @@ class Logic:
         self.exact = False
         return [{}] if polarity else []
 
-    def _unknown(self, polarity: bool) -> list[Box]:
+    def _dnf(self, cond: Cond, polarity: bool) -> list[Box]:
+        if isinstance(cond, Atom):
+            return [] if self.domains[cond.fact].is_empty(cond.values) else [{cond.fact: cond.values}]
+        if isinstance(cond, And):
+            out: list[Box] = [{}]
+            for part in cond.parts:
+                out = self.both(out, self._dnf(part, polarity), polarity)
+                if not out:
+                    break
+            return out
+        if isinstance(cond, Or):
+            return self._capped([b for part in cond.parts for b in self._dnf(part, polarity)], polarity)
+        if isinstance(cond, Neg):
+            return self.negate(self._dnf(cond.inner, not polarity), polarity)
         self.exact = False
         return [{}] if polarity else []
-
-    # -- conditions ---------------------------------------------------------------------------
-    def _dnf(self, cond: Any, polarity: bool) -> list[Box]:
-        if cond is None or cond == "always":
-            return [{}]
-        if not isinstance(cond, dict):
-            return self._unknown(polarity)
-        out: list[Box] = [{}]
-        for key, spec in cond.items():
-            if key == "all":
-                part: list[Box] = [{}]
-                for c in spec:
-                    part = self.both(part, self._dnf(c, polarity), polarity)
-            elif key == "any":
-                part = self._capped([b for c in spec for b in self._dnf(c, polarity)], polarity)
-            elif key == "not":
-                part = self.negate(self._dnf(spec, not polarity), polarity)
-            elif key == "move":
-                part = self._move(spec, polarity)
-            else:
-                part = self._leaf(key, spec, polarity)
-            out = self.both(out, part, polarity)
-            if not out:
-                break
-        return out
-
-    def _leaf(self, name: str, spec: Any, polarity: bool) -> list[Box]:
-        dom = self.domains.get(name)
-        if dom is None:
-            return self._unknown(polarity)
-        try:
-            s = leaf_set(dom, spec)
-        except Unsupported:
-            return self._unknown(polarity)
-        return [] if dom.is_empty(s) else [{name: s}]
-
-    def _move(self, spec: Any, polarity: bool) -> list[Box]:
-        graph = spec.get("graph") if isinstance(spec, dict) else None
-        src, dst = (self.domains.get(spec.get(k)) for k in ("from", "to")) if isinstance(spec, dict) else (None, None)
-        if not isinstance(graph, dict) or src is None or dst is None:
-            return self._unknown(polarity)
-        a, b = spec["from"], spec["to"]
-        try:
-            boxes = [{a: src.literal(stage), b: dst.members(nexts)} for stage, nexts in graph.items() if nexts]
-            if spec.get("unlisted", "allowed") == "allowed":
-                rest = src.complement(src.members(graph))
-                if not src.is_empty(rest):
-                    boxes.append({a: rest})
-        except Unsupported:
-            return self._unknown(polarity)
-        return [box for box in boxes if not any(self.domains[n].is_empty(s) for n, s in box.items())]
