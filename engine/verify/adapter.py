@@ -128,7 +128,7 @@ class Section:
                 if not isinstance(cell, ir.FactCondition):
                     cells.append(col.domain.full)
                     continue
-                key = (k, cell.test)
+                key = (k, id(cell.test))         # compile shares the test of equal cells
                 if key not in memo:
                     try:
                         memo[key] = test_set(col.domain, cell.test)

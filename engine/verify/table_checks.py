@@ -5,7 +5,7 @@ from typing import Iterator
 
 from .adapter import Section
 from .findings import ERROR, WARNING, Finding, names, shown, value_text
-from .tables import Table, empty_rows, gaps, overlaps, shadowed, unmentioned
+from .tables import Analysis, Table, unmentioned
 
 GAPS_SHOWN = 3
 
@@ -23,7 +23,8 @@ def table_findings(section: Section) -> Iterator[Finding]:
 
 
 def _findings(table: Table) -> Iterator[Finding]:
-    pairs = overlaps(table)
+    analysis = Analysis(table)
+    pairs = analysis.overlaps()
     if table.hit == "unique":
         for o in pairs:
             a, b = table.rows[o.first], table.rows[o.second]
@@ -32,14 +33,14 @@ def _findings(table: Table) -> Iterator[Finding]:
                           f"e.g. `{shown(o.witness)}`; hit policy `unique` allows one",
                           b.location, f"make the rows differ (row `{a.id}` is at line {a.location.line}), "
                           "or use `hit: first`", witness=o.witness, rules=(a.id, b.id))
-    for i in empty_rows(table):
+    for i in analysis.empty_rows():
         row = table.rows[i]
         yield Finding(ERROR, "row_shadowed", f"row `{row.id}` of table `{table.id}` never applies: "
                       "no request can match all its cells", row.location,
                       "a cell allows no value of its fact (check ranges against the fact's `min` and `max`)",
                       rules=(row.id,))
     if table.hit == "first":
-        for s in shadowed(table, pairs):
+        for s in analysis.shadowed(pairs):
             row = table.rows[s.row]
             by = [table.rows[j].id for j in s.by]
             yield Finding(ERROR, "row_shadowed",
@@ -48,7 +49,7 @@ def _findings(table: Table) -> Iterator[Finding]:
                           f"remove row `{row.id}`, or move it above row `{by[0]}` if it is the more specific one",
                           witness=s.witness, rules=(row.id, *by))
     if table.no_match is None:          # with `no_match:` an unmatched request is answered as declared
-        for gap in gaps(table, GAPS_SHOWN):
+        for gap in analysis.gaps(GAPS_SHOWN):
             cells = ", ".join('"-"' if v == "-" else value_text(v) for v in gap.row.values())
             yield Finding(ERROR, "table_gap",
                           f"no row of table `{table.id}` matches some requests, e.g. `{shown(gap.witness)}`",

@@ -73,9 +73,12 @@ class _Space:
         self.cells: list[tuple] = []
         self.ids: list[int] = []              # index into table.rows
         self.full: list[int] = []             # per kept row: bit mask of columns where it takes the whole box
+        self.dropped: list[int] = []          # rows that match nothing in the box
+        whole = all(d.is_full(b) for d, b in zip(self.doms, box))
         for i, row in enumerate(table.rows):
-            cut = tuple(d.inter(c, b) for d, c, b in zip(self.doms, row.cells, box))
+            cut = row.cells if whole else tuple(d.inter(c, b) for d, c, b in zip(self.doms, row.cells, box))
             if any(d.is_empty(c) for d, c in zip(self.doms, cut)):
+                self.dropped.append(i)
                 continue
             self.ids.append(i)
             self.cells.append(cut)
@@ -149,59 +152,61 @@ class _Space:
                 return
 
 
-def overlaps(table: Table) -> list[Overlap]:
-    """Every pair of rows that some input of the table's scope matches both, with one such input."""
-    found: dict[tuple[int, int], dict] = {}
-    for box in table.scope:
-        _Space(table, box).overlaps(found)
-    return [Overlap(a, b, w) for (a, b), w in sorted(found.items())]
+class Analysis:
+    """The analyses of one table, sharing the walk's set-up."""
 
+    def __init__(self, table: Table):
+        self.table = table
+        self.spaces = [_Space(table, box) for box in table.scope]
 
-def gaps(table: Table, limit: int = 3) -> list[Gap]:
-    """Up to ``limit`` regions of inputs in scope that no row matches, each as a row to add."""
-    out: list[Gap] = []
-    for box in table.scope:
-        space = _Space(table, box)
-        for region in space.gaps(list(range(len(space.cells))), box, limit - len(out)):
-            region = [d.narrow(r) for d, r in zip(space.doms, region)]
-            row = {n: d.cell(r) for n, d, r in zip(space.names, space.doms, region)}
-            out.append(Gap(space.point(region), row))
-        if len(out) >= limit:
-            break
-    return out
+    def overlaps(self) -> list[Overlap]:
+        """Every pair of rows that some input of the table's scope matches both, with one such input."""
+        found: dict[tuple[int, int], dict] = {}
+        for space in self.spaces:
+            space.overlaps(found)
+        return [Overlap(a, b, w) for (a, b), w in sorted(found.items())]
 
-
-def empty_rows(table: Table) -> list[int]:
-    """Rows that match no input of the table's scope at all (e.g. `{below: 0}` on a fact with `min: 0`)."""
-    doms = [c.domain for c in table.columns]
-    return [i for i, row in enumerate(table.rows)
-            if all(any(d.is_empty(d.inter(c, b)) for d, c, b in zip(doms, row.cells, box)) for box in table.scope)]
-
-
-def shadowed(table: Table, pairs: list[Overlap] | None = None) -> list[Shadowed]:
-    """Rows whose every input is matched by earlier rows (what `hit: first` never reaches)."""
-    earlier: dict[int, set[int]] = {}
-    for o in pairs if pairs is not None else overlaps(table):
-        earlier.setdefault(o.second, set()).add(o.first)
-    out = []
-    for i, before in sorted(earlier.items()):
-        row = table.rows[i]
-        sub = Table(table.id, table.hit, table.columns, tuple(table.rows[j] for j in sorted(before)),
-                    table.location, table.no_match, ())
-        covered, witness = True, None
-        for box in table.scope:
-            doms = [c.domain for c in table.columns]
-            piece = tuple(d.inter(c, b) for d, c, b in zip(doms, row.cells, box))
-            if any(d.is_empty(p) for d, p in zip(doms, piece)):
-                continue
-            space = _Space(sub, piece)
-            if space.gaps(list(range(len(space.cells))), piece, 1):
-                covered = False
+    def gaps(self, limit: int = 3) -> list[Gap]:
+        """Up to ``limit`` regions of inputs in scope that no row matches, each as a row to add."""
+        out: list[Gap] = []
+        for space in self.spaces:
+            for region in space.gaps(list(range(len(space.cells))), space.box, limit - len(out)):
+                region = [d.narrow(r) for d, r in zip(space.doms, region)]
+                row = {n: d.cell(r) for n, d, r in zip(space.names, space.doms, region)}
+                out.append(Gap(space.point(region), row))
+            if len(out) >= limit:
                 break
-            witness = witness or space.point(list(piece))
-        if covered and witness is not None:
-            out.append(Shadowed(i, tuple(sorted(before)), witness))
-    return out
+        return out
+
+    def empty_rows(self) -> list[int]:
+        """Rows that match no input of the table's scope (e.g. `{below: 0}` on a fact with `min: 0`)."""
+        return sorted(set.intersection(*(set(s.dropped) for s in self.spaces))) if self.spaces else []
+
+    def shadowed(self, pairs: list[Overlap]) -> list[Shadowed]:
+        """Rows whose every input is matched by earlier rows (what `hit: first` never reaches)."""
+        table = self.table
+        doms = [c.domain for c in table.columns]
+        earlier: dict[int, set[int]] = {}
+        for o in pairs:
+            earlier.setdefault(o.second, set()).add(o.first)
+        out = []
+        for i, before in sorted(earlier.items()):
+            row = table.rows[i]
+            sub = Table(table.id, table.hit, table.columns, tuple(table.rows[j] for j in sorted(before)),
+                        table.location, table.no_match, ())
+            covered, witness = True, None
+            for box in table.scope:
+                piece = tuple(d.inter(c, b) for d, c, b in zip(doms, row.cells, box))
+                if any(d.is_empty(p) for d, p in zip(doms, piece)):
+                    continue
+                space = _Space(sub, piece)
+                if space.gaps(list(range(len(space.cells))), piece, 1):
+                    covered = False
+                    break
+                witness = witness or space.point(list(piece))
+            if covered and witness is not None:
+                out.append(Shadowed(i, tuple(sorted(before)), witness))
+        return out
 
 
 def unmentioned(table: Table) -> Iterator[tuple[Column, list]]:
