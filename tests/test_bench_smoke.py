@@ -89,3 +89,11 @@ def test_hotspots_quick_profiles_every_workload():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("pricing", "rows-decide", "rows-compile"):
         assert f"## {name} (" in proc.stdout
+
+
+def test_verify_quick_runs_and_prints_its_figures():
+    proc = run([str(BENCH / "verify.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "| shipped rules/ | " in out and "| 100-row first-hit table | " in out
+    assert "- shipped rules/: check " in out and "× compile" in out

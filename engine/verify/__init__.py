@@ -2,7 +2,9 @@
 
 ``verify(files)`` compiles the rule files (load, schema and compile errors become error findings),
 then reasons over each system section of every file that compiled cleanly: row tables (overlaps,
-shadowed rows, gaps, values no row mentions). Pure: the files come in as a mapping of text.
+shadowed rows, gaps, values no row mentions), rules against rules (a rule that never fires, an
+obligation always overridden, facts never read, obligations never asked for) and stage graphs
+(unreachable stages, dead ends, cycles with no exit, moves a guard always denies). Pure: the files come in as a mapping of text.
 Exact: domains are finite or interval-shaped, and every analysis is a walk over them (see
 :mod:`.tables`), never a sample.
 """
@@ -15,6 +17,7 @@ from ..errors import PolicyErrors
 from ..evaluate import PolicySet
 from .adapter import Section
 from .findings import ERROR, WARNING, Finding
+from .rule_checks import rule_findings
 from .table_checks import table_findings
 
 __all__ = ["ERROR", "WARNING", "Finding", "Report", "verify"]
@@ -62,5 +65,7 @@ def verify(files: Mapping[str, str], *, display_root: str = "") -> Report:
                 verified = None           # these files depend on the broken ones
     if verified is not None:
         for system in verified.ir.systems.values():
-            findings.extend(table_findings(Section(system)))
+            section = Section(system)
+            findings.extend(table_findings(section))
+            findings.extend(rule_findings(section))
     return Report(tuple(sorted(findings, key=Finding.sort_key)), policy)

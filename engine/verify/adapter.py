@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from .. import ir
+from ..domains import _unit_conditions   # every condition of a rule or table, shared with what-if
 from .domain import Domain, Finite, Interval, Opaque, Unsupported
+from .graphs import Graph
 from .logic import TRUE, And, Atom, Cond, Logic, Neg, Or, Unknown
+from .rules import Emit, Rule
 from .tables import Column, Row, Table
 
 
@@ -139,6 +142,127 @@ class Section:
         boxes = tuple(tuple(box.get(col.name, col.domain.full) for col in columns) for box in scope)
         no_match = table.no_match.outcome if table.no_match is not None else None
         return Table(table.id, table.hit, tuple(columns), tuple(rows), table.location, no_match, boxes)
+
+    # -- rules, graphs, declarations ----------------------------------------------------------------
+    def rules(self) -> list[Rule]:
+        """Every guard and effect rule once per action it serves (row tables are not among them)."""
+        out = []
+        for action, plan in self.ir.plans.items():
+            act = Atom("action", self.domains["action"].literal(action))
+            for unit in plan.units:
+                when = And((act, self.condition(unit.when))) if not isinstance(unit, ir.RowTable) else None
+                if isinstance(unit, ir.Guard):
+                    out.append(Rule(unit.id, "guard", action, And((when, self.condition(unit.deny))), (),
+                                    unit.location))
+                elif isinstance(unit, ir.Effect):
+                    out.append(Rule(unit.id, "effect", action, when, self._emits(unit, when), unit.location))
+        return out
+
+    def _emits(self, effect: ir.Effect, when: Cond) -> tuple[Emit, ...]:
+        emits, before = [], []
+        for case in effect.cases:
+            cond = self.condition(case.condition)
+            here = And((when, cond, *(Neg(b) for b in before)))
+            emits += [Emit(u.name, And((here, self.condition(u.when))), u.location) for u in case.obligations]
+            before.append(cond)
+        rest = And((when, *(Neg(b) for b in before)))
+        emits += [Emit(u.name, And((rest, self.condition(u.when))), u.location) for u in effect.otherwise]
+        return tuple(emits)
+
+    def overrides(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """action -> obligation -> the obligations it overrides."""
+        return {action: dict(plan.overrides) for action, plan in self.ir.plans.items()}
+
+    def graphs(self) -> list[Graph]:
+        """Each stage graph written inline in a `move`, with the rule and actions it serves."""
+        found: dict[tuple[str, ir.Location], tuple[str, ir.Move, list[str]]] = {}
+        for action, plan in self.ir.plans.items():
+            for unit in plan.units:
+                for cond in _unit_conditions(unit):
+                    for move in _moves(cond):
+                        if isinstance(move.graph, ir.StageGraph) and {move.source.name, move.target.name} <= set(self.domains):
+                            key = (unit.id, move.location)
+                            found.setdefault(key, (unit.id, move, []))[2].append(action)
+        return [Graph(rid, tuple(actions), m.source.name, m.target.name, m.graph.next, m.unlisted_allowed,
+                      m.graph.start, m.graph.final, m.graph.location)
+                for rid, m, actions in found.values()]
+
+    def declared_facts(self) -> list[ir.Fact]:
+        return [f for f in self.ir.facts if f.name != "action"]
+
+    def declared_obligations(self) -> tuple[ir.ObligationDecl, ...]:
+        return self.ir.obligations
+
+    def facts_read(self) -> set[str]:
+        """Every fact an action reads (and so checks), or a rule, table, obligation parameter or
+        `required_when` tests."""
+        out: set[str] = set()
+        for plan in self.ir.plans.values():
+            for read in plan.reads:
+                out.add(read.fact.name)
+                if read.required_when is not None:
+                    out |= _facts_of(read.required_when)
+            for unit in plan.units:
+                for cond in _unit_conditions(unit):
+                    out |= _facts_of(cond)
+                for use in _unit_uses(unit):
+                    for p in use.params:
+                        if isinstance(p, ir.FactParam):
+                            out.add(p.fact.name)
+                        elif isinstance(p, ir.FirstEnteredParam):
+                            out.update(f.name for f in p.facts)
+                if isinstance(unit, ir.RowTable):
+                    out.update(f.name for f in unit.columns)
+        return out
+
+    def obligations_emitted(self) -> set[str]:
+        return {use.name for plan in self.ir.plans.values() for unit in plan.units for use in _unit_uses(unit)}
+
+
+def _unit_uses(unit: ir.Unit) -> Iterator[ir.ObligationUse]:
+    if isinstance(unit, ir.Effect):
+        for case in unit.cases:
+            yield from case.obligations
+        yield from unit.otherwise
+    elif isinstance(unit, ir.RowTable):
+        for row in unit.rows:
+            yield from row.obligations
+        if unit.no_match is not None:
+            yield from unit.no_match.obligations
+
+
+def _children(cond: ir.Condition) -> tuple:
+    if isinstance(cond, (ir.AllOf, ir.AnyOf)):
+        return cond.parts
+    if isinstance(cond, ir.Not):
+        return (cond.inner,)
+    return ()
+
+
+def _moves(cond: ir.Condition) -> Iterator[ir.Move]:
+    if isinstance(cond, ir.Move):
+        yield cond
+    for c in _children(cond):
+        yield from _moves(c)
+
+
+def _facts_of(cond: ir.Condition) -> set[str]:
+    if isinstance(cond, ir.FactCondition):
+        return {cond.fact.name} | _test_facts(cond.test)
+    if isinstance(cond, ir.Move):
+        graph = {cond.graph.name} if isinstance(cond.graph, ir.Fact) else set()
+        return {cond.source.name, cond.target.name} | graph
+    return set().union(*(_facts_of(c) for c in _children(cond)))
+
+
+def _test_facts(test: ir.Test) -> set[str]:
+    if isinstance(test, ir.SameAs):
+        return {test.other.name}
+    if isinstance(test, ir.Each):
+        return _test_facts(test.test)
+    if isinstance(test, ir.Both):
+        return set().union(*(_test_facts(t) for t in test.tests))
+    return set()
 
 
 class _Cannot(Exception):
