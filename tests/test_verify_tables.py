@@ -72,3 +72,27 @@ def test_the_mini_fixture_has_only_its_unmentioned_scale_values():
     assert [(f.code, f.severity) for f in got.findings] == [("table_value_unmentioned", W)]
     assert got.passed() and not got.passed(strict=True)
 
+
+
+def test_a_table_when_limits_the_gaps_and_rows_to_the_requests_it_applies_to():
+    files = engine.read_folder(FIXTURES / "gap")
+    path = next(iter(files))
+    files[path] = files[path].replace("    hit: first\n", "    hit: first\n    when: {region: {not_in: [west]}, amount: {below: 5000}}\n")
+    got = engine.verify.verify(files).findings
+    assert [(f.code, f.rules) for f in got] == [("table_gap", ()), ("table_value_unmentioned", ()),
+                                               ("row_shadowed", ("G-3",))]   # G-3 is for `west` only
+    (gap,) = [f for f in got if f.code == "table_gap"]
+    assert gap.suggested["amount"] == {"at_least": 1000, "at_most": 4999}
+    # re-decided with a catch-all row added: only the catch-all fires, so the table applied and no row matched
+    files[path] = files[path].replace("      - [G-3,", "      - [Z, \"-\", \"-\", \"-\", \"-\", d5]\n      - [G-3,")
+    assert fired(files, "order.price", gap.witness) == ["Z"]
+    outside = dict(gap.witness, amount=5000)
+    assert fired(files, "order.price", outside) == []            # outside the `when`, the table does not apply
+
+
+def test_a_table_that_declares_no_match_is_not_reported_for_its_gaps():
+    files = engine.read_folder(FIXTURES / "gap")
+    path = next(iter(files))
+    files[path] = files[path].replace("    hit: first\n", "    hit: first\n    no_match: deny\n")
+    got = engine.verify.verify(files)
+    assert got.policy is not None and [f.code for f in got.findings] == ["table_value_unmentioned"]

@@ -4,14 +4,15 @@
 then reasons over each system section of every file that compiled cleanly: row tables (overlaps,
 shadowed rows, gaps, values no row mentions), rules against rules (a rule that never fires, an
 obligation always overridden, facts never read, obligations never asked for) and stage graphs
-(unreachable stages, dead ends, cycles with no exit, moves a guard always denies). Pure: the files come in as a mapping of text.
+(unreachable stages, dead ends, cycles with no exit, moves a guard always denies). Pure: the files
+come in as a mapping of text.
 Exact: domains are finite or interval-shaped, and every analysis is a walk over them (see
 :mod:`.tables`), never a sample.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..errors import PolicyErrors
 from ..evaluate import PolicySet

@@ -6,10 +6,11 @@ the verifier imports the IR.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .. import ir
-from ..domains import _unit_conditions   # every condition of a rule or table, shared with what-if
+from ..domains import _unit_conditions  # every condition of a rule or table, shared with what-if
 from .domain import Domain, Finite, Interval, Opaque, Unsupported
 from .graphs import Graph
 from .logic import TRUE, And, Atom, Cond, Logic, Neg, Or, Unknown
@@ -89,7 +90,7 @@ class Section:
         if not isinstance(move.graph, ir.StageGraph) or src is None or dst is None:
             return Unknown("the stage graph is given by a fact")
         a, b = move.source.name, move.target.name
-        edges = [And((Atom(a, src.literal(stage)), Atom(b, dst.members(nexts))))
+        edges: list[Cond] = [And((Atom(a, src.literal(stage)), Atom(b, dst.members(nexts))))
                  for stage, nexts in move.graph.next if nexts]
         if move.unlisted_allowed:
             edges.append(Atom(a, src.complement(src.members(s for s, _ in move.graph.next))))
@@ -106,15 +107,8 @@ class Section:
                     yield (table.id, exc.location, exc.reason)
 
     def _table(self, table: ir.RowTable) -> Table:
-        names, positions = [], []
-        for k, fact in enumerate(table.columns):       # a column of `-` only constrains nothing
-            tested = [r.cells[k] for r in table.rows if isinstance(r.cells[k], ir.FactCondition)]
-            if fact.name not in self.domains and tested:
-                raise _Cannot(tested[0].location, f"fact `{fact.name}` is {fact.type.describe()}")
-            if fact.name in self.domains:
-                names.append(fact.name)
-                positions.append(k)
-        scope: list[dict] = [{}]
+        names, positions = self._columns(table)
+        scope: list[dict[str, Any]] = [{}]
         if table.when is not None:
             logic = self.logic()
             scope = logic.under(self.condition(table.when))
@@ -122,26 +116,38 @@ class Section:
                 raise _Cannot(table.when.location, "its `when` has tests the verifier does not reason about")
             names += sorted({n for box in scope for n in box} - set(names))
         columns = [Column(name, self.domains[name], table.location) for name in names]
-        memo: dict[tuple, Any] = {}
-        rows = []
-        for row in table.rows:
-            cells = []
-            for k, col in enumerate(columns):
-                cell = row.cells[positions[k]] if k < len(positions) else None
-                if not isinstance(cell, ir.FactCondition):
-                    cells.append(col.domain.full)
-                    continue
-                key = (k, id(cell.test))         # compile shares the test of equal cells
-                if key not in memo:
-                    try:
-                        memo[key] = test_set(col.domain, cell.test)
-                    except Unsupported as exc:
-                        raise _Cannot(cell.location, str(exc))
-                cells.append(memo[key])
-            rows.append(Row(row.id, tuple(cells), row.location))
+        memo: dict[tuple[int, int], Any] = {}
+        rows = [Row(row.id, tuple(self._cell(row, k, positions, col, memo) for k, col in enumerate(columns)),
+                    row.location) for row in table.rows]
         boxes = tuple(tuple(box.get(col.name, col.domain.full) for col in columns) for box in scope)
         no_match = table.no_match.outcome if table.no_match is not None else None
         return Table(table.id, table.hit, tuple(columns), tuple(rows), table.location, no_match, boxes)
+
+    def _columns(self, table: ir.RowTable) -> tuple[list[str], list[int]]:
+        """The columns the verifier reasons about, and their positions in the rows; a column whose
+        fact has no domain is left out when it is `-` in every row (it constrains nothing)."""
+        names, positions = [], []
+        for k, fact in enumerate(table.columns):
+            tested = [r.cells[k] for r in table.rows if isinstance(r.cells[k], ir.FactCondition)]
+            if fact.name not in self.domains and tested:
+                raise _Cannot(tested[0].location, f"fact `{fact.name}` is {fact.type.describe()}")
+            if fact.name in self.domains:
+                names.append(fact.name)
+                positions.append(k)
+        return names, positions
+
+    @staticmethod
+    def _cell(row: ir.Row, k: int, positions: list[int], col: Column, memo: dict[tuple[int, int], Any]) -> Any:
+        cell = row.cells[positions[k]] if k < len(positions) else None
+        if not isinstance(cell, ir.FactCondition):
+            return col.domain.full
+        key = (k, id(cell.test))         # compile shares the test of equal cells
+        if key not in memo:
+            try:
+                memo[key] = test_set(col.domain, cell.test)
+            except Unsupported as exc:
+                raise _Cannot(cell.location, str(exc)) from exc
+        return memo[key]
 
     # -- rules, graphs, declarations ----------------------------------------------------------------
     def rules(self) -> list[Rule]:
@@ -150,16 +156,17 @@ class Section:
         for action, plan in self.ir.plans.items():
             act = Atom("action", self.domains["action"].literal(action))
             for unit in plan.units:
-                when = And((act, self.condition(unit.when))) if not isinstance(unit, ir.RowTable) else None
                 if isinstance(unit, ir.Guard):
-                    out.append(Rule(unit.id, "guard", action, And((when, self.condition(unit.deny))), (),
-                                    unit.location))
+                    fires = And((act, self.condition(unit.when), self.condition(unit.deny)))
+                    out.append(Rule(unit.id, "guard", action, fires, (), unit.location))
                 elif isinstance(unit, ir.Effect):
+                    when = And((act, self.condition(unit.when)))
                     out.append(Rule(unit.id, "effect", action, when, self._emits(unit, when), unit.location))
         return out
 
     def _emits(self, effect: ir.Effect, when: Cond) -> tuple[Emit, ...]:
-        emits, before = [], []
+        emits: list[Emit] = []
+        before: list[Cond] = []
         for case in effect.cases:
             cond = self.condition(case.condition)
             here = And((when, cond, *(Neg(b) for b in before)))
@@ -175,17 +182,18 @@ class Section:
 
     def graphs(self) -> list[Graph]:
         """Each stage graph written inline in a `move`, with the rule and actions it serves."""
-        found: dict[tuple[str, ir.Location], tuple[str, ir.Move, list[str]]] = {}
+        found: dict[tuple[str, ir.Location], tuple[str, ir.Move, ir.StageGraph, list[str]]] = {}
         for action, plan in self.ir.plans.items():
             for unit in plan.units:
                 for cond in _unit_conditions(unit):
                     for move in _moves(cond):
-                        if isinstance(move.graph, ir.StageGraph) and {move.source.name, move.target.name} <= set(self.domains):
+                        ends = {move.source.name, move.target.name}
+                        if isinstance(move.graph, ir.StageGraph) and ends <= set(self.domains):
                             key = (unit.id, move.location)
-                            found.setdefault(key, (unit.id, move, []))[2].append(action)
-        return [Graph(rid, tuple(actions), m.source.name, m.target.name, m.graph.next, m.unlisted_allowed,
-                      m.graph.start, m.graph.final, m.graph.location)
-                for rid, m, actions in found.values()]
+                            found.setdefault(key, (unit.id, move, move.graph, []))[3].append(action)
+        return [Graph(rid, tuple(actions), m.source.name, m.target.name, g.next, m.unlisted_allowed,
+                      g.start, g.final, g.location)
+                for rid, m, g, actions in found.values()]
 
     def declared_facts(self) -> list[ir.Fact]:
         return [f for f in self.ir.facts if f.name != "action"]
@@ -231,7 +239,7 @@ def _unit_uses(unit: ir.Unit) -> Iterator[ir.ObligationUse]:
             yield from unit.no_match.obligations
 
 
-def _children(cond: ir.Condition) -> tuple:
+def _children(cond: ir.Condition) -> tuple[Any, ...]:
     if isinstance(cond, (ir.AllOf, ir.AnyOf)):
         return cond.parts
     if isinstance(cond, ir.Not):

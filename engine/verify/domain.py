@@ -15,7 +15,8 @@ does not ("atoms"), so a table can be analysed one column at a time.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 INF = float("inf")
 
@@ -34,34 +35,34 @@ class Domain:
     full: Any
     empty: Any
 
-    def inter(self, a, b): raise NotImplementedError
-    def union(self, a, b): raise NotImplementedError
-    def complement(self, a): raise NotImplementedError
-    def pick(self, a) -> Any: raise NotImplementedError
-    def literal(self, value) -> Any: raise NotImplementedError
-    def compare(self, op: str, value) -> Any: raise NotImplementedError
-    def split(self, region, cells: Sequence) -> list[tuple[Any, list[int]]]: raise NotImplementedError
-    def cell(self, a) -> Any: raise NotImplementedError
-    def values_of(self, a) -> list | None: return None
+    def inter(self, a: Any, b: Any) -> Any: raise NotImplementedError
+    def union(self, a: Any, b: Any) -> Any: raise NotImplementedError
+    def complement(self, a: Any) -> Any: raise NotImplementedError
+    def pick(self, a: Any) -> Any: raise NotImplementedError
+    def literal(self, value: Any) -> Any: raise NotImplementedError
+    def compare(self, op: str, value: Any) -> Any: raise NotImplementedError
+    def split(self, region: Any, cells: Sequence[Any]) -> list[tuple[Any, list[int]]]: raise NotImplementedError
+    def cell(self, a: Any) -> Any: raise NotImplementedError
+    def values_of(self, a: Any) -> list[Any] | None: return None
 
-    def narrow(self, a):
+    def narrow(self, a: Any) -> Any:
         """A part of ``a`` that one table cell can write (``a`` itself unless it cannot)."""
         return a
 
-    def is_empty(self, a) -> bool:
-        return a == self.empty
+    def is_empty(self, a: Any) -> bool:
+        return bool(a == self.empty)
 
-    def is_full(self, a) -> bool:
-        return a == self.full
+    def is_full(self, a: Any) -> bool:
+        return bool(a == self.full)
 
-    def diff(self, a, b):
+    def diff(self, a: Any, b: Any) -> Any:
         return self.inter(a, self.complement(b))
 
-    def within(self, a, b) -> bool:
+    def within(self, a: Any, b: Any) -> bool:
         """``a`` ⊆ ``b``."""
         return self.is_empty(self.diff(a, b))
 
-    def members(self, values: Iterable) -> Any:
+    def members(self, values: Iterable[Any]) -> Any:
         out = self.empty
         for v in values:
             out = self.union(out, self.literal(v))
@@ -72,7 +73,7 @@ class Domain:
         blank = self.inter(self.full, self.literal_loose(""))
         return self.diff(self.full, blank) if flag else blank
 
-    def literal_loose(self, value) -> Any:
+    def literal_loose(self, value: Any) -> Any:
         try:
             return self.literal(value)
         except Unsupported:
@@ -82,36 +83,37 @@ class Domain:
 class Finite(Domain):
     """Booleans and enums; ``rank`` orders the values of a scale."""
 
-    def __init__(self, values: Sequence, rank: dict | None = None):
+    def __init__(self, values: Sequence[Any], rank: dict[Any, int] | None = None):
         self.values = tuple(values)
         self.rank = rank
         self.index = {(type(v), v): i for i, v in enumerate(self.values)}
         self.full = (1 << len(self.values)) - 1
         self.empty = 0
 
-    def inter(self, a, b): return a & b
-    def union(self, a, b): return a | b
-    def complement(self, a): return self.full & ~a
+    def inter(self, a: Any, b: Any) -> Any: return a & b
+    def union(self, a: Any, b: Any) -> Any: return a | b
+    def complement(self, a: Any) -> Any: return self.full & ~a
 
-    def literal(self, value):
+    def literal(self, value: Any) -> Any:
         i = self.index.get((type(value), value))
         if i is None:
             raise Unsupported(f"`{value}` is not a value of the fact")
         return 1 << i
 
-    def compare(self, op, value):
+    def compare(self, op: str, value: Any) -> Any:
         if self.rank is None or value not in self.rank:
             raise Unsupported(f"`{op}` needs a scale")
-        limit, cmp = self.rank[value], _CMP[op]
+        limit = self.rank[value]
+        cmp: Callable[[int, int], bool] = _CMP[op]
         return self.members(v for v in self.values if v in self.rank and cmp(self.rank[v], limit))
 
-    def values_of(self, a):
+    def values_of(self, a: Any) -> list[Any]:
         return [v for i, v in enumerate(self.values) if a >> i & 1]
 
-    def pick(self, a):
+    def pick(self, a: Any) -> Any:
         return self.values[(a & -a).bit_length() - 1]
 
-    def split(self, region, cells):
+    def split(self, region: Any, cells: Sequence[Any]) -> list[tuple[Any, list[int]]]:
         holders: dict[int, list[int]] = {}
         for k, c in enumerate(cells):
             bits = c & region
@@ -119,7 +121,7 @@ class Finite(Domain):
                 low = bits & -bits
                 holders.setdefault(low, []).append(k)
                 bits ^= low
-        groups: dict[tuple, int] = {}
+        groups: dict[tuple[int, ...], int] = {}
         rest = region
         for low, ks in holders.items():
             key = tuple(ks)
@@ -130,7 +132,7 @@ class Finite(Domain):
             out.append((rest, []))
         return out
 
-    def cell(self, a):
+    def cell(self, a: Any) -> Any:
         if a == self.full:
             return "-"
         vals = self.values_of(a)
@@ -141,8 +143,8 @@ class Finite(Domain):
             {"is_not": rest[0]} if len(rest) == 1 else {"in": vals})
 
 
-def _norm(intervals: Iterable[tuple]) -> tuple:
-    out: list[list] = []
+def _norm(intervals: Iterable[tuple[Any, Any]]) -> tuple[tuple[Any, Any], ...]:
+    out: list[list[Any]] = []
     for lo, hi in sorted(intervals):
         if lo > hi:
             continue
@@ -156,14 +158,15 @@ def _norm(intervals: Iterable[tuple]) -> tuple:
 class Interval(Domain):
     """Whole numbers in ``[lo, hi]``; ``-inf``/``inf`` for an open end."""
 
-    def __init__(self, lo=None, hi=None):
-        self.lo = -INF if lo is None else lo
-        self.hi = INF if hi is None else hi
+    def __init__(self, lo: int | None = None, hi: int | None = None):
+        self.lo: float = -INF if lo is None else lo
+        self.hi: float = INF if hi is None else hi
         self.full = ((self.lo, self.hi),)
         self.empty = ()
 
-    def inter(self, a, b):
-        out, i, j = [], 0, 0
+    def inter(self, a: Any, b: Any) -> Any:
+        out: list[tuple[Any, Any]] = []
+        i = j = 0
         while i < len(a) and j < len(b):
             lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
             if lo <= hi:
@@ -174,11 +177,12 @@ class Interval(Domain):
                 j += 1
         return tuple(out)
 
-    def union(self, a, b):
+    def union(self, a: Any, b: Any) -> Any:
         return _norm(a + b)
 
-    def complement(self, a):
-        out, start = [], self.lo
+    def complement(self, a: Any) -> Any:
+        out: list[tuple[Any, Any]] = []
+        start = self.lo
         for lo, hi in a:
             if lo > start:
                 out.append((start, lo - 1))
@@ -187,26 +191,26 @@ class Interval(Domain):
             out.append((start, self.hi))
         return tuple(out)
 
-    def literal(self, value):
+    def literal(self, value: Any) -> Any:
         if type(value) is not int:
             raise Unsupported(f"`{value}` is not a whole number")
         return self.inter(self.full, ((value, value),))
 
-    def compare(self, op, value):
+    def compare(self, op: str, value: Any) -> Any:
         if type(value) is not int:
             raise Unsupported(f"`{op}` needs a whole number")
         bound = {"at_least": (value, INF), "above": (value + 1, INF),
                  "at_most": (-INF, value), "below": (-INF, value - 1)}[op]
         return self.inter(self.full, (bound,))
 
-    def pick(self, a):
+    def pick(self, a: Any) -> Any:
         lo, hi = a[0]
         if lo != -INF:
             return int(lo)
         return int(hi) if hi != INF else 0
 
-    def split(self, region, cells):
-        cuts = set()
+    def split(self, region: Any, cells: Sequence[Any]) -> list[tuple[Any, list[int]]]:
+        cuts: set[Any] = set()
         for lo, hi in region:
             cuts.update((lo, hi + 1))
         clipped = [self.inter(c, region) for c in cells]
@@ -224,20 +228,20 @@ class Interval(Domain):
         for lo, hi in region:
             for s in range(at[lo], at[hi + 1]):
                 inside[s] = True
-        groups: dict[tuple, list] = {}
+        groups: dict[tuple[int, ...], list[tuple[Any, Any]]] = {}
         for s in range(len(points) - 1):
             if inside[s]:
                 groups.setdefault(tuple(cover[s]), []).append((points[s], points[s + 1] - 1))
         return [(_norm(parts), list(key)) for key, parts in groups.items()]
 
-    def cell(self, a):
+    def cell(self, a: Any) -> Any:
         if a == self.full:
             return "-"
         if len(a) == 1:
             lo, hi = a[0]
             if lo == hi:
                 return int(lo)
-            out = {}
+            out: dict[str, int] = {}
             if lo != self.lo:
                 out["at_least"] = int(lo)
             if hi != self.hi:
@@ -250,7 +254,7 @@ class Interval(Domain):
             return {"not_in": [int(lo) for lo, _ in holes]}
         raise Unsupported("a set of several ranges has no single cell")
 
-    def narrow(self, a):
+    def narrow(self, a: Any) -> Any:
         try:
             self.cell(a)
             return a
@@ -261,11 +265,11 @@ class Interval(Domain):
 class Opaque(Domain):
     """Values compared only for equality (text): finite sets and their complements."""
 
-    def __init__(self, excluded: Iterable = ()):
+    def __init__(self, excluded: Iterable[Any] = ()):
         self.full = (True, frozenset(excluded))
         self.empty = (False, frozenset())
 
-    def inter(self, a, b):
+    def inter(self, a: Any, b: Any) -> Any:
         (na, va), (nb, vb) = a, b
         if na and nb:
             return (True, va | vb)
@@ -275,7 +279,7 @@ class Opaque(Domain):
             return (False, va - vb)
         return (False, va & vb)
 
-    def union(self, a, b):
+    def union(self, a: Any, b: Any) -> Any:
         (na, va), (nb, vb) = a, b
         if na and nb:
             return (True, va & vb)
@@ -285,16 +289,16 @@ class Opaque(Domain):
             return (True, vb - va)
         return (False, va | vb)
 
-    def complement(self, a):
+    def complement(self, a: Any) -> Any:
         return self.inter(self.full, (not a[0], a[1]))
 
-    def literal(self, value):
+    def literal(self, value: Any) -> Any:
         return self.inter(self.full, (False, frozenset((value,))))
 
-    def compare(self, op, value):
+    def compare(self, op: str, value: Any) -> Any:
         raise Unsupported(f"`{op}` needs a number or a scale")
 
-    def pick(self, a):
+    def pick(self, a: Any) -> Any:
         negated, vals = a
         if not negated:
             return sorted(vals, key=repr)[0]
@@ -304,7 +308,7 @@ class Opaque(Domain):
             name = f"other_{n}"
         return name
 
-    def split(self, region, cells):
+    def split(self, region: Any, cells: Sequence[Any]) -> list[tuple[Any, list[int]]]:
         negated, vals = region
         holders: dict[Any, list[int]] = {}
         others: list[int] = []
@@ -321,7 +325,7 @@ class Opaque(Domain):
             if cn:
                 for v in mentioned - cv:
                     holders.setdefault(v, []).append(k)
-        groups: dict[tuple, set] = {}
+        groups: dict[tuple[int, ...], set[Any]] = {}
         for v in mentioned:
             if (v in vals) != negated:
                 groups.setdefault(tuple(sorted(holders.get(v, ()))), set()).add(v)
@@ -330,7 +334,7 @@ class Opaque(Domain):
             out.append(((True, frozenset(mentioned)), others))
         return out
 
-    def cell(self, a):
+    def cell(self, a: Any) -> Any:
         negated, vals = a
         if a == self.full:
             return "-"

@@ -6,6 +6,7 @@ suggested table row.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +22,12 @@ class Finding:
     message: str
     location: Location | None = None
     help: str | None = None
-    witness: dict | None = field(default=None, compare=False)    # fact -> value
-    suggested: dict | None = field(default=None, compare=False)  # column -> cell of a row to add
+    witness: dict[str, Any] | None = field(default=None, compare=False)    # fact -> value
+    suggested: dict[str, Any] | None = field(default=None, compare=False)  # column -> cell of a row to add
     rules: tuple[str, ...] = ()        # the rule ids (rows) the finding names, in the order it names them
 
     @classmethod
-    def from_error(cls, error: PolicyError) -> "Finding":
+    def from_error(cls, error: PolicyError) -> Finding:
         return cls(ERROR, error.code, error.message, error.location, error.help)
 
     def __str__(self) -> str:
@@ -34,7 +35,7 @@ class Finding:
         level = "warning: " if self.severity == WARNING else ""
         return f"{where}{level}{self.code}: {self.message}"
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Any, ...]:
         loc = self.location or Location("", 0, 0)
         return (loc.file, loc.line, loc.column, self.code, self.message)
 
@@ -53,7 +54,7 @@ class Finding:
         return out
 
 
-def shown(values: dict) -> str:
+def shown(values: dict[str, Any]) -> str:
     """``{status: draft, count: 10}`` as an analyst would write it."""
     return ", ".join(f"{k}: {value_text(v)}" for k, v in values.items())
 
@@ -68,7 +69,7 @@ def value_text(v: Any) -> str:
     return str(v)
 
 
-def names(ids, limit: int = 5) -> str:
+def names(ids: Iterable[Any], limit: int = 5) -> str:
     ids = list(ids)
     out = ", ".join(f"`{i}`" for i in ids[:limit])
     return out if len(ids) <= limit else f"{out} and {len(ids) - limit} more"

@@ -11,12 +11,13 @@ always happens, or to build a witness). ``exact`` tells whether an approximation
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 from .domain import Domain
 
-Box = dict          # fact name -> set of its domain
+Box = dict[str, Any]  # fact name -> set of its domain
 LIMIT = 512         # boxes a condition may grow to before it is approximated
 
 
@@ -28,12 +29,12 @@ class Atom:
 
 @dataclass(frozen=True)
 class And:
-    parts: tuple
+    parts: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
 class Or:
-    parts: tuple
+    parts: tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Unknown:
     why: str
 
 
-Cond = Union[Atom, And, Or, Neg, Unknown]
+Cond = Atom | And | Or | Neg | Unknown
 TRUE = And(())
 
 

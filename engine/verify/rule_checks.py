@@ -1,13 +1,13 @@
 """Findings about rules against rules and about stage graphs (all warnings)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .adapter import Section
 from .findings import WARNING, Finding, names
 from .graphs import closed_cycles, dead_ends, unreachable
-from .logic import And, Atom
-from .rules import always_overridden, fires_everywhere, never_fire
+from .logic import And, Atom, Logic
+from .rules import Rule, always_overridden, fires_everywhere, never_fire
 
 
 def rule_findings(section: Section) -> Iterator[Finding]:
@@ -40,7 +40,7 @@ def rule_findings(section: Section) -> Iterator[Finding]:
     yield from _graph_findings(section, rules, logic)
 
 
-def _graph_findings(section: Section, rules, logic) -> Iterator[Finding]:
+def _graph_findings(section: Section, rules: list[Rule], logic: Logic) -> Iterator[Finding]:
     for g in section.graphs():
         for stage in unreachable(g):
             yield Finding(WARNING, "stage_unreachable",
@@ -50,7 +50,7 @@ def _graph_findings(section: Section, rules, logic) -> Iterator[Finding]:
         for stage in dead_ends(g):
             yield Finding(WARNING, "stage_dead_end",
                           f"stage `{stage}` of the graph of rule `{g.rule}` has no way out and is not final",
-                          g.location, f"list its next stages, or declare it in `final:`", rules=(g.rule,))
+                          g.location, "list its next stages, or declare it in `final:`", rules=(g.rule,))
         for cycle in closed_cycles(g):
             yield Finding(WARNING, "stage_cycle_without_exit",
                           f"stages {names(cycle)} of the graph of rule `{g.rule}` move only among themselves "

@@ -6,8 +6,8 @@ built-in fact `action` is part of every condition, so a test on the action is un
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 from ..errors import Location
 from .logic import And, Cond, Logic, Or

@@ -1,7 +1,7 @@
 """Findings about row tables: overlaps, shadowed rows, gaps and values no row mentions."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .adapter import Section
 from .findings import ERROR, WARNING, Finding, names, shown, value_text
@@ -36,8 +36,9 @@ def _findings(table: Table) -> Iterator[Finding]:
     for i in analysis.empty_rows():
         row = table.rows[i]
         yield Finding(ERROR, "row_shadowed", f"row `{row.id}` of table `{table.id}` never applies: "
-                      "no request can match all its cells", row.location,
-                      "a cell allows no value of its fact (check ranges against the fact's `min` and `max`)",
+                      "no request the table applies to matches all its cells", row.location,
+                      "a cell allows no value of its fact, or none that the table's `when` lets through "
+                      "(check ranges against the fact's `min` and `max`)",
                       rules=(row.id,))
     if table.hit == "first":
         for s in analysis.shadowed(pairs):

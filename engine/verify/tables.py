@@ -9,13 +9,15 @@ is a box of inputs matched by exactly the rows that reached it, so a witness is 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import Location
 from .domain import Domain, Finite
 
 PAIRWISE = 8          # groups this small are compared pair by pair
+Found = dict[tuple[int, int], dict[str, Any]]   # (row, later row) -> an input both match
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Column:
 @dataclass(frozen=True)
 class Row:
     id: str
-    cells: tuple          # one set per column
+    cells: tuple[Any, ...]          # one set per column
     location: Location
 
 
@@ -40,52 +42,53 @@ class Table:
     rows: tuple[Row, ...]
     location: Location
     no_match: str | None  # what the table says when no row matches; None when it says nothing
-    scope: tuple[tuple, ...]   # boxes of inputs where the table applies (its `when`); one full box without
+    scope: tuple[tuple[Any, ...], ...]   # boxes of inputs where the table applies (its `when`); one full box without
 
 
 @dataclass(frozen=True)
 class Overlap:
     first: int
     second: int
-    witness: dict
+    witness: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Gap:
-    witness: dict
-    row: dict             # the suggested row: column -> cell as written in a rule file
+    witness: dict[str, Any]
+    row: dict[str, Any]             # the suggested row: column -> cell as written in a rule file
 
 
 @dataclass(frozen=True)
 class Shadowed:
     row: int
     by: tuple[int, ...]
-    witness: dict
+    witness: dict[str, Any]
 
 
 class _Space:
     """The rows of a table restricted to one scope box, ready to be walked."""
 
-    def __init__(self, table: Table, box: tuple):
+    def __init__(self, table: Table, box: tuple[Any, ...]):
         self.doms = [c.domain for c in table.columns]
         self.names = [c.name for c in table.columns]
         self.box = box
-        self.cells: list[tuple] = []
+        self.cells: list[tuple[Any, ...]] = []
         self.ids: list[int] = []              # index into table.rows
         self.full: list[int] = []             # per kept row: bit mask of columns where it takes the whole box
         self.dropped: list[int] = []          # rows that match nothing in the box
-        whole = all(d.is_full(b) for d, b in zip(self.doms, box))
+        whole = all(d.is_full(b) for d, b in zip(self.doms, box, strict=False))
         for i, row in enumerate(table.rows):
-            cut = row.cells if whole else tuple(d.inter(c, b) for d, c, b in zip(self.doms, row.cells, box))
-            if any(d.is_empty(c) for d, c in zip(self.doms, cut)):
+            cut = row.cells if whole else tuple(
+                d.inter(c, b) for d, c, b in zip(self.doms, row.cells, box, strict=False))
+            if any(d.is_empty(c) for d, c in zip(self.doms, cut, strict=False)):
                 self.dropped.append(i)
                 continue
             self.ids.append(i)
             self.cells.append(cut)
-            self.full.append(sum(1 << k for k, (c, b) in enumerate(zip(cut, box)) if c == b))
+            self.full.append(sum(1 << k for k, (c, b) in enumerate(zip(cut, box, strict=False)) if c == b))
 
-    def point(self, region: list) -> dict:
-        return {n: d.pick(r) for n, d, r in zip(self.names, self.doms, region)}
+    def point(self, region: list[Any]) -> dict[str, Any]:
+        return {n: d.pick(r) for n, d, r in zip(self.names, self.doms, region, strict=False)}
 
     def choose(self, rows: list[int], cols: int) -> int:
         """The remaining column on which the fewest of ``rows`` take the whole box."""
@@ -97,17 +100,17 @@ class _Space:
                     best, best_count = k, count
         return best
 
-    def atoms(self, rows: list[int], k: int, region: list) -> list[tuple[Any, list[int]]]:
+    def atoms(self, rows: list[int], k: int, region: list[Any]) -> list[tuple[Any, list[int]]]:
         wide = [r for r in rows if self.full[r] >> k & 1]
         narrow = [r for r in rows if not self.full[r] >> k & 1]
         parts = self.doms[k].split(region[k], [self.cells[r][k] for r in narrow])
         return [(atom, sorted([narrow[j] for j in held] + wide)) for atom, held in parts]
 
     # -- overlaps -------------------------------------------------------------------------------
-    def overlaps(self, found: dict) -> None:
+    def overlaps(self, found: Found) -> None:
         self._overlaps(list(range(len(self.cells))), (1 << len(self.doms)) - 1, list(self.box), found)
 
-    def _overlaps(self, rows: list[int], cols: int, region: list, found: dict) -> None:
+    def _overlaps(self, rows: list[int], cols: int, region: list[Any], found: Found) -> None:
         if len(rows) < 2:
             return
         if len(rows) <= PAIRWISE or not cols:
@@ -118,8 +121,8 @@ class _Space:
                     if key in found:
                         continue
                     meet = [d.inter(d.inter(ca, cb), r)
-                            for d, ca, cb, r in zip(self.doms, self.cells[a], self.cells[b], region)]
-                    if not any(d.is_empty(m) for d, m in zip(self.doms, meet)):
+                            for d, ca, cb, r in zip(self.doms, self.cells[a], self.cells[b], region, strict=False)]
+                    if not any(d.is_empty(m) for d, m in zip(self.doms, meet, strict=False)):
                         found[key] = self.point(meet)
             return
         k = self.choose(rows, cols)
@@ -130,12 +133,12 @@ class _Space:
                 self._overlaps(held, cols & ~(1 << k), sub, found)
 
     # -- gaps -------------------------------------------------------------------------------------
-    def gaps(self, rows: list[int], region: list, limit: int) -> list[list]:
-        out: list[list] = []
+    def gaps(self, rows: list[int], region: list[Any], limit: int) -> list[list[Any]]:
+        out: list[list[Any]] = []
         self._gaps(rows, (1 << len(self.doms)) - 1, list(region), out, limit)
         return out
 
-    def _gaps(self, rows: list[int], cols: int, region: list, out: list, limit: int) -> None:
+    def _gaps(self, rows: list[int], cols: int, region: list[Any], out: list[Any], limit: int) -> None:
         if len(out) >= limit:
             return
         if not rows:
@@ -161,7 +164,7 @@ class Analysis:
 
     def overlaps(self) -> list[Overlap]:
         """Every pair of rows that some input of the table's scope matches both, with one such input."""
-        found: dict[tuple[int, int], dict] = {}
+        found: dict[tuple[int, int], dict[str, Any]] = {}
         for space in self.spaces:
             space.overlaps(found)
         return [Overlap(a, b, w) for (a, b), w in sorted(found.items())]
@@ -170,9 +173,9 @@ class Analysis:
         """Up to ``limit`` regions of inputs in scope that no row matches, each as a row to add."""
         out: list[Gap] = []
         for space in self.spaces:
-            for region in space.gaps(list(range(len(space.cells))), space.box, limit - len(out)):
-                region = [d.narrow(r) for d, r in zip(space.doms, region)]
-                row = {n: d.cell(r) for n, d, r in zip(space.names, space.doms, region)}
+            for region in space.gaps(list(range(len(space.cells))), list(space.box), limit - len(out)):
+                region = [d.narrow(r) for d, r in zip(space.doms, region, strict=False)]
+                row = {n: d.cell(r) for n, d, r in zip(space.names, space.doms, region, strict=False)}
                 out.append(Gap(space.point(region), row))
             if len(out) >= limit:
                 break
@@ -196,11 +199,11 @@ class Analysis:
                         table.location, table.no_match, ())
             covered, witness = True, None
             for box in table.scope:
-                piece = tuple(d.inter(c, b) for d, c, b in zip(doms, row.cells, box))
-                if any(d.is_empty(p) for d, p in zip(doms, piece)):
+                piece = tuple(d.inter(c, b) for d, c, b in zip(doms, row.cells, box, strict=False))
+                if any(d.is_empty(p) for d, p in zip(doms, piece, strict=False)):
                     continue
                 space = _Space(sub, piece)
-                if space.gaps(list(range(len(space.cells))), piece, 1):
+                if space.gaps(list(range(len(space.cells))), list(piece), 1):
                     covered = False
                     break
                 witness = witness or space.point(list(piece))
@@ -209,7 +212,7 @@ class Analysis:
         return out
 
 
-def unmentioned(table: Table) -> Iterator[tuple[Column, list]]:
+def unmentioned(table: Table) -> Iterator[tuple[Column, list[Any]]]:
     """Per enum column, the values that no row names (they reach rows only through `-`)."""
     for k, col in enumerate(table.columns):
         dom = col.domain
