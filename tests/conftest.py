@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -16,7 +17,11 @@ from urllib.parse import quote
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RULES_DIR = ROOT / "rules"
+SHIPPED_RULES = ROOT / "rules"
+# The order-to-cash fixture policy: a frozen copy of a realistic policy set (five systems, rules
+# and YAML tests). Tests that need a policy of that size use it, never the shipped rules/, so
+# that an analyst's correct change to rules/ keeps every Python test green.
+O2C_RULES = ROOT / "tests" / "fixtures" / "o2c"
 
 _PG_ENV = "ORDERGATE_TEST_POSTGRES_URL"
 
@@ -101,12 +106,44 @@ def store(db_url):
 
 @pytest.fixture(scope="session")
 def rules_dir() -> Path:
-    return RULES_DIR
+    """The order-to-cash fixture policy folder (see ``O2C_RULES``)."""
+    return O2C_RULES
 
 
 @pytest.fixture(scope="session")
 def policy_set():
-    """The shipped policy set, compiled once per test session."""
+    """The order-to-cash fixture policy, compiled once per test session."""
     import engine
 
-    return engine.load_policy_set(RULES_DIR)
+    return engine.load_policy_set(O2C_RULES)
+
+
+# -- the shipped rules/ are tested by their YAML tests only ---------------------------------------
+# A test that opens a file under rules/ fails, unless it is marked ``shipped_policy`` (the tests
+# of the shipped set itself: its YAML tests, its catalogue, its packaging).
+_SHIPPED_PREFIX = str(SHIPPED_RULES) + os.sep
+_guarded: list[str] = []
+
+
+def _refuse_shipped_reads(event: str, args: tuple) -> None:
+    if event != "open" or not _guarded or not isinstance(args[0], (str, bytes, os.PathLike)):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if path.startswith(_SHIPPED_PREFIX):
+        raise RuntimeError(
+            f"{_guarded[0]} reads the shipped policy ({path}); Python tests use a fixture policy "
+            "(tests/fixtures/o2c, or tests/fixtures/mini); only tests of the shipped set itself are "
+            "marked @pytest.mark.shipped_policy")
+
+
+sys.addaudithook(_refuse_shipped_reads)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.get_closest_marker("shipped_policy") is None:
+        _guarded.append(item.nodeid)
+    try:
+        yield
+    finally:
+        _guarded.clear()

@@ -18,13 +18,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
+# The benchmarks compare ordergate with a hand-written copy of one pricing policy: the smoke
+# runs give them the fixture copy, so that a correct change to the shipped rules/ keeps them green.
+PRICING = ROOT / "tests" / "fixtures" / "o2c" / "pricing.yaml"
 PEERS = {"zen-engine": "zen", "cedarpy": "cedarpy", "regopy": "regopy", "durable_rules": "durable",
          "rule-engine": "rule_engine"}
 
 
 def run(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env={**os.environ, "ORDERGATE_BENCH_PRICING": str(PRICING), **(env or {})})
 
 
 def test_decide_quick_runs_and_agrees():

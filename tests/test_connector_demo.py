@@ -4,11 +4,12 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from cli import main
+from conftest import O2C_RULES
 
 
 def test_demo_runs_every_system_end_to_end(tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
-    result = CliRunner().invoke(main, ["demo", "--database", url])
+    result = CliRunner().invoke(main, ["demo", "--database", url, "--rules", str(O2C_RULES)])
     assert result.exit_code == 0, result.output
     out = result.output
     for title in ("QAD CRM -> QAD EA", "Dynamics 365 Sales", "Autotask", "QAD EA: customers", "Dynamics AX"):
@@ -23,6 +24,6 @@ def test_demo_runs_every_system_end_to_end(tmp_path):
 
 def test_demo_refuses_a_store_with_data(tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
-    assert CliRunner().invoke(main, ["demo", "--database", url]).exit_code == 0
-    again = CliRunner().invoke(main, ["demo", "--database", url])
+    assert CliRunner().invoke(main, ["demo", "--database", url, "--rules", str(O2C_RULES)]).exit_code == 0
+    again = CliRunner().invoke(main, ["demo", "--database", url, "--rules", str(O2C_RULES)])
     assert again.exit_code == 2 and "empty order store" in again.output

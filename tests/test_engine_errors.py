@@ -152,8 +152,8 @@ def test_every_error_is_one_line_lowercase_without_final_period():
         assert message[0].islower() and not message.endswith(".")
 
 
-# -- typos in the shipped files: the position is computed from the mutated text itself -----------
-SHIPPED = Path(__file__).resolve().parent.parent / "rules"
+# -- typos in the order-to-cash fixture: the position is computed from the mutated text itself ----
+O2C = Path(__file__).resolve().parent / "fixtures" / "o2c"
 
 
 def _position(text: str, marker: str, offset: int = 0) -> tuple[int, int]:
@@ -163,43 +163,43 @@ def _position(text: str, marker: str, offset: int = 0) -> tuple[int, int]:
     return line, column
 
 
-def _shipped_errors(name: str, text: str) -> list[str]:
-    files = {p: t for p, t in engine.read_folder(SHIPPED).items() if not engine.is_test_file(p)}
+def _o2c_errors(name: str, text: str) -> list[str]:
+    files = {p: t for p, t in engine.read_folder(O2C).items() if not engine.is_test_file(p)}
     files[name] = text
     with pytest.raises(engine.PolicyErrors) as info:
         engine.compile_files(files, display_root="rules/")
     return [e.render() for e in info.value.errors]
 
 
-def test_shipped_pricing_with_a_misspelt_status():
-    text = (SHIPPED / "pricing.yaml").read_text()
+def test_o2c_pricing_with_a_misspelt_status():
+    text = (O2C / "pricing.yaml").read_text()
     marker = "statecode: {is_not: active}"
     bad = text.replace(marker, "statecode: {is_not: actve}", 1)
     line, column = _position(bad, "actve}")
-    assert _shipped_errors("pricing.yaml", bad) == [
+    assert _o2c_errors("pricing.yaml", bad) == [
         f"rules/pricing.yaml:{line}:{column}: compile_unknown_value: `actve` is not a value of fact `statecode`\n"
         "    help: did you mean `active`?",
     ]
 
 
-def test_shipped_intercompany_with_an_unknown_fact_path_in_a_rule():
-    text = (SHIPPED / "intercompany.yaml").read_text()
+def test_o2c_intercompany_with_an_unknown_fact_path_in_a_rule():
+    text = (O2C / "intercompany.yaml").read_text()
     fact = next(line.split(":")[0].strip() for line in text.splitlines()
                 if line.startswith("  ") and not line.startswith("   ") and line.strip().endswith(":")
                 and "document_status" in line)
     bad = text.replace(f"{fact}: {{at_least:", f"{fact}x: {{at_least:", 1)
     line, column = _position(bad, f"{fact}x: {{at_least:")
-    errors = _shipped_errors("intercompany.yaml", bad)
+    errors = _o2c_errors("intercompany.yaml", bad)
     assert errors[0] == (f"rules/intercompany.yaml:{line}:{column}: compile_unknown_fact: unknown fact `{fact}x`\n"
                          f"    help: did you mean `{fact}`?")
 
 
-def test_shipped_stages_with_bad_indentation():
-    text = (SHIPPED / "stages.yaml").read_text()
+def test_o2c_stages_with_bad_indentation():
+    text = (O2C / "stages.yaml").read_text()
     marker = "\n    kind: guard\n"
     bad = text.replace(marker, "\n     kind: guard\n", 1)
     line, column = _position(bad, "\n     kind: guard\n", 1)
-    errors = _shipped_errors("stages.yaml", bad)
+    errors = _o2c_errors("stages.yaml", bad)
     assert len(errors) == 1 and errors[0].startswith(f"rules/stages.yaml:{line}:") and "load_syntax" in errors[0]
 
 
