@@ -73,10 +73,10 @@ def _counts(errors: int, warnings: int) -> str:
     return ", ".join(parts)
 
 
-@click.command("test")
+@click.command("test-rules")
 @click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
 @click.option("-v", "--verbose", is_flag=True, help="List every test, not only failures.")
-def test(directory: str, verbose: bool) -> None:
+def test_rules(directory: str, verbose: bool) -> None:
     """Run the YAML tests in DIRECTORY/tests and report rule coverage.
 
     Exit 1 when a test fails or a rule is fired by no test.
@@ -155,6 +155,5 @@ def plan(system: str, action: str, directory: str) -> None:
 def register(group: click.Group) -> None:
     group.add_command(plan)
     group.add_command(check)
-    group.add_command(test)
-    group.add_command(test, name="test-rules")
+    group.add_command(test_rules)
     group.add_command(decide)

@@ -36,7 +36,7 @@ def test_check_lists_every_error_and_exits_1(tmp_path):
 
 
 def test_test_command_reports_coverage():
-    r = run("test", str(MINI))
+    r = run("test-rules", str(MINI))
     assert r.exit_code == 0 and "10 passed, 0 failed" in r.output and "rule coverage: 10/10 (100%)" in r.output
 
 
@@ -45,7 +45,7 @@ def test_test_command_prints_failures_readably(tmp_path):
     shutil.copytree(MINI, folder)
     t = folder / "tests" / "mini.yaml"
     t.write_text(t.read_text().replace("expect: {allow: false, rules: [G-1], obligations: []}", "expect: {allow: true}"))
-    r = run("test", str(folder))
+    r = run("test-rules", str(folder))
     assert r.exit_code == 1
     assert "FAIL " in r.output and "G-1 a shipped order cannot change" in r.output
     assert "allow: expected True, got False" in r.output
@@ -60,7 +60,7 @@ def test_test_command_lists_rules_no_test_fires(tmp_path):
     start = text.index("  - name: M-1")
     end = text.index("  - name: M-2")
     t.write_text(text[:start] + text[end:])
-    r = run("test", str(folder))
+    r = run("test-rules", str(folder))
     assert r.exit_code == 1
     assert "9 passed, 0 failed" in r.output and "rule coverage: 9/10 (90%)" in r.output
     assert "rules no test makes fire: M-1" in r.output
