@@ -8,11 +8,10 @@ from pathlib import Path
 import click
 
 import engine
+from cli.folders import HELP as RULES_HELP, rules_folder
 
-DEFAULT_RULES = "rules"
 
-
-def _load(directory: str) -> engine.PolicySet:
+def _load(directory: str | Path) -> engine.PolicySet:
     try:
         return engine.load_policy_set(directory)
     except engine.PolicyErrors as exc:
@@ -25,12 +24,14 @@ def _load(directory: str) -> engine.PolicySet:
 
 @click.command(epilog="Exit status: 0 when nothing is wrong (warnings allowed unless --strict), "
                       "1 when there are errors (or warnings with --strict), 2 on a usage error.")
-@click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="`json` prints one object with every finding, for editors and CI.")
-def check(directory: str, strict: bool, fmt: str) -> None:
-    """Verify the rule files in DIRECTORY (default: rules/) and list every finding in one run.
+def check(directory: str | None, strict: bool, fmt: str) -> None:
+    """Verify the rule files in DIRECTORY and list every finding in one run.
+
+    DIRECTORY defaults to ./rules when the current folder has one, else the shipped policy set.
 
     Errors: the files do not load, do not fit the format, do not compile, or a table overlaps,
     has a gap or a row that never applies. Warnings: things that are probably not meant.
@@ -41,6 +42,7 @@ def check(directory: str, strict: bool, fmt: str) -> None:
     """
     from engine.verify import verify
 
+    directory = str(rules_folder(directory))
     try:
         files = engine.read_folder(directory)
     except engine.PolicyErrors as exc:
@@ -74,13 +76,19 @@ def _counts(errors: int, warnings: int) -> str:
 
 
 @click.command("test-rules")
-@click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("-v", "--verbose", is_flag=True, help="List every test, not only failures.")
-def test_rules(directory: str, verbose: bool) -> None:
+def test_rules(directory: str | None, verbose: bool) -> None:
     """Run the YAML tests in DIRECTORY/tests and report rule coverage.
 
-    Exit 1 when a test fails or a rule is fired by no test.
+    Exit 1 when a test fails or a rule is fired by no test. DIRECTORY defaults to ./rules when
+    the current folder has one, else the shipped policy set.
+
+    \b
+    Example:
+      ordergate test-rules rules/ -v
     """
+    directory = rules_folder(directory)
     policy = _load(directory)
     root = Path(directory).as_posix().rstrip("/") + "/"
     try:
@@ -104,12 +112,16 @@ def test_rules(directory: str, verbose: bool) -> None:
 @click.argument("action")
 @click.option("--input", "input_file", required=True, type=click.File("r"),
               help="JSON (or YAML) file with the request input; `-` reads standard input.")
-@click.option("--rules", "directory", default=DEFAULT_RULES, show_default=True, type=click.Path(file_okay=False))
+@click.option("--rules", "directory", default=None, type=click.Path(file_okay=False), help=RULES_HELP)
 @click.option("--explain", is_flag=True, help="Add the trace: which conditions held and which did not.")
-def decide(action: str, input_file, directory: str, explain: bool) -> None:
+def decide(action: str, input_file, directory: str | None, explain: bool) -> None:
     """Decide ACTION for the input in --input and print the decision as JSON.
 
     Exit 0 when allowed, 2 when denied, 3 on a decision error.
+
+    \b
+    Example:
+      ordergate decide salesorder.update --input request.json --explain
     """
     import yaml
 
@@ -123,7 +135,7 @@ def decide(action: str, input_file, directory: str, explain: bool) -> None:
             raise click.UsageError(f"--input is neither JSON nor YAML: {exc}")
     if isinstance(data, dict) and set(data) >= {"action", "input"} and action == data.get("action"):
         data = data["input"]  # a whole request body is accepted too
-    policy = _load(directory)
+    policy = _load(rules_folder(directory))
     decision = policy.decide(action, data, explain=explain)
     json.dump(decision.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -64,19 +64,28 @@ def _print_rejection(exc, root: str) -> None:
 
 
 @click.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("-m", "--message", required=True, help="Why this version (kept with it for auditors).")
 @click.option("--author", default=None, help="Who publishes (default: $ORDERGATE_AUTHOR, else the user name).")
 @click.option("--database", default=None, help=_DB_HELP)
 @click.option("--no-activate", is_flag=True, help="Store the version without making it active.")
-def publish(directory: str, message: str, author: str | None, database: str | None, no_activate: bool) -> None:
+def publish(directory: str | None, message: str, author: str | None, database: str | None,
+            no_activate: bool) -> None:
     """Check DIRECTORY, run its YAML tests, then store it as a version and activate it.
 
     A broken candidate changes nothing: every error is printed as file:line:column and the
-    exit status is 1. On success the version id is printed.
+    exit status is 1. On success the version id is printed. DIRECTORY defaults to ./rules when
+    the current folder has one, else the shipped policy set.
+
+    \b
+    Example:
+      ordergate publish rules/ -m "credit hold also for the bill-to"
     """
     import engine
+    from cli.folders import rules_folder
     from store import PublishRejected, StoreError
+
+    directory = str(rules_folder(directory))
 
     root = Path(directory).as_posix().rstrip("/") + "/"
     files = engine.read_folder(directory)
