@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker-class", default="gthread")
     parser.add_argument("--rules", default=None)
     args = parser.parse_args(argv)
-    from cli.serve import (GranianServer, GunicornServer, _default_rules, app_loader, granian_options,
-                           gunicorn_options, prepare_store)
+    from cli.folders import rules_folder
+    from cli.serve import GranianServer, GunicornServer, app_loader, granian_options, gunicorn_options, prepare_store
 
-    rules_dir = Path(args.rules) if args.rules else _default_rules()
+    rules_dir = rules_folder(args.rules)
     active = prepare_store(args.database, rules_dir)
     print(f"serve_nolog: BENCHMARK server, decision log OFF, version {active}", file=sys.stderr)
     config = {"database_url": args.database, "rules_dir": str(rules_dir), "tokens": None, "migrate": False,

@@ -17,17 +17,9 @@ from pathlib import Path
 
 import click
 
+from cli import folders
+
 log = logging.getLogger("ordergate.serve")
-
-
-def _default_rules() -> Path:
-    """``./rules`` when the current folder has one, else the rules shipped with the project."""
-    here = Path("rules")
-    if here.is_dir():
-        return here
-    from api.app import SHIPPED_RULES
-
-    return SHIPPED_RULES
 
 
 def _bind(host: str, port: int) -> str:
@@ -144,7 +136,7 @@ SERVERS = ("granian", "gunicorn")
               help="Address to listen on. Anything but loopback needs access tokens.")
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Rules folder published when the store is empty (default: ./rules, the shipped rules).")
+              help=f"{folders.HELP} Published when the store is empty.")
 @click.option("--database", "database_url", default=None, metavar="URL",
               help="Database URL (default: $ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite).")
 @click.option("--server", type=click.Choice(SERVERS), default="granian", show_default=True,
@@ -175,14 +167,22 @@ SERVERS = ("granian", "gunicorn")
               help="When the decision log cannot keep up: wait, or answer fail closed (default: block).")
 @click.option("--access-log", is_flag=True, help="Write an access log line per request to stderr.")
 @click.option("--dev", is_flag=True, help="Flask's development server in one process (not for production).")
+@click.option("--watch", is_flag=True, help="Development: check, test and publish the rules folder whenever it "
+                                            "changes; a change that does not pass is refused, the last good "
+                                            "version keeps serving.")
 def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None, server: str,
           workers: int | None, threads: int | None, worker_class: str, timeout: float, header_timeout: float,
           body_timeout: float, max_connections: int, max_worker_rss: int | None, max_worker_age: int | None,
-          max_requests: int | None, log_on_full: str | None, access_log: bool, dev: bool) -> None:
-    """Run the decision service on the shipped rules and a SQLite file by default.
+          max_requests: int | None, log_on_full: str | None, access_log: bool, dev: bool, watch: bool) -> None:
+    """Run the decision service on the active policy version (SQLite in ./var by default).
 
-    Without access tokens (ORDERGATE_TOKENS_FILE, ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN) it listens
-    on 127.0.0.1 only.
+    An empty store first gets the rules folder published. Without access tokens
+    (ORDERGATE_TOKENS_FILE, ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN) it listens on 127.0.0.1 only.
+
+    \b
+    Examples:
+      ordergate serve --port 9090
+      ordergate serve --watch          # development: publish rules/ on every save
     """
     from api.auth import Authenticator, is_loopback, tokens_from_env
     from store import default_database_url
@@ -209,8 +209,11 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
         click.echo("warning: no access tokens configured: listening on 127.0.0.1 only, and every local "
                    "caller has every role (set ORDERGATE_TOKENS_FILE or ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN to serve others)", err=True)
     database_url = database_url or default_database_url()
-    rules_dir = rules_dir or _default_rules()
+    rules_dir = folders.rules_folder(rules_dir)
     active = prepare_store(database_url, rules_dir)
+    from cli.watch import WORKER_INTERVAL, watch_rules
+
+    active = watch_rules(database_url, rules_dir, active, watch=watch)
     config: dict[str, t.Any] = {
         "database_url": database_url, "rules_dir": str(rules_dir), "tokens": tokens,
         # the schema is current once prepare_store succeeded; workers then skip the migration
@@ -218,6 +221,8 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
     }
     if log_on_full:
         config["log_on_full"] = log_on_full
+    if watch:
+        config["watch_interval"] = WORKER_INTERVAL
     click.echo(f"ordergate: serving policy version {active or '(none yet)'} on http://{_bind(host, port)} "
                f"with {'Flask (development)' if dev else server} (database {_safe(database_url)})", err=True)
     if dev:
