@@ -8,13 +8,17 @@ from typing import Any, Callable
 
 import click
 
-DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules"
 
 
 class _Narrator:
-    def __init__(self, book: Any) -> None:
+    def __init__(self, book: Any, says: dict[str, str]) -> None:
         self.book = book
+        self.says = says  # rule id -> the rule's sentence: the story of each decision
         self.allowed = self.denied = 0
+
+    def _because(self, rules: Any) -> None:
+        for rid in rules:
+            click.echo(f"    because {rid}: {self.says.get(rid, '(not in the local rules folder)')}")
 
     def section(self, title: str) -> None:
         click.echo("")
@@ -31,9 +35,12 @@ class _Narrator:
             d = exc.decision
             same = self.book.snapshot() == before
             self.denied += 1
-            why = ", ".join(d.rules) if d.rules else f"error {d.error}"
-            click.secho(f"  decision: DENY  rules: {why}  id: {d.decision_id}", fg="red")
-            click.echo(f"  store unchanged: {'yes' if same else 'NO'} "
+            click.secho(f"  decision: DENY  id: {d.decision_id}", fg="red")
+            if d.rules:
+                self._because(d.rules)
+            else:
+                click.echo(f"    error: {d.error}")
+            click.echo(f"  order data unchanged: {'yes' if same else 'NO'} "
                        f"({sum(len(rows) for rows in before.values())} rows compared)")
             return None
         except ConnectorError as exc:
@@ -41,7 +48,8 @@ class _Narrator:
             return None
         d = applied.decision
         self.allowed += 1
-        click.secho(f"  decision: ALLOW  rules: {', '.join(d.rules) or '-'}  id: {d.decision_id}", fg="green")
+        click.secho(f"  decision: ALLOW  id: {d.decision_id}", fg="green")
+        self._because(d.rules)
         obligations = [o.name + (f" {o.params}" if o.params else "") for o in d.obligations]
         click.echo(f"  obligations: {'; '.join(obligations) or '-'}")
         for effect in applied.effects:
@@ -72,7 +80,7 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
                       {"type": "line_invoiced", "line_no": 2, "quantity": 10}):
             event = {"order": number, **event}
             desc = ", ".join(f"{k}={v}" for k, v in event.items() if k != "order")
-            n.step(f"ERP event on {number}: {desc} (correlated by durable_rules)",
+            n.step(f"the ERP reports on {number}: {desc}",
                    lambda e=event: cor.process(e))
 
     n.section("Dynamics 365 Sales: pricing and the submitted-order lock (SOP integration on)")
@@ -128,15 +136,23 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
 @click.command()
 @click.option("--database", "database", default=None, metavar="URL",
               help="SQLAlchemy URL of the order store (default: a fresh SQLite file in a temp folder)")
-@click.option("--rules", "rules", default=str(DEFAULT_RULES), show_default=True,
-              type=click.Path(file_okay=False, exists=True), help="rule folder for in-process decisions")
+@click.option("--rules", "rules", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Rules folder for in-process decisions (default: ./rules when the current folder has one, "
+                   "else the shipped policy set).")
 @click.option("--service", default=None, metavar="URL",
               help="ask the decision service at URL (POST /v1/decisions) instead of deciding in process")
 @click.option("--token", default=None, envvar="ORDERGATE_TOKEN", help="bearer token for --service")
-def demo(database: str | None, rules: str, service: str | None, token: str | None) -> None:
-    """Run one guarded order-to-cash scenario per source system, printing every decision and effect."""
+def demo(database: str | None, rules: str | None, service: str | None, token: str | None) -> None:
+    """Run one guarded order-to-cash scenario per source system, printing every decision and effect.
+
+    \b
+    Examples:
+      ordergate demo
+      ordergate demo --service http://127.0.0.1:8080 --token "$TOKEN"
+    """
     import engine
-    from connector import Connector, InProcessClient, RemoteClient, OrderBook
+    from cli.folders import rules_folder
+    from connector import Connector, InProcessClient, OrderBook, RemoteClient
     from connector.sample import seed_all
 
     tmp = None
@@ -148,17 +164,19 @@ def demo(database: str | None, rules: str, service: str | None, token: str | Non
         if any(book.snapshot().values()):
             raise click.UsageError(f"the demo needs an empty order store; {database} has data")
         world = seed_all(book)
+        folder = rules_folder(rules)
+        policy = engine.load_policy_set(folder)  # decides in process; its sentences tell the story
         if service:
             client: Any = RemoteClient(service, token)
             click.echo(f"decisions: decision service at {service}")
         else:
-            client = InProcessClient(engine.load_policy_set(rules))
-            click.echo(f"decisions: in process, rules {rules} ({client.policy_set.version})")
+            client = InProcessClient(policy)
+            click.echo(f"decisions: in process, rules {folder} ({policy.version})")
         click.echo(f"order store: {database}")
-        narrator = _Narrator(book)
+        narrator = _Narrator(book, {r.id: r.says for r in policy.rules})
         _run(Connector(book, client), world, narrator)
         click.echo("")
-        click.secho(f"{narrator.allowed} mutations applied, {narrator.denied} denied with the store unchanged",
+        click.secho(f"{narrator.allowed} mutations applied, {narrator.denied} denied with the order data unchanged",
                     bold=True)
         if service:
             client.close()
