@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import json
 import sys
+import typing as t
 from pathlib import Path
 
 import click
 
-import engine
 from cli.folders import HELP as RULES_HELP, rules_folder
+
+if t.TYPE_CHECKING:
+    import engine
 
 
 def _load(directory: str | Path) -> engine.PolicySet:
+    import engine  # imported when used: every other command starts without it
+
     try:
         return engine.load_policy_set(directory)
     except engine.PolicyErrors as exc:
@@ -40,6 +45,7 @@ def check(directory: str | None, strict: bool, fmt: str) -> None:
     Example:
       ordergate check --strict rules/
     """
+    import engine
     from engine.verify import verify
 
     directory = str(rules_folder(directory))
@@ -63,6 +69,13 @@ def check(directory: str | None, strict: bool, fmt: str) -> None:
         click.echo(f"{counts} in {directory}", err=True)
         raise SystemExit(1)
     policy = report.policy
+    try:  # the YAML tests must be well formed too (their results are test-rules' job)
+        engine.run_tests(policy, files, display_root=root)
+    except engine.PolicyErrors as exc:
+        for err in exc.errors:
+            click.echo(err.render(), err=True)
+        click.echo(f"{_counts(len(exc.errors), 0)} in {root}tests/", err=True)
+        raise SystemExit(1)
     systems = ", ".join(f"{s} ({len(a)} actions)" for s, a in sorted(policy.catalogue.items()))
     click.echo(f"ok: {len(policy.rules)} rules; {systems}" + (f"; {counts}" if report.warnings else ""))
     click.echo(f"policy version {policy.version}")
@@ -88,6 +101,8 @@ def test_rules(directory: str | None, verbose: bool) -> None:
     Example:
       ordergate test-rules rules/ -v
     """
+    import engine
+
     directory = rules_folder(directory)
     policy = _load(directory)
     root = Path(directory).as_posix().rstrip("/") + "/"
@@ -133,8 +148,11 @@ def decide(action: str, input_file, directory: str | None, explain: bool) -> Non
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise click.UsageError(f"--input is neither JSON nor YAML: {exc}")
-    if isinstance(data, dict) and set(data) >= {"action", "input"} and action == data.get("action"):
-        data = data["input"]  # a whole request body is accepted too
+    if isinstance(data, dict) and set(data) >= {"action", "input"}:  # a whole request body is accepted too
+        if data.get("action") != action:
+            raise click.UsageError(f"--input is a request for action `{data.get('action')}`, not `{action}`; "
+                                   f"decide `{data.get('action')}`, or give the file of a `{action}` request")
+        data = data["input"]
     policy = _load(rules_folder(directory))
     decision = policy.decide(action, data, explain=explain)
     json.dump(decision.to_dict(), sys.stdout, indent=2, ensure_ascii=False)

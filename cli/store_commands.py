@@ -92,6 +92,7 @@ def publish(directory: str | None, message: str, author: str | None, database: s
     store = _open(database)
     try:
         before = store.active_version_id()
+        stored = {v.id for v in store.list_versions()}
         version = store.publish(files, author=author or _default_author(), message=message,
                                 activate=not no_activate)
     except PublishRejected as exc:
@@ -102,12 +103,14 @@ def publish(directory: str | None, message: str, author: str | None, database: s
     finally:
         store.dispose()
     click.echo(version.id)
-    if no_activate:
-        state = "stored, not activated"
-    elif before == version.id:
-        state = "unchanged: this content is already the active version"
-    else:
-        state = f"active (was {before or 'none'})"
+    if version.id in stored:  # the same rule files: the stored version keeps its first author and message
+        first = version.message.splitlines()[0] if version.message else ""
+        activated = ("already active" if before == version.id else "not activated" if no_activate
+                     else f"activated (was {before or 'none'})")
+        click.echo(f"already stored as version {version.id} by {version.author} ({first}); {activated}; "
+                   f"this message is not kept", err=True)
+        return
+    state = "stored, not activated" if no_activate else f"active (was {before or 'none'})"
     click.echo(f"{state}; {version.file_count} files, author {version.author}", err=True)
 
 
@@ -117,7 +120,12 @@ def publish(directory: str | None, message: str, author: str | None, database: s
 @click.option("--reason", default="", help="Why (kept in the activation history).")
 @click.option("--database", default=None, help=_DB_HELP)
 def activate(version: str, actor: str | None, reason: str, database: str | None) -> None:
-    """Make VERSION (an id or an unambiguous prefix of its hash) the active one; this is the rollback."""
+    """Make VERSION (an id or an unambiguous prefix of its hash) the active one; this is the rollback.
+
+    \b
+    Example:
+      ordergate activate sha256:1f2e3d --reason "roll back the credit-hold change"
+    """
     from store import StoreError, VersionNotFound
 
     store = _open(database)
@@ -139,7 +147,12 @@ def activate(version: str, actor: str | None, reason: str, database: str | None)
 @click.command()
 @click.option("--database", default=None, help=_DB_HELP)
 def versions(database: str | None) -> None:
-    """List stored versions, newest first; `*` marks the active one."""
+    """List stored versions, newest first; `*` marks the active one.
+
+    \b
+    Example:
+      ordergate versions --database postgresql+psycopg://ordergate@db/ordergate
+    """
     from store import StoreError
 
     store = _open(database)
@@ -162,13 +175,23 @@ def versions(database: str | None) -> None:
 
 @click.group()
 def audit() -> None:
-    """Auditor commands on the decision log."""
+    """Auditor commands on the decision log.
+
+    \b
+    Example:
+      ordergate audit verify
+    """
 
 
 @audit.command("verify")
 @click.option("--database", default=None, help=_DB_HELP)
 def audit_verify(database: str | None) -> None:
-    """Recompute the decision log's hash chain; exit 1 naming the first broken entry."""
+    """Recompute the decision log's hash chain; exit 1 naming the first broken entry.
+
+    \b
+    Example:
+      ordergate audit verify --database sqlite:///var/ordergate.sqlite
+    """
     from store import StoreError
 
     store = _open(database)
