@@ -185,7 +185,12 @@ def _log_line(entry: dict[str, t.Any]) -> str:
 @source_options
 def log_command(source: Local | Remote, since: str | None, until: str | None, action: str | None,
                 allow: str | None, rule: str | None, version: str | None, limit: int, fmt: str) -> None:
-    """Query the decision log, oldest first, with the filters of GET /v1/decisions."""
+    """Query the decision log, oldest first, with the filters of GET /v1/decisions.
+
+    \b
+    Example:
+      ordergate log --action salesorder.update --allow false --limit 20
+    """
     filters = {"since": since, "until": until, "action": action,
                "allow": None if allow is None else allow == "true", "rule": rule, "version": version, "limit": limit}
     for entry in source.decisions(filters):
@@ -201,6 +206,10 @@ def explain(source: Local | Remote, decision_id: str) -> None:
     The decision is decided again, with its trace, from the logged input on the logged version
     (the trace `ordergate decide --explain` gives for that input and version), with the smallest
     fact changes that would have flipped it. Exit 1 when the rebuilt decision differs from the log.
+
+    \b
+    Example:
+      ordergate explain 01M8JN2569PPTGX6SBGRA1A01N
     """
     body = source.explain(decision_id)
     _print_json(body)
@@ -213,7 +222,12 @@ def explain(source: Local | Remote, decision_id: str) -> None:
 @click.option("--version", default=None, help="Decide on this version (id, prefix or `active`) instead of its own.")
 @source_options
 def replay(source: Local | Remote, decision_id: str, version: str | None) -> None:
-    """Decide logged decision DECISION_ID again and compare with the log; exit 1 when it differs."""
+    """Decide logged decision DECISION_ID again and compare with the log; exit 1 when it differs.
+
+    \b
+    Example:
+      ordergate replay 01M8JN2569PPTGX6SBGRA1A01N --version active
+    """
     body = source.replay(decision_id, version)
     _print_json(body)
     if not body["match"]:
