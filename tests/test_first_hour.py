@@ -1,13 +1,19 @@
 """What a new user meets first: one name per job in README.md, docs/, `--help` and `./dev`."""
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 
+import click
 from click.testing import CliRunner
 
+import engine
 from cli import main
 from conftest import ROOT
+
+MINI = ROOT / "tests" / "fixtures" / "mini"
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
@@ -44,3 +50,81 @@ def test_every_command_the_docs_name_exists_and_dev_test_gets_no_rules_folder():
             if name == "test" and args:
                 assert not (ROOT / args[0]).is_dir() or args[0].startswith("tests"), (
                     f"{doc.name}: `{m.group(0).strip()}` runs pytest on a folder of rules")
+
+
+def _commands(group: click.Group, path: tuple[str, ...] = ()):
+    for name, command in group.commands.items():
+        yield path + (name,), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, path + (name,))
+
+
+def test_every_command_has_help_with_an_example():
+    for path, command in _commands(main):
+        out = CliRunner().invoke(main, [*path, "--help"]).output
+        assert "Example" in out and "ordergate " + " ".join(path) in out, f"`ordergate {' '.join(path)} --help`"
+
+
+def test_check_validates_the_yaml_tests_too(tmp_path):
+    folder = tmp_path / "rules"
+    shutil.copytree(MINI, folder)
+    test_file = next((folder / "tests").glob("*.yaml"))
+    test_file.write_text(test_file.read_text() + "- {name: broken, action: 3}\n")
+    r = CliRunner().invoke(main, ["check", str(folder)])
+    assert r.exit_code == 1 and f"{folder.as_posix()}/tests/{test_file.name}:" in r.output
+
+
+def test_decide_names_the_action_of_a_request_file_for_another_action():
+    body = {"action": "order.create", "input": {"context": {"system": "shop"}}}
+    r = CliRunner().invoke(main, ["decide", "order.update", "--input", "-", "--rules", str(MINI)],
+                           input=json.dumps(body))
+    assert r.exit_code == 2 and "request for action `order.create`, not `order.update`" in r.output
+    assert "missing_fact" not in r.output
+
+
+def test_an_unknown_action_gets_a_did_you_mean():
+    d = engine.load_policy_set(MINI).decide("order.updat", {"context": {"system": "shop"}})
+    assert d.error.code == "unknown_action" and "did you mean `order.update`?" in d.error.message
+
+
+def test_publishing_identical_files_again_says_it_is_already_stored(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = CliRunner().invoke(main, ["publish", str(MINI), "-m", "first", "--database", url, "--author", "ann"])
+    assert first.exit_code == 0, first.output
+    vid = first.output.splitlines()[0]
+    again = CliRunner().invoke(main, ["publish", str(MINI), "-m", "second", "--database", url, "--author", "bob"])
+    assert again.exit_code == 0
+    assert f"already stored as version {vid} by ann (first); already active; this message is not kept" in again.output
+
+
+def test_shell_completion_completes_commands():
+    script = CliRunner().invoke(main, ["completion", "bash"]).output
+    assert "_ORDERGATE_COMPLETE=bash_complete" in script
+    done = CliRunner().invoke(main, [], prog_name="ordergate",
+                              env={"_ORDERGATE_COMPLETE": "bash_complete", "COMP_WORDS": "ordergate test-",
+                                   "COMP_CWORD": "1"})
+    assert "test-rules" in done.output
+
+
+def test_the_container_files_name_what_the_project_has():
+    import yaml
+
+    from cli.serve import serve
+
+    docker = (ROOT / "Dockerfile").read_text()
+    for line in docker.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"Dockerfile copies `{source}`, which the project does not have"
+    cmd = json.loads(next(line for line in docker.splitlines() if line.startswith("CMD "))[4:])
+    assert cmd[:2] == ["ordergate", "serve"]
+    options = {o for p in serve.params for o in p.opts}
+    assert all(a in options for a in cmd[2:] if a.startswith("--"))
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    service = compose["services"]["ordergate"]
+    assert service["build"] == "." and "db" in compose["services"]
+    read_by_code = (ROOT / "store" / "__init__.py").read_text() + (ROOT / "store" / "core.py").read_text() \
+        + (ROOT / "api" / "auth.py").read_text()
+    for variable in service["environment"]:
+        prefix = variable.rsplit("_", 1)[0] + "_" if variable.startswith("ORDERGATE_TOKENS_") else variable
+        assert prefix in read_by_code, f"compose.yaml sets {variable}, which ordergate does not read"
