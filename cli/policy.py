@@ -157,22 +157,34 @@ def decide(action: str, input_file, directory: str | None, explain: bool) -> Non
     decision = policy.decide(action, data, explain=explain)
     json.dump(decision.to_dict(), sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
+    if decision.error is not None and decision.error.code == "unknown_action":
+        from engine.errors import did_you_mean
+
+        system = data.get("context", {}).get("system") if isinstance(data, dict) else None
+        hint = did_you_mean(action, policy.catalogue.get(system, ()) if isinstance(system, str) else ())
+        if hint:
+            click.echo(f"help: {hint}", err=True)
     raise SystemExit(0 if decision.allow else (3 if decision.error else 2))
 
 
 @click.command()
 @click.argument("system")
 @click.argument("action")
-@click.argument("directory", default=DEFAULT_RULES, type=click.Path(file_okay=False))
-def plan(system: str, action: str, directory: str) -> None:
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def plan(system: str, action: str, directory: str | None) -> None:
     """Print the Python code generated for ACTION of SYSTEM from the rules in DIRECTORY.
 
     This is the code every decision of that action runs (facts read and checked, then the rules
     in order); a traceback of a failed decision points into it. Exit 2 for an unknown system or action.
+    DIRECTORY defaults to ./rules when the current folder has one, else the shipped policy set.
+
+    \b
+    Example:
+      ordergate plan d365_sales salesorder.update rules/
     """
     from engine.codegen import source_of
 
-    policy = _load(directory)
+    policy = _load(rules_folder(directory))
     fn = policy.function(system, action)
     if fn is None:
         known = policy.catalogue.get(system)

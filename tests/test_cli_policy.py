@@ -73,7 +73,7 @@ def test_decide_from_stdin_with_exit_codes():
     out = json.loads(r.output)
     assert r.exit_code == 2 and out["allow"] is False and out["rules"] == ["G-1"] and "trace" not in out
     r = run("decide", "order.nope", "--input", "-", "--rules", str(MINI), "--explain", input=json.dumps(body))
-    out = json.loads(r.output)
+    out = json.loads(r.stdout)  # stderr may add a did-you-mean
     assert r.exit_code == 3 and out["error"]["code"] == "unknown_action" and out["trace"] == []
     body["resource"]["order"]["status"] = "draft"
     r = run("decide", "order.update", "--input", "-", "--rules", str(MINI), "--explain", input=json.dumps(body))

@@ -83,8 +83,10 @@ def test_decide_names_the_action_of_a_request_file_for_another_action():
 
 
 def test_an_unknown_action_gets_a_did_you_mean():
-    d = engine.load_policy_set(MINI).decide("order.updat", {"context": {"system": "shop"}})
-    assert d.error.code == "unknown_action" and "did you mean `order.update`?" in d.error.message
+    r = CliRunner().invoke(main, ["decide", "order.updat", "--input", "-", "--rules", str(MINI)],
+                           input=json.dumps({"context": {"system": "shop"}}))
+    assert r.exit_code == 3 and '"code": "unknown_action"' in r.output
+    assert "help: did you mean `order.update`?" in r.output
 
 
 def test_publishing_identical_files_again_says_it_is_already_stored(tmp_path):
