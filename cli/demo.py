@@ -1,4 +1,4 @@
-"""``ordergate demo``: one end-to-end scenario per source system on a fresh SQLite store."""
+"""``ordergate demo``: one end-to-end scenario per source system on a fresh SQLite order book."""
 from __future__ import annotations
 
 import datetime as dt
@@ -135,7 +135,7 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
 
 @click.command()
 @click.option("--database", "database", default=None, metavar="URL",
-              help="SQLAlchemy URL of the order store (default: a fresh SQLite file in a temp folder)")
+              help="SQLAlchemy URL of the order book (default: a fresh SQLite file in a temp folder)")
 @click.option("--rules", "rules", default=None, type=click.Path(file_okay=False, exists=True),
               help="Rules folder for in-process decisions (default: ./rules when the current folder has one, "
                    "else the shipped policy set).")
@@ -162,7 +162,7 @@ def demo(database: str | None, rules: str | None, service: str | None, token: st
     book = OrderBook(database)
     try:
         if any(book.snapshot().values()):
-            raise click.UsageError(f"the demo needs an empty order store; {database} has data")
+            raise click.UsageError(f"the demo needs an empty order book; {database} has data")
         world = seed_all(book)
         folder = rules_folder(rules)
         policy = engine.load_policy_set(folder)  # decides in process; its sentences tell the story
@@ -172,7 +172,7 @@ def demo(database: str | None, rules: str | None, service: str | None, token: st
         else:
             client = InProcessClient(policy)
             click.echo(f"decisions: in process, rules {folder} ({policy.version})")
-        click.echo(f"order store: {database}")
+        click.echo(f"order book: {database}")
         narrator = _Narrator(book, {r.id: r.says for r in policy.rules})
         _run(Connector(book, client), world, narrator)
         click.echo("")

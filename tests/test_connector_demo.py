@@ -1,4 +1,4 @@
-"""``ordergate demo`` runs every scenario end to end and shows denials leaving the store unchanged."""
+"""``ordergate demo`` runs every scenario end to end and shows denials leaving the order data unchanged."""
 from __future__ import annotations
 
 from click.testing import CliRunner
@@ -30,4 +30,4 @@ def test_demo_refuses_a_store_with_data(tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
     assert CliRunner().invoke(main, ["demo", "--database", url, "--rules", str(O2C_RULES)]).exit_code == 0
     again = CliRunner().invoke(main, ["demo", "--database", url, "--rules", str(O2C_RULES)])
-    assert again.exit_code == 2 and "empty order store" in again.output
+    assert again.exit_code == 2 and "empty order book" in again.output
