@@ -34,12 +34,18 @@ DEFAULTS: dict[str, t.Any] = {
     "max_publish_bytes": 16 * 1024 * 1024,
     "max_batch": 1000,
     "max_depth": 32,
+    # "commit": a decision is answered once its log record committed (group commit); "async":
+    # answered once queued, so a crash loses what is queued (docs/operations.md)
+    "log_durability": "commit",      # ORDERGATE_LOG_DURABILITY
     "log_on_full": "block",          # or "fail_closed": ORDERGATE_LOG_ON_FULL
-    "log_batch_size": 2000,
-    "log_flush_interval": 0.05,
-    # per process; small on purpose: when the database cannot keep up, callers feel it at once
-    # (block, or fail closed) instead of a large backlog that a crash or a shutdown could lose
+    "log_block_timeout": 10.0,       # seconds `block` waits for room before failing closed
+    "log_commit_timeout": 30.0,      # seconds a caller waits for its commit before failing closed
+    "log_batch_size": 2000,          # decisions per log transaction at most
+    "log_flush_interval": 0.05,      # async only: seconds the writer waits to fill a batch
+    # per process; when the database cannot keep up, callers feel it at once (block, or fail
+    # closed) instead of a backlog that memory could not hold
     "log_max_queue": 5000,
+    "log_max_queue_bytes": 32 * 1024 * 1024,  # ORDERGATE_LOG_MAX_QUEUE_BYTES
     "log_close_timeout": 25.0,       # seconds a stopping worker waits for its log to be written
     "watch_interval": 1.0,           # seconds between checks for a new activation (0 = off)
     # publish/activate answer once every worker of the server decides with the new version, or
@@ -60,6 +66,8 @@ _ENV = {
     "max_batch": ("ORDERGATE_MAX_BATCH", int),
     "max_depth": ("ORDERGATE_MAX_DEPTH", int),
     "log_on_full": ("ORDERGATE_LOG_ON_FULL", str),
+    "log_durability": ("ORDERGATE_LOG_DURABILITY", str),
+    "log_max_queue_bytes": ("ORDERGATE_LOG_MAX_QUEUE_BYTES", int),
     "watch_interval": ("ORDERGATE_WATCH_INTERVAL", float),
 }
 
@@ -79,7 +87,10 @@ def load_config(config: t.Mapping[str, t.Any] | None = None) -> dict[str, t.Any]
         merged["tokens"] = tokens_from_env()
     if merged["log_on_full"] not in ("block", "fail_closed"):
         raise ValueError(f"log_on_full must be `block` or `fail_closed`, not `{merged['log_on_full']}`")
-    for key in ("max_body_bytes", "max_publish_bytes", "max_batch", "max_depth"):
+    if merged["log_durability"] not in ("commit", "async"):
+        raise ValueError(f"log_durability must be `commit` or `async`, not `{merged['log_durability']}`")
+    for key in ("max_body_bytes", "max_publish_bytes", "max_batch", "max_depth", "log_max_queue",
+                "log_max_queue_bytes"):
         if int(merged[key]) < 1:
             raise ValueError(f"{key} must be positive")
     return merged
@@ -203,8 +214,8 @@ def _register_health(app: Flask, runtime: Runtime) -> None:
         body = {
             "status": "ready" if not problems else "not_ready",
             "policy_version": loaded.version_id if loaded else None,
-            "decision_log": {k: stats.get(k) for k in ("queued", "written", "failed_batches", "healthy",
-                                                       "on_full", "last_error")},
+            "decision_log": {k: stats.get(k) for k in ("durability", "queued", "written", "failed_batches",
+                                                       "healthy", "on_full", "last_error")},
             "problems": problems,
         }
         return json_response(body, 200 if not problems else 503)

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import time
 import typing as t
+from dataclasses import dataclass
 
 import orjson
 from flask import Flask, Response, request
@@ -18,7 +19,7 @@ from engine import whatif
 
 from api.body import read_json
 from api.errors import ApiError, bad_request, decision_status
-from store.chain import prepare_record
+from store.chain import PreparedRecord, prepare_record
 
 _JSON = "application/json"
 MAX_ACTION = 200
@@ -76,24 +77,56 @@ def check_envelope(item: t.Any, *, where: str = "the body") -> tuple[str, dict, 
     return action, facts, explain
 
 
+@dataclass
+class _Decided:
+    """One decision before it is answered: its log record is prepared, not yet recorded."""
+
+    decision_id: str
+    result: dict[str, t.Any]
+    trace: t.Any
+    explain: bool | str
+    record: PreparedRecord
+    why_not: t.Any = None
+
+
 class Decider:
-    """Decides one well-formed request and records it; shared by the single and batch routes."""
+    """Decides well-formed requests, records them in the decision log and builds the answers.
+
+    A decision is answered as made only once the log has recorded it (``DecisionLogWriter.record``
+    returns after the commit); one that the log did not record is answered fail closed (503
+    ``decision_log_unavailable``, ``decision_id`` null: there is no logged decision to look up).
+    """
 
     def __init__(self, runtime: t.Any) -> None:
         self.rt = runtime
 
     def decide(self, action: str, facts: dict, explain: bool | str) -> tuple[dict[str, t.Any], int]:
-        rt = self.rt
-        loaded = rt.holder.current
+        decided = self.evaluate(action, facts, explain)
+        return self.answer(decided, self.rt.writer.record([decided.record]))
+
+    def evaluate(self, action: str, facts: dict, explain: bool | str) -> _Decided:
+        """Decide, and prepare the log record (ApiError ``not_recordable`` when it cannot be logged)."""
+        loaded = self.rt.holder.current
         decision_id = str(ULID())
+        trace = None
         if loaded is None:
             body = _refused(None, "no_policy_loaded", "no policy version is loaded; nothing is allowed",
                             decision_id=decision_id)
-            # a refusal is a decision too: log it (policy_version null) when the log takes it
+            # a refusal is a decision too: logged with policy_version null
             result = {k: body[k] for k in ("allow", "obligations", "rules", "error", "policy_version")}
-            self._submit(decision_id, action, facts, result, None)
-            rt.metrics.decision(False, "no_policy_loaded")
-            return body, decision_status("no_policy_loaded")
+        else:
+            result = self._decide(loaded, action, facts, explain)
+            trace = result.pop("trace", None)
+        why_not = None
+        if explain == WHY_NOT and loaded is not None:
+            found = whatif.why_not(loaded.policy_set, action, facts)
+            why_not = None if found is None else found.to_dict()
+        return _Decided(decision_id, result, trace, explain if loaded is not None else False,
+                        self._prepare(decision_id, action, facts, result,
+                                      None if loaded is None else loaded.version_id), why_not)
+
+    @staticmethod
+    def _decide(loaded: t.Any, action: str, facts: dict, explain: bool | str) -> dict[str, t.Any]:
         try:
             result = loaded.policy_set.decide(action, facts, explain=explain is not False).to_dict()
         except Exception as exc:  # the engine promises never to raise; if it does, fail closed
@@ -110,35 +143,40 @@ class Decider:
             result["rules"] = []
             error.setdefault("field", None)
             error.setdefault("message", error.get("code", "error"))
-        trace = result.pop("trace", None)
-        if not self._submit(decision_id, action, facts, result, loaded.version_id):
-            body = _refused(result.get("policy_version", loaded.version_id), "decision_log_unavailable",
+        result.setdefault("policy_version", loaded.version_id)
+        return result
+
+    def answer(self, decided: _Decided, unrecorded: t.Container[str]) -> tuple[dict[str, t.Any], int]:
+        """The answer of a decision, given the ids the log did not record."""
+        result = decided.result
+        metrics = self.rt.metrics
+        if decided.decision_id in unrecorded and (result["error"] or {}).get("code") != "no_policy_loaded":
+            body = _refused(result.get("policy_version"), "decision_log_unavailable",
                             "the decision could not be recorded in the decision log; failing closed",
-                            decision_id=decision_id)
-            rt.metrics.decision(False, "decision_log_unavailable")
+                            decision_id=None)
+            metrics.decision(False, "decision_log_unavailable")
             return body, decision_status("decision_log_unavailable")
+        error = result["error"]
         body = {
-            "decision_id": decision_id,
-            "policy_version": result.get("policy_version", loaded.version_id),
+            # null when not recorded: there is no logged decision to look up
+            "decision_id": None if decided.decision_id in unrecorded else decided.decision_id,
+            "policy_version": result.get("policy_version"),
             "allow": bool(result["allow"]),
             "obligations": result["obligations"],
             "rules": result["rules"],
             "error": error,
         }
-        if explain is not False:
-            body["trace"] = trace
-        if explain == WHY_NOT:
-            found = whatif.why_not(loaded.policy_set, action, facts)
-            body["why_not"] = None if found is None else found.to_dict()
+        if decided.explain is not False:
+            body["trace"] = decided.trace
+        if decided.explain == WHY_NOT:
+            body["why_not"] = decided.why_not
         code = error["code"] if error is not None else None
-        rt.metrics.decision(body["allow"], code)
+        metrics.decision(body["allow"], code)
         return body, decision_status(code)
 
-
-    def _submit(self, decision_id: str, action: str, facts: dict, result: dict, version: str | None) -> bool:
-        """Queue the decision for the log; False when the log refused it (answer fail closed).
-
-        The record is validated and serialised here, before the answer exists, so a decision that
+    @staticmethod
+    def _prepare(decision_id: str, action: str, facts: dict, result: dict, version: str | None) -> PreparedRecord:
+        """The log record, validated and serialised before the answer exists, so a decision that
         cannot be recorded is a visible 400 and never an unlogged answer. ``facts`` was parsed
         from the JSON body, so its keys are text (prepare_record skips that walk).
         """
@@ -151,8 +189,7 @@ class Decider:
             "policy_version": version,
         }
         try:
-            prepared = prepare_record(record, input_has_text_keys=True)
-            return bool(self.rt.writer.submit(prepared))
+            return prepare_record(record, input_has_text_keys=True)
         except ValueError as exc:  # store.InvalidInput: the record cannot be logged as it is
             raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable")
 
@@ -194,13 +231,13 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         default_explain = body.get("explain", False)
         if not isinstance(default_explain, bool) and default_explain != WHY_NOT:
             raise bad_request("`explain` must be true, false or `why_not`", "explain_not_bool")
-        results = []
+        decided: list[_Decided | dict[str, t.Any]] = []
         for index, item in enumerate(items):
             if isinstance(item, dict) and "explain" not in item and default_explain:
                 item = {**item, "explain": default_explain}
             try:
                 action, facts, explain = check_envelope(item, where=f"requests[{index}]")
-                answer, _status = decider.decide(action, facts, explain)
+                decided.append(decider.evaluate(action, facts, explain))
             except ApiError as exc:
                 # one bad item never spoils the others: it gets its own error result, unrecorded
                 metrics.bad_request(exc.extra.get("reason", "bad_request"))
@@ -208,9 +245,10 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                 refused = _refused(getattr(runtime.holder.current, "version_id", None), "bad_request",
                                    exc.message, decision_id=None)
                 refused["error"]["reason"] = exc.extra.get("reason")
-                results.append(refused)
-                continue
-            results.append(answer)
+                decided.append(refused)
+        # one call for the whole batch: its decisions share the log's transactions
+        unrecorded = runtime.writer.record([d.record for d in decided if isinstance(d, _Decided)])
+        results = [decider.answer(d, unrecorded)[0] if isinstance(d, _Decided) else d for d in decided]
         response = json_response({"results": results}, 200)
         metrics.latency(time.perf_counter() - started)
         return response

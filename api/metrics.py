@@ -92,22 +92,30 @@ class Metrics:
         add(f'ordergate_policy_reloads_total{{result="ok"}} {reloads}')
         add(f'ordergate_policy_reloads_total{{result="failed"}} {reload_failures}')
         stats = dict(log_stats or {})
-        add("# HELP ordergate_decision_log_queue_depth Decisions waiting to be written to the log.")
-        add("# TYPE ordergate_decision_log_queue_depth gauge")
-        add(f"ordergate_decision_log_queue_depth {int(stats.get('queued', 0) or 0)}")
-        add("# HELP ordergate_decision_log_written_total Decisions written to the log.")
-        add("# TYPE ordergate_decision_log_written_total counter")
-        add(f"ordergate_decision_log_written_total {int(stats.get('written', 0) or 0)}")
-        add("# HELP ordergate_decision_log_failed_batches_total Log batches that failed to write.")
-        add("# TYPE ordergate_decision_log_failed_batches_total counter")
-        add(f"ordergate_decision_log_failed_batches_total {int(stats.get('failed_batches', 0) or 0)}")
-        add("# HELP ordergate_decision_log_dropped_total Decisions the log writer could not keep.")
-        add("# TYPE ordergate_decision_log_dropped_total counter")
-        add(f"ordergate_decision_log_dropped_total {int(stats.get('dropped', 0) or 0)}")
-        add("# HELP ordergate_decision_log_set_aside_total Decisions the database refused for their content, "
-            "set aside so the records behind them are written.")
-        add("# TYPE ordergate_decision_log_set_aside_total counter")
-        add(f"ordergate_decision_log_set_aside_total {int(stats.get('set_aside', 0) or 0)}")
+        counters = (
+            ("written", "Decisions written to the log."),
+            ("failed", "Decisions whose log transaction failed or did not commit in time (answered fail closed)."),
+            ("failed_batches", "Log transactions that failed."),
+            ("rejected", "Decisions refused because the log queue was full or closing (answered fail closed)."),
+            ("set_aside", "Decisions the database refused for their content, set aside so the rest is written."),
+            ("dropped", "Decisions answered but never written (async durability only: set aside, or "
+                        "unwritten at shutdown)."),
+        )
+        for key, text in counters:
+            name = "ordergate_decision_log_" + key + "_total"
+            add(f"# HELP {name} {text}")
+            add(f"# TYPE {name} counter")
+            add(f"{name} {int(stats.get(key, 0) or 0)}")
+        gauges = (
+            ("queue_depth", "queued", "Decisions waiting to be written to the log."),
+            ("queue_bytes", "queued_bytes", "Bytes of decision records waiting to be written (or being written)."),
+            ("queue_max_bytes", "max_queue_bytes", "The bound of queue_bytes: beyond it decisions block or fail closed."),
+            ("at_risk", "at_risk", "Decisions answered but not yet committed (async durability; 0 with commit)."),
+        )
+        for name, key, text in gauges:
+            add(f"# HELP ordergate_decision_log_{name} {text}")
+            add(f"# TYPE ordergate_decision_log_{name} gauge")
+            add(f"ordergate_decision_log_{name} {int(stats.get(key, 0) or 0)}")
         add("# HELP ordergate_decision_log_healthy 1 when the decision log writer is healthy.")
         add("# TYPE ordergate_decision_log_healthy gauge")
         add(f"ordergate_decision_log_healthy {1 if stats.get('healthy') else 0}")
@@ -117,4 +125,7 @@ class Metrics:
         add("# HELP ordergate_decision_log_on_full Configured behaviour when the log cannot keep up.")
         add("# TYPE ordergate_decision_log_on_full gauge")
         add(f'ordergate_decision_log_on_full{{mode="{on_full}"}} 1')
+        add("# HELP ordergate_decision_log_durability Configured durability: commit (answered after the commit) or async.")
+        add("# TYPE ordergate_decision_log_durability gauge")
+        add(f'ordergate_decision_log_durability{{mode="{stats.get("durability", "commit")}"}} 1')
         return "\n".join(lines) + "\n"

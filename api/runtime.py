@@ -77,10 +77,14 @@ class Runtime:
 
             writer = DecisionLogWriter(
                 store,
+                durability=self.config["log_durability"],
                 batch_size=int(self.config["log_batch_size"]),
                 flush_interval=float(self.config["log_flush_interval"]),
                 max_queue=int(self.config["log_max_queue"]),
+                max_queue_bytes=int(self.config["log_max_queue_bytes"]),
                 on_full=self.config["log_on_full"],
+                block_timeout=float(self.config["log_block_timeout"]),
+                commit_timeout=float(self.config["log_commit_timeout"]),
             )
         self.writer = writer
         try:

@@ -20,12 +20,13 @@ class DiscardingWriter:
     def __init__(self) -> None:
         self.accepted = 0
 
-    def submit(self, record) -> bool:
+    def record(self, records) -> set:
         from store.chain import prepare_record
 
-        prepare_record(record)
-        self.accepted += 1
-        return True
+        for record in records:
+            prepare_record(record)
+            self.accepted += 1
+        return set()
 
     def stats(self) -> dict:
         return {"queued": 0, "written": 0, "failed_batches": 0, "dropped": 0, "healthy": True,

@@ -1,17 +1,22 @@
-"""Batched, never-dropping writer of the decision log.
+"""The decision-log writer: group commit, bounded in bytes and in records.
 
-``submit()`` validates a record and queues it; a background thread writes batches with
-``Store.append_decisions``. A batch that fails (database down, lock timeout, ...) stays at the
-head of the queue and is retried with back-off: records leave the queue only once written.
-When the queue is full, ``on_full`` decides:
+``record(records)`` queues prepared records; one background thread writes whatever is queued in
+one transaction (``Store.append_decisions``: up to ``batch_size`` records, so many callers share a
+commit) and reports each record's fate. Two durabilities:
 
-- ``"block"``: wait (up to ``block_timeout`` seconds, None = forever) for room while the writer is
-  healthy; when it is unhealthy (its last batch failed) or the wait times out, return False.
-- ``"fail_closed"``: return False at once.
+- ``"commit"`` (the default): ``record()`` returns only once the transaction holding the records
+  committed, with the ids of the records that were NOT written (the caller answers those fail
+  closed). A transaction that fails fails its records at once: they are not retried, because
+  their callers are told "not recorded". Nothing answered as recorded can be lost.
+- ``"async"``: ``record()`` returns once the records are queued; a failed transaction is kept and
+  retried with back-off. Decisions answered but not yet committed (``at_risk`` in ``stats()``) are
+  lost when the process dies; records still unwritten at ``close()`` are counted in ``dropped``.
 
-``submit()`` returning False means the record was NOT queued: the caller must fail closed
-(answer deny / 503), never allow without a log entry. ``stats()`` reports it all; ``dropped`` is
-always 0 because nothing is ever discarded (records still queued at ``close()`` are reported).
+The queue is bounded by ``max_queue`` records and ``max_queue_bytes`` bytes of record text. When
+records do not fit, ``on_full`` decides: ``"block"`` waits up to ``block_timeout`` seconds for
+room, ``"fail_closed"`` refuses at once. A record the database refuses for its content
+(``RecordRefused``) is isolated by splitting its transaction and set aside (``set_aside``), so it
+never blocks the records behind it; in ``"commit"`` its caller is told it was not written.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Iterable
 
 from .chain import PreparedRecord, prepare_record
 from .errors import RecordRefused
@@ -27,32 +32,61 @@ from .errors import RecordRefused
 log = logging.getLogger("ordergate.store")
 
 ON_FULL = ("block", "fail_closed")
+DURABILITY = ("commit", "async")
+#: bytes a queued record costs besides its input and result text (ids, time, action, Python objects)
+RECORD_OVERHEAD = 512
+
+
+def record_size(rec: PreparedRecord) -> int:
+    return len(rec.input_json) + len(rec.result_json) + RECORD_OVERHEAD
+
+
+class _Group:
+    """Records submitted together by one caller; ``failed`` holds the ids not written."""
+
+    __slots__ = ("pending", "failed")
+
+    def __init__(self, size: int) -> None:
+        self.pending = size
+        self.failed: set[str] = set()
 
 
 class DecisionLogWriter:
-    def __init__(self, store: Any, *, batch_size: int = 500, flush_interval: float = 0.05,
-                 max_queue: int = 50000, on_full: str = "block", block_timeout: float | None = 10.0,
+    def __init__(self, store: Any, *, durability: str = "commit", batch_size: int = 2000,
+                 flush_interval: float = 0.05, max_queue: int = 50000, max_queue_bytes: int = 64 << 20,
+                 on_full: str = "block", block_timeout: float | None = 10.0, commit_timeout: float = 30.0,
                  max_retry_delay: float = 2.0, start: bool = True):
         if on_full not in ON_FULL:
             raise ValueError(f"on_full must be one of {ON_FULL}, got {on_full!r}")
-        if batch_size < 1 or max_queue < 1 or flush_interval < 0:
-            raise ValueError("batch_size and max_queue must be positive, flush_interval >= 0")
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {DURABILITY}, got {durability!r}")
+        if batch_size < 1 or max_queue < 1 or max_queue_bytes < 1 or flush_interval < 0:
+            raise ValueError("batch_size, max_queue and max_queue_bytes must be positive, flush_interval >= 0")
         self._store = store
+        self.durability = durability
         self.batch_size = int(batch_size)
-        self.flush_interval = float(flush_interval)
+        self.flush_interval = float(flush_interval) if durability == "async" else 0.0
         self.max_queue = int(max_queue)
+        self.max_queue_bytes = int(max_queue_bytes)
         self.on_full = on_full
         self.block_timeout = block_timeout
+        self.commit_timeout = float(commit_timeout)
         self.max_retry_delay = float(max_retry_delay)
-        self._queue: deque[PreparedRecord] = deque()
-        self._cv = threading.Condition()
+        self._queue: deque[tuple[PreparedRecord, _Group, int]] = deque()
+        self._queued_bytes = 0
+        lock = threading.Lock()
+        self._work = threading.Condition(lock)   # the writer thread waits here for records
+        self._done = threading.Condition(lock)   # callers wait here for their commit or for room
         self._inflight = 0
+        self._inflight_bytes = 0
         self._closing = False
         self._abandon = False
         self._written = 0
+        self._failed = 0
         self._failed_batches = 0
         self._rejected = 0
         self._set_aside = 0
+        self._dropped = 0
         self._healthy = True
         self._last_error: str | None = None
         self._last_success: float | None = None
@@ -62,77 +96,121 @@ class DecisionLogWriter:
 
     # -- producer side ----------------------------------------------------------------------
 
-    def submit(self, record: dict[str, Any] | PreparedRecord, *, input_has_text_keys: bool = False) -> bool:
-        """Queue one record. Raises InvalidInput for a malformed record; False = not queued.
+    def record(self, records: Iterable[dict[str, Any] | PreparedRecord]) -> set[str]:
+        """Log ``records``; the decision ids that are NOT recorded (answer those fail closed).
 
-        The record is validated and its input and result serialised to canonical JSON here, on
-        the caller's thread, so a record that cannot be logged is refused to the caller (who has
-        not answered yet) rather than failing in the writer; the writer thread only hashes and
-        writes (``Store.append_decisions``), steps that cannot fail on a prepared record.
-        ``input_has_text_keys``: see ``chain.prepare_record``.
+        Raises InvalidInput for a malformed record (nothing queued). With durability ``commit``
+        this returns once the records' transaction committed (or failed, or ``commit_timeout``
+        passed); with ``async`` once they are queued.
         """
-        rec = prepare_record(record, input_has_text_keys=input_has_text_keys)
-        with self._cv:
-            if self._closing:
-                self._rejected += 1
-                return False
-            if len(self._queue) >= self.max_queue and self.on_full == "block":
-                deadline = None if self.block_timeout is None else time.monotonic() + self.block_timeout
-                while len(self._queue) >= self.max_queue and self._healthy and not self._closing:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        break
-                    self._cv.wait(remaining)
-            if len(self._queue) >= self.max_queue or self._closing:
-                self._rejected += 1
-                return False
-            self._queue.append(rec)
-            # wake the writer only when it has something to do: the first record (it waits for one)
-            # or a full batch (it waits for one until flush_interval); waking it on every record
-            # cost a thread switch and a GIL hand-off per decision
-            if len(self._queue) == 1 or len(self._queue) >= self.batch_size:
-                self._cv.notify_all()
+        prepared = [prepare_record(r) for r in records]
+        if not prepared:
+            return set()
+        ids = {p.decision_id for p in prepared}
+        sizes = [record_size(p) for p in prepared]
+        total = sum(sizes)
+        group = _Group(len(prepared))
+        with self._done:
+            if not self._wait_for_room(len(prepared), total):
+                self._rejected += len(prepared)
+                return ids
+            for rec, size in zip(prepared, sizes):
+                self._queue.append((rec, group, size))
+            self._queued_bytes += total
+            self._work.notify()
+            if self.durability == "async":
+                return set()
+            deadline = time.monotonic() + self.commit_timeout
+            while group.pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    # not answered as recorded: the writer skips what is still queued; a record
+                    # already in a transaction may still be written (the log then holds a decision
+                    # its caller was refused, never the other way round)
+                    group.failed.update(ids)
+                    group.pending = -1
+                    self._failed += len(prepared)
+                    break
+                self._done.wait(remaining)
+            return group.failed
+
+    def submit(self, record: dict[str, Any] | PreparedRecord) -> bool:
+        """Log one record; True when it was recorded (``commit``) or queued (``async``)."""
+        return not self.record([record])
+
+    def _fits(self, count: int, size: int) -> bool:
+        if not self._queue:  # one group larger than the bounds still passes through alone
             return True
+        return len(self._queue) + count <= self.max_queue and self._queued_bytes + size <= self.max_queue_bytes
+
+    def _wait_for_room(self, count: int, size: int) -> bool:
+        if self._closing:
+            return False
+        if self._fits(count, size):
+            return True
+        if self.on_full == "fail_closed":
+            return False
+        deadline = None if self.block_timeout is None else time.monotonic() + self.block_timeout
+        while not self._closing and not self._fits(count, size):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._done.wait(remaining)
+        return not self._closing
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is written. False when the timeout passed first."""
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._queue and not self._inflight, timeout)
+        """Wait until everything queued so far is written or failed. False when the timeout passed first."""
+        with self._done:
+            return self._done.wait_for(lambda: not self._queue and not self._inflight, timeout)
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting, write what is queued (up to ``timeout``), stop the thread.
 
-        Returns True when everything was written; otherwise the unwritten records are reported
-        in the log and in ``stats()["queued"]`` (they were never acknowledged as written).
+        Returns True when nothing was left unwritten. Records still queued after ``timeout`` are
+        failed (``commit``: their callers are answered fail closed) or counted as ``dropped``
+        (``async``: they were answered already) and reported in the log.
         """
-        with self._cv:
+        with self._done:
             self._closing = True
-            self._cv.notify_all()
+            self._work.notify_all()
+            self._done.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        with self._cv:
+        with self._done:
             self._abandon = True
-            self._cv.notify_all()
-            left = len(self._queue)
+            self._work.notify_all()
         if self._thread.is_alive():
             self._thread.join(max(self.max_retry_delay, 1.0) + 1.0)
+        with self._done:
+            left = [rec for rec, _group, _size in self._queue]
+            self._settle([entry for entry in self._queue], written=False)
+            self._queue.clear()
+            self._queued_bytes = 0
+            self._done.notify_all()
         if left:
-            log.error("decision log writer closed with %d unwritten decision(s): last error %s",
-                      left, self._last_error)
-        return left == 0
+            log.error("decision log writer closed with %d unwritten decision(s) (%s): last error %s",
+                      len(left), "counted as dropped" if self.durability == "async" else "callers refused",
+                      self._last_error)
+        return not left
 
     def stats(self) -> dict[str, Any]:
-        with self._cv:
+        with self._done:
+            queued = len(self._queue)
             return {
-                "queued": len(self._queue),
+                "durability": self.durability,
+                "queued": queued,
+                "queued_bytes": self._queued_bytes + self._inflight_bytes,
                 "written": self._written,
+                "failed": self._failed,
                 "failed_batches": self._failed_batches,
-                "dropped": 0,
                 "rejected": self._rejected,
                 "set_aside": self._set_aside,
+                "dropped": self._dropped,
+                "at_risk": queued + self._inflight if self.durability == "async" else 0,
                 "healthy": self._healthy,
                 "last_error": self._last_error,
                 "max_queue": self.max_queue,
+                "max_queue_bytes": self.max_queue_bytes,
                 "on_full": self.on_full,
                 "running": self._thread.is_alive(),
                 "seconds_since_last_write": (None if self._last_success is None
@@ -141,18 +219,35 @@ class DecisionLogWriter:
 
     @property
     def healthy(self) -> bool:
-        with self._cv:
+        with self._done:
             return self._healthy
 
     # -- writer thread ----------------------------------------------------------------------
+
+    def _settle(self, entries: list[tuple[PreparedRecord, _Group, int]], *, written: bool) -> None:
+        """Record the fate of ``entries`` (under the lock)."""
+        for rec, group, _size in entries:
+            if written:
+                self._written += 1
+                if group.pending > 0:
+                    group.pending -= 1
+                continue
+            if group.pending < 0:  # its caller stopped waiting and was answered fail closed
+                continue
+            if self.durability == "async":
+                self._dropped += 1
+            else:
+                self._failed += 1
+                group.failed.add(rec.decision_id)
+            group.pending -= 1
 
     def _append(self, batch: list[PreparedRecord]) -> list[PreparedRecord]:
         """Write ``batch``; the records the database refuses for their content are set aside.
 
         A batch refused for a data reason (``RecordRefused``: not a connection problem) is split
         in halves until the refused records stand alone, so one poison record never blocks the
-        records behind it; every other error propagates (the batch is kept and retried). Returns
-        the records set aside, each reported in the log.
+        records behind it; every other error propagates. Returns the records set aside, each
+        reported in the log.
         """
         try:
             self._store.append_decisions(batch)
@@ -165,46 +260,85 @@ class DecisionLogWriter:
         middle = len(batch) // 2
         return self._append(batch[:middle]) + self._append(batch[middle:])
 
+    def _take_batch(self) -> list[tuple[PreparedRecord, _Group, int]] | None:
+        """The next batch (under the lock), None when the thread should stop."""
+        while not self._queue and not self._closing:
+            if not self._work.wait(None if self._healthy else self.max_retry_delay) and not self._healthy:
+                return []  # idle and unhealthy: probe the database
+        if self._abandon:
+            return None
+        if self.flush_interval and len(self._queue) < self.batch_size and not self._closing:
+            deadline = time.monotonic() + self.flush_interval
+            while len(self._queue) < self.batch_size and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._work.wait(remaining)
+        batch = []
+        while self._queue and len(batch) < self.batch_size:
+            entry = self._queue.popleft()
+            self._queued_bytes -= entry[2]
+            if entry[1].pending >= 0:  # skip the records whose caller stopped waiting
+                batch.append(entry)
+        if not batch and not self._queue and self._closing:
+            return None
+        self._inflight = len(batch)
+        self._inflight_bytes = sum(entry[2] for entry in batch)
+        self._done.notify_all()  # room in the queue
+        return batch
+
+    def _probe(self) -> None:
+        """Healthy again once the database answers, even with no decision to write."""
+        with self._done:
+            if self._healthy:
+                return
+        ping = getattr(self._store, "ping", None)
+        try:
+            if ping is not None:
+                ping()
+        except Exception:
+            return
+        with self._done:
+            self._healthy = ping is not None or self._healthy
+
     def _run(self) -> None:
         delay = 0.05
         while True:
-            with self._cv:
-                while not self._queue and not self._closing:
-                    self._cv.wait()
-                if not self._queue or self._abandon:
-                    return
-                if len(self._queue) < self.batch_size and not self._closing and self.flush_interval:
-                    deadline = time.monotonic() + self.flush_interval
-                    while len(self._queue) < self.batch_size and not self._closing:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        self._cv.wait(remaining)
-                batch = [self._queue[i] for i in range(min(self.batch_size, len(self._queue)))]
-                self._inflight = len(batch)
+            with self._done:
+                batch = self._take_batch()
+            if batch is None:
+                return
+            if not batch:
+                self._probe()
+                continue
             try:
-                set_aside = self._append(batch)
-            except Exception as exc:  # kept in the queue and retried
-                with self._cv:
-                    self._inflight = 0
+                set_aside = {rec.decision_id for rec in self._append([entry[0] for entry in batch])}
+            except Exception as exc:
+                with self._done:
                     self._failed_batches += 1
                     self._healthy = False
                     self._last_error = f"{type(exc).__name__}: {exc}"
-                    self._cv.notify_all()
-                    log.warning("decision log batch of %d failed (retrying in %.2fs): %s",
+                    self._inflight = self._inflight_bytes = 0
+                    if self.durability == "async":  # kept, at the head of the queue, and retried
+                        self._queue.extendleft(reversed(batch))
+                        self._queued_bytes += sum(entry[2] for entry in batch)
+                    else:  # its callers are answered fail closed now
+                        self._settle(batch, written=False)
+                    self._done.notify_all()
+                    log.warning("decision log: a transaction of %d decision(s) failed (next try in %.2fs): %s",
                                 len(batch), delay, exc)
-                    self._cv.wait_for(lambda: self._abandon, delay)
+                    self._work.wait_for(lambda: self._abandon, delay)
                     if self._abandon:
                         return
                 delay = min(delay * 2, self.max_retry_delay)
                 continue
             delay = 0.05
-            with self._cv:
-                for _ in batch:
-                    self._queue.popleft()
-                self._inflight = 0
-                self._written += len(batch) - len(set_aside)
-                self._set_aside += len(set_aside)
+            with self._done:
+                if set_aside:
+                    self._set_aside += len(set_aside)
+                    self._settle([e for e in batch if e[0].decision_id in set_aside], written=False)
+                self._settle([e for e in batch if e[0].decision_id not in set_aside], written=True)
+                self._inflight = self._inflight_bytes = 0
                 self._healthy = True
                 self._last_success = time.monotonic()
-                self._cv.notify_all()
+                self._done.notify_all()

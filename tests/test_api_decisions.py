@@ -311,9 +311,10 @@ class _RefusingWriter:
     def __init__(self):
         self.submitted = 0
 
-    def submit(self, record):
-        self.submitted += 1
-        return False
+    def record(self, records):
+        records = list(records)
+        self.submitted += len(records)
+        return {r.decision_id for r in records}
 
     def stats(self):
         return {"queued": 50000, "written": 0, "failed_batches": 3, "dropped": 0, "healthy": False,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -190,100 +191,194 @@ def test_concurrent_appending_threads_keep_one_chain(store):
 
 
 class FlakyStore:
-    """Delegates to a real store; append_decisions fails while ``down`` is set (database down)."""
+    """Delegates to a real store; append_decisions fails while ``down`` is set (database down) and
+    waits while ``stall`` is set (a database that does not answer)."""
 
     def __init__(self, real: Store):
         self.real = real
         self.down = threading.Event()
+        self.stall = threading.Event()
         self.calls = 0
 
     def append_decisions(self, records):
         self.calls += 1
+        while self.stall.is_set():
+            time.sleep(0.01)
         if self.down.is_set():
             raise StoreError("append_decisions: database unavailable (simulated)")
         return self.real.append_decisions(records)
 
+    def ping(self):
+        if self.down.is_set():
+            raise StoreError("ping: database unavailable (simulated)")
+
 
 def _wait_for(predicate, timeout=30.0):
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if predicate():
             return True
-        done.wait(0.01)
+        time.sleep(0.01)
     return predicate()
 
 
-def test_writer_batches_and_writes_everything(store):
-    w = DecisionLogWriter(store, batch_size=50, flush_interval=0.01)
-    for i in range(500):
-        assert w.submit(record(i))
-    assert w.flush(timeout=30)
-    st = w.stats()
-    assert st["written"] == 500 and st["queued"] == 0 and st["dropped"] == 0 and st["healthy"]
-    assert w.close()
-    assert store.verify_chain().checked == 500
-    assert not w.submit(record(1000))  # closed: not queued, caller must fail closed
-    with pytest.raises(InvalidInput):
-        DecisionLogWriter(store, start=False).submit({"decision_id": "x"})
+def _in_threads(fn, count):
+    results = [None] * count
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, fn(i))) for i in range(count)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results
 
 
-@pytest.mark.parametrize("on_full", ["block", "fail_closed"])
-def test_writer_keeps_failed_batches_and_fails_closed_when_full_while_the_database_is_down(store, on_full):
+def test_a_recorded_decision_is_committed_when_record_returns_and_callers_share_commits(store):
     flaky = FlakyStore(store)
+    w = DecisionLogWriter(flaky, batch_size=50)
+    logged = []
+
+    def caller(t):
+        for i in range(25):
+            rec = record(i, prefix=f"t{t}")
+            assert w.record([rec]) == set()
+            logged.append(rec["decision_id"])
+            # answered as recorded: it is in the database now, not merely queued
+            assert store.get_decision(rec["decision_id"]) is not None
+        return True
+
+    assert all(_in_threads(caller, 8))
+    st = w.stats()
+    assert st["written"] == 200 and st["queued"] == 0 and st["failed"] == 0 and st["durability"] == "commit"
+    assert flaky.calls < 200  # group commit: concurrent callers shared transactions
+    assert w.record([record(i, prefix="many") for i in range(120)]) == set()
+    assert w.close()
+    assert store.verify_chain().checked == 320
+    assert w.record([record(1000)]) == {"d-001000"}  # closed: not recorded, caller must fail closed
+    with pytest.raises(InvalidInput):
+        DecisionLogWriter(store, start=False).record([{"decision_id": "x"}])
+
+
+def test_commit_mode_fails_the_callers_of_a_failed_transaction_and_recovers(store):
+    flaky = FlakyStore(store)
+    w = DecisionLogWriter(flaky, max_retry_delay=0.05)
+    assert w.record([record(1)]) == set()
     flaky.down.set()
-    w = DecisionLogWriter(flaky, batch_size=4, flush_interval=0.0, max_queue=10, on_full=on_full,
-                          block_timeout=30, max_retry_delay=0.05)
-    accepted = [w.submit(record(i)) for i in range(10)]
-    assert all(accepted)
-    assert _wait_for(lambda: w.stats()["failed_batches"] >= 2)
+    assert w.record([record(2), record(3)]) == {"d-000002", "d-000003"}
+    assert not w.submit(record(4))
     st = w.stats()
     assert st["healthy"] is False and "unavailable" in st["last_error"]
-    assert st["queued"] == 10 and st["written"] == 0 and st["dropped"] == 0
-    # full and unhealthy: refused at once in both modes (block would otherwise wait 30 s)
-    assert w.submit(record(10)) is False
-    assert w.stats()["rejected"] == 1
-    assert not w.flush(timeout=0.2)
-
-    flaky.down.clear()  # the database is back: the kept records are written, in order
-    assert w.flush(timeout=30)
-    st = w.stats()
-    assert st["written"] == 10 and st["queued"] == 0 and st["healthy"] and st["dropped"] == 0
-    assert w.submit(record(11))
-    assert w.close(timeout=30)
-    rows = store.query_decisions(limit=100)
-    assert [r["decision_id"] for r in rows] == [f"d-{i:06d}" for i in list(range(10)) + [11]]
+    assert st["failed"] == 3 and st["queued"] == 0 and st["dropped"] == 0
+    flaky.down.clear()  # back: healthy again without any decision to write (the writer probes)
+    assert _wait_for(lambda: w.healthy, 5)
+    assert w.record([record(5)]) == set()
+    assert w.close()
+    # failed decisions were answered fail closed and are not in the log; the rest are
+    assert [r["decision_id"] for r in store.query_decisions()] == ["d-000001", "d-000005"]
     assert store.verify_chain().ok
 
 
-def test_fail_closed_refuses_when_full_even_if_healthy(store):
-    w = DecisionLogWriter(store, max_queue=3, on_full="fail_closed", start=False)
-    assert [w.submit(record(i)) for i in range(4)] == [True, True, True, False]
-    st = w.stats()
-    assert st["queued"] == 3 and st["rejected"] == 1 and st["dropped"] == 0
-
-
-def test_block_waits_for_room_while_healthy(store):
+def test_a_caller_waits_no_longer_than_the_commit_timeout(store):
     flaky = FlakyStore(store)
-    w = DecisionLogWriter(flaky, batch_size=2, flush_interval=0.0, max_queue=2, on_full="block",
-                          block_timeout=60)
-    results = [w.submit(record(i)) for i in range(20)]  # far more than the queue holds
-    assert all(results)
+    w = DecisionLogWriter(flaky, commit_timeout=0.3)
+    flaky.stall.set()
+    started = time.monotonic()
+    assert w.record([record(1)]) == {"d-000001"}
+    assert w.record([record(2)]) == {"d-000002"}
+    assert time.monotonic() - started < 5
+    flaky.stall.clear()
+    assert w.flush(timeout=10) and w.close()
+    # record 1 was already in the stalled transaction: it may be written (its caller was refused);
+    # record 2 was still queued when its caller gave up: the writer skipped it
+    assert store.get_decision("d-000002") is None
+    assert w.stats()["failed"] == 2
+
+
+def test_closing_fails_the_waiting_callers_and_never_drops_silently(store):
+    flaky = FlakyStore(store)
+    flaky.stall.set()
+    w = DecisionLogWriter(flaky, commit_timeout=60, max_retry_delay=0.05)
+    results = []
+    waiter = threading.Thread(target=lambda: results.append(w.record([record(1), record(2)])))
+    waiter.start()
+    assert _wait_for(lambda: flaky.calls == 1)
+    second = threading.Thread(target=lambda: results.append(w.record([record(3)])))
+    second.start()
+    assert _wait_for(lambda: w.stats()["queued"] == 1)
+    threading.Timer(1.0, flaky.stall.clear).start()
+    assert w.close(timeout=0.2) is False  # record 3 never written: its caller is told so
+    second.join(5)
+    waiter.join(5)
+    assert {"d-000003"} in results and w.stats()["failed"] == 1
+
+
+@pytest.mark.parametrize("on_full", ["block", "fail_closed"])
+def test_async_mode_keeps_failed_batches_and_fails_closed_when_full(store, on_full):
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    w = DecisionLogWriter(flaky, durability="async", batch_size=4, flush_interval=0.0, max_queue=10,
+                          on_full=on_full, block_timeout=0.3, max_retry_delay=0.05)
+    assert all(w.submit(record(i)) for i in range(10))
+    assert _wait_for(lambda: w.stats()["failed_batches"] >= 2)
+    st = w.stats()
+    assert st["healthy"] is False and st["queued"] == 10 and st["at_risk"] == 10 and st["written"] == 0
+    started = time.monotonic()
+    assert w.submit(record(10)) is False  # full: block waits block_timeout, fail_closed not at all
+    waited = time.monotonic() - started
+    assert waited >= 0.3 if on_full == "block" else waited < 0.3
+    assert w.stats()["rejected"] == 1
+    flaky.down.clear()  # the database is back: the kept records are written, in order
+    assert w.flush(timeout=30)
+    st = w.stats()
+    assert st["written"] == 10 and st["queued"] == 0 and st["at_risk"] == 0 and st["healthy"]
+    assert w.close(timeout=30)
+    rows = store.query_decisions(limit=100)
+    assert [r["decision_id"] for r in rows] == [f"d-{i:06d}" for i in range(10)]
+
+
+def test_async_mode_counts_what_shutdown_leaves_unwritten_as_dropped(store):
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    w = DecisionLogWriter(flaky, durability="async", max_retry_delay=0.05)
+    assert all(w.submit(record(i)) for i in range(5))
+    assert w.close(timeout=0.2) is False
+    assert w.stats()["dropped"] == 5 and w.stats()["queued"] == 0
+
+
+def test_block_waits_for_room_even_while_the_database_is_down(store):
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    w = DecisionLogWriter(flaky, durability="async", batch_size=2, max_queue=2, on_full="block",
+                          block_timeout=60, max_retry_delay=0.05)
+    threading.Timer(0.5, flaky.down.clear).start()
+    started = time.monotonic()
+    assert all(w.submit(record(i)) for i in range(20))  # far more than the queue holds
+    assert time.monotonic() - started >= 0.4
     assert w.close(timeout=30)
     assert w.stats()["written"] == 20 and w.stats()["rejected"] == 0
     assert store.verify_chain().checked == 20
 
 
-def test_writer_against_a_database_that_does_not_answer(tmp_path):
-    down = Store("postgresql+psycopg://postgres@127.0.0.1:1/test")
-    w = DecisionLogWriter(down, batch_size=10, flush_interval=0.0, max_queue=5, on_full="block",
-                          block_timeout=30, max_retry_delay=0.05)
-    assert all(w.submit(record(i)) for i in range(5))
-    assert _wait_for(lambda: w.stats()["failed_batches"] >= 1)
-    assert w.submit(record(5)) is False
+def test_the_queue_is_bounded_in_bytes(store):
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    w = DecisionLogWriter(flaky, durability="async", max_queue=1000, max_queue_bytes=3 << 20,
+                          on_full="fail_closed", max_retry_delay=0.05)
+    big = lambda i: dict(record(i), input={"blob": "x" * (1 << 20)})  # noqa: E731
+    assert [w.submit(big(i)) for i in range(5)] == [True, True, False, False, False]
     st = w.stats()
-    assert st["healthy"] is False and st["queued"] == 5 and st["dropped"] == 0
-    assert w.close(timeout=0.2) is False  # unwritten records are reported, not silently lost
-    assert w.stats()["queued"] == 5
+    assert st["queued"] == 2 and st["rejected"] == 3 and 2 << 20 < st["queued_bytes"] <= 3 << 20
+    assert w.submit(record(9))  # a small one still fits
+    flaky.down.clear()
+    assert w.close(timeout=30) and w.stats()["written"] == 3
+
+
+def test_writer_against_a_database_that_does_not_answer():
+    down = Store("postgresql+psycopg://postgres@127.0.0.1:1/test")
+    w = DecisionLogWriter(down, max_retry_delay=0.05)
+    assert w.record([record(i) for i in range(5)]) == {f"d-{i:06d}" for i in range(5)}
+    st = w.stats()
+    assert st["healthy"] is False and st["failed"] == 5 and st["queued"] == 0
+    assert w.close(timeout=1)
     down.dispose()
 
 
