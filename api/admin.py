@@ -83,6 +83,17 @@ def _parse_int(name: str, value: str | None, *, default: int | None, low: int, h
     return number
 
 
+def _parse_cursor(value: str | None, by_time: bool) -> tuple[str | None, int | None]:
+    """``(after_time, after_seq)`` of a ``next_cursor``: ``seq``, or ``time~seq`` for a time range."""
+    if value is None:
+        return None, None
+    time_part, sep, seq_part = value.rpartition("~")
+    if by_time != bool(sep) or not seq_part.isdigit() or len(seq_part) > 19 or (sep and len(time_part) > 40):
+        raise bad_request("`cursor` must be the `next_cursor` of the previous page of the same query",
+                          "invalid_parameter")
+    return (time_part or None), int(seq_part)
+
+
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
     config = runtime.config
     max_publish = int(config["max_publish_bytes"])
@@ -217,8 +228,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             if not isinstance(reason, str):
                 raise bad_request("`reason` must be a string", "invalid_parameter")
         version_id = resolve(ref)
-        previous = call(store().active_version_id)
-        version = call(store().activate, version_id, actor=principal.name, reason=reason)
+        version, previous = call(store().activate_from, version_id, actor=principal.name, reason=reason)
         out = version.to_dict()
         out.update(serve_everywhere(version.id))
         out.update(active=True, previous=previous)
@@ -235,13 +245,16 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     def query_decisions() -> Response:
         requires("audit")
         args = request.args
-        known = {"since", "until", "action", "allow", "rule", "version", "limit", "cursor"}
+        known = {"since", "until", "action", "allow", "rule", "version", "caller", "request_id", "limit", "cursor"}
         unknown = sorted(set(args) - known)
         if unknown:
             raise bad_request(f"unknown query parameter `{unknown[0]}`; known: {', '.join(sorted(known))}",
                               "invalid_parameter")
         limit = _parse_int("limit", args.get("limit"), default=_DEFAULT_LIMIT, low=1, high=_MAX_LIMIT)
-        cursor = _parse_int("cursor", args.get("cursor"), default=None, low=0)
+        since, until = _parse_time("since", args.get("since")), _parse_time("until", args.get("until"))
+        # a time range pages by (time, seq) on the time index, so a page never re-reads the range
+        by_time = since is not None or until is not None
+        after_time, after_seq = _parse_cursor(args.get("cursor"), by_time)
         version = args.get("version") or None
         if version is not None:
             try:
@@ -250,18 +263,25 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                 pass  # not a stored version (or prefix): the filter matches nothing, as it should
         records = call(
             store().query_decisions,
-            since=_parse_time("since", args.get("since")),
-            until=_parse_time("until", args.get("until")),
+            since=since,
+            until=until,
             action=args.get("action") or None,
             allow=_parse_bool("allow", args.get("allow")),
             rule=args.get("rule") or None,
             version=version or None,
+            caller=args.get("caller") or None,
+            request_id=args.get("request_id") or None,
             limit=limit + 1,
-            after_seq=cursor,
+            after_seq=after_seq,
+            after_time=after_time,
+            order="time" if by_time else "seq",
         )
         more = len(records) > limit
         records = records[:limit]
-        next_cursor = str(records[-1]["seq"]) if more and records else None
+        next_cursor = None
+        if more and records:
+            last = records[-1]
+            next_cursor = f"{last['time']}~{last['seq']}" if by_time else str(last["seq"])
         return json_response({"decisions": [evidence.logged_view(r) for r in records], "next_cursor": next_cursor})
 
     @app.get("/v1/decisions/<decision_id>")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 import typing as t
 from dataclasses import dataclass
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from ulid import ULID
 
 from engine import whatif
@@ -77,6 +78,29 @@ def check_envelope(item: t.Any, *, where: str = "the body") -> tuple[str, dict, 
     return action, facts, explain
 
 
+#: what ``X-Request-Id`` may hold: 1 to 128 characters of this set (a UUID, a ULID, a trace id, ...)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+@dataclass(frozen=True)
+class Who:
+    """Who asked: the caller's name (an access token's name, never its secret) and the request id
+    it sent, both recorded with the decision and covered by the log's hash chain."""
+
+    caller: str
+    request_id: str | None
+
+
+def who_asked(principal: t.Any) -> Who:
+    """The ``Who`` of the current request; ApiError for an ``X-Request-Id`` header out of bounds."""
+    caller = getattr(g, "caller", None) or getattr(principal, "name", None) or "loopback"
+    request_id = request.headers.get("X-Request-Id")
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
+        raise bad_request("`X-Request-Id` must be 1 to 128 characters of letters, digits and `._:/+=@-`",
+                          "invalid_request_id")
+    return Who(caller, request_id)
+
+
 @dataclass
 class _Decided:
     """One decision before it is answered: its log record is prepared, not yet recorded."""
@@ -100,11 +124,11 @@ class Decider:
     def __init__(self, runtime: t.Any) -> None:
         self.rt = runtime
 
-    def decide(self, action: str, facts: dict, explain: bool | str) -> tuple[dict[str, t.Any], int]:
-        decided = self.evaluate(action, facts, explain)
+    def decide(self, action: str, facts: dict, explain: bool | str, who: Who) -> tuple[dict[str, t.Any], int]:
+        decided = self.evaluate(action, facts, explain, who)
         return self.answer(decided, self.rt.writer.record([decided.record]))
 
-    def evaluate(self, action: str, facts: dict, explain: bool | str) -> _Decided:
+    def evaluate(self, action: str, facts: dict, explain: bool | str, who: Who) -> _Decided:
         """Decide, and prepare the log record (ApiError ``not_recordable`` when it cannot be logged)."""
         loaded = self.rt.holder.current
         decision_id = str(ULID())
@@ -123,7 +147,7 @@ class Decider:
             why_not = None if found is None else found.to_dict()
         return _Decided(decision_id, result, trace, explain if loaded is not None else False,
                         self._prepare(decision_id, action, facts, result,
-                                      None if loaded is None else loaded.version_id), why_not)
+                                      None if loaded is None else loaded.version_id, who), why_not)
 
     @staticmethod
     def _decide(loaded: t.Any, action: str, facts: dict, explain: bool | str) -> dict[str, t.Any]:
@@ -175,7 +199,8 @@ class Decider:
         return body, decision_status(code)
 
     @staticmethod
-    def _prepare(decision_id: str, action: str, facts: dict, result: dict, version: str | None) -> PreparedRecord:
+    def _prepare(decision_id: str, action: str, facts: dict, result: dict, version: str | None,
+                 who: Who) -> PreparedRecord:
         """The log record, validated and serialised before the answer exists, so a decision that
         cannot be recorded is a visible 400 and never an unlogged answer. ``facts`` was parsed
         from the JSON body, so its keys are text (prepare_record skips that walk).
@@ -187,6 +212,8 @@ class Decider:
             "input": facts,
             "result": result,
             "policy_version": version,
+            "caller": who.caller,
+            "request_id": who.request_id,
         }
         try:
             return prepare_record(record, input_has_text_keys=True)
@@ -204,18 +231,18 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
 
     @app.post("/v1/decisions")
     def post_decision() -> Response:
-        requires("decide")
+        who = who_asked(requires("decide"))
         started = time.perf_counter()
         body = read_json(request, max_bytes=max_bytes, max_depth=max_depth)
         action, facts, explain = check_envelope(body)
-        answer, status = decider.decide(action, facts, explain)
+        answer, status = decider.decide(action, facts, explain, who)
         response = json_response(answer, status)
         metrics.latency(time.perf_counter() - started)
         return response
 
     @app.post("/v1/decisions/batch")
     def post_decision_batch() -> Response:
-        requires("decide")
+        who = who_asked(requires("decide"))
         started = time.perf_counter()
         body = read_json(request, max_bytes=max_bytes, max_depth=max_depth)
         if not isinstance(body, dict):
@@ -237,7 +264,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                 item = {**item, "explain": default_explain}
             try:
                 action, facts, explain = check_envelope(item, where=f"requests[{index}]")
-                decided.append(decider.evaluate(action, facts, explain))
+                decided.append(decider.evaluate(action, facts, explain, who))
             except ApiError as exc:
                 # one bad item never spoils the others: it gets its own error result, unrecorded
                 metrics.bad_request(exc.extra.get("reason", "bad_request"))

@@ -26,6 +26,8 @@ def logged_view(record: dict[str, t.Any]) -> dict[str, t.Any]:
         "policy_version": record["policy_version"],
         "input": record["input"],
         "result": record["result"],
+        "caller": record.get("caller"),
+        "request_id": record.get("request_id"),
         "hash": record.get("hash"),
         "prev_hash": record.get("prev_hash"),
     }

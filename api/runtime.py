@@ -282,14 +282,7 @@ def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:
     try:
         version = store.publish(files, author=author, message=f"initial version from {rules_dir}", activate=True)
     except PublishRejected as exc:
-        lines = [f"{e.get('location') or '-'}: {e.get('code')}: {e.get('message')}" for e in exc.errors]
-        for failure in getattr(exc, "test_failures", []) or []:
-            if failure.get("kind") == "uncovered":
-                lines.append(f"uncovered: {failure.get('message') or failure.get('rule')}")
-            else:
-                where = failure.get("location") or f"{failure.get('file')}:{failure.get('line')}"
-                problems = "; ".join(failure.get("problems") or [])
-                lines.append(f"{where}: test failed: {failure.get('name')}: {problems}")
+        lines = exc.lines(rules_dir.as_posix().rstrip("/") + "/")
         raise StartupError(f"the rules in `{rules_dir}` cannot be published:\n  " + "\n  ".join(lines)) from exc
     log.info("ordergate: store was empty; published and activated %s from %s", version.id, rules_dir)
     return store.active_version_id() or version.id

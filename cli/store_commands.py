@@ -47,19 +47,8 @@ def _default_author() -> str:
 
 
 def _print_rejection(exc, root: str) -> None:
-    for err in exc.errors:
-        where = f"{root}{err['location']}" if err.get("location") else root.rstrip("/")
-        click.echo(f"{where}: {err['code']}: {err['message']}", err=True)
-        if err.get("help"):
-            click.echo(f"    help: {err['help']}", err=True)
-    for failure in exc.test_failures:
-        if failure.get("kind") == "uncovered":
-            click.echo(f"{root}tests: uncovered_rule: {failure['message']}", err=True)
-        else:
-            where = f"{root}{failure['location']}" if failure.get("location") else root.rstrip("/")
-            click.echo(f"{where}: test_failed: {failure['name']}", err=True)
-            for problem in failure.get("problems", []):
-                click.echo(f"    {problem}", err=True)
+    for line in exc.lines(root):
+        click.echo(line, err=True)
     click.echo(f"not published: {exc}", err=True)
 
 

@@ -16,6 +16,10 @@ from .errors import InvalidInput
 
 GENESIS = "0" * 64
 RECORD_KEYS = ("decision_id", "time", "action", "input", "result", "policy_version")
+#: who asked: the caller's name (an access token's name, never its secret) and the request id it
+#: sent; optional (entries logged before they existed have neither) and hashed only when present
+WHO_KEYS = ("caller", "request_id")
+MAX_WHO = 200
 _MAX_ID = 64
 _MAX_ACTION = 200
 _MAX_VERSION = 100
@@ -72,7 +76,7 @@ def _check_record(record: Any) -> tuple[str, str, str | None, dict]:
         missing = [k for k in RECORD_KEYS if k not in record]
         if missing:
             raise InvalidInput(f"decision record lacks {', '.join(missing)}")
-        extra = sorted(set(record) - set(RECORD_KEYS) - {"seq"})
+        extra = sorted(set(record) - set(RECORD_KEYS) - set(WHO_KEYS) - {"seq"})
         if extra:
             raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} "
                                "(they would not be logged)")
@@ -92,6 +96,11 @@ def _check_record(record: Any) -> tuple[str, str, str | None, dict]:
     if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
                                                          for r in rules):
         raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    for name in WHO_KEYS:
+        value = record.get(name)
+        if value is not None and (not isinstance(value, str) or not value or len(value) > MAX_WHO):
+            raise InvalidInput(f"{name} must be a string of 1 to {MAX_WHO} characters (or null)")
+        _check_column_text(name, value)
     for name, text in (("decision_id", did), ("action", action), ("policy_version", version)):
         _check_column_text(name, text)
     for rule in rules:
@@ -119,7 +128,7 @@ def normalize_record(record: Any) -> dict[str, Any]:
     did, action, version, result = _check_record(record)
     # a JSON round trip snapshots the record (the caller may reuse its dicts) and makes the stored
     # form exactly what is hashed (tuples become lists, ...)
-    return {
+    normal = {
         "decision_id": did,
         "time": normalize_time(record["time"]),
         "action": action,
@@ -127,6 +136,8 @@ def normalize_record(record: Any) -> dict[str, Any]:
         "result": _snapshot(result, "result"),
         "policy_version": version,
     }
+    normal.update((key, record[key]) for key in WHO_KEYS if record.get(key) is not None)
+    return normal
 
 
 def entry_hash(prev_hash: str, seq: int, record: dict[str, Any]) -> str:
@@ -139,6 +150,9 @@ def entry_hash(prev_hash: str, seq: int, record: dict[str, Any]) -> str:
         "result": record["result"],
         "policy_version": record["policy_version"],
     }
+    for key in WHO_KEYS:
+        if record.get(key) is not None:
+            body[key] = record[key]
     return hashlib.sha256((prev_hash + canonical_json(body)).encode("utf-8")).hexdigest()
 
 
@@ -162,10 +176,11 @@ class PreparedRecord:
     """
 
     __slots__ = ("decision_id", "time", "action", "policy_version", "input_json", "result_json",
-                 "allow", "rules")
+                 "allow", "rules", "caller", "request_id")
 
     def __init__(self, decision_id: str, time: str, action: str, policy_version: str | None,
-                 input_json: str, result_json: str, allow: bool, rules: list[str]) -> None:
+                 input_json: str, result_json: str, allow: bool, rules: list[str],
+                 caller: str | None = None, request_id: str | None = None) -> None:
         self.decision_id = decision_id
         self.time = time
         self.action = action
@@ -174,16 +189,28 @@ class PreparedRecord:
         self.result_json = result_json
         self.allow = allow
         self.rules = rules
+        self.caller = caller
+        self.request_id = request_id
 
     def hash_body(self, seq: int) -> str:
         """``canonical_json`` of the hashed body, built from the stored texts (same bytes)."""
-        version = "null" if self.policy_version is None else _encode_text(self.policy_version)
-        return (f'{{"action":{_encode_text(self.action)},"decision_id":{_encode_text(self.decision_id)},'
-                f'"input":{self.input_json},"policy_version":{version},"result":{self.result_json},'
-                f'"seq":{int(seq)},"time":{_encode_text(self.time)}}}')
+        return hash_body(seq, self.decision_id, self.time, self.action, self.policy_version, self.input_json,
+                         self.result_json, self.caller, self.request_id)
 
     def entry_hash(self, prev_hash: str, seq: int) -> str:
         return hashlib.sha256((prev_hash + self.hash_body(seq)).encode("utf-8")).hexdigest()
+
+
+def hash_body(seq: int, decision_id: str, time: str, action: str, policy_version: str | None, input_json: str,
+              result_json: str, caller: str | None, request_id: str | None) -> str:
+    """``canonical_json`` of an entry's hashed body from its stored texts (input and result are
+    stored as canonical JSON, so this is the same text as ``entry_hash`` hashes, without a parse)."""
+    version = "null" if policy_version is None else _encode_text(policy_version)
+    who = "" if caller is None else f'"caller":{_encode_text(caller)},'
+    rid = "" if request_id is None else f'"request_id":{_encode_text(request_id)},'
+    return (f'{{"action":{_encode_text(action)},{who}"decision_id":{_encode_text(decision_id)},'
+            f'"input":{input_json},"policy_version":{version},{rid}"result":{result_json},'
+            f'"seq":{int(seq)},"time":{_encode_text(time)}}}')
 
 
 def _has_non_text_key(value: Any) -> bool:
@@ -238,4 +265,5 @@ def prepare_record(record: Any, *, input_has_text_keys: bool = False) -> Prepare
         _serialise(record["input"], "input", text_keys=input_has_text_keys),
         _serialise(result, "result"),
         result["allow"], sorted(set(result.get("rules", []))),
+        record.get("caller"), record.get("request_id"),
     )

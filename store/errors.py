@@ -54,3 +54,24 @@ class PublishRejected(StoreError):
 
     def to_dict(self) -> dict[str, Any]:
         return {"errors": self.errors, "test_failures": self.test_failures}
+
+    def lines(self, root: str = "") -> list[str]:
+        """The rejection as text, one problem a line (``root``: the folder, ending in ``/``, that
+        locations are relative to): ``file:line:column: code: message`` and its ``help``, each
+        failing test with its problems, each uncovered rule."""
+        out: list[str] = []
+        for err in self.errors:
+            out.append(f"{self._where(root, err.get('location'))}: {err['code']}: {err['message']}")
+            if err.get("help"):
+                out.append(f"    help: {err['help']}")
+        for failure in self.test_failures:
+            if failure.get("kind") == "uncovered":
+                out.append(f"{root}tests: uncovered_rule: {failure['message']}")
+            else:
+                out.append(f"{self._where(root, failure.get('location'))}: test_failed: {failure['name']}")
+                out += [f"    {problem}" for problem in failure.get("problems", [])]
+        return out
+
+    @staticmethod
+    def _where(root: str, location: str | None) -> str:
+        return f"{root}{location}" if location else (root.rstrip("/") or "-")

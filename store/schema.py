@@ -75,7 +75,7 @@ decisions = sa.Table(
     "decisions", metadata,
     sa.Column("seq", BigInt, primary_key=True, autoincrement=False),
     sa.Column("decision_id", sa.String(64), nullable=False, unique=True),
-    sa.Column("time", sa.String(32), nullable=False, index=True),
+    sa.Column("time", sa.String(32), nullable=False),
     sa.Column("action", sa.String(200), nullable=False),
     sa.Column("allow", sa.Boolean(), nullable=False),
     sa.Column("policy_version", sa.String(100), nullable=True),
@@ -83,8 +83,13 @@ decisions = sa.Table(
     sa.Column("result", sa.Text(), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("caller", sa.String(200), nullable=True),
+    sa.Column("request_id", sa.String(200), nullable=True),
+    sa.Index("ix_decisions_time_seq", "time", "seq"),
     sa.Index("ix_decisions_action_seq", "action", "seq"),
     sa.Index("ix_decisions_version_seq", "policy_version", "seq"),
+    sa.Index("ix_decisions_caller_seq", "caller", "seq"),
+    sa.Index("ix_decisions_request_id", "request_id"),
 )
 
 decision_rules = sa.Table(

@@ -72,7 +72,7 @@ class ActiveWatcher:
     def _open_listener(self) -> None:
         if self._store.dialect != "postgresql" or self._listen_conn is not None:
             return
-        from .core import NOTIFY_CHANNEL
+        from .versions import NOTIFY_CHANNEL
 
         try:
             fairy = self._store.engine.raw_connection()

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from api import create_app
 from api.testing import ALLOWED, DENIED, SHOP, SHOP_V2, test_config, write_rules
+from test_store_helpers import drop_guards
 
 VIP = {"action": "order.create",
        "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": False, "vip": True}}}}
@@ -246,7 +247,8 @@ def test_chain_verification_through_the_api_finds_a_tampered_entry(client, app):
     report = client.get("/v1/audit/verify").get_json()
     assert report["ok"] is True and report["checked"] == 3
     store = app.extensions["ordergate"].store
-    with store.engine.begin() as conn:  # an insider flips a denial to an allow
+    drop_guards(store.engine)  # an insider with DDL rights
+    with store.engine.begin() as conn:  # flips a denial to an allow
         conn.execute(sa.text("UPDATE decisions SET result = :r WHERE decision_id = :d"),
                      {"r": '{"allow":true,"error":null,"obligations":[],"policy_version":null,"rules":[]}', "d": ids[1]})
     report = client.get("/v1/audit/verify").get_json()

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from cli import store_commands
 from store import Store
-from test_store_helpers import mini_rules, record, write_folder
+from test_store_helpers import drop_guards, mini_rules, record, write_folder
 
 
 @pytest.fixture
@@ -84,6 +84,7 @@ def test_audit_verify_proves_the_chain_or_names_the_first_broken_entry(cli, db_u
     s.append_decisions([record(i) for i in range(1, 6)])
     ok = cli("audit", "verify", "--database", db_url)
     assert ok.exit_code == 0 and ok.stdout.strip() == "chain ok: 5 decisions"
+    drop_guards(s.engine)  # an intruder with DDL rights
     with s.engine.begin() as conn:
         conn.execute(sa.text("UPDATE decisions SET result = REPLACE(result, 'true', 'false') WHERE seq = 3"))
     s.dispose()

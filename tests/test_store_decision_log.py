@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from store import DecisionLogWriter, InvalidInput, Store, StoreError
 from store.chain import GENESIS, canonical_json, entry_hash
-from test_store_helpers import record
+from test_store_helpers import drop_guards, record
 
 
 def test_append_assigns_seq_and_chains_hashes(store):
@@ -84,6 +84,7 @@ def test_a_malformed_record_writes_nothing(store):
 ])
 def test_a_tampered_row_is_detected_at_its_seq(store, column, value):
     store.append_decisions([record(i) for i in range(1, 8)])
+    drop_guards(store.engine)
     with store.engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE decisions SET {column} = :v WHERE seq = 5"), {"v": value})
     report = store.verify_chain()
@@ -95,6 +96,7 @@ def test_a_tampered_row_is_detected_at_its_seq(store, column, value):
 
 def test_tampering_with_hashes_order_deletion_and_derived_columns_is_detected(store):
     store.append_decisions([record(i) for i in range(1, 8)])
+    drop_guards(store.engine)
     # recomputing the hash of an altered row breaks the link to the next one
     row = store.query_decisions(after_seq=2, limit=1)[0]
     row["input"]["resource"]["customer"]["blocked"] = True
@@ -104,8 +106,9 @@ def test_tampering_with_hashes_order_deletion_and_derived_columns_is_detected(st
         conn.execute(sa.text("UPDATE decisions SET input = :i, hash = :h WHERE seq = 3"),
                      {"i": canonical_json(row["input"]), "h": forged})
     report = store.verify_chain()
-    assert (report.ok, report.first_broken_seq) == (False, 4)
-    assert "prev_hash" in report.reason
+    # the forged entry itself is named, not the intact one after it
+    assert (report.ok, report.first_broken_seq, report.first_broken_id) == (False, 3, "d-000003")
+    assert "replaced" in report.reason and report.checked == 2
 
     s2 = store
     with s2.engine.begin() as conn:
@@ -126,8 +129,45 @@ def test_tampering_with_hashes_order_deletion_and_derived_columns_is_detected(st
     assert (report.ok, report.first_broken_seq) == (False, 2) and "allow" in report.reason
 
 
+@pytest.mark.parametrize("seq", [1, 4, 7])
+def test_a_forged_replacement_is_named_at_its_own_seq(store, seq):
+    """Content and hash of one entry rewritten together (by someone who dropped the triggers)."""
+    store.append_decisions([record(i) for i in range(1, 8)])
+    drop_guards(store.engine)
+    row = store.query_decisions(after_seq=seq - 1, limit=1)[0]
+    row["result"]["allow"] = not row["result"]["allow"]
+    body = {k: row[k] for k in ("decision_id", "time", "action", "input", "result", "policy_version")}
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE decisions SET result = :r, allow = :a, hash = :h WHERE seq = :s"),
+                     {"r": canonical_json(row["result"]), "a": row["result"]["allow"], "s": seq,
+                      "h": entry_hash(row["prev_hash"], seq, body)})
+    report = store.verify_chain()
+    assert (report.ok, report.first_broken_seq, report.first_broken_id) == (False, seq, row["decision_id"])
+    assert "replaced" in report.reason and report.checked == seq - 1
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE decisions SET action = 'order.delete' WHERE seq = 2",
+    "DELETE FROM decisions WHERE seq = 3",
+    "UPDATE decision_rules SET rule_id = 'G-9' WHERE seq = 2",
+    "DELETE FROM decision_rules",
+    "UPDATE store_heads SET seq = 1 WHERE name = 'decision_log'",
+    "UPDATE store_heads SET hash = '00' WHERE name = 'decision_log'",
+    "DELETE FROM store_heads WHERE name = 'decision_log'",
+])
+def test_the_log_tables_are_append_only(store, statement):
+    store.append_decisions([record(i) for i in range(1, 4)])
+    with pytest.raises(sa.exc.DatabaseError, match="append-only|only moves forward"):
+        with store.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert store.verify_chain().ok and store.decision_count() == 3
+    store.append_decisions([record(4)])  # appending still works
+    assert store.verify_chain().checked == 4
+
+
 def test_truncating_the_tail_is_detected(store):
     store.append_decisions([record(i) for i in range(1, 6)])
+    drop_guards(store.engine)
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_rules WHERE seq >= 4"))
         conn.execute(sa.text("DELETE FROM decisions WHERE seq >= 4"))
@@ -137,6 +177,7 @@ def test_truncating_the_tail_is_detected(store):
 
 def test_an_entry_inserted_beyond_the_head_is_detected(store):
     store.append_decisions([record(i) for i in range(1, 4)])
+    drop_guards(store.engine)
     forged = store.query_decisions(after_seq=2)[0]
     with store.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO decisions (seq, decision_id, time, action, allow, policy_version, "

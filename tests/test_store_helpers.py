@@ -94,11 +94,11 @@ def run_python(script: str, *args: str, timeout: float = 60) -> str:
     return out
 
 
-GUARDED = ("policy_versions", "policy_files", "activations")
+GUARDED = ("policy_versions", "policy_files", "activations", "decisions", "decision_rules")
 
 
 def drop_guards(engine) -> None:
-    """Remove the append-only triggers of the version tables, as an intruder with DDL rights could."""
+    """Remove every append-only trigger, as an intruder with DDL rights could."""
     import sqlalchemy as sa
 
     with engine.begin() as conn:
@@ -109,3 +109,8 @@ def drop_guards(engine) -> None:
             else:
                 conn.execute(sa.text(f"DROP TRIGGER {table}_no_update"))
                 conn.execute(sa.text(f"DROP TRIGGER {table}_no_delete"))
+        names = ("no_delete", "no_truncate", "forward_only") if engine.dialect.name == "postgresql" else (
+            "no_delete", "forward_only")
+        for name in names:
+            on = " ON store_heads" if engine.dialect.name == "postgresql" else ""
+            conn.execute(sa.text(f"DROP TRIGGER store_heads_{name}{on}"))

@@ -25,10 +25,12 @@ def _tricky(i: int) -> dict:
     return rec
 
 
-@pytest.mark.parametrize("version", [None, "sha256:" + "a" * 64, "ver-é"])
-def test_prepared_hash_is_the_hash_of_the_normalised_record(version):
+@pytest.mark.parametrize("version, who", [
+    (None, {}), ("sha256:" + "a" * 64, {"caller": "crm-adapter"}), ("ver-é", {"caller": "é\"x", "request_id": "r-1"}),
+])
+def test_prepared_hash_is_the_hash_of_the_normalised_record(version, who):
     for i in range(len(TRICKY_TEXT)):
-        rec = {**_tricky(i), "policy_version": version}
+        rec = {**_tricky(i), "policy_version": version, **who}
         prepared = prepare_record(rec)
         normal = normalize_record(rec)
         assert prepared.input_json == canonical_json(normal["input"])

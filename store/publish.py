@@ -1,0 +1,85 @@
+"""The publish step: compile a candidate, run its YAML tests, then store (and activate) it in one
+transaction. A broken candidate raises ``PublishRejected`` and writes nothing."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+
+from .db import Database
+from .errors import InvalidInput, PublishRejected
+from .schema import HEAD_ACTIVE, policy_files, policy_versions
+from .versions import CompiledVersions, Version, Versions, check_text, now
+
+
+def check_candidate(files: Any) -> dict[str, str]:
+    if not isinstance(files, Mapping) or not files:
+        raise InvalidInput("files must be a non-empty mapping of relative path -> text")
+    for path, text in files.items():
+        if not isinstance(path, str) or not path or not isinstance(text, str):
+            raise InvalidInput(f"files must map path strings to text; got {path!r}")
+        if len(path) > 500:
+            raise InvalidInput(f"file path longer than 500 characters: {path[:60]!r}...")
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def compile_and_test(files: dict[str, str]) -> Any:
+    """The compiled PolicySet of a candidate whose YAML tests pass and cover every rule."""
+    import engine as policy_engine
+
+    try:
+        ps = policy_engine.compile_files(files)
+        report = policy_engine.run_tests(ps, files)
+    except policy_engine.PolicyErrors as exc:
+        raise PublishRejected(errors=[e.to_dict() for e in exc.errors]) from None
+    if not report.passed:
+        failures: list[dict[str, Any]] = [_test_failure(r) for r in report.failures]
+        failures += [{"kind": "uncovered", "rule": rid,
+                      "message": f"no test makes rule {rid} fire"} for rid in report.uncovered]
+        raise PublishRejected(test_failures=failures)
+    return ps
+
+
+def publish(db: Database, versions: Versions, compiled: CompiledVersions, files: Mapping[str, str], *,
+            author: str, message: str, activate: bool = True) -> Version:
+    """Compile, run the YAML tests, then store (and activate) in one transaction.
+
+    The id is ``PolicySet.version``, a hash of the rule files (paths relative to the folder, tests
+    not included): content already stored under that id is kept as it was (first author, message,
+    files) and, with ``activate``, made active again. ``parent`` is the version active when the
+    publish commits (publishes are serialised on the active-version lock).
+    """
+    checked = check_candidate(files)
+    author = check_text(author, "author", max_len=200)
+    message = check_text(message, "message", max_len=10000)
+    ps = compile_and_test(checked)
+    version_id = ps.version
+    with db.write("publish", HEAD_ACTIVE) as (conn, head):
+        existing = conn.execute(
+            sa.select(policy_versions).where(policy_versions.c.id == version_id)).one_or_none()
+        if existing is None:
+            conn.execute(policy_versions.insert().values(
+                id=version_id, author=author, message=message, created_at=now(),
+                parent=head.value, file_count=len(checked)))
+            conn.execute(policy_files.insert(), [
+                {"version_id": version_id, "path": p, "content": t} for p, t in sorted(checked.items())])
+        db.hook("publish_before_activate")
+        if activate and head.value != version_id:
+            versions.activate_locked(conn, head, version_id, actor=author,
+                                     reason=f"publish: {message}" if existing is None else f"republish: {message}")
+        db.hook("publish_before_commit")
+        row = conn.execute(sa.select(policy_versions).where(policy_versions.c.id == version_id)).one()
+        stored = dict(conn.execute(
+            sa.select(policy_files.c.path, policy_files.c.content)
+            .where(policy_files.c.version_id == version_id)).all())
+    compiled.remember(version_id, ps)
+    return Version.from_row(row, stored)
+
+
+def _test_failure(result: Any) -> dict[str, Any]:
+    loc = getattr(result, "location", None)
+    file = getattr(result, "file", None) or getattr(loc, "file", None)
+    line = getattr(result, "line", None) or getattr(loc, "line", None)
+    return {"kind": "failed", "name": result.name, "file": file, "line": line,
+            "location": f"{file}:{line}" if file and line else file,
+            "problems": [str(p) for p in (getattr(result, "problems", None) or ())]}
