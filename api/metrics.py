@@ -109,7 +109,8 @@ class Metrics:
         gauges = (
             ("queue_depth", "queued", "Decisions waiting to be written to the log."),
             ("queue_bytes", "queued_bytes", "Bytes of decision records waiting to be written (or being written)."),
-            ("queue_max_bytes", "max_queue_bytes", "The bound of queue_bytes: beyond it decisions block or fail closed."),
+            ("queue_max_bytes", "max_queue_bytes",
+             "The bound of queue_bytes: beyond it decisions block or fail closed."),
             ("at_risk", "at_risk", "Decisions answered but not yet committed (async durability; 0 with commit)."),
         )
         for name, key, text in gauges:
@@ -119,13 +120,15 @@ class Metrics:
         add("# HELP ordergate_decision_log_healthy 1 when the decision log writer is healthy.")
         add("# TYPE ordergate_decision_log_healthy gauge")
         add(f"ordergate_decision_log_healthy {1 if stats.get('healthy') else 0}")
-        add("# HELP ordergate_decision_log_fail_closed_total Decisions answered fail closed because the log refused them.")
+        add("# HELP ordergate_decision_log_fail_closed_total Decisions answered fail closed because the log "
+            "refused them.")
         add("# TYPE ordergate_decision_log_fail_closed_total counter")
         add(f"ordergate_decision_log_fail_closed_total {fail_closed}")
         add("# HELP ordergate_decision_log_on_full Configured behaviour when the log cannot keep up.")
         add("# TYPE ordergate_decision_log_on_full gauge")
         add(f'ordergate_decision_log_on_full{{mode="{on_full}"}} 1')
-        add("# HELP ordergate_decision_log_durability Configured durability: commit (answered after the commit) or async.")
+        add("# HELP ordergate_decision_log_durability Configured durability: commit (answered after the "
+            "commit) or async.")
         add("# TYPE ordergate_decision_log_durability gauge")
         add(f'ordergate_decision_log_durability{{mode="{stats.get("durability", "commit")}"}} 1')
         return "\n".join(lines) + "\n"

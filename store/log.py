@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from hashlib import sha256
 from typing import Any, Iterator
 
 import orjson
@@ -210,10 +211,17 @@ class DecisionLog:
         while start <= head_seq:
             end = min(head_seq, start + VERIFY_PAGE - 1)
             with self.db.read("verify_chain") as conn:
-                rows = conn.exec_driver_sql(select, (start, end)).all()
-                by_seq: dict[int, list[str]] = {}
-                for rseq, rid in conn.exec_driver_sql(rules, (start, end)):
-                    by_seq.setdefault(int(rseq), []).append(rid)
+                # the driver's own cursor: plain tuples, no per-row SQLAlchemy work
+                cursor = conn.connection.driver_connection.cursor()
+                try:
+                    cursor.execute(select, (start, end))
+                    rows = cursor.fetchall()
+                    cursor.execute(rules, (start, end))
+                    by_seq: dict[int, list[str]] = {}
+                    for rseq, rid in cursor.fetchall():
+                        by_seq.setdefault(rseq, []).append(rid)
+                finally:
+                    cursor.close()
             yield end, rows, by_seq
             start = end + 1
 
@@ -268,10 +276,8 @@ _PREV_MISMATCH = "prev_hash does not match the previous entry's hash (an entry w
 
 
 def _entry_hash(row: Any, prev: str) -> str:
-    import hashlib
-
-    body = chain.hash_body(int(row[0]), row[1], row[2], row[3], row[5], row[6], row[7], row[10], row[11])
-    return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
+    body = chain.hash_body(row[0], row[1], row[2], row[3], row[5], row[6], row[7], row[10], row[11])
+    return sha256((prev + body).encode("utf-8")).hexdigest()
 
 
 def _self_consistent(row: Any) -> bool:
@@ -294,6 +300,7 @@ def _check_entry(row: Any, prev: str, indexed_rules: list[str]) -> str:
         return "the entry's text is not valid JSON or UTF-8 (the entry was altered)"
     if not isinstance(result, dict) or bool(row[4]) != result.get("allow"):
         return "the allow column disagrees with the logged result"
-    if sorted(indexed_rules) != chain.rule_ids(result):
+    rules = result.get("rules") or []
+    if indexed_rules != rules and sorted(indexed_rules) != chain.rule_ids(result):
         return "the rule index disagrees with the logged result"
     return ""

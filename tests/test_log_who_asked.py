@@ -10,8 +10,8 @@ from api import create_app
 from api.testing import ALLOWED, DENIED, SHOP, test_config, write_rules
 from test_store_helpers import drop_guards, record
 
-TOKENS = {"decide": ["crm=d-secret-0123456789", "erp=e-secret-0123456789"], "audit": ["auditor=a-secret-0123456789"],
-          "admin": ["root=x-secret-0123456789"]}
+TOKENS = {"decide": ["crm:d-secret-0123456789", "erp:e-secret-0123456789"], "audit": ["auditor:a-secret-0123456789"],
+          "admin": ["root:x-secret-0123456789"]}
 
 
 def bearer(token: str, request_id: str | None = None) -> dict[str, str]:
