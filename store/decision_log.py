@@ -139,9 +139,11 @@ class DecisionLogWriter:
         return not self.record([record])
 
     def _fits(self, count: int, size: int) -> bool:
-        if not self._queue:  # one group larger than the bounds still passes through alone
+        """Room for ``count`` records of ``size`` bytes, counting the transaction in flight too."""
+        if not self._queue and not self._inflight:  # one group larger than the bounds passes alone
             return True
-        return len(self._queue) + count <= self.max_queue and self._queued_bytes + size <= self.max_queue_bytes
+        return (len(self._queue) + self._inflight + count <= self.max_queue
+                and self._queued_bytes + self._inflight_bytes + size <= self.max_queue_bytes)
 
     def _wait_for_room(self, count: int, size: int) -> bool:
         if self._closing:
