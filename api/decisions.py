@@ -174,13 +174,13 @@ class Decider:
         """The answer of a decision, given the ids the log did not record."""
         result = decided.result
         metrics = self.rt.metrics
-        if decided.decision_id in unrecorded and (result["error"] or {}).get("code") != "no_policy_loaded":
+        if decided.decision_id in unrecorded and (result.get("error") or {}).get("code") != "no_policy_loaded":
             body = _refused(result.get("policy_version"), "decision_log_unavailable",
                             "the decision could not be recorded in the decision log; failing closed",
                             decision_id=None)
             metrics.decision(False, "decision_log_unavailable")
             return body, decision_status("decision_log_unavailable")
-        error = result["error"]
+        error = result.get("error")
         body = {
             # null when not recorded: there is no logged decision to look up
             "decision_id": None if decided.decision_id in unrecorded else decided.decision_id,
