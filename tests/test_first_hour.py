@@ -125,7 +125,7 @@ def test_the_container_files_name_what_the_project_has():
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     service = compose["services"]["ordergate"]
     assert service["build"] == "." and "db" in compose["services"]
-    read_by_code = (ROOT / "store" / "__init__.py").read_text() + (ROOT / "store" / "core.py").read_text() \
+    read_by_code = (ROOT / "store" / "__init__.py").read_text() + (ROOT / "store" / "db.py").read_text() \
         + (ROOT / "api" / "auth.py").read_text()
     for variable in service["environment"]:
         prefix = variable.rsplit("_", 1)[0] + "_" if variable.startswith("ORDERGATE_TOKENS_") else variable
