@@ -108,7 +108,7 @@ class _Builder:
         self.alias_values = 0  # of which added by aliases
         self.depth = 0
 
-    def _refuse(self, code: str, message: str, mark, help: str) -> _Refused:
+    def _refuse(self, code: str, message: str, mark: Any, help: str) -> _Refused:
         return _Refused(PolicyError(code, message, _loc(self.file, mark), help))
 
     def value(self, path: Path | None, positions: array[int] | None = None) -> Any:
@@ -138,7 +138,7 @@ class _Builder:
             self.anchors[anchor] = (value, self.values - first_value + 1)
         return value
 
-    def alias(self, event) -> Any:
+    def alias(self, event: Any) -> Any:
         if event.anchor not in self.anchors:
             self.errors.append(PolicyError("load_syntax", f"unknown alias `*{event.anchor}`",
                                            _loc(self.file, event.start_mark)))
@@ -157,9 +157,7 @@ class _Builder:
                                event.start_mark, "split it into several files")
         return value
 
-    def collection(self, event, path: tuple | None) -> Any:
-        loader = self.loader
-        smap = self.smap
+    def collection(self, event: Any, path: Path | None) -> Any:
         if event.tag is not None:
             raise self._refuse("load_tag", f"the tag `{_short(event.tag)}` is not supported here", event.start_mark,
                                "remove the tag: rule files use plain mappings and lists")
@@ -168,49 +166,60 @@ class _Builder:
             raise self._refuse("load_too_deep", f"mappings and lists are nested more than {MAX_DEPTH} deep here",
                                event.start_mark, "flatten the structure; rule files never need this depth")
         if isinstance(event, yaml.SequenceStartEvent):
-            value = []
-            i = 0
-            items = array("q") if path is not None else None
-            while not loader.check_event(yaml.SequenceEndEvent):
-                value.append(self.value(None if path is None else path + (i,), items))
-                i += 1
-            loader.get_event()
-            if items is not None and path is not None:
-                smap.items[path] = items
+            value: Any = self.sequence(path)
         elif isinstance(event, yaml.MappingStartEvent):
-            value = {}
-            first_seen: dict[Any, Location] = {}
-            while not loader.check_event(yaml.MappingEndEvent):
-                key_event = loader.peek_event()
-                key_loc = _loc(self.file, key_event.start_mark)
-                key = self.value(None)
-                if key == "<<" and isinstance(key_event, yaml.ScalarEvent) and key_event.tag is None:
-                    merged = self.value(None)
-                    for m in merged if isinstance(merged, list) else [merged]:
-                        if isinstance(m, dict):
-                            for k, v in m.items():
-                                value.setdefault(k, v)
-                    continue
-                try:
-                    hash(key)
-                except TypeError:
-                    self.errors.append(PolicyError("load_syntax", "a mapping key must be a plain value", key_loc))
-                    self.value(None)
-                    continue
-                if key in first_seen:
-                    self.errors.append(PolicyError(
-                        "load_duplicate_key", f"key `{key}` appears twice in this mapping", key_loc,
-                        f"the first `{key}` is at line {first_seen[key].line}; keep one of them"))
-                    self.value(None)
-                    continue
-                first_seen[key] = key_loc
-                if path is not None:
-                    smap.keys[path + (key,)] = key_loc
-                value[key] = self.value(None if path is None else path + (key,))
-            loader.get_event()
+            value = self.mapping(path)
         else:  # pragma: no cover - the parser only yields the events above here
             raise yaml.YAMLError(f"unexpected {type(event).__name__}")
         self.depth -= 1
+        return value
+
+    def sequence(self, path: Path | None) -> list[Any]:
+        loader = self.loader
+        value: list[Any] = []
+        i = 0
+        items = array("q") if path is not None else None
+        while not loader.check_event(yaml.SequenceEndEvent):
+            value.append(self.value(None if path is None else path + (i,), items))
+            i += 1
+        loader.get_event()
+        if items is not None and path is not None:
+            self.smap.items[path] = items
+        return value
+
+    def mapping(self, path: Path | None) -> dict[Any, Any]:
+        loader = self.loader
+        smap = self.smap
+        value: dict[Any, Any] = {}
+        first_seen: dict[Any, Location] = {}
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_event = loader.peek_event()
+            key_loc = _loc(self.file, key_event.start_mark)
+            key = self.value(None)
+            if key == "<<" and isinstance(key_event, yaml.ScalarEvent) and key_event.tag is None:
+                merged = self.value(None)
+                for m in merged if isinstance(merged, list) else [merged]:
+                    if isinstance(m, dict):
+                        for k, v in m.items():
+                            value.setdefault(k, v)
+                continue
+            try:
+                hash(key)
+            except TypeError:
+                self.errors.append(PolicyError("load_syntax", "a mapping key must be a plain value", key_loc))
+                self.value(None)
+                continue
+            if key in first_seen:
+                self.errors.append(PolicyError(
+                    "load_duplicate_key", f"key `{key}` appears twice in this mapping", key_loc,
+                    f"the first `{key}` is at line {first_seen[key].line}; keep one of them"))
+                self.value(None)
+                continue
+            first_seen[key] = key_loc
+            if path is not None:
+                smap.keys[path + (key,)] = key_loc
+            value[key] = self.value(None if path is None else path + (key,))
+        loader.get_event()
         return value
 
     def scalar(self, event: Any) -> Any:
