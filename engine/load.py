@@ -261,6 +261,11 @@ def load_text(path: str, text: str) -> tuple[LoadedFile | None, list[PolicyError
         except _Refused as exc:
             return None, [exc.error]
         except yaml.YAMLError as exc:
+            if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own cap, far above ours
+                mark = exc.problem_mark  # type: ignore[attr-defined]
+                return None, [PolicyError("load_too_deep", f"mappings and lists are nested more than {MAX_DEPTH} "
+                                          "deep here", _loc(path, mark), "flatten the structure; rule files never "
+                                          "need this depth")]
             if size > _REPARSE_BYTES:
                 return None, [_syntax_error(path, text, exc)]
     try:
