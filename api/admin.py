@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import typing as t
 
 from flask import Flask, Response, request
@@ -21,6 +22,7 @@ log = logging.getLogger("ordergate.api")
 
 _MAX_LIMIT = 1000
 _DEFAULT_LIMIT = 100
+T = t.TypeVar("T")
 
 
 def _store_errors() -> tuple[type, type, type, type]:
@@ -41,7 +43,11 @@ def map_store_error(exc: Exception) -> ApiError:
             "publish_rejected", str(exc), errors=exc.errors, test_failures=exc.test_failures,
         )
     if isinstance(exc, StoreError):
-        return ApiError("store_unavailable", str(exc))
+        # the store's message may name the database (user, host, port, name): keep it for the server
+        # log, and give the caller a reference to it
+        reference = secrets.token_hex(4)
+        log.warning("ordergate: store error %s: %s", reference, exc)
+        return ApiError("store_unavailable", f"the store failed or does not answer (server log reference `{reference}`)")
     raise exc
 
 
@@ -92,6 +98,27 @@ def _parse_cursor(value: str | None, by_time: bool) -> tuple[str | None, int | N
         raise bad_request("`cursor` must be the `next_cursor` of the previous page of the same query",
                           "invalid_parameter")
     return (time_part or None), int(seq_part)
+
+
+def _page(items: list[T], key: t.Callable[[T], str]) -> tuple[list[T], str | None]:
+    """One page of a list, newest first: ``limit`` items after the item whose key is ``cursor``.
+
+    The cursor is the key of the last item of the previous page (a version id, an activation
+    id), so pages stay right while new items arrive at the front.
+    """
+    args = request.args
+    unknown = sorted(set(args) - {"limit", "cursor"})
+    if unknown:
+        raise bad_request(f"unknown query parameter `{unknown[0]}`; known: cursor, limit", "invalid_parameter")
+    limit = _parse_int("limit", args.get("limit"), default=_DEFAULT_LIMIT, low=1, high=_MAX_LIMIT) or _DEFAULT_LIMIT
+    cursor = args.get("cursor")
+    if cursor is not None:
+        keys = [key(item) for item in items]
+        if cursor not in keys:
+            raise bad_request("`cursor` must be the `next_cursor` of a previous page", "invalid_parameter")
+        items = items[keys.index(cursor) + 1:]
+    page = items[:limit]
+    return page, key(page[-1]) if len(items) > limit else None
 
 
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
@@ -159,8 +186,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     def list_versions() -> Response:
         requires("audit")
         active = call(store().active_version_id)
-        versions = [dict(v.to_dict(), active=v.id == active) for v in call(store().list_versions)]
-        return json_response({"active": active, "versions": versions})
+        page, next_cursor = _page(call(store().list_versions), lambda v: v.id)
+        versions = [dict(v.to_dict(), active=v.id == active) for v in page]
+        return json_response({"active": active, "versions": versions, "next_cursor": next_cursor})
 
     @app.get("/v1/versions/<ref>")
     def show_version(ref: str) -> Response:
@@ -237,7 +265,8 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     @app.get("/v1/activations")
     def activations() -> Response:
         requires("audit")
-        return json_response({"activations": call(store().activation_history)})
+        page, next_cursor = _page(call(store().activation_history), lambda a: str(a["id"]))
+        return json_response({"activations": page, "next_cursor": next_cursor})
 
     # -- the decision log -----------------------------------------------------------------------
 

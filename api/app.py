@@ -199,23 +199,26 @@ def _register_health(app: Flask, runtime: Runtime) -> None:
 
     @app.get("/readyz")
     def readyz() -> Response:
+        # open to anyone: say what is wrong, never the database's user, host, port or name (the
+        # server log has the details)
         problems: list[str] = []
         loaded = runtime.holder.current
         if loaded is None:
             problems.append("no policy version loaded" +
-                            (f" ({runtime.startup_error})" if runtime.startup_error else ""))
+                            (" (start-up failed; the server log says why)" if runtime.startup_error else ""))
         try:
             runtime.store.ping()
         except Exception as exc:
-            problems.append(f"store does not answer: {exc}")
+            log.warning("ordergate: readiness: the store does not answer: %s", exc)
+            problems.append("the store does not answer")
         stats = runtime.writer.stats() if runtime.writer is not None else {}
         if not stats.get("healthy", False):
-            problems.append(f"decision log writer unhealthy: {stats.get('last_error')}")
+            problems.append("the decision log cannot be written (the server log says why)")
         body = {
             "status": "ready" if not problems else "not_ready",
             "policy_version": loaded.version_id if loaded else None,
             "decision_log": {k: stats.get(k) for k in ("durability", "queued", "written", "failed_batches",
-                                                       "healthy", "on_full", "last_error")},
+                                                       "healthy", "on_full")},
             "problems": problems,
         }
         return json_response(body, 200 if not problems else 503)

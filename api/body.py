@@ -48,6 +48,14 @@ def _parse(text: str) -> tuple[t.Any, bool]:
 
 def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
     """Read, decode and parse the body of ``request``; check its size and nesting depth."""
+    value, by_orjson = parse_json(request, max_bytes=max_bytes, max_depth=max_depth)
+    check_parsed(value, max_depth, by_orjson)
+    return value
+
+
+def parse_json(request: Request, *, max_bytes: int, max_depth: int) -> tuple[t.Any, bool]:
+    """Read, decode and parse the body of ``request`` within ``max_bytes``: ``(value, by_orjson)``,
+    not yet checked (``check_parsed`` does that, for the whole body or one part at a time)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise _too_large(max_bytes)
@@ -61,16 +69,19 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
     except UnicodeDecodeError as exc:
         raise bad_request(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}", "not_json")
     try:
-        value, by_orjson = _parse(text)
+        return _parse(text)
     except RecursionError:
         raise bad_request(f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth)
     except ValueError as exc:
         raise bad_request(f"the request body is not JSON: {exc}", "not_json")
+
+
+def check_parsed(value: t.Any, max_depth: int, by_orjson: bool) -> None:
+    """The depth and text checks of a parsed value (orjson refuses lone surrogates itself)."""
     if by_orjson:
-        check_depth(value, max_depth)  # orjson refuses lone surrogates itself
+        check_depth(value, max_depth)
     else:
         check_value(value, max_depth)
-    return value
 
 
 def _read_at_most(stream: t.BinaryIO, size: int) -> bytes:

@@ -18,7 +18,7 @@ from ulid import ULID
 
 from engine import whatif
 
-from api.body import read_json
+from api.body import check_parsed, parse_json, read_json
 from api.errors import ApiError, bad_request, decision_status
 from store.chain import PreparedRecord, prepare_record
 
@@ -244,9 +244,11 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     def post_decision_batch() -> Response:
         who = who_asked(requires("decide"))
         started = time.perf_counter()
-        body = read_json(request, max_bytes=max_bytes, max_depth=max_depth)
+        # each item is checked on its own below (depth, text), so one bad item never spoils the batch
+        body, by_orjson = parse_json(request, max_bytes=max_bytes, max_depth=max_depth + 2)
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object `{\"requests\": [...]}`", "not_object")
+        check_parsed({k: v for k, v in body.items() if k != "requests"}, max_depth, by_orjson)
         items = body.get("requests")
         if not isinstance(items, list):
             raise bad_request("`requests` must be a list of decision requests", "requests_not_list")
@@ -263,6 +265,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             if isinstance(item, dict) and "explain" not in item and default_explain:
                 item = {**item, "explain": default_explain}
             try:
+                check_parsed(item, max_depth, by_orjson)
                 action, facts, explain = check_envelope(item, where=f"requests[{index}]")
                 decided.append(decider.evaluate(action, facts, explain, who))
             except ApiError as exc:

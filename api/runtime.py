@@ -278,7 +278,10 @@ def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:
 
     if not rules_dir.is_dir():
         raise StartupError(f"the store has no active version and the rules folder `{rules_dir}` does not exist")
-    files = engine.read_folder(rules_dir)
+    try:
+        files = engine.read_folder(rules_dir)
+    except engine.PolicyErrors as exc:
+        raise StartupError(f"the rules in `{rules_dir}` cannot be read:\n  " + exc.render().replace("\n", "\n  "))
     try:
         version = store.publish(files, author=author, message=f"initial version from {rules_dir}", activate=True)
     except PublishRejected as exc:

@@ -138,16 +138,19 @@ def decide(action: str, input_file, directory: str | None, explain: bool) -> Non
     Example:
       ordergate decide salesorder.update --input request.json --explain
     """
-    import yaml
+    from engine.load import MAX_FILE_BYTES, load_text
 
-    text = input_file.read()
+    text = input_file.read(MAX_FILE_BYTES + 1)
+    if len(text) > MAX_FILE_BYTES:
+        raise click.UsageError(f"--input is larger than {MAX_FILE_BYTES:,} characters")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise click.UsageError(f"--input is neither JSON nor YAML: {exc}")
+    except (json.JSONDecodeError, RecursionError):
+        # YAML with the rule files' limits (size, depth, aliases, tags)
+        loaded, errors = load_text(input_file.name, text)
+        if errors:
+            raise click.UsageError(f"--input is neither JSON nor YAML: {errors[0]}")
+        data = loaded.documents[0] if loaded is not None and loaded.documents else None
     if isinstance(data, dict) and set(data) >= {"action", "input"}:  # a whole request body is accepted too
         if data.get("action") != action:
             raise click.UsageError(f"--input is a request for action `{data.get('action')}`, not `{action}`; "

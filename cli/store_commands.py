@@ -77,7 +77,12 @@ def publish(directory: str | None, message: str, author: str | None, database: s
     directory = str(rules_folder(directory))
 
     root = Path(directory).as_posix().rstrip("/") + "/"
-    files = engine.read_folder(directory)
+    try:
+        files = engine.read_folder(directory)
+    except engine.PolicyErrors as exc:  # a file too large, not text, or a link out of the folder
+        for err in exc.errors:
+            click.echo(err.render(), err=True)
+        raise SystemExit(1)
     store = _open(database)
     try:
         before = store.active_version_id()

@@ -7,6 +7,7 @@ paths to text, e.g. a stored version), then call :meth:`PolicySet.decide`.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,16 +30,60 @@ def is_test_file(path: str) -> bool:
 
 
 def read_folder(path: str | Path) -> dict[str, str]:
-    """Every rule and test file under ``path``: relative POSIX path -> text."""
+    """Every rule and test file under ``path``: relative POSIX path -> text.
+
+    Hidden files and folders are skipped. A file over the size limit, a file that is not UTF-8
+    text, and a link that leads out of the folder are errors (the link is never followed, so no
+    file outside the folder is read or quoted).
+    """
+    from .load import MAX_FILE_BYTES, too_large
+
     root = Path(path)
     if not root.is_dir():
         raise PolicyErrors([PolicyError("load_no_folder", f"`{root}` is not a folder")])
-    files = {}
-    for file in sorted(root.rglob("*")):
-        hidden = any(p.startswith(".") for p in file.relative_to(root).parts)
-        if file.is_file() and file.suffix in RULE_SUFFIXES and not hidden:
-            files[file.relative_to(root).as_posix()] = file.read_text(encoding="utf-8")
+    real_root = root.resolve()
+    shown = root.as_posix().rstrip("/") + "/"
+    files: dict[str, str] = {}
+    errors: list[PolicyError] = []
+    for folder, dirs, names in os.walk(root):  # links to folders are listed, never entered
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        linked_dirs = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in sorted(names) + linked_dirs:
+            file = Path(folder, name)
+            if name.startswith(".") or not (file.suffix in RULE_SUFFIXES or name in linked_dirs):
+                continue
+            relative = file.relative_to(root).as_posix()
+            if file.is_symlink() and not _inside(file, real_root):
+                errors.append(PolicyError(
+                    "load_outside_folder", f"`{relative}` is a link to something outside the rules folder; "
+                    "it is not read", Location(shown + relative, 1, 1),
+                    "copy the file into the rules folder instead of linking to it"))
+                continue
+            if not file.is_file():  # a link to a folder inside: its files are read where they are
+                continue
+            with file.open("rb") as stream:  # never more than the limit in memory, even if the file grows
+                data = stream.read(MAX_FILE_BYTES + 1)
+            if len(data) > MAX_FILE_BYTES:
+                errors.append(too_large(shown + relative, file.stat().st_size))
+                continue
+            try:
+                files[relative] = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = data.count(b"\n", 0, exc.start) + 1
+                column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+                errors.append(PolicyError("load_not_text", f"the file is not UTF-8 text (byte {exc.start + 1})",
+                                          Location(shown + relative, line, column),
+                                          "rule files are text saved as UTF-8; is this a binary file?"))
+    if errors:
+        raise PolicyErrors(errors)
     return files
+
+
+def _inside(link: Path, root: Path) -> bool:
+    try:
+        return link.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a loop of links
+        return False
 
 
 def compile_files(files: Mapping[str, str], *, display_root: str = "") -> PolicySet:

@@ -12,6 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+#: a message or help longer than this is cut (a rule file may quote a value of any size)
+MAX_MESSAGE = 1000
+#: errors kept in one PolicyErrors; the rest are counted in a last error
+MAX_ERRORS = 200
+
 
 class Location(NamedTuple):
     """A position in a rule file; line and column are 1-based."""
@@ -32,6 +37,12 @@ class PolicyError:
     message: str
     location: Location | None = None
     help: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("message", "help"):
+            text = getattr(self, name)
+            if text is not None and len(text) > MAX_MESSAGE:
+                object.__setattr__(self, name, text[:MAX_MESSAGE] + " ... (cut)")
 
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
@@ -59,11 +70,15 @@ class PolicyErrors(Exception):
 
     def __init__(self, errors: Iterable[PolicyError]):
         unique = {(e.sort_key(), e.help): e for e in errors}
-        self.errors: tuple[PolicyError, ...] = tuple(
-            sorted(unique.values(), key=PolicyError.sort_key)
-        )
-        if not self.errors:
+        ordered = sorted(unique.values(), key=PolicyError.sort_key)
+        if not ordered:
             raise ValueError("PolicyErrors needs at least one error")
+        if len(ordered) > MAX_ERRORS:
+            rest = len(ordered) - MAX_ERRORS + 1
+            ordered[MAX_ERRORS - 1:] = [PolicyError(
+                "too_many_errors", f"{rest:,} more errors are not shown", ordered[MAX_ERRORS - 1].location,
+                "fix the errors above and check again")]
+        self.errors: tuple[PolicyError, ...] = tuple(ordered)
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -4,6 +4,12 @@
 such as ``(3, "rules", 4, "deny_when")`` maps to the ``Location`` of its value (and of its key),
 which is how schema and compile errors point at ``file:line:column``. Duplicate keys, which
 PyYAML would silently accept, are reported.
+
+A rule or test file may come from anyone who can publish, so loading it costs bounded time and
+memory whatever it holds: the file size, the nesting depth, the number of values (counting what
+aliases repeat) and the values aliases add are capped below (a "billion laughs" file of a few
+hundred bytes is refused at the alias that crosses the cap, long before it is expanded), and
+explicit tags other than the plain scalar ones are refused instead of being ignored.
 """
 from __future__ import annotations
 
@@ -61,6 +67,27 @@ def _loc(file: str, mark: Any) -> Location:
 
 
 _STR = "tag:yaml.org,2002:str"
+#: explicit tags a scalar may carry (``!!str 0123``); every other tag is refused
+_SCALAR_TAGS = {_STR} | {f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null")}
+
+#: the largest rule or test file read, in bytes of UTF-8 (a 10,000-row table is about 1 MB)
+MAX_FILE_BYTES = 8 * 1024 * 1024
+#: mappings and lists nested deeper than this are refused (rule files need fewer than 20)
+MAX_DEPTH = 64
+#: values in one file, counting each value an alias repeats once per alias
+MAX_VALUES = 1_000_000
+#: values that aliases add to one file (each alias adds the size of the value it repeats)
+MAX_ALIAS_VALUES = 100_000
+#: the slower parser re-reads a broken file for a clearer message only when it is this small
+_REPARSE_BYTES = 1024 * 1024
+
+
+class _Refused(Exception):
+    """A file over one of the limits: one error, and the file is not read any further."""
+
+    def __init__(self, error: PolicyError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class _Builder:
@@ -75,8 +102,14 @@ class _Builder:
         self.loader = loader
         self.smap = smap
         self.errors = errors
-        self.anchors: dict[str, Any] = {}
+        self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, values in it)
         self.file = smap.file
+        self.values = 0        # values built so far, aliases counted at their full size
+        self.alias_values = 0  # of which added by aliases
+        self.depth = 0
+
+    def _refuse(self, code: str, message: str, mark: Any, help: str) -> _Refused:
+        return _Refused(PolicyError(code, message, _loc(self.file, mark), help))
 
     def value(self, path: Path | None, positions: array[int] | None = None) -> Any:
         """Build the next value and record where it starts: in ``positions`` (the packed array of
@@ -85,70 +118,117 @@ class _Builder:
         event = loader.get_event()
         smap = self.smap
         mark = event.start_mark
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise self._refuse("load_too_large", f"the file has more than {MAX_VALUES:,} values", mark,
+                               "split it into several files")
+        first_value = self.values
         if positions is not None:
             positions.append((mark.line + 1) << 20 | (mark.column + 1))
         elif path is not None:
             smap.values[path] = (mark.line + 1) << 20 | (mark.column + 1)
         if isinstance(event, yaml.ScalarEvent):
             value = self.scalar(event)
-        elif isinstance(event, yaml.SequenceStartEvent):
-            value = []
-            i = 0
-            items = array("q") if path is not None else None
-            while not loader.check_event(yaml.SequenceEndEvent):
-                value.append(self.value(None if path is None else path + (i,), items))
-                i += 1
-            loader.get_event()
-            if items is not None and path is not None:
-                smap.items[path] = items
-        elif isinstance(event, yaml.MappingStartEvent):
-            value = {}
-            first_seen: dict[Any, Location] = {}
-            while not loader.check_event(yaml.MappingEndEvent):
-                key_event = loader.peek_event()
-                key_loc = _loc(self.file, key_event.start_mark)
-                key = self.value(None)
-                if key == "<<" and isinstance(key_event, yaml.ScalarEvent) and key_event.tag is None:
-                    merged = self.value(None)
-                    for m in merged if isinstance(merged, list) else [merged]:
-                        if isinstance(m, dict):
-                            for k, v in m.items():
-                                value.setdefault(k, v)
-                    continue
-                try:
-                    hash(key)
-                except TypeError:
-                    self.errors.append(PolicyError("load_syntax", "a mapping key must be a plain value", key_loc))
-                    self.value(None)
-                    continue
-                if key in first_seen:
-                    self.errors.append(PolicyError(
-                        "load_duplicate_key", f"key `{key}` appears twice in this mapping", key_loc,
-                        f"the first `{key}` is at line {first_seen[key].line}; keep one of them"))
-                    self.value(None)
-                    continue
-                first_seen[key] = key_loc
-                if path is not None:
-                    smap.keys[path + (key,)] = key_loc
-                value[key] = self.value(None if path is None else path + (key,))
-            loader.get_event()
         elif isinstance(event, yaml.AliasEvent):
-            if event.anchor not in self.anchors:
-                self.errors.append(PolicyError("load_syntax", f"unknown alias `*{event.anchor}`",
-                                               _loc(self.file, event.start_mark)))
-                return None
-            return self.anchors[event.anchor]
-        else:  # pragma: no cover - the parser only yields the events above here
-            raise yaml.YAMLError(f"unexpected {type(event).__name__}")
+            return self.alias(event)
+        else:
+            value = self.collection(event, path)
         anchor = getattr(event, "anchor", None)
         if anchor:
-            self.anchors[anchor] = value
+            self.anchors[anchor] = (value, self.values - first_value + 1)
+        return value
+
+    def alias(self, event: Any) -> Any:
+        if event.anchor not in self.anchors:
+            self.errors.append(PolicyError("load_syntax", f"unknown alias `*{event.anchor}`",
+                                           _loc(self.file, event.start_mark)))
+            return None
+        value, size = self.anchors[event.anchor]
+        # the alias itself was counted as one value; the values it repeats are added here
+        self.alias_values += size
+        self.values += size - 1
+        if self.alias_values > MAX_ALIAS_VALUES:
+            raise self._refuse(
+                "load_alias_limit", f"aliases repeat more than {MAX_ALIAS_VALUES:,} values in this file",
+                event.start_mark, "write the repeated parts out, or repeat fewer of them (`*name` repeats the "
+                "whole value anchored `&name`, with every alias inside it)")
+        if self.values > MAX_VALUES:
+            raise self._refuse("load_too_large", f"the file has more than {MAX_VALUES:,} values",
+                               event.start_mark, "split it into several files")
+        return value
+
+    def collection(self, event: Any, path: Path | None) -> Any:
+        if event.tag is not None:
+            raise self._refuse("load_tag", f"the tag `{_short(event.tag)}` is not supported here", event.start_mark,
+                               "remove the tag: rule files use plain mappings and lists")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self._refuse("load_too_deep", f"mappings and lists are nested more than {MAX_DEPTH} deep here",
+                               event.start_mark, "flatten the structure; rule files never need this depth")
+        if isinstance(event, yaml.SequenceStartEvent):
+            value: Any = self.sequence(path)
+        elif isinstance(event, yaml.MappingStartEvent):
+            value = self.mapping(path)
+        else:  # pragma: no cover - the parser only yields the events above here
+            raise yaml.YAMLError(f"unexpected {type(event).__name__}")
+        self.depth -= 1
+        return value
+
+    def sequence(self, path: Path | None) -> list[Any]:
+        loader = self.loader
+        value: list[Any] = []
+        i = 0
+        items = array("q") if path is not None else None
+        while not loader.check_event(yaml.SequenceEndEvent):
+            value.append(self.value(None if path is None else path + (i,), items))
+            i += 1
+        loader.get_event()
+        if items is not None and path is not None:
+            self.smap.items[path] = items
+        return value
+
+    def mapping(self, path: Path | None) -> dict[Any, Any]:
+        loader = self.loader
+        smap = self.smap
+        value: dict[Any, Any] = {}
+        first_seen: dict[Any, Location] = {}
+        while not loader.check_event(yaml.MappingEndEvent):
+            key_event = loader.peek_event()
+            key_loc = _loc(self.file, key_event.start_mark)
+            key = self.value(None)
+            if key == "<<" and isinstance(key_event, yaml.ScalarEvent) and key_event.tag is None:
+                merged = self.value(None)
+                for m in merged if isinstance(merged, list) else [merged]:
+                    if isinstance(m, dict):
+                        for k, v in m.items():
+                            value.setdefault(k, v)
+                continue
+            try:
+                hash(key)
+            except TypeError:
+                self.errors.append(PolicyError("load_syntax", "a mapping key must be a plain value", key_loc))
+                self.value(None)
+                continue
+            if key in first_seen:
+                self.errors.append(PolicyError(
+                    "load_duplicate_key", f"key `{key}` appears twice in this mapping", key_loc,
+                    f"the first `{key}` is at line {first_seen[key].line}; keep one of them"))
+                self.value(None)
+                continue
+            first_seen[key] = key_loc
+            if path is not None:
+                smap.keys[path + (key,)] = key_loc
+            value[key] = self.value(None if path is None else path + (key,))
+        loader.get_event()
         return value
 
     def scalar(self, event: Any) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        elif tag not in _SCALAR_TAGS:
+            raise self._refuse("load_tag", f"the tag `{_short(tag)}` is not supported", event.start_mark,
+                               "remove the tag; to keep a value as text, quote it")
         if tag == _STR:
             return event.value  # most scalars of a rule file are text: skip the generic constructor
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
@@ -172,20 +252,59 @@ _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load_text(path: str, text: str) -> tuple[LoadedFile | None, list[PolicyError]]:
     """Parse one file into documents (one per ``---`` section) and its source map."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        return None, [too_large(path, size)]
     if _FAST_LOADER is not yaml.SafeLoader:
         try:
             return _load_with(_FAST_LOADER, path, text)
-        except yaml.YAMLError:
-            pass
+        except _Refused as exc:
+            return None, [exc.error]
+        except yaml.YAMLError as exc:
+            if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own cap, far above ours
+                mark = exc.problem_mark  # type: ignore[attr-defined]
+                return None, [PolicyError("load_too_deep", f"mappings and lists are nested more than {MAX_DEPTH} "
+                                          "deep here", _loc(path, mark), "flatten the structure; rule files never "
+                                          "need this depth")]
+            if size > _REPARSE_BYTES:
+                return None, [_syntax_error(path, text, exc)]
     try:
         return _load_with(yaml.SafeLoader, path, text)
-    except yaml.MarkedYAMLError as exc:
+    except _Refused as exc:
+        return None, [exc.error]
+    except yaml.YAMLError as exc:
+        return None, [_syntax_error(path, text, exc)]
+
+
+def too_large(path: str, size: int) -> PolicyError:
+    return PolicyError("load_too_large", f"the file has {size:,} bytes; at most {MAX_FILE_BYTES:,} are read",
+                       Location(path, 1, 1), "split it into several files")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A tag or value short enough for a one-line message, without backticks."""
+    text = text.replace("tag:yaml.org,2002:", "!!").replace("`", "'")
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _syntax_error(path: str, text: str, exc: yaml.YAMLError) -> PolicyError:
+    """One ``load_syntax`` error at the mark (or byte position) PyYAML or libyaml gave."""
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
         loc = _loc(path, mark) if mark else Location(path, 1, 1)
-        return None, [PolicyError("load_syntax", f"not valid YAML: {problem}", loc, _YAML_HELP.get(problem))]
-    except yaml.YAMLError as exc:  # reader errors (bad characters) carry no mark
-        return None, [PolicyError("load_syntax", f"not valid YAML: {exc}", Location(path, 1, 1))]
+        return PolicyError("load_syntax", f"not valid YAML: {_short(problem, 200)}", loc, _YAML_HELP.get(problem))
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow (NUL, control characters)
+        before = text[:exc.position]
+        if exc.encoding != "unicode":  # libyaml counts bytes of UTF-8
+            before = text.encode("utf-8", "surrogatepass")[:exc.position].decode("utf-8", "replace")
+        loc = Location(path, before.count("\n") + 1, len(before) - before.rfind("\n"))
+        character = exc.character if isinstance(exc.character, int) else ord(exc.character or "\0")
+        return PolicyError("load_syntax", f"the character U+{character:04X} is not allowed in a YAML file", loc,
+                           "rule files are text: remove the character (is this a binary file?)")
+    return PolicyError("load_syntax", f"not valid YAML: {_short(str(exc).splitlines()[0] if str(exc) else '', 200)}",
+                       Location(path, 1, 1))
 
 
 def _load_with(loader_class: Any, path: str, text: str) -> tuple[LoadedFile, list[PolicyError]]:

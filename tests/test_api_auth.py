@@ -219,3 +219,21 @@ def test_a_post_that_is_not_json_is_refused_before_anything_changes(open_client)
     assert len(open_client.get("/v1/versions").get_json()["versions"]) == 2
     ok = open_client.post("/v1/decisions", data=json.dumps(ALLOWED), content_type="application/json; charset=utf-8")
     assert ok.status_code == 200
+
+
+def test_readiness_and_503_bodies_never_name_the_database(tmp_path):
+    # nothing listens on this port (the edge helper's range); the names must not reach any caller
+    url = "postgresql+psycopg://leakuser:leakpw@127.0.0.1:18411/leakdb?connect_timeout=2"
+    app = create_app(test_config(url, write_rules(tmp_path / "rules", SHOP)))
+    try:
+        client = app.test_client()
+        bodies = [client.get("/readyz"), client.get("/v1/versions"), client.get("/v1/activations"),
+                  client.get("/v1/decisions"), client.post("/v1/versions/active/activate", json={})]
+        for response in bodies:
+            assert response.status_code == 503, response.get_json()
+            text = response.get_data(as_text=True)
+            for secret in ("leakuser", "leakpw", "leakdb", "18411", "127.0.0.1", "psycopg"):
+                assert secret not in text, (secret, text)
+        assert "the store does not answer" in bodies[0].get_json()["problems"]
+    finally:
+        app.extensions["ordergate"].close()

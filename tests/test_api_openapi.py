@@ -9,7 +9,7 @@ import yaml
 
 from api import create_app
 from api.errors import DECISION_STATUS, ERRORS
-from api.testing import SHOP, test_config, write_rules
+from api.testing import ALLOWED, SHOP, test_config, write_rules
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "api" / "openapi.yaml"
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -81,3 +81,57 @@ def test_every_operation_documents_its_error_statuses(app):
             assert any(s.startswith("2") for s in statuses), f"{method} {path} has no success response"
             if method == "post":
                 assert "415" in statuses, f"{method} {path} does not document 415 (not JSON)"
+
+
+# -- every status an operation answers is documented -------------------------------------------
+
+PROBE_TOKENS = {"decide": ["crm:probe-decide-7c1e9a"], "audit": ["auditors:probe-audit-3b8d2f"],
+                "admin": ["root:probe-admin-5e0a4c"]}
+PROBE_SECRETS = {"decide": "probe-decide-7c1e9a", "audit": "probe-audit-3b8d2f", "admin": "probe-admin-5e0a4c"}
+
+
+@pytest.fixture(scope="module")
+def probe_client(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("probe")
+    app = create_app(test_config(f"sqlite:///{folder / 'db.sqlite'}", write_rules(folder / "rules", SHOP),
+                                 tokens=PROBE_TOKENS, max_body_bytes=4096))
+    yield app.test_client()
+    app.extensions["ordergate"].close()
+
+
+def _fill(path: str, client) -> list[str]:
+    """The path with real ids, and with ids that do not exist."""
+    admin = {"Authorization": f"Bearer {PROBE_SECRETS['admin']}"}
+    decision = client.post("/v1/decisions", json=ALLOWED, headers=admin).get_json()["decision_id"]
+    real = {"version": "active", "a": "active", "b": "active", "decision_id": decision}
+    missing = {"version": "sha256:" + "f" * 64, "a": "active", "b": "ffffffffffff", "decision_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}
+    return [re.sub(r"\{([^}]+)\}", lambda m, ids=ids: ids[m.group(1)], path) for ids in (real, missing)]
+
+
+def test_every_status_an_operation_answers_is_documented(probe_client):
+    document = yaml.safe_load(DOCUMENT.read_text())
+    client = probe_client
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue
+            documented = set(operation["responses"])
+            seen: set[str] = set()
+            for url in _fill(path, client):
+                probes: list[dict] = [{}, {"headers": {"Authorization": "Bearer nope"}}]
+                for secret in PROBE_SECRETS.values():
+                    auth = {"Authorization": f"Bearer {secret}"}
+                    probes.append({"headers": auth, **({"json": {}} if method == "post" else {})})
+                    probes.append({"headers": auth, "query_string": {"limit": "x", "cursor": "-1", "since": "x"}})
+                    if method == "post":
+                        probes += [{"headers": auth, "data": "x", "content_type": "text/plain"},
+                                   {"headers": auth, "data": "{", "content_type": "application/json"},
+                                   {"headers": auth, "data": "[" * 40 + "]" * 40, "content_type": "application/json"},
+                                   {"headers": auth, "json": {"pad": "x" * 20_000}},
+                                   {"headers": auth, "json": ALLOWED}]
+                for probe in probes:
+                    response = getattr(client, method)(url, **probe)
+                    seen.add(str(response.status_code))
+                    assert str(response.status_code) in documented, (method, url, probe.get("headers"),
+                                                                     response.status_code, response.get_json())
+            assert seen, (method, path)

@@ -1,0 +1,83 @@
+"""Lists come a page at a time; one bad item of a batch never spoils the others; every decision
+id an answer carries is in the decision log."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api import create_app
+from api.testing import ALLOWED, DENIED, SHOP, SHOP_V2, test_config, write_rules
+
+SHOP_V3 = {**SHOP, "shop.yaml": SHOP["shop.yaml"].replace("title: a tiny policy", "title: a third tiny policy")}
+
+
+@pytest.fixture
+def app(sqlite_url, tmp_path):
+    app = create_app(test_config(sqlite_url, write_rules(tmp_path / "rules", SHOP)))
+    yield app
+    app.extensions["ordergate"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def _walk(client, path: str, key: str, limit: int) -> tuple[list, int]:
+    items, pages, cursor = [], 0, None
+    while True:
+        query = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = client.get(path, query_string=query)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert len(body[key]) <= limit
+        items += body[key]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items, pages
+
+
+def test_versions_and_activations_come_a_page_at_a_time(client):
+    for files in (SHOP_V2, SHOP_V3):
+        assert client.post("/v1/versions", json={"files": files, "message": "next"}).status_code == 201
+    everything = client.get("/v1/versions").get_json()
+    assert everything["next_cursor"] is None and len(everything["versions"]) == 3
+    paged, pages = _walk(client, "/v1/versions", "versions", 1)
+    assert [v["id"] for v in paged] == [v["id"] for v in everything["versions"]] and pages == 3
+    activations = client.get("/v1/activations").get_json()["activations"]
+    paged, pages = _walk(client, "/v1/activations", "activations", 2)
+    assert paged == activations and len(paged) == 3 and pages == 2
+    for query in ({"cursor": "sha256:nope"}, {"limit": 0}, {"limit": 1001}, {"page": 2}):
+        response = client.get("/v1/versions", query_string=query)
+        assert response.status_code == 400 and response.get_json()["error"]["reason"] == "invalid_parameter"
+
+
+def test_one_bad_item_never_spoils_a_batch(client, app):
+    deep = {"action": "order.create", "input": {"context": {"system": "shop"}}}
+    node = deep["input"]
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    text = json.dumps({"requests": [ALLOWED, deep, DENIED, 7]})
+    # a lone surrogate cannot be logged: only its own item is refused
+    text = text[:-2] + ', {"action": "order.create", "input": {"context": {"system": "shop"}, "note": "\\ud800"}}]}'
+    response = client.post("/v1/decisions/batch", data=text, content_type="application/json")
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert [r["allow"] for r in results] == [True, False, False, False, False]
+    assert [r["error"] and r["error"].get("reason") for r in results] == [None, "too_deep", None, "not_object", "not_json"]
+    assert results[2]["rules"] == ["T-01"]
+
+
+def test_every_decision_id_answered_is_in_the_log(client, app):
+    answers = [client.post("/v1/decisions", json=body).get_json()
+               for body in (ALLOWED, DENIED, {"action": "order.nope", "input": {"context": {"system": "shop"}}})]
+    answers += client.post("/v1/decisions/batch", json={"requests": [ALLOWED, 5, {"action": 1}]}).get_json()["results"]
+    runtime = app.extensions["ordergate"]
+    assert runtime.writer.flush(timeout=10)
+    logged = {r["decision_id"] for r in runtime.store.query_decisions(limit=100)}
+    ids = [a["decision_id"] for a in answers]
+    assert [i is None for i in ids] == [False, False, False, False, True, True]
+    assert {i for i in ids if i is not None} <= logged
