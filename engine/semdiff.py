@@ -17,7 +17,7 @@ from itertools import product
 from typing import Any, Iterator, Mapping
 
 from . import compare
-from .compile import expand
+from .compiler.context import expand
 from .domains import FactDomain, actions, fact_domains, with_value
 from .load import load_files
 
