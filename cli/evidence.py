@@ -243,10 +243,34 @@ def log_command(source: Local | Remote, since: str | None, until: str | None, ac
         click.echo(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) if fmt == "json" else _log_line(entry))
 
 
+def _explain_text(body: dict[str, t.Any]) -> str:
+    decision = body["explanation"]
+    outcome = "ALLOW" if decision["allow"] else "DENY"
+    lines = [f"{body['decision_id']} {body['time']} {body['action']}: {outcome} by {', '.join(decision['rules']) or 'no rule'}"
+             f" on {body['policy_version']}" + ("" if body["matches_log"] else " (DIFFERS FROM THE LOG)")]
+    if decision["error"]:
+        lines.append(f"  error {decision['error']['code']}: {decision['error']['message']}")
+    for o in decision["obligations"]:
+        lines.append(f"  must: {o['name']}" + (f" {json.dumps(o['params'], ensure_ascii=False)}" if o["params"] else ""))
+    for step in decision.get("trace") or ():
+        if "rule" in step:
+            lines.append(f"  {step['rule']} ({step['kind']}, {step['outcome']}): {step['says']}")
+        for condition in step.get("conditions") or ():
+            lines.append(f"      {condition['says']}")
+    why_not = body["why_not"] or {}
+    for direction in ("to_allow", "to_deny"):
+        if direction in why_not:
+            lines.append(f"  {direction.replace('_', ' ')}, change one of these sets of facts:")
+            lines.extend(f"    - {a['says']}" for a in why_not[direction])
+    return "\n".join(lines)
+
+
 @click.command()
 @click.argument("decision_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="json", show_default=True,
+              help="JSON (`explanation` is what `decide --explain` prints), or the trace in sentences.")
 @source_options
-def explain(source: Local | Remote, decision_id: str) -> None:
+def explain(source: Local | Remote, decision_id: str, fmt: str) -> None:
     """Explain logged decision DECISION_ID in business words.
 
     The decision is decided again, with its trace, from the logged input on the logged version
@@ -254,7 +278,10 @@ def explain(source: Local | Remote, decision_id: str) -> None:
     fact changes that would have flipped it. Exit 1 when the rebuilt decision differs from the log.
     """
     body = source.explain(decision_id)
-    _print_json(body)
+    if fmt == "json":
+        _print_json(body)
+    else:
+        click.echo(_explain_text(body))
     if not body["matches_log"]:
         raise SystemExit(1)
 
