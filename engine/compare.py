@@ -68,7 +68,8 @@ def change_kind(before: dict[str, Any], after: dict[str, Any]) -> str | None:
     old, new = before.get("obligations"), after.get("obligations")
     if old != new and obligation_keys(old) != obligation_keys(new):
         return OBLIGATIONS
-    if before.get("rules") != after.get("rules") and sorted(before.get("rules") or ()) != sorted(after.get("rules") or ()):
+    old_rules, new_rules = before.get("rules") or (), after.get("rules") or ()
+    if old_rules != new_rules and sorted(old_rules) != sorted(new_rules):
         return REASONS
     return None
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from . import compare
 
@@ -58,7 +59,7 @@ class ImpactReport:
         self.candidate = candidate
         self.examples = examples
         self.replayed = 0
-        self.groups: dict[tuple, Group] = {}
+        self.groups: dict[tuple[str, tuple[str, ...], str, str, str], Group] = {}
 
     def add(self, decision_id: str, action: str, data: Any, logged: dict[str, Any]) -> str | None:
         """Replay one logged decision; returns the kind of change, or ``None``."""
@@ -67,7 +68,8 @@ class ImpactReport:
         kind = compare.change_kind(logged, after)
         if kind is None:
             return None
-        system = data.get("context", {}).get("system") if isinstance(data, dict) and isinstance(data.get("context"), dict) else None
+        context = data.get("context") if isinstance(data, dict) else None
+        system = context.get("system") if isinstance(context, dict) else None
         rules = compare.responsible_rules(kind, logged, after)
         key = (kind, rules, str(system), action, detail(kind, logged, after))
         group = self.groups.get(key)
@@ -79,14 +81,15 @@ class ImpactReport:
         return kind
 
     def counts(self) -> dict[str, int]:
-        out = {kind: 0 for kind in compare.KINDS}
+        out = dict.fromkeys(compare.KINDS, 0)
         for g in self.groups.values():
             out[g.kind] += g.count
         return out
 
     def sorted_groups(self) -> list[Group]:
         order = {k: i for i, k in enumerate(compare.KINDS)}
-        return sorted(self.groups.values(), key=lambda g: (order[g.kind], -g.count, g.rules, g.system, g.action, g.detail))
+        return sorted(self.groups.values(),
+                      key=lambda g: (order[g.kind], -g.count, g.rules, g.system, g.action, g.detail))
 
     def to_dict(self) -> dict[str, Any]:
         counts = self.counts()

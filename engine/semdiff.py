@@ -13,13 +13,17 @@ requests a change affects.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from itertools import product
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from . import compare
 from .compiler.context import expand
 from .domains import FactDomain, actions, fact_domains, with_value
 from .load import load_files
+
+Key = tuple[str, str, str]          # (system, section, name)
+Json = dict[str, Any]
 
 #: keys that word a rule or declaration; they explain a decision and never change one
 WORDING = ("says", "source", "sources", "title")
@@ -29,7 +33,7 @@ UNORDERED = ("in", "not_in")
 MAX_COMBINATIONS = 20_000
 
 
-def _sorted(values: list) -> list:
+def _sorted(values: list[Any]) -> list[Any]:
     return sorted(values, key=repr)
 
 
@@ -42,7 +46,7 @@ def _norm(value: Any, key: str | None = None) -> Any:
     return value
 
 
-def _split(entry: dict) -> tuple[dict, dict]:
+def _split(entry: Json) -> tuple[Json, Json]:
     behaviour = {k: _norm(v, k) for k, v in entry.items() if k not in WORDING}
     wording = {k: v for k, v in entry.items() if k in WORDING}
     return behaviour, wording
@@ -53,11 +57,11 @@ def _actions(patterns: Any) -> list[str]:
     return sorted({a for p in patterns for a in expand(str(p))})
 
 
-def _obligations(items: Any) -> list:
+def _obligations(items: Any) -> list[Any]:
     return _sorted([_norm(i) for i in items or ()])
 
 
-def _rule_entries(system: str, rule: dict) -> Iterator[tuple[tuple, dict, dict]]:
+def _rule_entries(system: str, rule: Json) -> Iterator[tuple[Key, Any, Json]]:
     kind = rule.get("kind")
     if kind != "table":
         behaviour, wording = _split({k: v for k, v in rule.items() if k != "id"})
@@ -81,14 +85,14 @@ def _rule_entries(system: str, rule: dict) -> Iterator[tuple[tuple, dict, dict]]
         if not isinstance(row, list) or not row:
             continue
         rid = str(row[0])
-        cells = {str(col): _norm(cell) for col, cell in zip(header[1:], row[1:])}
+        cells = {str(col): _norm(cell) for col, cell in zip(header[1:], row[1:], strict=False)}
         entry: dict[str, Any] = {"table": table_id, "cells": cells}
         if ordered:
             entry["position"] = position
         yield (system, "rules", rid), entry, dict(metas.get(rid) or {})
 
 
-def _declarations(system: str, doc: dict) -> Iterator[tuple[tuple, Any, dict]]:
+def _declarations(system: str, doc: Json) -> Iterator[tuple[Key, Any, Json]]:
     for name, spec in (doc.get("facts") or {}).items():
         behaviour, wording = _split(spec if isinstance(spec, dict) else {})
         yield (system, "facts", str(name)), behaviour, wording
@@ -107,15 +111,15 @@ def _declarations(system: str, doc: dict) -> Iterator[tuple[tuple, Any, dict]]:
     yield (system, "system", "title"), None, {"title": doc.get("title"), "sources": doc.get("sources")}
 
 
-def normal_form(files: Mapping[str, str]) -> tuple[dict[tuple, Any], dict[tuple, dict]]:
+def normal_form(files: Mapping[str, str]) -> tuple[dict[Key, Any], dict[Key, Json]]:
     """``(behaviour, wording)``: each keyed by ``(system, section, name)``; sections are
     ``facts``, ``scales``, ``obligations``, ``actions``, ``rules`` (a table row is a rule),
     ``tables`` (a table's own settings) and ``system``."""
     from . import is_test_file
 
     loaded, _errors = load_files({p: t for p, t in files.items() if not is_test_file(p)})
-    behaviour: dict[tuple, Any] = {}
-    wording: dict[tuple, dict] = {}
+    behaviour: dict[Key, Any] = {}
+    wording: dict[Key, Json] = {}
     for f in loaded:
         for doc in f.documents:
             if not isinstance(doc, dict):
@@ -142,14 +146,15 @@ def leaf_changes(before: Any, after: Any, path: str = "") -> list[dict[str, Any]
                        else [{"path": sub, "from": before.get(key), "to": after.get(key)}])
         return out
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        return [c for i, (b, a) in enumerate(zip(before, after)) for c in leaf_changes(b, a, f"{path}[{i}]")]
+        pairs = enumerate(zip(before, after, strict=True))
+        return [c for i, (b, a) in pairs for c in leaf_changes(b, a, f"{path}[{i}]")]
     return [] if before == after else [{"path": path or "$", "from": before, "to": after}]
 
 
 def _merged_domains(a: tuple[FactDomain, ...], b: tuple[FactDomain, ...]) -> tuple[list[FactDomain], bool]:
     """The facts either version reads, each with the values of both; finite when all are."""
     by_path: dict[str, FactDomain] = {}
-    values: dict[str, list] = {}
+    values: dict[str, list[Any]] = {}
     finite = True
     for d in a + b:
         by_path.setdefault(d.dotted, d)
@@ -159,7 +164,7 @@ def _merged_domains(a: tuple[FactDomain, ...], b: tuple[FactDomain, ...]) -> tup
     return [by_path[p] for p in by_path], finite and all(values.values())
 
 
-def combinations(a_ps: Any, b_ps: Any, system: str, action: str) -> tuple[int, Iterator[dict]] | None:
+def combinations(a_ps: Any, b_ps: Any, system: str, action: str) -> tuple[int, Iterator[Json]] | None:
     """Every combination of the declared values of the facts either version reads for
     ``action``, as request inputs; ``None`` when a domain is not finite or too large."""
     a_domains = fact_domains(a_ps, system, action) or ()
@@ -167,7 +172,7 @@ def combinations(a_ps: Any, b_ps: Any, system: str, action: str) -> tuple[int, I
     domains, finite = _merged_domains(a_domains, b_domains)
     if not finite:
         return None
-    by_path: dict[str, list] = {}
+    by_path: dict[str, list[Any]] = {}
     for d in a_domains + b_domains:
         seen = by_path.setdefault(d.dotted, [])
         seen.extend(v for v in d.values if not any(type(v) is type(s) and v == s for s in seen))
@@ -177,10 +182,10 @@ def combinations(a_ps: Any, b_ps: Any, system: str, action: str) -> tuple[int, I
     if count > MAX_COMBINATIONS:
         return None
 
-    def generate() -> Iterator[dict]:
+    def generate() -> Iterator[Json]:
         for values in product(*(by_path[d.dotted] for d in domains)):
-            data: dict = {"context": {"system": system}}
-            for d, v in zip(domains, values):
+            data: Json = {"context": {"system": system}}
+            for d, v in zip(domains, values, strict=True):
                 data = with_value(data, d.path, v)
             yield data
     return count, generate()
@@ -198,7 +203,7 @@ def compare_requests(a_ps: Any, b_ps: Any, *, examples: int = 3) -> dict[str, An
         count, inputs = made
         kinds: dict[str, int] = {}
         rules: dict[str, int] = {}
-        shown: dict[str, list] = {}
+        shown: dict[str, list[Any]] = {}
         for data in inputs:
             before, after = a_ps.decide(action, data).to_dict(), b_ps.decide(action, data).to_dict()
             kind = compare.change_kind(before, after)
@@ -221,6 +226,39 @@ def brief(result: dict[str, Any]) -> dict[str, Any]:
             "obligations": [o["name"] for o in result["obligations"]], "error": result["error"]}
 
 
+def _entry(key: Key, before: Any, after: Any, infos: Mapping[tuple[str, str], Any], present: tuple[bool, bool]) -> Json:
+    """One changed rule or declaration: added, removed, or changed leaf by leaf (cell by cell)."""
+    system, section, name = key
+    entry: Json = {"system": system, "section": section, "id": name}
+    if section == "rules":
+        info = infos.get((system, name))
+        entry.update(kind=getattr(info, "kind", None), says=getattr(info, "says", None))
+    if not present[0]:
+        return dict(entry, change="added", to=after)
+    if not present[1]:
+        entry.update(change="removed")
+        entry["from"] = before
+        return entry
+    entry.update(change="changed", changes=leaf_changes(before, after))
+    if section == "rules" and isinstance(before, dict) and "cells" in before:
+        entry["cells"] = [{"column": c["path"].removeprefix("cells."), "from": c["from"], "to": c["to"]}
+                          for c in entry["changes"] if c["path"].startswith("cells.")]
+    return entry
+
+
+def _rules_by_change(entries: list[Json]) -> dict[str, list[Json]]:
+    return {kind: [{k: v for k, v in e.items() if k != "section"}
+                   for e in entries if e["section"] == "rules" and e["change"] == kind]
+            for kind in ("added", "removed", "changed")}
+
+
+def _wording(a_words: dict[Key, Json], b_words: dict[Key, Json], kept: set[Key]) -> list[Json]:
+    """Wording changes of the rules and declarations both versions have."""
+    return [{"system": k[0], "section": k[1], "id": k[2], "changes": leaf_changes(a_words.get(k), b_words.get(k))}
+            for k in sorted(set(a_words) | set(b_words), key=repr)
+            if a_words.get(k) != b_words.get(k) and k in kept]
+
+
 def semantic_diff(a_files: Mapping[str, str], a_ps: Any, b_files: Mapping[str, str], b_ps: Any,
                   *, requests: bool = True) -> dict[str, Any]:
     """What changes from version a to version b; see the module docstring."""
@@ -228,38 +266,23 @@ def semantic_diff(a_files: Mapping[str, str], a_ps: Any, b_files: Mapping[str, s
     b_form, b_words = normal_form(b_files)
     same = a_form == b_form
     infos = {(r.system, r.id): r for r in a_ps.rules} | {(r.system, r.id): r for r in b_ps.rules}
-    added, removed, changed, declarations = [], [], [], []
-    for key in sorted(set(a_form) | set(b_form), key=repr):
-        system, section, name = key
-        if key in a_form and key in b_form and a_form[key] == b_form[key]:
-            continue
-        entry: dict[str, Any] = {"system": system, "section": section, "id": name}
-        if section == "rules":
-            info = infos.get((system, name))
-            entry.update(kind=info.kind if info else None, says=info.says if info else None)
-        if key not in a_form:
-            (added if section == "rules" else declarations).append(dict(entry, change="added", to=b_form[key]))
-        elif key not in b_form:
-            (removed if section == "rules" else declarations).append(dict(entry, change="removed", **{"from": a_form[key]}))
-        else:
-            entry["changes"] = leaf_changes(a_form[key], b_form[key])
-            if section == "rules" and "cells" in (a_form[key] or {}):
-                entry["cells"] = [{"column": c["path"].removeprefix("cells."), "from": c["from"], "to": c["to"]}
-                                  for c in entry["changes"] if c["path"].startswith("cells.")]
-            (changed if section == "rules" else declarations).append(dict(entry, change="changed"))
-    wording = [{"system": k[0], "section": k[1], "id": k[2], "changes": leaf_changes(a_words.get(k), b_words.get(k))}
-               for k in sorted(set(a_words) | set(b_words), key=repr)
-               if a_words.get(k) != b_words.get(k) and (k in a_form and k in b_form)]
+    entries = [_entry(k, a_form.get(k), b_form.get(k), infos, (k in a_form, k in b_form))
+               for k in sorted(set(a_form) | set(b_form), key=repr)
+               if k not in a_form or k not in b_form or a_form[k] != b_form[k]]
+    rules = _rules_by_change(entries)
+    declarations = [e for e in entries if e["section"] != "rules"]
+    wording = _wording(a_words, b_words, set(a_form) & set(b_form))
+    summary = ("no change in behaviour" if same else
+               f"{len(rules['added'])} rules added, {len(rules['removed'])} removed, {len(rules['changed'])} changed, "
+               f"{len(declarations)} declarations changed")
     body: dict[str, Any] = {
         "same_behaviour": same,
-        "summary": "no change in behaviour" if same else
-        f"{len(added)} rules added, {len(removed)} removed, {len(changed)} changed, "
-        f"{len(declarations)} declarations changed",
+        "summary": summary,
         "hash": {"from": a_ps.version, "to": b_ps.version, "same": a_ps.version == b_ps.version,
                  "layout_only": a_ps.version != b_ps.version and same and a_words == b_words},
-        "rules_added": [{k: v for k, v in e.items() if k != "section"} for e in added],
-        "rules_removed": [{k: v for k, v in e.items() if k != "section"} for e in removed],
-        "rules_changed": [{k: v for k, v in e.items() if k != "section"} for e in changed],
+        "rules_added": rules["added"],
+        "rules_removed": rules["removed"],
+        "rules_changed": rules["changed"],
         "declarations_changed": declarations,
         "wording_changed": wording,
     }
