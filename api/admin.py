@@ -13,9 +13,9 @@ import typing as t
 from flask import Flask, Response, request
 
 from api import evidence
+from store.impact_reports import impact_reports
 from api.body import read_json
 from api.decisions import json_response
-from api.diff import diff_versions, rule_info_dict
 from api.errors import ApiError, bad_request
 
 log = logging.getLogger("ordergate.api")
@@ -51,8 +51,25 @@ def map_store_error(exc: Exception) -> ApiError:
     raise exc
 
 
+_RULE_FIELDS = ("id", "kind", "says", "sources", "system", "actions", "file", "line", "definition")
+
+
 def _rules_of(policy_set: t.Any) -> list[dict[str, t.Any]]:
-    return [rule_info_dict(r) for r in policy_set.rules]
+    return [{f: getattr(r, f) for f in _RULE_FIELDS} for r in policy_set.rules]
+
+
+def check_files(files: t.Any) -> dict[str, str]:
+    """A posted rules folder ``{relative path: text}``, or ``ApiError(bad_request)``."""
+    if not isinstance(files, dict) or not files:
+        raise bad_request("`files` must be a non-empty object mapping relative paths to file text", "invalid_files")
+    for path, text in files.items():
+        parts = path.split("/")
+        if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+            raise bad_request(f"file path `{path}` must be relative, with `/` separators and no `..`",
+                              "invalid_files")
+        if not isinstance(text, str):
+            raise bad_request(f"the content of `{path}` must be a string", "invalid_files")
+    return files
 
 
 def _parse_time(name: str, value: str | None) -> str | None:
@@ -119,6 +136,16 @@ def _page(items: list[T], key: t.Callable[[T], str]) -> tuple[list[T], str | Non
         items = items[keys.index(cursor) + 1:]
     page = items[:limit]
     return page, key(page[-1]) if len(items) > limit else None
+
+
+def _compile_candidate(files: dict[str, str]) -> t.Any:
+    import engine
+
+    try:
+        return engine.compile_files(files)
+    except engine.PolicyErrors as exc:
+        raise ApiError("publish_rejected", f"the candidate does not compile: {exc.errors[0]}",
+                       errors=[e.to_dict() for e in exc.errors], test_failures=[]) from None
 
 
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
@@ -198,6 +225,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         ps = policy_set(version_id)
         body = version.to_dict(with_files=True)
         body["active"] = call(store().active_version_id) == version_id
+        body["impact_report"] = call(impact_reports, store()).get(version_id)
         body["rules"] = _rules_of(ps)
         body["catalogue"] = {system: list(actions) for system, actions in ps.catalogue.items()}
         return json_response(body)
@@ -208,9 +236,45 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         a_id, b_id = resolve(a), resolve(b)
         a_version, b_version = call(store().get_version, a_id), call(store().get_version, b_id)
         body = {"from": a_id, "to": b_id}
-        body.update(diff_versions(a_version.files or {}, policy_set(a_id).rules,
-                                  b_version.files or {}, policy_set(b_id).rules))
+        body.update(evidence.diff(a_version.files or {}, policy_set(a_id), b_version.files or {}, policy_set(b_id)))
         return json_response(body)
+
+    @app.post("/v1/versions/<ref>/impact")
+    def impact(ref: str) -> Response:
+        requires("audit")
+        body: t.Any = {}
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            body = read_json(request, max_bytes=max_publish, max_depth=max_depth)
+            if not isinstance(body, dict):
+                raise bad_request("the body, when given, must be an object of filters (and `files`)", "not_object")
+        unknown = sorted(set(body) - {"since", "until", "action", "system", "rule", "examples", "exhaustive", "files"})
+        if unknown:
+            raise bad_request(f"unknown field `{unknown[0]}`", "invalid_parameter")
+        filters = {}
+        for name in ("action", "system", "rule"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                raise bad_request(f"`{name}` must be a string", "invalid_parameter")
+            filters[name] = body.get(name)
+        for name in ("since", "until"):
+            value = body.get(name)
+            if value is not None and not isinstance(value, str):
+                raise bad_request(f"`{name}` must be an ISO-8601 time", "invalid_parameter")
+            filters[name] = _parse_time(name, value)
+        examples = body.get("examples", 5)
+        if type(examples) is not int or not 0 <= examples <= 100:
+            raise bad_request("`examples` must be a whole number from 0 to 100", "invalid_parameter")
+        exhaustive = body.get("exhaustive", False)
+        if not isinstance(exhaustive, bool):
+            raise bad_request("`exhaustive` must be true or false", "invalid_parameter")
+        if ref == "candidate":
+            candidate = _compile_candidate(check_files(body.get("files")))
+        elif "files" in body:
+            raise bad_request("post `files` to /v1/versions/candidate/impact, not to a stored version",
+                              "invalid_parameter")
+        else:
+            candidate = policy_set(resolve(ref))
+        report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive, **filters)
+        return json_response(report)
 
     @app.post("/v1/versions")
     def publish() -> Response:
@@ -218,16 +282,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         body = read_json(request, max_bytes=max_publish, max_depth=max_depth)
         if not isinstance(body, dict):
             raise bad_request("the body must be an object `{\"files\": {path: text}, \"message\": ...}`", "not_object")
-        files = body.get("files")
-        if not isinstance(files, dict) or not files:
-            raise bad_request("`files` must be a non-empty object mapping relative paths to file text", "invalid_files")
-        for path, text in files.items():
-            parts = path.split("/")
-            if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
-                raise bad_request(f"file path `{path}` must be relative, with `/` separators and no `..`",
-                                  "invalid_files")
-            if not isinstance(text, str):
-                raise bad_request(f"the content of `{path}` must be a string", "invalid_files")
+        files = check_files(body.get("files"))
         message = body.get("message")
         if not isinstance(message, str) or not message.strip():
             raise bad_request("`message` must be a non-empty string saying why", "invalid_parameter")
@@ -265,7 +320,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     @app.get("/v1/activations")
     def activations() -> Response:
         requires("audit")
-        page, next_cursor = _page(call(store().activation_history), lambda a: str(a["id"]))
+        reports = call(impact_reports, store())
+        history = [dict(a, impact_report=reports.get(a["version_id"])) for a in call(store().activation_history)]
+        page, next_cursor = _page(history, lambda a: str(a["id"]))
         return json_response({"activations": page, "next_cursor": next_cursor})
 
     # -- the decision log -----------------------------------------------------------------------

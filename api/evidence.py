@@ -72,6 +72,18 @@ def explain(store: t.Any, decision_id: str) -> dict[str, t.Any]:
     }
 
 
+def diff(a_files: t.Mapping[str, str], a_ps: t.Any, b_files: t.Mapping[str, str], b_ps: t.Any) -> dict[str, t.Any]:
+    """The semantic diff from version a to b (:func:`engine.semdiff.semantic_diff`) and which
+    files changed."""
+    from engine.semdiff import semantic_diff
+
+    body = semantic_diff(a_files, a_ps, b_files, b_ps)
+    a_names, b_names = set(a_files), set(b_files)
+    body["files"] = {"added": sorted(b_names - a_names), "removed": sorted(a_names - b_names),
+                     "changed": sorted(p for p in a_names & b_names if a_files[p] != b_files[p])}
+    return body
+
+
 def replay(store: t.Any, decision_id: str, version_id: str | None) -> dict[str, t.Any]:
     """The logged decision decided again on its own version (``version_id`` None) or another."""
     record = logged_decision(store, decision_id)
@@ -89,3 +101,38 @@ def replay(store: t.Any, decision_id: str, version_id: str | None) -> dict[str, 
         "logged": record["result"],
         "replayed": replayed,
     }
+
+
+def impact(store: t.Any, candidate: t.Any, *, examples: int = 5, exhaustive: bool = False,
+           progress: t.Callable[[int], None] | None = None, system: str | None = None,
+           **filters: t.Any) -> dict[str, t.Any]:
+    """Replay every logged decision matching the filters against ``candidate`` (a PolicySet).
+
+    The log is streamed (one batch in memory); ``progress`` is called with how many log entries
+    were passed since its last call. With ``exhaustive`` the candidate is also compared with the
+    active version over every combination of declared fact values of each finite-domain action.
+    """
+    from engine.impact import ImpactReport, report_hash
+    from engine.semdiff import compare_requests
+    from store.log_stream import stream_decisions
+
+    report = ImpactReport(candidate, examples=examples)
+    last = 0
+    for record in stream_decisions(store, **filters):
+        if progress is not None and record.seq - last >= 1000:
+            progress(record.seq - last)
+            last = record.seq
+        if system is not None:
+            context = record.input.get("context") if isinstance(record.input, dict) else None
+            if not isinstance(context, dict) or context.get("system") != system:
+                continue
+        report.add(record.decision_id, record.action, record.input, record.result)
+    body = report.to_dict()
+    body["filters"] = {k: v for k, v in dict(filters, system=system).items() if v is not None}
+    if exhaustive:
+        active = store.active_version_id()
+        if active is None:
+            raise NotFound("no version is active to compare the candidate with")
+        body["exhaustive"] = dict(compare_requests(store.policy_set(active), candidate), against=active)
+    body["hash"] = report_hash(body)
+    return body

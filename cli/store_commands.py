@@ -52,19 +52,48 @@ def _print_rejection(exc, root: str) -> None:
     click.echo(f"not published: {exc}", err=True)
 
 
+def _impact_gate(store, files: dict[str, str], since: str, max_risky_flips: int | None) -> dict | None:
+    """The impact report of the candidate over the decisions logged since ``since``; exit 3 (nothing
+    stored) when it turns more denials into allows than ``max_risky_flips``. ``None`` when the
+    candidate does not compile: publishing then rejects it with every error."""
+    import engine
+    from api.evidence import impact
+    from engine.impact import text
+
+    try:
+        candidate = engine.compile_files(files)
+    except engine.PolicyErrors:
+        return None
+    report = impact(store, candidate, since=since)
+    click.echo(text(report), err=True)
+    click.echo(f"impact report {report['hash']}", err=True)
+    if max_risky_flips is not None and report["risky_flips"] > max_risky_flips:
+        click.echo(f"not published: {report['risky_flips']} logged decisions would go from DENY to ALLOW "
+                   f"(at most {max_risky_flips} allowed by --max-risky-flips)", err=True)
+        raise SystemExit(3)
+    return report
+
+
 @click.command()
 @click.argument("directory", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("-m", "--message", required=True, help="Why this version (kept with it for auditors).")
 @click.option("--author", default=None, help="Who publishes (default: $ORDERGATE_AUTHOR, else the user name).")
 @click.option("--database", default=None, help=_DB_HELP)
 @click.option("--no-activate", is_flag=True, help="Store the version without making it active.")
-def publish(directory: str | None, message: str, author: str | None, database: str | None,
-            no_activate: bool) -> None:
+@click.option("--impact-since", default=None,
+              help="First replay the decisions logged since this time (ISO-8601) against the candidate; "
+                   "the report's hash is kept with the version.")
+@click.option("--max-risky-flips", type=click.IntRange(0), default=None,
+              help="With --impact-since: refuse (exit 3) when more decisions would go from DENY to ALLOW.")
+def publish(directory: str | None, message: str, author: str | None, database: str | None, no_activate: bool,
+            impact_since: str | None, max_risky_flips: int | None) -> None:
     """Check DIRECTORY, run its YAML tests, then store it as a version and activate it.
 
     A broken candidate changes nothing: every error is printed as file:line:column and the
-    exit status is 1. On success the version id is printed. DIRECTORY defaults to ./rules when
-    the current folder has one, else the shipped policy set.
+    exit status is 1. With --impact-since and --max-risky-flips, a candidate that would turn
+    more logged denials into allows changes nothing either: its impact report is printed and
+    the exit status is 3. On success the version id is printed. DIRECTORY defaults to ./rules
+    when the current folder has one, else the shipped policy set.
 
     \b
     Example:
@@ -76,6 +105,8 @@ def publish(directory: str | None, message: str, author: str | None, database: s
 
     directory = str(rules_folder(directory))
 
+    if max_risky_flips is not None and impact_since is None:
+        raise click.UsageError("--max-risky-flips needs --impact-since (the decisions to replay)")
     root = Path(directory).as_posix().rstrip("/") + "/"
     try:
         files = engine.read_folder(directory)
@@ -84,11 +115,19 @@ def publish(directory: str | None, message: str, author: str | None, database: s
             click.echo(err.render(), err=True)
         raise SystemExit(1)
     store = _open(database)
+    report = None
     try:
+        if impact_since is not None:
+            report = _impact_gate(store, files, impact_since, max_risky_flips)
         before = store.active_version_id()
         stored = {v.id for v in store.list_versions()}
         version = store.publish(files, author=author or _default_author(), message=message,
                                 activate=not no_activate)
+        if report is not None:
+            from store.impact_reports import record_impact
+
+            record_impact(store, version.id, report_hash=report["hash"], risky_flips=report["risky_flips"],
+                          since=impact_since)
     except PublishRejected as exc:
         _print_rejection(exc, root)
         raise SystemExit(1)

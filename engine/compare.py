@@ -65,16 +65,21 @@ def change_kind(before: dict[str, Any], after: dict[str, Any]) -> str | None:
         return NEW_ERROR
     if before.get("allow") and not after.get("allow"):
         return ALLOW_TO_DENY
-    if obligation_keys(before.get("obligations")) != obligation_keys(after.get("obligations")):
+    old, new = before.get("obligations"), after.get("obligations")
+    if old != new and obligation_keys(old) != obligation_keys(new):
         return OBLIGATIONS
-    if sorted(before.get("rules") or ()) != sorted(after.get("rules") or ()):
+    old_rules, new_rules = before.get("rules") or (), after.get("rules") or ()
+    if old_rules != new_rules and sorted(old_rules) != sorted(new_rules):
         return REASONS
     return None
 
 
 def responsible_rules(kind: str, before: dict[str, Any], after: dict[str, Any]) -> tuple[str, ...]:
     """The rules a change is put down to: the denials cleared, the new denials, the rules whose
-    citation changed, else the rules that decide the new outcome."""
+    citation changed, else the rules that decide the new outcome. A new error is put down to no
+    rule: the request no longer reaches the rules (its detail says which fact)."""
+    if kind == NEW_ERROR:
+        return ()
     old, new = list(before.get("rules") or ()), list(after.get("rules") or ())
     if kind == DENY_TO_ALLOW:
         picked = [r for r in old if r not in new]

@@ -97,3 +97,13 @@ decision_rules = sa.Table(
     sa.Column("rule_id", sa.String(100), primary_key=True),
     sa.Column("seq", BigInt, sa.ForeignKey("decisions.seq"), primary_key=True),
 )
+
+version_impact = sa.Table(
+    "version_impact", metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("version_id", sa.String(100), sa.ForeignKey("policy_versions.id"), nullable=False, index=True),
+    sa.Column("report_hash", sa.String(80), nullable=False),
+    sa.Column("risky_flips", sa.Integer(), nullable=False),
+    sa.Column("since", sa.String(40), nullable=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+)

@@ -150,19 +150,19 @@ def test_rule_level_diff(client, two_versions):
     v1, v2 = two_versions
     diff = client.get(f"/v1/versions/{v1}/diff/{v2}").get_json()
     assert (diff["from"], diff["to"]) == (v1, v2)
-    assert [r["id"] for r in diff["added"]] == ["T-03"]
-    assert diff["removed"] == []
-    assert [c["id"] for c in diff["changed"]] == ["T-02"]
-    change = diff["changed"][0]
-    assert change["fields"] == []
-    assert {"before": "notify", "after": "audit_trail"} in [
-        {k: d[k] for k in ("before", "after")} for d in change["definition"]]
-    assert diff["unchanged"] == 1
+    assert diff["same_behaviour"] is False and diff["hash"] == {"from": v1, "to": v2, "same": False,
+                                                                "layout_only": False}
+    assert [r["id"] for r in diff["rules_added"]] == ["T-03"]
+    assert diff["rules_removed"] == []
+    assert [c["id"] for c in diff["rules_changed"]] == ["T-02"]
+    change = diff["rules_changed"][0]
+    assert {"from": "notify", "to": "audit_trail"} in [{k: d[k] for k in ("from", "to")} for d in change["changes"]]
     assert diff["files"]["changed"] == ["shop.yaml", "tests/shop.yaml"]
     back = client.get(f"/v1/versions/{v2}/diff/{v1}").get_json()
-    assert [r["id"] for r in back["removed"]] == ["T-03"] and back["added"] == []
+    assert [r["id"] for r in back["rules_removed"]] == ["T-03"] and back["rules_added"] == []
     same = client.get(f"/v1/versions/{v1}/diff/{v1}").get_json()
-    assert same["added"] == same["removed"] == same["changed"] == [] and same["unchanged"] == 2
+    assert same["rules_added"] == same["rules_removed"] == same["rules_changed"] == []
+    assert same["same_behaviour"] is True and same["summary"] == "no change in behaviour"
 
 
 def test_diff_reports_a_changed_says_and_a_changed_fact(client):
@@ -172,10 +172,11 @@ def test_diff_reports_a_changed_says_and_a_changed_fact(client):
     published = client.post("/v1/versions", json={"files": {**SHOP, "shop.yaml": text}, "message": "reword"})
     assert published.status_code == 201, published.get_json()
     diff = client.get(f"/v1/versions/{v1}/diff/{published.get_json()['id']}").get_json()
-    change = {c["id"]: c for c in diff["changed"]}["T-01"]
-    assert {"field": "says", "before": "a blocked customer may not order",
-            "after": "blocked customers cannot order"} in change["fields"]
-    assert [s["section"] for s in diff["sections_changed"]] == ["shop.facts"]
+    change = {c["id"]: c for c in diff["wording_changed"]}["T-01"]
+    assert change["changes"] == [{"path": "says", "from": "a blocked customer may not order",
+                                  "to": "blocked customers cannot order"}]
+    assert [(d["section"], d["id"]) for d in diff["declarations_changed"]] == [("facts", "vip")]
+    assert diff["rules_changed"] == []
 
 
 def test_query_fetch_and_page_the_decision_log(client, app, two_versions):

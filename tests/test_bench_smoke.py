@@ -100,3 +100,10 @@ def test_verify_quick_runs_and_prints_its_figures():
     out = proc.stdout
     assert "| shipped rules/ | " in out and "| 100-row first-hit table | " in out
     assert "- shipped rules/: check " in out and "× compile" in out
+
+
+def test_impact_quick_replays_the_whole_log():
+    proc = run([str(BENCH / "impact.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "log: 20,000 decisions over 5 systems" in proc.stdout
+    assert "impact report (read, decide on the candidate, compare, group):" in proc.stdout

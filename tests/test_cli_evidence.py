@@ -68,6 +68,10 @@ def test_replay_and_explain_from_the_database_and_the_service(app, logged, sqlit
         explained = _run("explain", logged[1], *where)
         assert explained.exit_code == 0, explained.output
         assert json.loads(explained.stdout) == client.get(f"/v1/decisions/{logged[1]}/explain").get_json()
+        text = _run("explain", logged[1], "--format", "text", *where).stdout.splitlines()
+        assert text[0].startswith(f"{logged[1]} ") and ": DENY by T-01 on " in text[0]
+        assert any(line.startswith("  T-01 (guard, denied): ") for line in text)
+        assert "  to allow, change one of these sets of facts:" in text
         missing = _run("replay", "nope", *where)
         assert missing.exit_code == 1 and "nope" in missing.output
 

@@ -1,0 +1,203 @@
+"""Done-when of the auditor's evidence: a candidate that changes one table cell, one guard
+threshold and adds a required fact is reported as exactly those three changes, with the counts a
+loop of single replays gives, in text, JSON and CSV; the publish gate refuses it and changes
+nothing; reordering the pricing rules is no change in behaviour."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from ulid import ULID
+
+import cli
+import engine
+from engine import compare
+from store import Store
+
+O2C = Path(__file__).parent / "fixtures" / "o2c"
+CELL = ("      - [PRC-03, salesorder,       skip when integ, ",
+        "      - [PRC-03, salesorder,       calculate,       ")
+THRESHOLD = ("deny_when: {document_status: {at_least: picking_list}}", "deny_when: {document_status: {at_least: packing_slip}}")
+FACT = ("facts:\n", "facts:\n  credit_checked:\n    path: resource.customer.credit_checked\n    type: boolean\n"
+                    "    says: the customer's credit was checked\n")
+READS = ("    reads: [permitted_functions]\n", "    reads: [permitted_functions, credit_checked]\n")
+
+
+def _run(*args):
+    return CliRunner().invoke(cli.main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _edit(folder: Path, name: str, *pairs: tuple[str, str]) -> None:
+    path = folder / name
+    text = path.read_text()
+    for old, new in pairs:
+        assert text.count(old) >= 1, old
+        text = text.replace(old, new, 1)
+    path.write_text(text)
+
+
+@pytest.fixture
+def candidate(tmp_path):
+    folder = tmp_path / "b"
+    shutil.copytree(O2C, folder)
+    _edit(folder, "pricing.yaml", CELL)
+    _edit(folder, "intercompany.yaml", THRESHOLD)
+    _edit(folder, "customers.yaml", FACT, READS)
+    return folder
+
+
+@pytest.fixture
+def logged(db_url):
+    """Version A published and active, and a few thousand of its decisions over all five systems."""
+    published = _run("publish", O2C, "-m", "A", "--author", "ana", "--database", db_url)
+    assert published.exit_code == 0, published.output
+    store = Store(db_url)
+    policy = store.policy_set(store.active_version_id())
+    report = engine.run_tests(policy, engine.read_folder(O2C))
+    requests = [(r.action, r.input) for r in report.results  # the tests of well-formed requests
+                if isinstance(r.action, str) and r.action and isinstance(r.input, dict)
+                and isinstance(r.input.get("context"), dict) and isinstance(r.input["context"].get("system"), str)]
+    now = dt.datetime.now(dt.timezone.utc)
+    records = [{"decision_id": str(ULID()), "time": now, "action": action, "input": data,
+                "result": policy.decide(action, data).to_dict(), "policy_version": policy.version}
+               for _ in range(3) for action, data in requests]
+    store.append_decisions(records)
+    assert {r["input"]["context"]["system"] for r in records} >= {
+        "d365_sales", "qad_crm", "autotask", "qad_erp", "dynamics_ax"}
+    yield store, records, now
+    store.dispose()
+
+
+def _single_replays(store, policy) -> Counter:
+    """What a loop of single replays finds: (kind, rules, system, action) -> count."""
+    found: Counter = Counter()
+    after = None
+    while True:
+        page = store.query_decisions(limit=1000, after_seq=after)
+        if not page:
+            return found
+        after = page[-1]["seq"]
+        for record in page:
+            logged, replayed = record["result"], policy.decide(record["action"], record["input"]).to_dict()
+            fields = {d["field"] for d in compare.differences(logged, replayed, same_version=False)}
+            system = record["input"]["context"]["system"]
+            if not fields:
+                continue
+            if not logged["allow"] and replayed["allow"]:
+                key = ("deny_to_allow", tuple(sorted(set(logged["rules"]) - set(replayed["rules"]))))
+            elif replayed["error"] and "error" in fields:
+                key = ("new_error", (f"{replayed['error']['code']} {replayed['error']['field']}",))
+            elif "obligations" in fields:
+                key = ("obligations_changed", tuple(sorted(replayed["rules"])))
+            else:
+                key = ("other", tuple(sorted(fields)))
+            found[key + (system, record["action"])] += 1
+
+
+def test_impact_names_exactly_the_three_changes_with_the_counts_of_single_replays(logged, candidate, db_url):
+    store, records, start = logged
+    expected = _single_replays(store, engine.load_policy_set(candidate))
+    assert {k[:2] for k in expected} == {
+        ("obligations_changed", ("PRC-03",)), ("deny_to_allow", ("IC-02",)),
+        ("new_error", ("missing_fact resource.customer.credit_checked",))}
+
+    result = _run("impact", candidate, "--database", db_url, "--format", "json", "--examples", "2")
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["replayed"] == len(records)
+    got = Counter()
+    for g in body["groups"]:
+        rules = tuple(g["rules"]) if g["kind"] != "new_error" else (g["detail"],)
+        got[(g["kind"], rules, g["system"], g["action"])] += g["count"]
+        assert 1 <= len(g["examples"]) <= 2 and g["risk"] is (g["kind"] == "deny_to_allow")
+    assert got == expected
+    assert body["risky_flips"] == sum(n for k, n in expected.items() if k[0] == "deny_to_allow") > 0
+    cell = [g for g in body["groups"] if g["kind"] == "obligations_changed"]
+    assert {g["detail"] for g in cell} == {"-skip_price_calculation +compute_price"}
+
+    text = _run("impact", candidate, "--database", db_url).stdout
+    for g in body["groups"]:
+        assert f"{g['kind']} {', '.join(g['rules']) or '-'} {g['system']} {g['action']}" in text
+    assert "RISK deny_to_allow IC-02 dynamics_ax salesorder.delete" in text
+
+    rows = list(csv.DictReader(io.StringIO(_run("impact", candidate, "--database", db_url, "--format", "csv").stdout)))
+    assert [(r["kind"], r["rules"], r["system"], r["action"], int(r["count"])) for r in rows] == [
+        (g["kind"], " ".join(g["rules"]), g["system"], g["action"], g["count"]) for g in body["groups"]]
+
+    windowed = json.loads(_run("impact", candidate, "--database", db_url, "--format", "json",
+                               "--since", (start + dt.timedelta(hours=1)).isoformat()).stdout)
+    assert windowed["replayed"] == 0
+    only = json.loads(_run("impact", candidate, "--database", db_url, "--format", "json",
+                           "--system", "dynamics_ax").stdout)
+    assert {g["system"] for g in only["groups"]} == {"dynamics_ax"}
+
+
+def test_the_gate_refuses_a_candidate_with_risky_flips_and_changes_nothing(logged, candidate, db_url):
+    store, _records, start = logged
+    active, versions = store.active_version_id(), len(store.list_versions())
+    since = (start - dt.timedelta(minutes=1)).isoformat()
+    refused = _run("publish", candidate, "-m", "B", "--database", db_url, "--impact-since", since,
+                   "--max-risky-flips", "0")
+    assert refused.exit_code == 3, refused.output
+    assert "not published:" in refused.output and "RISK deny_to_allow IC-02" in refused.output
+    assert store.active_version_id() == active and len(store.list_versions()) == versions
+
+
+def test_a_published_version_keeps_its_impact_report_hash(logged, tmp_path, db_url):
+    from api import create_app
+    from api.testing import test_config
+
+    store, _records, start = logged
+    reworded = tmp_path / "reworded"
+    shutil.copytree(O2C, reworded)
+    _edit(reworded, "pricing.yaml", ("a submitted order is locked", "submitted orders are locked"))
+    result = _run("publish", reworded, "-m", "reword", "--database", db_url,
+                  "--impact-since", (start - dt.timedelta(minutes=1)).isoformat(), "--max-risky-flips", "0")
+    assert result.exit_code == 0, result.output
+    version = result.stdout.strip()
+    report_hash = result.output.split("impact report ")[1].split()[0]
+    app = create_app(test_config(db_url, reworded))
+    try:
+        client = app.test_client()
+        shown = client.get(f"/v1/versions/{version}").get_json()["impact_report"]
+        assert shown["hash"] == report_hash and shown["risky_flips"] == 0
+        history = client.get("/v1/activations").get_json()["activations"]
+        assert history[0]["version_id"] == version and history[0]["impact_report"]["hash"] == report_hash
+        assert history[-1]["impact_report"] is None
+        posted = client.post("/v1/versions/candidate/impact", json={"files": engine.read_folder(reworded)})
+        assert posted.status_code == 200 and posted.get_json()["changed"] == 0
+        stored = client.post(f"/v1/versions/{version}/impact", json={"system": "d365_sales", "examples": 1})
+        assert stored.status_code == 200 and stored.get_json()["filters"] == {"system": "d365_sales"}
+        broken = client.post("/v1/versions/candidate/impact", json={"files": {"x.yaml": "system: [\n"}})
+        assert broken.status_code == 422 and broken.get_json()["error"]["errors"]
+    finally:
+        app.extensions["ordergate"].close()
+
+
+def test_reordering_the_pricing_rules_is_no_change_in_behaviour(tmp_path):
+    folder = tmp_path / "reordered"
+    shutil.copytree(O2C, folder)
+    doc = yaml.safe_load((folder / "pricing.yaml").read_text())
+    doc["rules"].reverse()
+    doc["rules"][-1]["body"].reverse()          # the price-computation table (hit policy unique)
+    doc["facts"] = dict(reversed(doc["facts"].items()))
+    (folder / "pricing.yaml").write_text(yaml.safe_dump(doc, sort_keys=True, width=200))
+    result = _run("diff", O2C, folder)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "no change in behaviour (the content hash differs only by order and layout)"
+    changed = tmp_path / "changed"
+    shutil.copytree(O2C, changed)
+    _edit(changed, "pricing.yaml", CELL)
+    result = _run("diff", O2C, changed)
+    assert result.exit_code == 1
+    assert "~ d365_sales PRC-03 (table row)" in result.stdout
+    assert "    cell create: `skip when integ` -> `calculate`" in result.stdout
+    assert "  d365_sales salesorder.create: 1 of 4 (obligations_changed 1); rules PRC-03" in result.stdout
