@@ -361,6 +361,10 @@ def diff(source: Local | Remote, a: str, b: str, fmt: str) -> None:
 
     Versions that differ only in the order of rules, rows or keys, or in YAML formatting, are the
     same policy: "no change in behaviour". Exit 0 when the behaviour is the same, 1 when it differs.
+
+    \b
+    Example:
+      ordergate diff rules/ ../candidate-rules/
     """
     from api import evidence
 
@@ -412,6 +416,10 @@ def impact(source: Local | Remote, candidate_ref: str, since: str | None, until:
     Groups what would change by kind (deny_to_allow, the risk; allow_to_deny; new_error;
     obligations_changed; rules_changed), rules, system and action, with counts and example
     decision ids. `ordergate publish --impact-since` runs the same report as its gate.
+
+    \b
+    Example:
+      ordergate impact ../candidate-rules/ --since 2026-11-01T00:00:00Z --format csv
     """
     body = source.impact(candidate(source, candidate_ref), since=since, until=until, action=action,
                       system=system, rule=rule, examples=examples, exhaustive=exhaustive)
