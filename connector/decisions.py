@@ -130,7 +130,7 @@ class InProcessClient:
 
 
 class RemoteClient:
-    """Asks the decision service (``POST /v1/decisions``, spec/http.md).
+    """Asks the decision service (``POST /v1/decisions``, docs/api.md).
 
     Connection errors, timeouts and 5xx are retried ``retries`` times with exponential backoff
     (``backoff * 2**attempt`` seconds); a 4xx other than 422 is not retried. 200 and 422 carry a
