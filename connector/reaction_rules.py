@@ -8,9 +8,10 @@ module globals).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine import Location, PolicyError, PolicyErrors
 from engine.errors import did_you_mean
@@ -130,7 +131,7 @@ class _Checker:
 
 
 def _apply_target(check: _Checker, value: Any) -> tuple[str, str]:
-    from .api import ACTIONS   # the connector's catalogue (imported late: api imports the systems)
+    from .api import ACTIONS  # the connector's catalogue (imported late: api imports the systems)
 
     if not (isinstance(value, dict) and isinstance(value.get("system"), str) and isinstance(value.get("action"), str)):
         check.err((0, "apply"), "`apply` must name the guarded mutation the results become",
@@ -139,7 +140,8 @@ def _apply_target(check: _Checker, value: Any) -> tuple[str, str]:
     system, action = value["system"], value["action"]
     if action not in ACTIONS.get(system, {}):
         check.err((0, "apply"), f"`{system}` has no operation for `{action}`",
-                  did_you_mean(action, ACTIONS.get(system, {})) or "name a system and action of the connector's catalogue",
+                  did_you_mean(action, ACTIONS.get(system, {}))
+                  or "name a system and an action of the connector's catalogue",
                   code="reactions_unknown_name")
     return system, action
 
@@ -219,4 +221,4 @@ def load_reactions(path: Path | str = REACTIONS_FILE, text: str | None = None) -
         compiled[f"{NOOP}-{fact}"] = {"all": [{"m": {"kind": fact}}], "run": NOOP}
     if check.errors:
         raise PolicyErrors(check.errors)
-    return Reactions(str(name), apply, facts, events, tuple(reactions), {name: compiled})
+    return Reactions(str(name), apply, facts, events, tuple(reactions), {str(name): compiled})

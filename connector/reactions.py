@@ -16,12 +16,14 @@ durable_rules is used only here, and only within limits found by trying it:
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from durable import engine as durable_engine
 
@@ -40,7 +42,7 @@ class WrongThread(RuntimeError):
 
 # --------------------------------------------------------------------------- the engine
 
-class _Host(durable_engine.Host):
+class _Host(durable_engine.Host):  # type: ignore[misc]  # durable_rules is untyped
     """A durable_rules host with no background threads; actions record what they decided."""
 
     def __init__(self, sink: Callable[[str, str], None]) -> None:
@@ -50,11 +52,11 @@ class _Host(durable_engine.Host):
     def _run(self) -> None:  # the stock Host starts two perpetual timer threads here
         pass
 
-    def get_action(self, action_name: str):
+    def get_action(self, action_name: str) -> Callable[[Any], None]:
         if action_name == NOOP:
             return lambda c: None
 
-        def action(c) -> None:
+        def action(c: Any) -> None:
             self._sink(action_name, c.s.sid)
         return action
 
@@ -82,7 +84,7 @@ class ReactionEngine:
         self._host = _Host(lambda action, sid: self._fired.append((action, sid)))
         self._host.set_rulesets(_deep_copy(reactions.ruleset))
         self._name = reactions.name
-        self._sessions: OrderedDict[str, dict] = OrderedDict()   # sid -> {key: asserted fact}
+        self._sessions: OrderedDict[str, dict[str, Any]] = OrderedDict()   # sid -> {key: asserted fact}
         self._complete: set[str] = set()                        # sids whose order is fully invoiced
         self.rebuilds = 0
         self.evictions = 0
@@ -99,13 +101,13 @@ class ReactionEngine:
         return list(self._sessions)
 
     # -- sessions ------------------------------------------------------------------------------
-    def _call(self, fn: Callable, sid: str, message: dict) -> None:
+    def _call(self, fn: Callable[..., Any], sid: str, message: dict[str, Any]) -> None:
         state = fn(self._name, message)
         if isinstance(state, dict) and state.get("exception"):
             self.drop(sid)
             raise ReactionError(f"reaction failed for order {sid}: {state['exception']}")
 
-    def _assert(self, sid: str, key: str, fact: dict) -> None:
+    def _assert(self, sid: str, key: str, fact: dict[str, Any]) -> None:
         facts = self._sessions[sid]
         old = facts.get(key)
         if old == fact:
@@ -141,7 +143,7 @@ class ReactionEngine:
         self._fired.clear()
 
     @staticmethod
-    def _line_fact(sid: str, line_no: int, q: dict) -> dict:
+    def _line_fact(sid: str, line_no: int, q: dict[str, Any]) -> dict[str, Any]:
         return {"sid": sid, "kind": "line", "line_no": line_no,
                 "open": int(q.get("invoiced", 0)) < int(q.get("ordered", 0)),
                 "ordered": int(q.get("ordered", 0)), "invoiced": int(q.get("invoiced", 0))}
@@ -151,13 +153,12 @@ class ReactionEngine:
         self._check_thread()
         self._complete.discard(sid)
         if self._sessions.pop(sid, None) is not None:
-            try:
+            # durable_rules raises "error code 309" when it holds no state for the sid
+            with contextlib.suppress(Exception):
                 self._host.delete_state(self._name, sid)
-            except Exception:  # durable_rules: "error code 309" when it holds no state for the sid
-                pass
 
     # -- events --------------------------------------------------------------------------------
-    def process(self, event: dict) -> list[tuple[str, dict]]:
+    def process(self, event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Correlate one ERP event; returns the actions that fired, each with the event."""
         self._check_thread()
         order = event.get("order")
@@ -232,7 +233,7 @@ class Correlator:
         target = connector.systems[system]
         self._apply: Callable[..., Any] = getattr(target, target.operations[action])   # the file's `apply`
         self._max_sessions = max_sessions
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.engine: ReactionEngine | None = None
@@ -243,17 +244,17 @@ class Correlator:
             raise self._startup_error
 
     # -- public --------------------------------------------------------------------------------
-    def submit(self, event: dict) -> Future:
-        fut: Future = Future()
+    def submit(self, event: dict[str, Any]) -> Future[Any]:
+        fut: Future[Any] = Future()
         self._queue.put((event, fut))
         return fut
 
-    def process(self, event: dict, timeout: float = 30.0) -> Any:
+    def process(self, event: dict[str, Any], timeout: float = 30.0) -> Any:
         return self.submit(event).result(timeout)
 
     def call(self, fn: Callable[[ReactionEngine], Any], timeout: float = 30.0) -> Any:
         """Run ``fn(engine)`` on the owner thread (inspection in tests and tools)."""
-        fut: Future = Future()
+        fut: Future[Any] = Future()
         self._queue.put((fn, fut))
         return fut.result(timeout)
 
@@ -261,7 +262,7 @@ class Correlator:
         self._queue.put(None)
         self._thread.join(10)
 
-    def __enter__(self) -> "Correlator":
+    def __enter__(self) -> Correlator:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -291,15 +292,16 @@ class Correlator:
                 fut.set_result(result)
 
     def _load_order(self, number: str) -> OrderState:
-        from .orders import SalesOrder
         import sqlalchemy as sa
+
+        from .orders import SalesOrder
         with self.connector.book.session() as s:
             order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == number))
             if order is None:
                 raise LookupError(f"ERP event for unknown order {number!r}")
-            return OrderState(order.erp_invoiced, {l.line_no: {"ordered": l.quantity, "shipped": l.shipped_quantity,
-                                                               "invoiced": l.invoiced_quantity}
-                                                   for l in order.lines})
+            return OrderState(order.erp_invoiced, {
+                ln.line_no: {"ordered": ln.quantity, "shipped": ln.shipped_quantity, "invoiced": ln.invoiced_quantity}
+                for ln in order.lines})
 
     def _handle(self, event: dict[str, Any]) -> Any:
         engine = self.engine
