@@ -8,8 +8,18 @@ See docs/connector.md.
 from __future__ import annotations
 
 from .api import Connector
-from .decisions import (ConnectorError, DecisionClient, DecisionResult, DecisionUnavailable, FactsChanged,
-                        InProcessClient, Obligation, PolicyDenied, RemoteClient, UnsupportedObligation)
+from .decisions import (
+                        ConnectorError,
+                        DecisionClient,
+                        DecisionResult,
+                        DecisionUnavailable,
+                        FactsChanged,
+                        InProcessClient,
+                        Obligation,
+                        PolicyDenied,
+                        RemoteClient,
+                        UnsupportedObligation,
+)
 from .gate import Applied, ObligationFailed, Refs
 from .obligations import HANDLERS, OBLIGATIONS, ORDER
 from .orders import OrderBook

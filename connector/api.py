@@ -5,7 +5,8 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, TypeVar, cast
+from collections.abc import Iterable, Mapping
+from typing import TypeVar, cast
 
 from .decisions import DecisionClient
 from .gate import Gate, Handler

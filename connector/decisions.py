@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import requests
 from ulid import ULID
@@ -21,9 +22,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Obligation:
     name: str
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(self.params)}
 
 
@@ -35,7 +36,7 @@ class DecisionResult:
     allow: bool
     obligations: tuple[Obligation, ...]
     rules: tuple[str, ...]
-    error: dict | None
+    error: dict[str, Any] | None
     policy_version: str | None
 
     @property
@@ -43,7 +44,7 @@ class DecisionResult:
         """Only an allow without error lets a mutation through."""
         return bool(self.allow) and self.error is None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "decision_id": self.decision_id,
             "policy_version": self.policy_version,
@@ -54,7 +55,7 @@ class DecisionResult:
         }
 
     @classmethod
-    def from_dict(cls, body: Mapping[str, Any], decision_id: str | None = None) -> "DecisionResult":
+    def from_dict(cls, body: Mapping[str, Any], decision_id: str | None = None) -> DecisionResult:
         """Read a decision body; ``decision_id`` is used only when the body has none (in process)."""
         if not isinstance(body, Mapping) or not isinstance(body.get("allow"), bool):
             raise DecisionUnavailable(f"malformed decision: {body!r}")
@@ -130,16 +131,16 @@ class InProcessClient:
 
 
 class RemoteClient:
-    """Asks the decision service (``POST /v1/decisions``, spec/http.md).
+    """Asks the decision service (``POST /v1/decisions``, docs/api.md).
 
     Connection errors, timeouts and 5xx are retried ``retries`` times with exponential backoff
     (``backoff * 2**attempt`` seconds); a 4xx other than 422 is not retried. 200 and 422 carry a
     decision (422 = decision error, a denial). Anything else ends in :class:`DecisionUnavailable`.
     """
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout: float | tuple = (2.0, 5.0),
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float | tuple[Any, ...] = (2.0, 5.0),
                  retries: int = 3, backoff: float = 0.1, session: requests.Session | None = None,
-                 sleep=time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = base_url.rstrip("/") + "/v1/decisions"
         self.timeout = timeout
         self.retries = retries

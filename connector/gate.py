@@ -16,16 +16,30 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from .decisions import (DecisionClient, DecisionResult, FactsChanged, Obligation, PolicyDenied,
-                        UnsupportedObligation)
-from .orders import (Account, AppliedMutation, CrmPricedHeader, CrmPricedLine, CrmSalesOrder, Customer,
-                     ErpSalesQuote, IntercompanySalesOrderLine, Note, Opportunity, OrderBook, PurchaseOrderLine,
-                     Quote, SalesOrder, SalesOrderLine, User)
+from .decisions import DecisionClient, DecisionResult, FactsChanged, Obligation, PolicyDenied, UnsupportedObligation
+from .orders import (
+    Account,
+    AppliedMutation,
+    CrmPricedHeader,
+    CrmPricedLine,
+    CrmSalesOrder,
+    Customer,
+    ErpSalesQuote,
+    IntercompanyLine,
+    Note,
+    Opportunity,
+    OrderBook,
+    Quote,
+    SalesOrder,
+    SalesOrderLine,
+    User,
+)
 
 Handler = Callable[["Ctx", dict[str, Any]], None]
 Build = Callable[["Ctx"], dict[str, Any]]
@@ -59,7 +73,7 @@ class Refs:
     order: SalesOrder | None = None               # the ERP sales order acted on (QAD EA, Dynamics AX)
     line: SalesOrderLine | None = None
     note: Note | None = None
-    ic_line: PurchaseOrderLine | IntercompanySalesOrderLine | None = None
+    ic_line: IntercompanyLine | None = None       # a line of an intercompany PO or SO itself
     ship_to_address: str | None = None
     erp_order: SalesOrder | None = None           # the ERP order of a CRM opportunity (QAD CRM)
     erp_quote: ErpSalesQuote | None = None
@@ -90,7 +104,7 @@ class Ctx:
 def need(ctx: Ctx, value: T | None, name: str) -> T:
     """``value`` (a field of ``ctx.refs``), or :class:`ObligationFailed` when the mutation has none."""
     if value is None:
-        raise ObligationFailed(f"{ctx.action}: obligation needs `{name}`, which this mutation does not have")
+        raise ObligationFailed(f"{ctx.action}: needs `{name}`, which this mutation does not have")
     return value
 
 

@@ -8,17 +8,34 @@ decision are applied (dependencies first); ``HANDLERS`` and ``ORDER`` are derive
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 
 from .gate import Ctx, Handler, ObligationFailed, need
-from .orders import (Account, CrmPricedLine, CrmSalesOrder, CrmSalesOrderLine, Customer, CustomerShipTo,
-                     ErpSalesQuote, IntercompanyLine, IntercompanySalesOrder, IntercompanySalesOrderLine, Note,
-                     Opportunity, PurchaseOrder, PurchaseOrderLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate,
-                     net_sum)
-
+from .orders import (
+    Account,
+    CrmPricedLine,
+    CrmSalesOrder,
+    CrmSalesOrderLine,
+    Customer,
+    CustomerShipTo,
+    ErpSalesQuote,
+    IntercompanyLine,
+    IntercompanySalesOrder,
+    IntercompanySalesOrderLine,
+    Note,
+    Opportunity,
+    OpportunityLine,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    SalesOrder,
+    SalesOrderLine,
+    SalesQuoteTemplate,
+    net_sum,
+)
 
 # --------------------------------------------------------------------------- pricing (d365_sales)
 
@@ -40,7 +57,7 @@ def compute_price(ctx: Ctx, params: dict[str, Any]) -> None:
                 _price_line(each)
         header.price_total()
         ctx.effect(f"price computed: total {header.total_cents} cents")
-    else:
+    elif line is not None:
         ctx.effect(f"price computed: line {line.net_cents} cents")
 
 
@@ -72,9 +89,12 @@ def set_order_read_only(ctx: Ctx, params: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- QAD CRM → QAD EA
 
 def _number(ctx: Ctx, record: Any, prefix: str) -> str:
+    """Add a new ERP document and give it its number (from its id)."""
+    ctx.session.add(record)
     ctx.session.flush()
-    record.number = f"{prefix}{10000 + record.id}"
-    return record.number
+    number = f"{prefix}{10000 + record.id}"
+    record.number = number
+    return number
 
 
 def create_erp_customer(ctx: Ctx, params: dict[str, Any]) -> None:
@@ -87,14 +107,17 @@ def create_erp_customer(ctx: Ctx, params: dict[str, Any]) -> None:
     ctx.effect(f"ERP customer {code} created from the CRM profile")
 
 
-def _selected_lines(opp: Opportunity) -> list:
+def _selected_lines(opp: Opportunity) -> list[Any]:
     chosen = [line for line in opp.lines if line.selected]
     return chosen or list(opp.lines)
 
 
+def _opportunity_and_account(ctx: Ctx) -> tuple[Opportunity, Account]:
+    return need(ctx, ctx.refs.opportunity, "opportunity"), need(ctx, ctx.refs.account, "account")
+
+
 def create_erp_sales_order(ctx: Ctx, params: dict[str, Any]) -> None:
-    opp = need(ctx, ctx.refs.opportunity, "opportunity")
-    account = need(ctx, ctx.refs.account, "account")
+    opp, account = _opportunity_and_account(ctx)
     if not account.erp_customer_code:
         raise ObligationFailed("create_erp_sales_order: the CRM profile has no ERP customer")
     order = SalesOrder(system="qad_erp", customer_code=account.erp_customer_code, opportunity_id=opp.id,
@@ -103,19 +126,16 @@ def create_erp_sales_order(ctx: Ctx, params: dict[str, Any]) -> None:
         order.lines.append(SalesOrderLine.priced(line_no=i, item=line.item, quantity=line.quantity,
                                                  unit_price_cents=line.unit_price_cents, crm_line_id=line.id))
     order.sum_net()
-    ctx.session.add(order)
     _number(ctx, order, "SO")
     ctx.refs.erp_order = order
     ctx.effect(f"ERP sales order {order.number} created with {len(order.lines)} line(s)")
 
 
 def create_erp_sales_quote(ctx: Ctx, params: dict[str, Any]) -> None:
-    opp = need(ctx, ctx.refs.opportunity, "opportunity")
-    account = need(ctx, ctx.refs.account, "account")
+    opp, account = _opportunity_and_account(ctx)
     lines = [line for line in opp.lines if line.selected]
     quote = ErpSalesQuote(customer_code=account.erp_customer_code or "", opportunity_id=opp.id,
-                          line_items=[{"item": l.item, "quantity": l.quantity} for l in lines])
-    ctx.session.add(quote)
+                          line_items=[{"item": ln.item, "quantity": ln.quantity} for ln in lines])
     _number(ctx, quote, "SQ")
     ctx.refs.erp_quote = quote
     ctx.effect(f"ERP sales quote {quote.number} created with {len(lines)} line(s)")
@@ -165,7 +185,7 @@ def update_opportunity_from_erp(ctx: Ctx, params: dict[str, Any]) -> None:
     unknown = set(fields) - {"shipped_quantity", "invoiced_quantity"}
     if unknown:   # a policy names fields; it must not be able to overwrite arbitrary attributes
         raise ObligationFailed(f"update_opportunity_from_erp: cannot update {sorted(unknown)} from ERP")
-    by_id = {line.id: line for line in opp.lines}
+    by_id: dict[int | None, OpportunityLine] = {line.id: line for line in opp.lines}
     for erp_line in order.lines:
         crm_line = by_id.get(erp_line.crm_line_id)
         if crm_line is not None:
@@ -192,7 +212,7 @@ def generate_sales_order(ctx: Ctx, params: dict[str, Any]) -> None:
     order = CrmSalesOrder(system="autotask", name=f"Sales order for {opp.name}", opportunity_id=opp.id,
                           quote_id=quote.id if quote is not None else None, statecode="active")
     if quote is not None:
-        for i, line in enumerate([l for l in quote.lines if l.item_type == "product"], start=1):
+        for i, line in enumerate([ln for ln in quote.lines if ln.item_type == "product"], start=1):
             order.lines.append(CrmSalesOrderLine.priced(line_no=i, item=line.item, quantity=line.quantity,
                                                         unit_price_cents=line.unit_price_cents))
     order.total_cents = net_sum(order.lines)
@@ -283,7 +303,7 @@ def _ic_sales_orders(ctx: Ctx, order: SalesOrder) -> list[IntercompanySalesOrder
         IntercompanySalesOrder.original_sales_order_number == order.number).order_by(IntercompanySalesOrder.id)))
 
 
-def _lines_of(docs: Iterable[Any], original_line_id: int) -> list:
+def _lines_of(docs: Iterable[Any], original_line_id: int) -> list[Any]:
     return [line for doc in docs for line in doc.lines if line.original_line_id == original_line_id]
 
 
@@ -314,7 +334,7 @@ def _delete_line(ctx: Ctx, chain: _Chain) -> None:
 def _create_line(ctx: Ctx, chain: _Chain) -> None:
     line = need(ctx, ctx.refs.line, "line")
     for doc in chain.docs:
-        new = chain.line_cls.priced(line_no=max([l.line_no for l in doc.lines], default=0) + 1,
+        new = chain.line_cls.priced(line_no=max([ln.line_no for ln in doc.lines], default=0) + 1,
                                     original_line_id=line.id, origin="derived", item=line.item,
                                     quantity=line.quantity, unit_price_cents=line.unit_price_cents,
                                     delivery_type=line.delivery_type, delivery_address=line.delivery_address)
@@ -338,13 +358,14 @@ def _delivery_type(ctx: Ctx, chain: _Chain) -> None:
 
 def _delivery_address(ctx: Ctx, chain: _Chain) -> None:
     # The IC sales order follows its purchase order (header and lines).
-    pos = {po.number: po for po in _ic_purchase_orders(ctx, need(ctx, ctx.refs.order, "order"))}
+    pos: dict[str | None, PurchaseOrder] = {
+        po.number: po for po in _ic_purchase_orders(ctx, need(ctx, ctx.refs.order, "order"))}
     for doc in chain.docs:
         po = pos.get(getattr(doc, "purchase_order_number", None))
         if po is None:
             continue
         doc.delivery_address = po.delivery_address
-        po_lines = {l.original_line_id: l for l in po.lines}
+        po_lines = {ln.original_line_id: ln for ln in po.lines}
         for ic_line in doc.lines:
             if ic_line.original_line_id in po_lines:
                 ic_line.delivery_address = po_lines[ic_line.original_line_id].delivery_address
@@ -479,18 +500,19 @@ def sync_original_line_delivery_addresses(ctx: Ctx, params: dict[str, Any]) -> N
 
 def update_intercompany_delivery_dates(ctx: Ctx, params: dict[str, Any]) -> None:
     order = need(ctx, ctx.refs.order, "order")
-    originals = {line.id: line for line in order.lines}
+    originals: dict[int | None, SalesOrderLine] = {line.id: line for line in order.lines}
     for po in _ic_purchase_orders(ctx, order):
         po.delivery_date = order.requested_receipt_date
-        for line in po.lines:
-            src = originals.get(line.original_line_id)
-            line.delivery_date = (src.requested_receipt_date if src else None) or order.requested_receipt_date
+        for po_line in po.lines:
+            src = originals.get(po_line.original_line_id)
+            po_line.delivery_date = (src.requested_receipt_date if src else None) or order.requested_receipt_date
     for so in _ic_sales_orders(ctx, order):
         so.requested_receipt_date, so.requested_ship_date = order.requested_receipt_date, order.requested_ship_date
-        for line in so.lines:
-            src = originals.get(line.original_line_id)
-            line.requested_receipt_date = (src.requested_receipt_date if src else None) or order.requested_receipt_date
-            line.requested_ship_date = (src.requested_ship_date if src else None) or order.requested_ship_date
+        for so_line in so.lines:
+            src = originals.get(so_line.original_line_id)
+            so_line.requested_receipt_date = ((src.requested_receipt_date if src else None)
+                                              or order.requested_receipt_date)
+            so_line.requested_ship_date = (src.requested_ship_date if src else None) or order.requested_ship_date
     ctx.effect("intercompany delivery dates updated (PO delivery, SO requested receipt/ship)")
 
 

@@ -15,8 +15,9 @@ external-vendor purchase order must never be touched by a change of the original
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -81,7 +82,7 @@ class CrmPricedHeader(Stamped):
     price_status: Mapped[str | None] = mapped_column(sa.String(10), nullable=True)   # computed | skipped
 
     if TYPE_CHECKING:
-        lines: list[CrmPricedLine]
+        lines: Sequence[CrmPricedLine]
 
     def price_total(self) -> int:
         self.total_cents = net_sum(self.lines)
@@ -95,7 +96,7 @@ class NetDocument(Stamped):
     net_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
 
     if TYPE_CHECKING:
-        lines: list[PricedLine]
+        lines: Sequence[PricedLine]
 
     def sum_net(self) -> int:
         self.net_cents = net_sum(self.lines)
@@ -129,6 +130,9 @@ class IntercompanyLine(PricedLine, Delivery):
     original_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     origin: Mapped[str] = mapped_column(sa.String(10), default="derived")             # derived | source
     line_status: Mapped[str] = mapped_column(sa.String(30), default="none")
+
+    if TYPE_CHECKING:
+        order: NetDocument    # the intercompany document the line belongs to
 
 
 def _lines(line_class: str, back: str) -> Any:
@@ -166,6 +170,7 @@ class BlockedCode(Stamped, Base):
 
 
 class Customer(Keyed, Stamped, Base):
+    """A QAD EA customer (sold-to, bill-to or ship-to) with its financial and operational data."""
     __tablename__ = "erp_customers"
     code: Mapped[str] = mapped_column(sa.String(30), unique=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
@@ -190,6 +195,7 @@ class Customer(Keyed, Stamped, Base):
 
 
 class CustomerShipTo(Keyed, Stamped, Base):
+    """A ship-to address of a customer (Customer Ship-To Maintenance)."""
     __tablename__ = "erp_customer_ship_tos"
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_customers.id"))
     code: Mapped[str] = mapped_column(sa.String(30))
@@ -201,6 +207,7 @@ class CustomerShipTo(Keyed, Stamped, Base):
 class SalesQuoteTemplate(Stamped, Base):
     """QAD CRM sales quote template of a domain: fields not maintained on the opportunity."""
     __tablename__ = "erp_sales_quote_templates"
+    # one per QAD domain; the template `default` serves an opportunity without a domain of its own
     domain: Mapped[str] = mapped_column(sa.String(20), primary_key=True)
     site: Mapped[str] = mapped_column(sa.String(20))
     credit_terms: Mapped[str] = mapped_column(sa.String(20))
@@ -218,6 +225,7 @@ class Account(Keyed, Stamped, Base):
 
 
 class Opportunity(Keyed, CrmPricedHeader, Fulfilment, Base):
+    """A CRM opportunity (QAD CRM, Autotask, Dynamics 365 Sales)."""
     __tablename__ = "crm_opportunities"
     system: Mapped[str] = mapped_column(sa.String(20))
     name: Mapped[str] = mapped_column(sa.String(100))
@@ -241,6 +249,7 @@ class Opportunity(Keyed, CrmPricedHeader, Fulfilment, Base):
 
 
 class OpportunityLine(Keyed, CrmPricedLine, Fulfilment, Base):
+    """A line of an opportunity: its price, selection for the ERP order and ERP quantities."""
     __tablename__ = "crm_opportunity_lines"
     opportunity_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_opportunities.id"))
     selected: Mapped[bool] = mapped_column(sa.Boolean, default=False)
@@ -248,6 +257,7 @@ class OpportunityLine(Keyed, CrmPricedLine, Fulfilment, Base):
 
 
 class Quote(Keyed, CrmPricedHeader, Base):
+    """A CRM quote (Dynamics 365 Sales, Autotask)."""
     __tablename__ = "crm_quotes"
     opportunity_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_opportunities.id"), nullable=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
@@ -257,6 +267,7 @@ class Quote(Keyed, CrmPricedHeader, Base):
 
 
 class QuoteLine(Keyed, CrmPricedLine, Base):
+    """A line of a quote; Autotask converts its product lines into sales order lines."""
     __tablename__ = "crm_quote_lines"
     quote_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_quotes.id"))
     item_type: Mapped[str] = mapped_column(sa.String(20), default="product")  # product | service | ...
@@ -280,27 +291,31 @@ class CrmSalesOrder(Keyed, CrmPricedHeader, Base):
 
 
 class CrmSalesOrderLine(Keyed, CrmPricedLine, Base):
+    """A line of a CRM-side sales order."""
     __tablename__ = "crm_sales_order_lines"
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_sales_orders.id"))
     order: Mapped[CrmSalesOrder] = relationship(back_populates="lines", lazy="selectin")
 
 
 class Invoice(Keyed, CrmPricedHeader, Base):
+    """A Dynamics 365 Sales invoice, created from a sales order."""
     __tablename__ = "crm_invoices"
-    sales_order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_sales_orders.id"), nullable=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     lines: Mapped[list[InvoiceLine]] = _lines("InvoiceLine", "invoice")
+    sales_order_id: Mapped[int | None] = mapped_column(sa.ForeignKey("crm_sales_orders.id"), nullable=True)
 
 
 class InvoiceLine(Keyed, CrmPricedLine, Base):
+    """A line of an invoice, copied from its sales order line."""
     __tablename__ = "crm_invoice_lines"
-    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_invoices.id"))
     invoice: Mapped[Invoice] = relationship(back_populates="lines", lazy="selectin")
+    invoice_id: Mapped[int] = mapped_column(sa.ForeignKey("crm_invoices.id"))
 
 
 # --------------------------------------------------------------------------- ERP orders
 
 class ErpSalesQuote(Keyed, Stamped, Base):
+    """A QAD EA sales quote created from a QAD CRM opportunity."""
     __tablename__ = "erp_sales_quotes"
     number: Mapped[str | None] = mapped_column(sa.String(30), unique=True, nullable=True)
     customer_code: Mapped[str] = mapped_column(sa.String(30))
@@ -338,6 +353,7 @@ class SalesOrder(Keyed, NetDocument, RequestedDates, Base):
 
 
 class SalesOrderLine(Keyed, PricedLine, Fulfilment, Delivery, RequestedDates, Base):
+    """A line of an ERP sales order; AX lines may be linked to a purchase order line."""
     __tablename__ = "erp_sales_order_lines"
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_sales_orders.id"))
     crm_line_id: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)      # CRM opportunity line
@@ -359,6 +375,7 @@ class PurchaseOrder(Keyed, NetDocument, Base):
 
 
 class PurchaseOrderLine(Keyed, IntercompanyLine, Base):
+    """A line of an AX purchase order."""
     __tablename__ = "erp_purchase_order_lines"
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_purchase_orders.id"))
     delivery_date: Mapped[dt.date | None] = mapped_column(sa.Date, nullable=True)
@@ -376,6 +393,7 @@ class IntercompanySalesOrder(Keyed, NetDocument, RequestedDates, Base):
 
 
 class IntercompanySalesOrderLine(Keyed, IntercompanyLine, RequestedDates, Base):
+    """A line of the intercompany sales order."""
     __tablename__ = "erp_intercompany_sales_order_lines"
     order_id: Mapped[int] = mapped_column(sa.ForeignKey("erp_intercompany_sales_orders.id"))
     order: Mapped[IntercompanySalesOrder] = relationship(back_populates="lines", lazy="selectin")
@@ -384,7 +402,8 @@ class IntercompanySalesOrderLine(Keyed, IntercompanyLine, RequestedDates, Base):
 class Note(Keyed, Stamped, Base):
     """A note on a document (header or line); copies on IC documents point at their source note."""
     __tablename__ = "erp_notes"
-    document_type: Mapped[str] = mapped_column(sa.String(30))   # sales_order | purchase_order | intercompany_sales_order
+    # sales_order | purchase_order | intercompany_sales_order
+    document_type: Mapped[str] = mapped_column(sa.String(30))
     document_number: Mapped[str] = mapped_column(sa.String(30))
     line_no: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     attached_to: Mapped[str] = mapped_column(sa.String(10), default="header")
@@ -398,17 +417,17 @@ class AppliedMutation(Keyed, Base):
     """One row per applied guarded mutation: the decision that allowed it and what it did."""
     __tablename__ = "erp_applied_mutations"
     decision_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    policy_version: Mapped[str | None] = mapped_column(sa.String(80), nullable=True)
+    rules: Mapped[list[str]] = mapped_column(sa.JSON)
     system: Mapped[str] = mapped_column(sa.String(20))
     action: Mapped[str] = mapped_column(sa.String(60))
     target: Mapped[str] = mapped_column(sa.String(100))
-    policy_version: Mapped[str | None] = mapped_column(sa.String(80), nullable=True)
-    rules: Mapped[list[str]] = mapped_column(sa.JSON)
     obligations: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
     effects: Mapped[list[str]] = mapped_column(sa.JSON)
 
 
 @event.listens_for(Session, "before_flush")
-def _stamp_decision_id(session: Session, flush_context, instances) -> None:
+def _stamp_decision_id(session: Session, flush_context: Any, instances: Any) -> None:
     decision_id = session.info.get("decision_id")
     if not decision_id:
         return
@@ -475,9 +494,9 @@ class OrderBook:
         with self._readers() as session, session.begin():
             yield session
 
-    def snapshot(self) -> dict[str, list[tuple]]:
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every connector table, ordered by primary key (for before/after comparisons)."""
-        out: dict[str, list[tuple]] = {}
+        out: dict[str, list[tuple[Any, ...]]] = {}
         with self.engine.connect() as conn:
             for table in Base.metadata.sorted_tables:
                 order = list(table.primary_key.columns)

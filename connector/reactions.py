@@ -1,11 +1,10 @@
 """ERP → CRM back-flow: durable_rules correlates ERP events per order; results go through the gate.
 
-durable_rules is used only here, and only within the limits found in
-``shared/research/durable-rules.md``:
+durable_rules is used only here, and only within limits found by trying it:
 
-* the rules are declared in ``reactions.yaml``, validated by :func:`load_reactions` (the C
-  parser's errors are opaque numbers) and compiled to its JSON ruleset API (never the decorator
-  DSL, whose rule stacks are module globals);
+* the rules are declared in ``reactions.yaml``, read by the engine's loader, checked and compiled
+  to its JSON ruleset API by :mod:`connector.reaction_rules` (the C parser's errors are opaque
+  numbers);
 * :class:`_Host` overrides ``Host._run`` so no dispatcher or timer thread ever starts;
 * a :class:`ReactionEngine` belongs to the thread that created it and refuses calls from any
   other (it is not thread-safe); :class:`Correlator` owns one on its own thread, fed by a queue;
@@ -17,31 +16,20 @@ durable_rules is used only here, and only within the limits found in
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
-import yaml
 from durable import engine as durable_engine
 
-REACTIONS_FILE = Path(__file__).with_name("reactions.yaml")
+from .reaction_rules import DO, NOOP, ErpUpdate, Reactions, load_reactions
+
 MAX_SESSIONS_LIMIT = 999          # durable_rules: 1024 live sids per ruleset, then MemoryError + segfault
-MAX_RULES = 500                   # durable_rules: > 512 sibling tests hang create_ruleset
-ACTIONS = ("update_shipped_quantity", "update_invoiced_quantity", "record_order_invoiced", "mark_fully_invoiced")
-OPS = {"eq": None, "neq": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}
-_NOOP = "_track"
-
-
-class ReactionsInvalid(ValueError):
-    """reactions.yaml is malformed; ``errors`` lists every problem as ``file:line: message``."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(errors))
 
 
 class ReactionError(RuntimeError):
@@ -52,157 +40,9 @@ class WrongThread(RuntimeError):
     """A ReactionEngine was called from a thread that does not own it."""
 
 
-# --------------------------------------------------------------------------- YAML loader
-
-class _Map(dict):
-    line = 0
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    m = _Map(loader.construct_mapping(node, deep=True))
-    m.line = node.start_mark.line + 1
-    return m
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-
-
-@dataclass(frozen=True)
-class Reactions:
-    name: str
-    facts: dict[str, tuple[str, ...]]
-    events: dict[str, tuple[str, ...]]
-    reactions: tuple[dict, ...]
-    ruleset: dict = field(repr=False)   # the durable_rules JSON ruleset
-
-
-def load_reactions(path: Path | str = REACTIONS_FILE, text: str | None = None) -> Reactions:
-    """Read, validate (every problem, with its line) and compile the reaction rules."""
-    path = Path(path)
-    src = text if text is not None else path.read_text()
-    try:
-        doc = yaml.load(src, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise ReactionsInvalid([f"{path.name}: not valid YAML: {exc}"]) from exc
-    errors: list[str] = []
-
-    def err(node: Any, msg: str) -> None:
-        errors.append(f"{path.name}:{getattr(node, 'line', 0)}: {msg}")
-
-    if not isinstance(doc, dict):
-        raise ReactionsInvalid([f"{path.name}:1: expected a mapping with ruleset, facts, events, reactions"])
-    for key in set(doc) - {"ruleset", "facts", "events", "reactions"}:
-        err(doc, f"unknown key `{key}`")
-    name = doc.get("ruleset")
-    if not isinstance(name, str) or not name.isidentifier():
-        err(doc, "`ruleset` must be a name (letters, digits, underscore)")
-    facts = _names(doc.get("facts"), "facts", err, doc)
-    events = _names(doc.get("events"), "events", err, doc)
-    reactions = doc.get("reactions")
-    if not isinstance(reactions, list) or not reactions:
-        err(doc, "`reactions` must be a non-empty list")
-        reactions = []
-    if len(reactions) > MAX_RULES:
-        err(doc, f"{len(reactions)} reactions: at most {MAX_RULES} (durable_rules hangs past 512)")
-    seen: set[str] = set()
-    compiled: dict[str, dict] = {}
-    for r in reactions:
-        if not isinstance(r, dict):
-            err(doc, "each reaction must be a mapping")
-            continue
-        for key in set(r) - {"id", "says", "on_event", "test", "when_all", "when_none", "do"}:
-            err(r, f"reaction `{r.get('id')}`: unknown key `{key}`")
-        rid = r.get("id")
-        if not isinstance(rid, str) or not rid:
-            err(r, "reaction without an `id`")
-            continue
-        if rid in seen:
-            err(r, f"duplicate reaction id `{rid}`")
-        seen.add(rid)
-        if r.get("do") not in ACTIONS:
-            err(r, f"reaction `{rid}`: `do` must be one of {', '.join(ACTIONS)} (got `{r.get('do')}`)")
-        if ("on_event" in r) == ("when_all" in r):
-            err(r, f"reaction `{rid}`: give either `on_event` or `when_all` (facts), not both or neither")
-            continue
-        if "when_none" in r and "when_all" not in r:
-            err(r, f"reaction `{rid}`: `when_none` needs `when_all`")
-        patterns: list[dict] = []
-        if "on_event" in r:
-            ev = r["on_event"]
-            if ev not in events:
-                err(r, f"reaction `{rid}`: `on_event` must be one of {', '.join(events) or '(none declared)'}"
-                       f" (got `{ev}`)")
-                continue
-            tests = [{"kind": "event"}, {"type": ev}]
-            tests += _tests(r.get("test") or {}, events[ev], rid, err, r)
-            patterns.append({"m": {"$and": tests}})
-        else:
-            for i, p in enumerate(r.get("when_all") or []):
-                t = _fact_pattern(p, facts, rid, err, r)
-                if t is not None:
-                    patterns.append({f"f{i}": t})
-            for i, p in enumerate(r.get("when_none") or []):
-                t = _fact_pattern(p, facts, rid, err, r)
-                if t is not None:
-                    patterns.append({f"n{i}$not": t})
-            if not patterns:
-                err(r, f"reaction `{rid}`: `when_all` must list at least one fact pattern")
-        compiled[rid] = {"all": patterns, "run": r.get("do")}
-    # Every fact we assert must match some rule, else durable_rules raises MessageNotHandled.
-    for fact in facts:
-        compiled[f"{_NOOP}-{fact}"] = {"all": [{"m": {"kind": fact}}], "run": _NOOP}
-    if errors:
-        raise ReactionsInvalid(sorted(errors))
-    return Reactions(name, facts, events, tuple(reactions), {name: compiled})
-
-
-def _names(value: Any, what: str, err, doc) -> dict[str, tuple[str, ...]]:
-    if not isinstance(value, dict):
-        err(doc, f"`{what}` must map names to lists of fields")
-        return {}
-    out = {}
-    for k, v in value.items():
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-            err(value, f"{what} `{k}`: fields must be a list of names")
-            continue
-        out[k] = tuple(v)
-    return out
-
-
-def _tests(test: Any, fields: tuple[str, ...], rid: str, err, node) -> list[dict]:
-    out = []
-    if not isinstance(test, dict):
-        err(node, f"reaction `{rid}`: `test` must map fields to values")
-        return out
-    for fname, cond in test.items():
-        if fname not in fields:
-            err(node, f"reaction `{rid}`: unknown field `{fname}` (declared: {', '.join(fields)})")
-            continue
-        if isinstance(cond, dict):
-            for op, value in cond.items():
-                if op not in OPS:
-                    err(node, f"reaction `{rid}`: unknown test `{op}` on `{fname}` (use {', '.join(OPS)})")
-                    continue
-                out.append({fname: value} if OPS[op] is None else {OPS[op]: {fname: value}})
-        else:
-            out.append({fname: cond})
-    return out
-
-
-def _fact_pattern(p: Any, facts: dict, rid: str, err, node) -> dict | None:
-    if not isinstance(p, dict) or p.get("fact") not in facts:
-        err(node, f"reaction `{rid}`: each pattern needs `fact:` one of {', '.join(facts) or '(none declared)'}")
-        return None
-    return {"$and": [{"kind": p["fact"]}] + _tests(p.get("test") or {}, facts[p["fact"]], rid, err, node)}
-
-
 # --------------------------------------------------------------------------- the engine
 
-class _Host(durable_engine.Host):
+class _Host(durable_engine.Host):  # type: ignore[misc]  # durable_rules is untyped
     """A durable_rules host with no background threads; actions record what they decided."""
 
     def __init__(self, sink: Callable[[str, str], None]) -> None:
@@ -212,11 +52,11 @@ class _Host(durable_engine.Host):
     def _run(self) -> None:  # the stock Host starts two perpetual timer threads here
         pass
 
-    def get_action(self, action_name: str):
-        if action_name == _NOOP:
+    def get_action(self, action_name: str) -> Callable[[Any], None]:
+        if action_name == NOOP:
             return lambda c: None
 
-        def action(c) -> None:
+        def action(c: Any) -> None:
             self._sink(action_name, c.s.sid)
         return action
 
@@ -244,7 +84,7 @@ class ReactionEngine:
         self._host = _Host(lambda action, sid: self._fired.append((action, sid)))
         self._host.set_rulesets(_deep_copy(reactions.ruleset))
         self._name = reactions.name
-        self._sessions: OrderedDict[str, dict] = OrderedDict()   # sid -> {key: asserted fact}
+        self._sessions: OrderedDict[str, dict[str, Any]] = OrderedDict()   # sid -> {key: asserted fact}
         self._complete: set[str] = set()                        # sids whose order is fully invoiced
         self.rebuilds = 0
         self.evictions = 0
@@ -261,13 +101,13 @@ class ReactionEngine:
         return list(self._sessions)
 
     # -- sessions ------------------------------------------------------------------------------
-    def _call(self, fn: Callable, sid: str, message: dict) -> None:
+    def _call(self, fn: Callable[..., Any], sid: str, message: dict[str, Any]) -> None:
         state = fn(self._name, message)
         if isinstance(state, dict) and state.get("exception"):
             self.drop(sid)
             raise ReactionError(f"reaction failed for order {sid}: {state['exception']}")
 
-    def _assert(self, sid: str, key: str, fact: dict) -> None:
+    def _assert(self, sid: str, key: str, fact: dict[str, Any]) -> None:
         facts = self._sessions[sid]
         old = facts.get(key)
         if old == fact:
@@ -303,7 +143,7 @@ class ReactionEngine:
         self._fired.clear()
 
     @staticmethod
-    def _line_fact(sid: str, line_no: int, q: dict) -> dict:
+    def _line_fact(sid: str, line_no: int, q: dict[str, Any]) -> dict[str, Any]:
         return {"sid": sid, "kind": "line", "line_no": line_no,
                 "open": int(q.get("invoiced", 0)) < int(q.get("ordered", 0)),
                 "ordered": int(q.get("ordered", 0)), "invoiced": int(q.get("invoiced", 0))}
@@ -313,13 +153,12 @@ class ReactionEngine:
         self._check_thread()
         self._complete.discard(sid)
         if self._sessions.pop(sid, None) is not None:
-            try:
+            # durable_rules raises "error code 309" when it holds no state for the sid
+            with contextlib.suppress(Exception):
                 self._host.delete_state(self._name, sid)
-            except Exception:  # durable_rules: "error code 309" when it holds no state for the sid
-                pass
 
     # -- events --------------------------------------------------------------------------------
-    def process(self, event: dict) -> list[tuple[str, dict]]:
+    def process(self, event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """Correlate one ERP event; returns the actions that fired, each with the event."""
         self._check_thread()
         order = event.get("order")
@@ -390,8 +229,11 @@ class Correlator:
         self.connector = connector
         self.user = user
         self._reactions = reactions or load_reactions()
+        system, action = self._reactions.apply
+        target = connector.systems[system]
+        self._apply: Callable[..., Any] = getattr(target, target.operations[action])   # the file's `apply`
         self._max_sessions = max_sessions
-        self._queue: queue.Queue = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.engine: ReactionEngine | None = None
@@ -402,17 +244,17 @@ class Correlator:
             raise self._startup_error
 
     # -- public --------------------------------------------------------------------------------
-    def submit(self, event: dict) -> Future:
-        fut: Future = Future()
+    def submit(self, event: dict[str, Any]) -> Future[Any]:
+        fut: Future[Any] = Future()
         self._queue.put((event, fut))
         return fut
 
-    def process(self, event: dict, timeout: float = 30.0) -> Any:
+    def process(self, event: dict[str, Any], timeout: float = 30.0) -> Any:
         return self.submit(event).result(timeout)
 
     def call(self, fn: Callable[[ReactionEngine], Any], timeout: float = 30.0) -> Any:
         """Run ``fn(engine)`` on the owner thread (inspection in tests and tools)."""
-        fut: Future = Future()
+        fut: Future[Any] = Future()
         self._queue.put((fn, fut))
         return fut.result(timeout)
 
@@ -420,7 +262,7 @@ class Correlator:
         self._queue.put(None)
         self._thread.join(10)
 
-    def __enter__(self) -> "Correlator":
+    def __enter__(self) -> Correlator:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -450,46 +292,38 @@ class Correlator:
                 fut.set_result(result)
 
     def _load_order(self, number: str) -> OrderState:
-        from .orders import SalesOrder
         import sqlalchemy as sa
+
+        from .orders import SalesOrder
         with self.connector.book.session() as s:
             order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == number))
             if order is None:
                 raise LookupError(f"ERP event for unknown order {number!r}")
-            return OrderState(order.erp_invoiced, {l.line_no: {"ordered": l.quantity, "shipped": l.shipped_quantity,
-                                                               "invoiced": l.invoiced_quantity}
-                                                   for l in order.lines})
+            return OrderState(order.erp_invoiced, {
+                ln.line_no: {"ordered": ln.quantity, "shipped": ln.shipped_quantity, "invoiced": ln.invoiced_quantity}
+                for ln in order.lines})
 
-    def _handle(self, event: dict) -> Any:
+    def _handle(self, event: dict[str, Any]) -> Any:
         engine = self.engine
         assert engine is not None
         fired = engine.process(event)
         if not fired:
             return None
         order = event["order"]
-        lines: dict[int, dict[str, int]] = {}
-        order_invoiced = None
-        status = None
+        update = ErpUpdate()
         for action, ev in fired:
-            if action == "update_shipped_quantity":
-                lines.setdefault(ev["line_no"], {})["shipped_quantity"] = ev["quantity"]
-            elif action == "update_invoiced_quantity":
-                lines.setdefault(ev["line_no"], {})["invoiced_quantity"] = ev["quantity"]
-            elif action == "record_order_invoiced":
-                order_invoiced = True
-            elif action == "mark_fully_invoiced":
-                status = "fully_invoiced"
-        if status is None:
+            DO[action](update, ev)
+        if update.invoice_status is None:
             if engine.is_complete(order):       # a late event for an order already fully invoiced
-                status = "fully_invoiced"
+                update.invoice_status = "fully_invoiced"
             else:
-                status = "partially_invoiced" if engine.any_invoiced(order) else "not_invoiced"
+                update.invoice_status = "partially_invoiced" if engine.any_invoiced(order) else "not_invoiced"
         try:
-            applied = self.connector.qad_crm.apply_erp_update(order, user=self.user, lines=lines,
-                                                              order_invoiced=order_invoiced, invoice_status=status)
+            applied = self._apply(order, user=self.user, lines=update.lines, order_invoiced=update.order_invoiced,
+                                  invoice_status=update.invoice_status)
         except BaseException:
             engine.drop(order)      # the order book did not change: the cache must be rebuilt from it
             raise
-        if status == "fully_invoiced":
+        if update.invoice_status == "fully_invoiced":
             engine.drop(order)      # the order is done
         return applied

@@ -10,9 +10,27 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from .orders import (Account, BlockedCode, CrmSalesOrder, CrmSalesOrderLine, Customer, IntercompanySalesOrder,
-                    IntercompanySalesOrderLine, Opportunity, OpportunityLine, PurchaseOrder, PurchaseOrderLine,
-                    Quote, QuoteLine, SalesOrder, SalesOrderLine, SalesQuoteTemplate, OrderBook, SystemSetting, User)
+from .orders import (
+    Account,
+    BlockedCode,
+    CrmSalesOrder,
+    CrmSalesOrderLine,
+    Customer,
+    IntercompanySalesOrder,
+    IntercompanySalesOrderLine,
+    Opportunity,
+    OpportunityLine,
+    OrderBook,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Quote,
+    QuoteLine,
+    SalesOrder,
+    SalesOrderLine,
+    SalesQuoteTemplate,
+    SystemSetting,
+    User,
+)
 
 
 @dataclass
@@ -141,10 +159,10 @@ def seed_dynamics_ax(s: Session, *, document_status: str = "confirmation") -> tu
     for doc in (ic_po, ic_so, ext_po):
         doc.sum_net()
     s.flush()
-    for original, po_line in zip(order.lines[:2], ic_po.lines):
+    for original, po_line in zip(order.lines[:2], ic_po.lines, strict=True):
         original.linked_po_line_id = po_line.id
     order.lines[2].linked_po_line_id = ext_line.id
-    return order.number, ext_po.number
+    return str(order.number), ext_po.number
 
 
 def seed_all(book: OrderBook) -> World:

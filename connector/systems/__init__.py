@@ -7,7 +7,8 @@ registered systems.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 
@@ -68,5 +69,12 @@ def one(ctx: Ctx, model: type, what: str, **where: Any) -> Any:
     return row
 
 
-def drop_none(d: dict) -> dict:
-    return {k: v for k, v in d.items() if v is not None}
+def assign(record: Any, fields: dict[str, Any], allowed: set[str], refusal: str) -> str:
+    """Set ``fields`` on ``record`` and describe them (``k=v, ...``); a field not in ``allowed`` is
+    refused first, with ``refusal`` formatted with its ``name``."""
+    for name in fields:
+        if name not in allowed:
+            raise ValueError(refusal.format(name=repr(name)))
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return ", ".join(f"{k}={v}" for k, v in fields.items())

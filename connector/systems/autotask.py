@@ -17,9 +17,9 @@ class Autotask(SourceSystem):
 
     @operation("salesorder.generate")
     def generate_sales_order(self, opportunity_id: int, *, user: str, wizard: str,
-                             quote_id: int | None = None, wizard_options: dict | None = None) -> Applied:
+                             quote_id: int | None = None, wizard_options: dict[str, Any] | None = None) -> Applied:
         """The sales order the wizard creates when it closes the opportunity (``salesorder.generate``)."""
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             opp = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
             ctx.refs.opportunity = opp
             quote: Quote | None
@@ -35,8 +35,8 @@ class Autotask(SourceSystem):
             }}
             if quote is not None:
                 resource["quote"] = {
-                    "product_item_count": len([l for l in quote.lines if l.item_type == "product"]),
-                    "has_items_converted_to_billing_items": any(l.converted_to_billing_item for l in quote.lines),
+                    "product_item_count": len([ln for ln in quote.lines if ln.item_type == "product"]),
+                    "has_items_converted_to_billing_items": any(ln.converted_to_billing_item for ln in quote.lines),
                     "is_primary": quote.is_primary,
                 }
             if wizard_options is not None:
@@ -49,12 +49,12 @@ class Autotask(SourceSystem):
             ctx.effect(f"{wizard} completed for opportunity {opportunity_id}")
 
         return self.perform("salesorder.generate", user=user, target=f"opportunity:{opportunity_id}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)
 
     @operation("salesorder.create")
     def create_sales_order(self, opportunity_id: int, *, user: str) -> Applied:
         """A manual sales order (``salesorder.create``): the shipped rules always deny it (STG-31)."""
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             ctx.refs.opportunity = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
             return {"subject": {"name": ctx.user.name}, "resource": {}, "context": {}}
 
@@ -67,4 +67,4 @@ class Autotask(SourceSystem):
             return order.id
 
         return self.perform("salesorder.create", user=user, target=f"opportunity:{opportunity_id}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)

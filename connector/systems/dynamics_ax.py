@@ -5,10 +5,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..gate import Applied, Build, Ctx, Mutate
+from ..gate import Applied, Build, Ctx, Mutate, need
 from ..obligations import _linked_po_type
-from ..orders import (IntercompanySalesOrder, IntercompanySalesOrderLine, Note, PurchaseOrderLine, SalesOrder,
-                     SalesOrderLine)
+from ..orders import (
+    IntercompanySalesOrder,
+    IntercompanySalesOrderLine,
+    Note,
+    PurchaseOrderLine,
+    SalesOrder,
+    SalesOrderLine,
+)
 from . import SourceSystem, one, operation
 
 SYSTEM = "dynamics_ax"
@@ -18,19 +24,19 @@ class DynamicsAx(SourceSystem):
     system = SYSTEM
 
     # -- facts ---------------------------------------------------------------------------------
-    def _order_facts(self, ctx: Ctx, order_number: str, line_no: int | None = None) -> dict:
+    def _order_facts(self, ctx: Ctx, order_number: str, line_no: int | None = None) -> dict[str, Any]:
         order = one(ctx, SalesOrder, "sales order", number=order_number, system=SYSTEM)
         ctx.refs.order = order
-        statuses = [l.line_status for so in ctx.session.scalars(
+        statuses = [ln.line_status for so in ctx.session.scalars(
             sa.select(IntercompanySalesOrder).where(IntercompanySalesOrder.original_sales_order_number == order.number))
-            for l in so.lines]
+            for ln in so.lines]
         resource: dict[str, Any] = {
             "sales_order": {"number": order.number, "is_intercompany_original": order.is_intercompany_original,
                             "document_status": order.document_status},
             "intercompany_sales_order": {"line_statuses": statuses},
         }
         if line_no is not None:
-            line = next((l for l in order.lines if l.line_no == line_no), None)
+            line = next((ln for ln in order.lines if ln.line_no == line_no), None)
             if line is None:
                 raise LookupError(f"sales order {order_number} has no line {line_no}")
             ctx.refs.line = line
@@ -46,7 +52,7 @@ class DynamicsAx(SourceSystem):
     @operation("salesorder.delete")
     def delete_sales_order(self, order_number: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            order = ctx.refs.order
+            order = need(ctx, ctx.refs.order, "order")
 
             def remove() -> None:   # after the chain's documents are gone
                 for note in ctx.session.scalars(sa.select(Note).where(Note.document_type == "sales_order",
@@ -62,7 +68,7 @@ class DynamicsAx(SourceSystem):
     @operation("salesorder_line.delete")
     def delete_sales_order_line(self, order_number: str, line_no: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            order, line = ctx.refs.order, ctx.refs.line
+            order, line = need(ctx, ctx.refs.order, "order"), need(ctx, ctx.refs.line, "line")
 
             def remove() -> None:
                 order.lines.remove(line)
@@ -77,8 +83,8 @@ class DynamicsAx(SourceSystem):
     def create_sales_order_line(self, order_number: str, *, user: str, item: str, quantity: int,
                                 unit_price_cents: int, delivery_address: str | None = None) -> Applied:
         def mutate(ctx: Ctx) -> int:
-            order = ctx.refs.order
-            line = SalesOrderLine.priced(line_no=max([l.line_no for l in order.lines], default=0) + 1, item=item,
+            order = need(ctx, ctx.refs.order, "order")
+            line = SalesOrderLine.priced(line_no=max([ln.line_no for ln in order.lines], default=0) + 1, item=item,
                                          quantity=quantity, unit_price_cents=unit_price_cents,
                                          delivery_type="direct_delivery" if order.direct_delivery else "none",
                                          delivery_address=delivery_address or order.delivery_address,
@@ -97,7 +103,7 @@ class DynamicsAx(SourceSystem):
     @operation("salesorder_line.update_quantity")
     def update_line_quantity(self, order_number: str, line_no: int, quantity: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            order, line = ctx.refs.order, ctx.refs.line
+            order, line = need(ctx, ctx.refs.order, "order"), need(ctx, ctx.refs.line, "line")
             before, line.quantity = line.quantity, quantity
             line.price()
             order.sum_net()
@@ -116,7 +122,7 @@ class DynamicsAx(SourceSystem):
 
     def _direct_delivery(self, order_number: str, on: bool, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            ctx.refs.order.direct_delivery = on
+            need(ctx, ctx.refs.order, "order").direct_delivery = on
             ctx.effect(f"direct delivery {'enabled' if on else 'disabled'} on {order_number}")
 
         action = "salesorder.enable_direct_delivery" if on else "salesorder.disable_direct_delivery"
@@ -128,7 +134,7 @@ class DynamicsAx(SourceSystem):
     def create_note(self, order_number: str, text: str, *, user: str, line_no: int | None = None) -> Applied:
         attached = "line" if line_no is not None else "header"
 
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             request = self._order_facts(ctx, order_number)
             request["resource"]["note"] = {"attached_to": attached}
             return request
@@ -144,7 +150,7 @@ class DynamicsAx(SourceSystem):
 
         return self._perform("salesorder_note.create", f"order:{order_number}", user, build, mutate)
 
-    def _note_facts(self, ctx: Ctx, note_id: int) -> dict:
+    def _note_facts(self, ctx: Ctx, note_id: int) -> dict[str, Any]:
         note = one(ctx, Note, "note", id=note_id, document_type="sales_order")
         ctx.refs.note = note
         request = self._order_facts(ctx, note.document_number)
@@ -154,7 +160,7 @@ class DynamicsAx(SourceSystem):
     @operation("salesorder_note.update")
     def update_note(self, note_id: int, text: str, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            ctx.refs.note.text = text
+            need(ctx, ctx.refs.note, "note").text = text
             ctx.effect(f"note {note_id} changed")
 
         return self._perform("salesorder_note.update", f"note:{note_id}", user,
@@ -163,7 +169,7 @@ class DynamicsAx(SourceSystem):
     @operation("salesorder_note.delete")
     def delete_note(self, note_id: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            note = ctx.refs.note
+            note = need(ctx, ctx.refs.note, "note")
             ctx.after(lambda: ctx.session.delete(note))
             ctx.effect(f"note {note_id} deleted")
 
@@ -171,10 +177,14 @@ class DynamicsAx(SourceSystem):
                              lambda ctx: self._note_facts(ctx, note_id), mutate)
 
     # -- lines of the intercompany orders themselves -------------------------------------------
-    _IC_LINES = {"purchase": PurchaseOrderLine, "sales": IntercompanySalesOrderLine}
-
-    def _ic_line_facts(self, ctx: Ctx, kind: str, line_id: int) -> dict:
-        line = ctx.session.get(self._IC_LINES[kind], line_id, with_for_update=True)
+    def _ic_line_facts(self, ctx: Ctx, kind: str, line_id: int) -> dict[str, Any]:
+        line: PurchaseOrderLine | IntercompanySalesOrderLine | None
+        if kind == "purchase":
+            line = ctx.session.get(PurchaseOrderLine, line_id, with_for_update=True)
+        elif kind == "sales":
+            line = ctx.session.get(IntercompanySalesOrderLine, line_id, with_for_update=True)
+        else:
+            raise ValueError(f"intercompany line kind must be `purchase` or `sales`, not {kind!r}")
         if line is None:
             raise LookupError(f"intercompany {kind} line {line_id} not found")
         ctx.refs.ic_line = line
@@ -184,8 +194,8 @@ class DynamicsAx(SourceSystem):
     @operation("intercompany_order_line.delete")
     def delete_intercompany_line(self, kind: str, line_id: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            line = ctx.refs.ic_line
-            doc = line.order
+            line = need(ctx, ctx.refs.ic_line, "ic_line")
+            doc: Any = line.order     # a PurchaseOrder or an IntercompanySalesOrder
             doc.lines.remove(line)
             doc.sum_net()
             ctx.effect(f"intercompany {kind} line {line_id} deleted")
@@ -196,7 +206,7 @@ class DynamicsAx(SourceSystem):
     @operation("intercompany_order_line.update_quantity")
     def update_intercompany_line_quantity(self, kind: str, line_id: int, quantity: int, *, user: str) -> Applied:
         def mutate(ctx: Ctx) -> None:
-            line = ctx.refs.ic_line
+            line = need(ctx, ctx.refs.ic_line, "ic_line")
             line.quantity = quantity
             line.price()
             line.order.sum_net()

@@ -1,13 +1,14 @@
 """QAD CRM → QAD Enterprise Applications (``qad_crm``): stages, sending, handover, back-flow (spec 6.1)."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
-from ..gate import Applied, Ctx
+from ..gate import Applied, Ctx, need
 from ..orders import Customer, Opportunity, SalesOrder
-from . import SourceSystem, one, operation, settings
+from . import SourceSystem, assign, one, operation, settings
 
 SYSTEM = "qad_crm"
 EDITABLE = {"name", "description", "requested_date", "site", "credit_terms", "currency"}
@@ -17,7 +18,7 @@ class QadCrm(SourceSystem):
     system = SYSTEM
 
     def _opportunity(self, ctx: Ctx, opportunity_id: int) -> Opportunity:
-        opp = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
+        opp: Opportunity = one(ctx, Opportunity, "opportunity", id=opportunity_id, system=SYSTEM)
         ctx.refs.opportunity = opp
         ctx.refs.account = opp.account
         return opp
@@ -28,7 +29,7 @@ class QadCrm(SourceSystem):
         return bool(code) and ctx.session.scalar(sa.select(Customer.id).where(Customer.code == code)) is not None
 
     @staticmethod
-    def _context(ctx: Ctx) -> dict:
+    def _context(ctx: Ctx) -> dict[str, Any]:
         conf = settings(ctx)
         keys = ("auto_create_erp_customer", "next_stages")
         return {"settings": {k: conf[k] for k in keys if k in conf}}
@@ -40,10 +41,10 @@ class QadCrm(SourceSystem):
         """Right-click "Advance Opportunity Stage"; ``selected_lines`` are line numbers."""
         selection = None if selected_lines is None else set(selected_lines)
 
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             opp = self._opportunity(ctx, opportunity_id)
-            count = (len([l for l in opp.lines if l.line_no in selection]) if selection is not None
-                     else len([l for l in opp.lines if l.selected]))
+            count = (len([ln for ln in opp.lines if ln.line_no in selection]) if selection is not None
+                     else len([ln for ln in opp.lines if ln.selected]))
             resource: dict[str, Any] = {
                 "opportunity": {"stage": opp.stage, "order_sent_to_erp": opp.order_sent_to_erp},
                 "target_stage": target_stage,
@@ -55,7 +56,7 @@ class QadCrm(SourceSystem):
             return {"subject": {"name": ctx.user.name}, "resource": resource, "context": self._context(ctx)}
 
         def mutate(ctx: Ctx) -> None:
-            opp = ctx.refs.opportunity
+            opp = need(ctx, ctx.refs.opportunity, "opportunity")
             if selection is not None:
                 for line in opp.lines:
                     line.selected = line.line_no in selection
@@ -63,12 +64,12 @@ class QadCrm(SourceSystem):
             ctx.effect(f"opportunity {opp.id} stage {before} -> {target_stage}")
 
         return self.perform("opportunity.advance_stage", user=user,
-                                 target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
+                            target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
 
     @operation("opportunity.send_to_erp")
     def send_to_erp(self, opportunity_id: int, *, user: str) -> Applied:
         """Right-click "Send to QAD ERP" on the Order tab (a deferred send)."""
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             opp = self._opportunity(ctx, opportunity_id)
             return {"subject": {"name": ctx.user.name},
                     "resource": {"opportunity": {"stage": opp.stage, "order_sent_to_erp": opp.order_sent_to_erp},
@@ -79,24 +80,21 @@ class QadCrm(SourceSystem):
             ctx.effect(f"opportunity {opportunity_id} sent to QAD ERP")
 
         return self.perform("opportunity.send_to_erp", user=user,
-                                 target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
+                            target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
 
     @operation("opportunity.update")
-    def update(self, opportunity_id: int, *, user: str, fields: dict) -> Applied:
+    def update(self, opportunity_id: int, *, user: str, fields: dict[str, Any]) -> Applied:
         """A user edit in CRM; replicated to the ERP order unless the order was handed over."""
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             opp = self._opportunity(ctx, opportunity_id)
             return {"subject": {"name": ctx.user.name},
                     "resource": {"opportunity": {"order_sent_to_erp": opp.order_sent_to_erp}},
                     "context": self._context(ctx)}
 
         def mutate(ctx: Ctx) -> None:
-            opp = ctx.refs.opportunity
-            for k, v in fields.items():
-                if k not in EDITABLE:
-                    raise ValueError(f"opportunity.update: field {k!r} cannot be changed here")
-                setattr(opp, k, v)
-            ctx.effect(f"opportunity {opp.id} updated: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+            opp = need(ctx, ctx.refs.opportunity, "opportunity")
+            changes = assign(opp, fields, EDITABLE, "opportunity.update: field {name} cannot be changed here")
+            ctx.effect(f"opportunity {opp.id} updated: {changes}")
 
             def replicate() -> None:
                 if "suppress_erp_replication" in ctx.flags:
@@ -111,7 +109,7 @@ class QadCrm(SourceSystem):
             ctx.after(replicate)
 
         return self.perform("opportunity.update", user=user,
-                                 target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
+                            target=f"opportunity:{opportunity_id}", build=build, mutate=mutate)
 
     @operation("opportunity.apply_erp_update")
     def apply_erp_update(self, order_number: str, *, user: str,
@@ -128,7 +126,7 @@ class QadCrm(SourceSystem):
         lines = {int(k): v for k, v in (lines or {}).items()}
         decided: dict[str, str] = {}   # the status the facts were built with
 
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             order = one(ctx, SalesOrder, "ERP sales order", number=order_number)
             if order.opportunity_id is None:
                 raise LookupError(f"ERP order {order_number} has no CRM opportunity")
@@ -141,7 +139,7 @@ class QadCrm(SourceSystem):
                     "context": {}}
 
         def mutate(ctx: Ctx) -> None:
-            order: SalesOrder = ctx.refs.erp_order
+            order: SalesOrder = need(ctx, ctx.refs.erp_order, "erp_order")
             by_no = {line.line_no: line for line in order.lines}
             for line_no, values in lines.items():
                 line = by_no.get(line_no)
@@ -156,14 +154,14 @@ class QadCrm(SourceSystem):
             ctx.effect(f"ERP order {order_number} mirrored: {order.invoice_status}")
 
         return self.perform("opportunity.apply_erp_update", user=user,
-                                 target=f"erp_order:{order_number}", build=build, mutate=mutate)
+                            target=f"erp_order:{order_number}", build=build, mutate=mutate)
 
     @staticmethod
-    def _status_after(order: SalesOrder, lines: dict, order_invoiced: bool | None) -> str:
-        invoiced = {l.line_no: lines.get(l.line_no, {}).get("invoiced_quantity", l.invoiced_quantity)
-                    for l in order.lines}
+    def _status_after(order: SalesOrder, lines: dict[int, dict[str, int]], order_invoiced: bool | None) -> str:
+        invoiced = {ln.line_no: lines.get(ln.line_no, {}).get("invoiced_quantity", ln.invoiced_quantity)
+                    for ln in order.lines}
         done = order_invoiced if order_invoiced is not None else order.erp_invoiced
-        if done and order.lines and all(invoiced[l.line_no] >= l.quantity for l in order.lines):
+        if done and order.lines and all(invoiced[ln.line_no] >= ln.quantity for ln in order.lines):
             return "fully_invoiced"
         if any(q > 0 for q in invoiced.values()):
             return "partially_invoiced"

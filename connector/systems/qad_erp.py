@@ -5,9 +5,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..gate import Applied, Ctx
+from ..gate import Applied, Ctx, need
 from ..orders import Customer, CustomerShipTo, SalesOrder, SalesOrderLine
-from . import SourceSystem, one, operation
+from . import SourceSystem, assign, one, operation
 
 SYSTEM = "qad_erp"
 FINANCIAL_FIELDS = {"credit_hold", "credit_terms", "currency", "credit_limit_cents", "assigned_bill_to",
@@ -24,13 +24,13 @@ class QadErp(SourceSystem):
     system = SYSTEM
 
     def _customer(self, ctx: Ctx, code: str) -> Customer:
-        customer = one(ctx, Customer, "customer", code=code)
+        customer: Customer = one(ctx, Customer, "customer", code=code)
         ctx.refs.customer = customer
         return customer
 
     @operation("customer.select_for_order")
     def select_customer_for_order(self, customer_code: str, *, user: str) -> Applied:
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             c = self._customer(ctx, customer_code)
             return {"subject": {"name": ctx.user.name},
                     "resource": {"customer": {"code": c.code, "is_active": c.is_active,
@@ -42,14 +42,14 @@ class QadErp(SourceSystem):
             return customer_code
 
         return self.perform("customer.select_for_order", user=user, target=f"customer:{customer_code}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)
 
     @operation("salesorder.create")
     def create_sales_order(self, customer_code: str, *, user: str, bill_to: str | None = None,
                            ship_to: str | None = None, ship_to_address: str | None = None,
-                           lines: list[dict] | None = None) -> Applied:
+                           lines: list[dict[str, Any]] | None = None) -> Applied:
         """Sales order entry: explicit bill-to / ship-to are optional (defaulted by the obligations)."""
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             c = self._customer(ctx, customer_code)
             ctx.refs.ship_to_address = ship_to_address
             effective_bill_to = bill_to or c.assigned_bill_to
@@ -85,11 +85,11 @@ class QadErp(SourceSystem):
             return order.number
 
         return self.perform("salesorder.create", user=user, target=f"customer:{customer_code}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)
 
     @operation("salesorder.ship")
     def ship_sales_order(self, order_number: str, *, user: str) -> Applied:
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             order = one(ctx, SalesOrder, "sales order", number=order_number, system=SYSTEM)
             ctx.refs.order = order
             c = self._customer(ctx, order.customer_code)
@@ -99,32 +99,32 @@ class QadErp(SourceSystem):
                                  "order": {"action_status": order.action_status or ""}}}
 
         def mutate(ctx: Ctx) -> None:
-            ctx.refs.order.shipped = True
+            need(ctx, ctx.refs.order, "order").shipped = True
             ctx.effect(f"sales order {order_number} included on a packing list and shipped")
 
         return self.perform("salesorder.ship", user=user, target=f"order:{order_number}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)
 
     @operation("customer_ship_to.create")
     def create_customer_ship_to(self, customer_code: str, ship_to_code: str, *, user: str,
                                 address: str = "") -> Applied:
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             self._customer(ctx, customer_code)
             return {"subject": {"name": ctx.user.name,
                                 "permitted_functions": list(ctx.user.permitted_functions or [])},
                     "resource": {}}
 
         def mutate(ctx: Ctx) -> None:
-            c = ctx.refs.customer
+            c = need(ctx, ctx.refs.customer, "customer")
             c.ship_tos.append(CustomerShipTo(code=ship_to_code, address=address))
             ctx.effect(f"ship-to {ship_to_code} created for {customer_code}")
 
         return self.perform("customer_ship_to.create", user=user, target=f"customer:{customer_code}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)
 
     @operation("customer.create")
     def create_customer(self, customer_code: str, *, user: str, name: str = "", **fields: Any) -> Applied:
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             return {"subject": {"name": ctx.user.name,
                                 "has_financial_function_access": ctx.user.has_financial_function_access},
                     "resource": {"customer": {"code": customer_code}}}
@@ -137,41 +137,35 @@ class QadErp(SourceSystem):
             ctx.effect(f"customer {customer_code} created and set up in AR")
 
         return self.perform("customer.create", user=user, target=f"customer:{customer_code}",
-                                 build=build, mutate=mutate)
+                            build=build, mutate=mutate)
 
     @operation("customer.update_financial_data")
     def update_customer_financial_data(self, customer_code: str, *, user: str, **fields: Any) -> Applied:
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             self._customer(ctx, customer_code)
             return {"subject": {"name": ctx.user.name,
                                 "has_financial_function_access": ctx.user.has_financial_function_access},
                     "resource": {"customer": {"code": customer_code}}}
 
         def mutate(ctx: Ctx) -> None:
-            c = ctx.refs.customer
-            for k, v in fields.items():
-                if k not in FINANCIAL_FIELDS:
-                    raise ValueError(f"customer.update_financial_data: {k!r} is not financial data")
-                setattr(c, k, v)
-            ctx.effect(f"customer {customer_code} financial data: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+            changes = assign(need(ctx, ctx.refs.customer, "customer"), fields, FINANCIAL_FIELDS,
+                             "customer.update_financial_data: {name} is not financial data")
+            ctx.effect(f"customer {customer_code} financial data: {changes}")
 
         return self.perform("customer.update_financial_data", user=user,
-                                 target=f"customer:{customer_code}", build=build, mutate=mutate)
+                            target=f"customer:{customer_code}", build=build, mutate=mutate)
 
     @operation("customer_operational_data.create")
     def create_customer_operational_data(self, customer_code: str, *, user: str, **fields: Any) -> Applied:
-        def build(ctx: Ctx) -> dict:
+        def build(ctx: Ctx) -> dict[str, Any]:
             c = self._customer(ctx, customer_code)
             return {"subject": {"name": ctx.user.name}, "resource": {"customer": {"is_set_up": c.is_set_up}}}
 
         def mutate(ctx: Ctx) -> None:
-            c = ctx.refs.customer
-            for k, v in fields.items():
-                if k not in OPERATIONAL_FIELDS:
-                    raise ValueError(f"customer_operational_data.create: {k!r} is not operational data")
-                setattr(c, k, v)
+            c = need(ctx, ctx.refs.customer, "customer")
+            assign(c, fields, OPERATIONAL_FIELDS, "customer_operational_data.create: {name} is not operational data")
             c.has_operational_data = True
             ctx.effect(f"operational data defined for {customer_code} (2.1.1)")
 
         return self.perform("customer_operational_data.create", user=user,
-                                 target=f"customer:{customer_code}", build=build, mutate=mutate)
+                            target=f"customer:{customer_code}", build=build, mutate=mutate)
