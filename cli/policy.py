@@ -52,7 +52,12 @@ def check(directory: str | None, strict: bool, fmt: str) -> None:
     try:
         files = engine.read_folder(directory)
     except engine.PolicyErrors as exc:
-        raise click.UsageError(exc.errors[0].message)
+        if any(e.code == "load_no_folder" for e in exc.errors):
+            raise click.UsageError(exc.errors[0].message)
+        # a file too large, not text, or a link out of the folder: errors in the files, not usage
+        for err in exc.errors:
+            click.echo(err.render(), err=True)
+        raise SystemExit(1)
     root = Path(directory).as_posix().rstrip("/") + "/"
     report = verify(files, display_root=root)
     passed = report.passed(strict)
