@@ -24,11 +24,17 @@ def check_candidate(files: Any) -> dict[str, str]:
 
 
 def compile_and_test(files: dict[str, str]) -> Any:
-    """The compiled PolicySet of a candidate whose YAML tests pass and cover every rule."""
+    """The compiled PolicySet of a candidate that `ordergate check` accepts (no error finding: a
+    row table with a gap and no `no_match` never goes live) and whose YAML tests pass and cover
+    every rule."""
     import engine as policy_engine
+    from engine.verify import verify
 
+    checked = verify(files)
+    if checked.errors or checked.policy is None:
+        raise PublishRejected(errors=[f.to_dict() for f in checked.errors])
+    ps = checked.policy
     try:
-        ps = policy_engine.compile_files(files)
         report = policy_engine.run_tests(ps, files)
     except policy_engine.PolicyErrors as exc:
         raise PublishRejected(errors=[e.to_dict() for e in exc.errors]) from None

@@ -250,3 +250,16 @@ def test_a_copy_of_the_shipped_rules_with_typos_is_rejected_with_every_location(
     assert {first, second} <= located
     assert all(e["code"] and e["message"] for e in info.value.errors)
     assert _snapshot(store) == before and store.active_version_id() == v1.id
+
+
+def test_a_row_table_with_a_gap_and_no_no_match_is_never_published(store):
+    """What `ordergate check` refuses as an error, publishing refuses too: a request in the gap
+    would otherwise be a silent allow on live traffic."""
+    import engine
+    from conftest import ROOT
+
+    files = engine.read_folder(ROOT / "tests" / "fixtures" / "verify" / "gap")
+    with pytest.raises(PublishRejected) as refused:
+        store.publish(files, author="analyst", message="a table with a gap")
+    assert "table_gap" in {e["code"] for e in refused.value.errors}
+    assert store.list_versions() == []
