@@ -129,11 +129,16 @@ def create_app(config: dict | None = None) -> Flask:
     def json_posts_only() -> None:
         # a browser sends a cross-site POST without asking first only when its type is text/plain or a
         # form: requiring JSON makes every such request either a 415 here or a preflight we never grant
-        if request.method == "POST" and request.routing_exception is None and request.mimetype != _JSON:
+        # (the workbench's forms are posted as forms: each carries its session's CSRF token instead)
+        if (request.method == "POST" and request.routing_exception is None and request.mimetype != _JSON
+                and request.blueprint != "workbench"):
             raise ApiError("unsupported_media_type",
                            "send the request with `Content-Type: application/json` (also when it has no body)")
 
     _register_errors(app, metrics)
+    from api import workbench
+
+    workbench.init_app(app, authenticator, str(settings["database_url"]))
     decisions.register(app, runtime, requires)
     admin.register(app, runtime, requires)
     _register_health(app, runtime)
@@ -161,8 +166,12 @@ def _register_errors(app: Flask, metrics: Metrics) -> None:
         return json_response(exc.to_dict(), exc.status)
 
     @app.errorhandler(HTTPException)
-    def on_http_error(exc: HTTPException) -> Response:
+    def on_http_error(exc: HTTPException) -> t.Any:
         status = exc.code or 500
+        if request.path == "/ui" or request.path.startswith("/ui/"):
+            from api.workbench.core import http_error_page
+
+            return http_error_page(exc)  # a person's browser: an error page, not JSON
         if status == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             return on_api_error(bad_request(f"the request body is larger than {limit} bytes", "body_too_large",

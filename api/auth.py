@@ -21,6 +21,7 @@ machine only (``ordergate serve`` binds to 127.0.0.1), each acting as ``loopback
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
@@ -186,6 +187,23 @@ class Authenticator:
     @property
     def enabled(self) -> bool:
         return bool(self._tokens)
+
+    def principal_named(self, name: str, role: str) -> Principal | None:
+        """The principal of a configured token called ``name`` with role ``role``, if there still is one
+        (a workbench session remembers a name and a role, never a secret)."""
+        roles = frozenset(_IMPLIES.get(role, ()))
+        for _, principal in self._tokens:
+            if principal.name == name and principal.roles == roles:
+                return principal
+        return None
+
+    def derive_key(self, purpose: bytes) -> bytes | None:
+        """A key derived by HMAC from every configured secret (the same in every process that has the
+        same tokens; another when a token changes), or None when no token is configured."""
+        if not self._tokens:
+            return None
+        material = b"\n".join(sorted(secret for secret, _ in self._tokens))
+        return hmac.new(purpose, material, hashlib.sha256).digest()
 
     def authenticate(self, header: str | None) -> Principal:
         if not self._tokens:

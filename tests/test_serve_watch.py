@@ -25,15 +25,15 @@ ROW = "      - [PRC-01, opportunity,      calculate,                calculate,  
 TEST = "- name: PRC-01 opportunity.recalculate by an integration user with SOP on computes the price\n"
 
 
-def free_port() -> int:
-    for port in PORTS:
+def free_port(ports: range = PORTS) -> int:
+    for port in ports:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 18700-18799")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 def obligations(port: int) -> list[str]:
