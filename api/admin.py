@@ -188,6 +188,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         """
         if not runtime.following:
             runtime.load(version_id)
+        runtime.workers.signal(version_id)
         count, total = runtime.workers.wait_all(version_id, timeout=float(config["switch_timeout"]))
         if count < total:
             log.warning("ordergate: version %s activated; %d of %d workers of this server decide with it "

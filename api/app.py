@@ -55,6 +55,7 @@ DEFAULTS: dict[str, t.Any] = {
     "publish_in_child": True,        # compile and test a candidate in a child process (needs a database URL)
     "startup_retry_interval": 5.0,   # seconds between attempts when the store is down at start-up
     "bootstrap": True,
+    "warn_without_tokens": True,     # `ordergate serve` says it once itself, not once per worker
     "migrate": True,
     "store": None,                   # an already built store.Store (tests)
     "decision_log_writer": None,     # an already built DecisionLogWriter (tests)
@@ -113,7 +114,7 @@ def create_app(config: dict | None = None) -> Flask:
     authenticator = Authenticator(settings["tokens"])
     app.extensions["ordergate"] = runtime
     app.extensions["ordergate.auth"] = authenticator
-    if not authenticator.enabled:
+    if not authenticator.enabled and settings["warn_without_tokens"]:
         log.warning("ordergate: no access tokens configured: authentication is OFF; only callers on this "
                     "machine are served (set ORDERGATE_TOKENS_FILE or ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN)")
 

@@ -128,7 +128,7 @@ class Runtime:
         if self._watcher is None and float(self.config["watch_interval"]) > 0:
             # fire_initial: an activation between the load above and the watcher's start is not missed
             self._watcher = store.watch_active(self._on_activation, interval=float(self.config["watch_interval"]),
-                                               fire_initial=True)
+                                               fire_initial=True, signal=self.workers.signal_path)
 
     # -- following activations ------------------------------------------------------------------
 
@@ -201,6 +201,9 @@ class Runtime:
         self.workers.leave()
 
 
+SIGNAL_FILE = ".activated"  # hidden: serving() lists only the workers' own files
+
+
 class ServerWorkers:
     """Which version each worker process of one ``ordergate serve`` answers with.
 
@@ -208,6 +211,10 @@ class ServerWorkers:
     serve command creates for its own workers), so that publish and activate can wait until
     every worker of the server decides with the new version. Without a folder (one process:
     ``create_app`` in tests, ``--dev``) only this process counts.
+
+    Whoever activates a version for this server (an endpoint in one worker, ``serve --watch`` in
+    the parent) touches ``<state_dir>/.activated`` (``signal``): every worker's watcher wakes on
+    it at once instead of at its next poll of the database.
     """
 
     def __init__(self, state_dir: str | None) -> None:
@@ -224,6 +231,17 @@ class ServerWorkers:
         partial = self._dir / f".{self._pid}.tmp"
         partial.write_text(version_id, encoding="utf-8")
         partial.replace(mine)  # readers see the old or the new version id, never half of one
+
+    @property
+    def signal_path(self) -> Path | None:
+        return self._dir / SIGNAL_FILE if self._dir is not None else None
+
+    def signal(self, version_id: str) -> None:
+        """Wake the watchers of every worker of this server: ``version_id`` was just activated."""
+        if self._dir is not None:
+            from store.watch import touch_signal
+
+            touch_signal(self._dir / SIGNAL_FILE, version_id)
 
     def leave(self) -> None:
         if self._dir is not None:

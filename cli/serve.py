@@ -68,7 +68,8 @@ class GunicornServer:
     """Builds the gunicorn application lazily so that ``--dev`` needs no gunicorn import."""
 
     @staticmethod
-    def run(load_app: t.Callable[[], t.Any], options: dict[str, t.Any]) -> None:
+    def run(load_app: t.Callable[[], t.Any], options: dict[str, t.Any],
+            on_bound: t.Callable[[], None] = lambda: None) -> None:
         from gunicorn.app.base import BaseApplication
 
         class OrdergateApplication(BaseApplication):
@@ -82,6 +83,7 @@ class GunicornServer:
                 for key, value in self.options.items():
                     if key in self.cfg.settings and value is not None:
                         self.cfg.set(key, value)
+                self.cfg.set("when_ready", lambda _arbiter: on_bound())
 
             def load(self):
                 return load_app()
@@ -93,7 +95,8 @@ class GranianServer:
     """granian worker processes, each running ``BufferedFront`` around its own ``create_app``."""
 
     @staticmethod
-    def run(load_app: t.Callable[[], t.Any], options: dict[str, t.Any]) -> None:
+    def run(load_app: t.Callable[[], t.Any], options: dict[str, t.Any],
+            on_bound: t.Callable[[], None] = lambda: None) -> None:
         from granian.constants import Interfaces, Loops
         from granian.http import HTTP1Settings
         from granian.server import Server
@@ -111,6 +114,7 @@ class GranianServer:
             respawn_failed_workers=True, workers_lifetime=options["max_worker_age"],
             workers_max_rss=options["max_worker_rss"], workers_kill_timeout=options["graceful_timeout"],
         )
+        server.on_startup(on_bound)  # granian calls it once the port is bound, before the workers start
         server.serve(target_loader=lambda _target: front)
 
 
@@ -207,49 +211,104 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
                 "ORDERGATE_TOKENS_DECIDE, _AUDIT and _ADMIN, or use --host 127.0.0.1")
         host = "127.0.0.1"
         click.echo("warning: no access tokens configured: listening on 127.0.0.1 only, and every local "
-                   "caller has every role (set ORDERGATE_TOKENS_FILE or ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN to serve others)", err=True)
+                   "caller has every role (set ORDERGATE_TOKENS_FILE or ORDERGATE_TOKENS_DECIDE/_AUDIT/_ADMIN "
+                   "to serve others)", err=True)
     database_url = database_url or default_database_url()
     rules_dir = folders.rules_folder(rules_dir)
-    active = prepare_store(database_url, rules_dir)
-    from cli.watch import WORKER_INTERVAL, watch_rules
-
-    active = watch_rules(database_url, rules_dir, active, watch=watch)
+    probe_port(host, port)  # a busy port is one clear error, before the store is touched
     config: dict[str, t.Any] = {
         "database_url": database_url, "rules_dir": str(rules_dir), "tokens": tokens,
-        # the schema is current once prepare_store succeeded; workers then skip the migration
-        "migrate": active is None,
+        "warn_without_tokens": False,  # said once above, not once per worker
+        # each worker writes the version it answers with here, so publish/activate can wait for all
+        # of them; `serve --watch` and those endpoints wake the workers through it after an activation
+        "server_state_dir": tempfile.mkdtemp(prefix="ordergate-serve-"),
     }
+    main_pid = os.getpid()
+    try:
+        _run(config, host=host, port=port, rules_dir=rules_dir, server=server, dev=dev, watch=watch,
+             log_on_full=log_on_full, options={
+                 "workers": workers, "threads": threads, "worker_class": worker_class, "timeout": timeout,
+                 "header_timeout": header_timeout, "body_timeout": body_timeout,
+                 "max_connections": max_connections, "max_worker_rss": max_worker_rss,
+                 "max_worker_age": max_worker_age, "max_requests": max_requests, "access_log": access_log})
+    finally:
+        if os.getpid() == main_pid:  # gunicorn's workers leave through here too (SystemExit)
+            shutil.rmtree(config["server_state_dir"], ignore_errors=True)
+
+
+def _run(config: dict[str, t.Any], *, host: str, port: int, rules_dir: Path, server: str, dev: bool,
+         watch: bool, log_on_full: str | None, options: dict[str, t.Any]) -> None:
+    from api.runtime import ServerWorkers
+    from cli.watch import WORKER_INTERVAL, watch_rules
+
+    database_url = config["database_url"]
+    active = prepare_store(database_url, rules_dir)
+    active = watch_rules(database_url, rules_dir, active, watch=watch,
+                         on_published=ServerWorkers(config["server_state_dir"]).signal)
+    # the schema is current once prepare_store succeeded; workers then skip the migration
+    config["migrate"] = active is None
     if log_on_full:
         config["log_on_full"] = log_on_full
     if watch:
         config["watch_interval"] = WORKER_INTERVAL
-    click.echo(f"ordergate: serving policy version {active or '(none yet)'} on http://{_bind(host, port)} "
-               f"with {'Flask (development)' if dev else server} (database {_safe(database_url)})", err=True)
+
+    def announce() -> None:
+        """Said once the port is bound (the workers may still be loading the version)."""
+        click.echo(f"ordergate: serving policy version {active or '(none yet)'} on http://{_bind(host, port)} "
+                   f"with {'Flask (development)' if dev else server} (database {_safe(database_url)})", err=True)
+
     if dev:
+        from werkzeug.serving import make_server
+
         from api import create_app
 
         app = create_app(config)
         try:
-            app.run(host=host, port=port, threaded=True, use_reloader=False)
+            httpd = make_server(host, port, app, threaded=True)
+        except OSError as exc:
+            app.extensions["ordergate"].close()
+            raise click.ClickException(_port_busy(host, port, exc)) from None
+        announce()
+        try:
+            httpd.serve_forever()
         finally:
             app.extensions["ordergate"].close()
         return
-    # each worker writes the version it answers with here, so publish/activate can wait for all of them
-    config["server_state_dir"] = tempfile.mkdtemp(prefix="ordergate-serve-")
-    main_pid = os.getpid()
-    try:
-        if server == "granian":
-            GranianServer.run(app_loader(config), granian_options(
-                host, port, workers=workers, threads=threads, timeout=timeout, header_timeout=header_timeout,
-                body_timeout=body_timeout, max_connections=max_connections, max_worker_rss=max_worker_rss,
-                max_worker_age=max_worker_age, access_log=access_log))
-        else:
-            GunicornServer.run(app_loader(config), gunicorn_options(
-                host, port, workers=workers, threads=threads, worker_class=worker_class, timeout=timeout,
-                max_connections=max_connections, max_requests=max_requests, access_log=access_log))
-    finally:
-        if os.getpid() == main_pid:  # gunicorn's workers leave through here too (SystemExit)
-            shutil.rmtree(config["server_state_dir"], ignore_errors=True)
+    opts = options  # every option the command line gave; each server takes its own
+    if server == "granian":
+        GranianServer.run(app_loader(config), granian_options(
+            host, port, workers=opts["workers"], threads=opts["threads"], timeout=opts["timeout"],
+            header_timeout=opts["header_timeout"], body_timeout=opts["body_timeout"],
+            max_connections=opts["max_connections"], max_worker_rss=opts["max_worker_rss"],
+            max_worker_age=opts["max_worker_age"], access_log=opts["access_log"]), announce)
+    else:
+        GunicornServer.run(app_loader(config), gunicorn_options(
+            host, port, workers=opts["workers"], threads=opts["threads"], worker_class=opts["worker_class"],
+            timeout=opts["timeout"], max_connections=opts["max_connections"], max_requests=opts["max_requests"],
+            access_log=opts["access_log"]), announce)
+
+
+def _port_busy(host: str, port: int, exc: OSError) -> str:
+    return f"cannot listen on {_bind(host, port)}: {exc.strerror or exc}; stop what uses it or choose another --port"
+
+
+def probe_port(host: str, port: int) -> None:
+    """Raise one ``ClickException`` (exit 1, no traceback) when ``host:port`` cannot be bound.
+
+    The servers bind the port themselves a moment later; this probe is what turns a busy port
+    into one clear line instead of a server's retries and stack traces.
+    """
+    import socket
+
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is no obstacle
+        try:
+            probe.bind((address, port))
+            probe.listen(1)
+        except OSError as exc:
+            raise click.ClickException(_port_busy(host, port, exc)) from None
 
 
 def _cores() -> int:

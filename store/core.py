@@ -142,15 +142,16 @@ class Store:
     # -- change notification ----------------------------------------------------------------
 
     def watch_active(self, callback: Callable[[str | None], Any], interval: float = 1.0, *,
-                     fire_initial: bool = False):
+                     fire_initial: bool = False, signal: Any = None):
         """Start a thread that calls ``callback(version_id)`` whenever the active version changes.
 
         Polls ``active_version_id()`` every ``interval`` seconds; on PostgreSQL it also LISTENs for
-        the NOTIFY sent by every activation, for sub-second pickup. Returns the watcher
+        the NOTIFY sent by every activation, for sub-second pickup; ``signal`` (a file the
+        processes of one server touch after an activation) wakes it early. Returns the watcher
         (``.stop()``); a callback that raises is called again at the next tick.
         """
         from .watch import ActiveWatcher
 
-        watcher = ActiveWatcher(self, callback, interval=interval, fire_initial=fire_initial)
+        watcher = ActiveWatcher(self, callback, interval=interval, fire_initial=fire_initial, signal=signal)
         watcher.start()
         return watcher

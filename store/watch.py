@@ -1,11 +1,34 @@
-"""Active-version watcher: polling everywhere, plus LISTEN/NOTIFY on PostgreSQL."""
+"""Active-version watcher: polling everywhere, LISTEN/NOTIFY on PostgreSQL, and a signal file
+that the processes of one server touch after an activation (a cheap wake-up on SQLite)."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from typing import Any, Callable
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("ordergate.store")
+
+SIGNAL_STEP = 0.02  # seconds between two looks at the signal file (one stat call)
+
+
+def touch_signal(path: str | Path, version_id: str) -> None:
+    """Wake every watcher that follows ``path``: replace the file with one naming ``version_id``."""
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_text(version_id, encoding="utf-8")
+    partial.replace(target)  # a new inode: watchers see the change even within one mtime tick
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 class ActiveWatcher:
@@ -14,17 +37,21 @@ class ActiveWatcher:
     The version it compares against is the one active when it started (``fire_initial=True``
     calls back once with it at start). A NOTIFY only wakes the watcher: it always re-reads the
     active version from its own database/schema, so notifications from other schemas sharing
-    the server are harmless.
+    the server are harmless. Without LISTEN, a ``signal`` file (see ``touch_signal``) wakes it
+    within ``SIGNAL_STEP`` instead of the next poll; the file only wakes, it is never trusted
+    for the version.
     """
 
     def __init__(self, store: Any, callback: Callable[[str | None], Any], *, interval: float = 1.0,
-                 fire_initial: bool = False):
+                 fire_initial: bool = False, signal: str | Path | None = None):
         if interval <= 0:
             raise ValueError("interval must be positive")
         self._store = store
         self._callback = callback
         self.interval = float(interval)
         self._fire_initial = fire_initial
+        self._signal = Path(signal) if signal is not None else None
+        self._signalled = _stamp(self._signal) if self._signal is not None else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ordergate-active-watcher", daemon=True)
         self._listen_conn: Any = None
@@ -33,7 +60,7 @@ class ActiveWatcher:
         self.last_error: str | None = None
         self.changes = 0
 
-    def start(self) -> "ActiveWatcher":
+    def start(self) -> ActiveWatcher:
         # LISTEN before reading the initial version: an activation in between is not missed
         self._open_listener()
         try:
@@ -61,7 +88,7 @@ class ActiveWatcher:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def __enter__(self) -> "ActiveWatcher":
+    def __enter__(self) -> ActiveWatcher:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -97,7 +124,10 @@ class ActiveWatcher:
     def _wait(self) -> None:
         """Sleep up to one interval, waking early on a NOTIFY or on stop."""
         if self._listen_conn is None:
-            self._stop.wait(self.interval)
+            if self._signal is None:
+                self._stop.wait(self.interval)
+            else:
+                self._wait_for_signal(self._signal)
             return
         try:
             conn = self._listen_conn.driver_connection
@@ -112,6 +142,17 @@ class ActiveWatcher:
             log.warning("active watcher: %s", self.last_error)
             self._close_listener()
             self._stop.wait(self.interval)
+
+    def _wait_for_signal(self, signal: Path) -> None:
+        """Sleep up to one interval, waking early when the signal file changes or on stop."""
+        deadline = time.monotonic() + self.interval
+        while not self._stop.wait(min(SIGNAL_STEP, max(deadline - time.monotonic(), 0.0))):
+            stamp = _stamp(signal)
+            if stamp != self._signalled:
+                self._signalled = stamp
+                return
+            if time.monotonic() >= deadline:
+                return
 
     def _run(self) -> None:
         while not self._stop.is_set():

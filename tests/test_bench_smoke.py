@@ -107,3 +107,10 @@ def test_impact_quick_replays_the_whole_log():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "log: 20,000 decisions over 5 systems" in proc.stdout
     assert "impact report (read, decide on the candidate, compare, group):" in proc.stdout
+
+
+@pytest.mark.slow
+def test_watch_latency_quick_serves_each_edit():
+    proc = run([str(BENCH / "watch_latency.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "this checkout  median" in proc.stdout

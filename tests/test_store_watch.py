@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import queue
 
+from test_store_helpers import mini_rules
 
 from store import Store
-from test_store_helpers import mini_rules
 
 
 def test_watcher_reports_each_activation(store):
@@ -59,3 +59,26 @@ def test_watcher_survives_a_database_that_does_not_answer():
         watcher.stop()
     assert seen.empty()
     down.dispose()
+
+
+def test_a_touched_signal_file_wakes_a_polling_watcher_at_once(tmp_path):
+    from store.watch import touch_signal
+
+    s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    s.migrate()
+    v1 = s.publish(mini_rules("1"), author="ana", message="v1")
+    signal = tmp_path / ".activated"
+    seen: queue.Queue = queue.Queue()
+    # the poll interval is far beyond the test's wait: only the signal can deliver
+    watcher = s.watch_active(seen.put, interval=300, signal=signal)
+    try:
+        v2 = s.publish(mini_rules("2"), author="ana", message="v2")
+        touch_signal(signal, v2.id)
+        assert seen.get(timeout=30) == v2.id
+        s.activate(v1.id, actor="ops", reason="rollback")
+        touch_signal(signal, v1.id)
+        assert seen.get(timeout=30) == v1.id
+    finally:
+        watcher.stop()
+    assert seen.empty()
+    s.dispose()
