@@ -6,6 +6,7 @@ The shipped policy set, rules/ with its YAML tests, is installed as the package 
 from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=find_namespace_packages(include=["engine*", "api*", "connector*", "store*", "cli*"]) + ["ordergate_rules", "ordergate_rules.tests"],
+    packages=find_namespace_packages(include=["engine*", "api*", "connector*", "store*", "cli*"])
+    + ["ordergate_rules", "ordergate_rules.tests"],
     package_dir={"ordergate_rules": "rules", "ordergate_rules.tests": "rules/tests"},
 )

@@ -5,6 +5,7 @@ this module checks parameters, maps store exceptions to the error table and shap
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -13,10 +14,10 @@ import typing as t
 from flask import Flask, Response, request
 
 from api import evidence
-from store.impact_reports import impact_reports
 from api.body import read_json
 from api.decisions import json_response
 from api.errors import ApiError, bad_request
+from store.impact_reports import impact_reports
 
 log = logging.getLogger("ordergate.api")
 
@@ -47,7 +48,9 @@ def map_store_error(exc: Exception) -> ApiError:
         # log, and give the caller a reference to it
         reference = secrets.token_hex(4)
         log.warning("ordergate: store error %s: %s", reference, exc)
-        return ApiError("store_unavailable", f"the store failed or does not answer (server log reference `{reference}`)")
+        return ApiError(
+            "store_unavailable", f"the store failed or does not answer (server log reference `{reference}`)"
+        )
     raise exc
 
 
@@ -78,9 +81,11 @@ def _parse_time(name: str, value: str | None) -> str | None:
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:
-        raise bad_request(f"`{name}` must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z", "invalid_parameter")
+        raise bad_request(
+            f"`{name}` must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z", "invalid_parameter"
+        ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.isoformat()
 
 
@@ -100,7 +105,7 @@ def _parse_int(name: str, value: str | None, *, default: int | None, low: int, h
     try:
         number = int(value)
     except ValueError:
-        raise bad_request(f"`{name}` must be an integer", "invalid_parameter")
+        raise bad_request(f"`{name}` must be an integer", "invalid_parameter") from None
     if number < low or (high is not None and number > high):
         raise bad_request(f"`{name}` must be between {low} and {high}", "invalid_parameter")
     return number
@@ -344,10 +349,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         after_time, after_seq = _parse_cursor(args.get("cursor"), by_time)
         version = args.get("version") or None
         if version is not None:
-            try:
+            # not a stored version (or prefix): the filter matches nothing, as it should
+            with contextlib.suppress(ApiError):
                 version = resolve(version)
-            except ApiError:
-                pass  # not a stored version (or prefix): the filter matches nothing, as it should
         records = call(
             store().query_decisions,
             since=since,

@@ -67,13 +67,15 @@ def parse_json(request: Request, *, max_bytes: int, max_depth: int) -> tuple[t.A
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise bad_request(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}", "not_json")
+        raise bad_request(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}", "not_json") from exc
     try:
         return _parse(text)
     except RecursionError:
-        raise bad_request(f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth)
+        raise bad_request(
+            f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
+        ) from None
     except ValueError as exc:
-        raise bad_request(f"the request body is not JSON: {exc}", "not_json")
+        raise bad_request(f"the request body is not JSON: {exc}", "not_json") from exc
 
 
 def check_parsed(value: t.Any, max_depth: int, by_orjson: bool) -> None:
@@ -159,4 +161,4 @@ def _check_text(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise bad_request("the JSON body contains a lone surrogate escape (e.g. `\\ud800`)", "not_json")
+        raise bad_request("the JSON body contains a lone surrogate escape (e.g. `\\ud800`)", "not_json") from None

@@ -76,7 +76,7 @@ class Metrics:
         add("# HELP ordergate_decision_request_seconds Time to answer a decision request (single or batch).")
         add("# TYPE ordergate_decision_request_seconds histogram")
         cumulative = 0
-        for bound, count in zip(BUCKETS, buckets):
+        for bound, count in zip(BUCKETS, buckets, strict=False):
             cumulative += count
             add(f'ordergate_decision_request_seconds_bucket{{le="{bound}"}} {cumulative}')
         cumulative += buckets[-1]

@@ -94,8 +94,14 @@ SHOP = {"shop.yaml": SHOP_RULES, "tests/shop.yaml": SHOP_TESTS}
 SHOP_V2 = {"shop.yaml": SHOP_RULES_V2, "tests/shop.yaml": SHOP_TESTS_V2}
 
 #: a request the shop policy allows, and one it denies
-ALLOWED = {"action": "order.create", "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": False}}}}
-DENIED = {"action": "order.create", "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": True}}}}
+ALLOWED = {
+    "action": "order.create",
+    "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": False}}},
+}
+DENIED = {
+    "action": "order.create",
+    "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": True}}},
+}
 
 
 def write_rules(folder: Path, files: t.Mapping[str, str]) -> Path:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness as H  # noqa: E402
 import handwritten as hw  # noqa: E402
+import harness as H  # noqa: E402
 import rowtable as rt  # noqa: E402
 import workloads as W  # noqa: E402
 
@@ -53,7 +53,11 @@ def check_table(decide, rows, queries) -> int:
 
 
 def verdict(value: float, target: float) -> str:
-    return f"met ({value:.2f} ≤ {target:g})" if value <= target else f"MISSED ({value:.2f} > {target:g}, by {value / target:.2f}×)"
+    return (
+        f"met ({value:.2f} ≤ {target:g})"
+        if value <= target
+        else f"MISSED ({value:.2f} > {target:g}, by {value / target:.2f}×)"
+    )
 
 
 def child(size: int) -> None:
@@ -103,9 +107,31 @@ def main(argv=None) -> int:
     stats = H.measure(cases, inputs, rounds=rounds, budget=budget, progress=say)
     ref = stats["hand-written Python"].median
     print(f"## Pricing: {len(hw.PRICING_ACTIONS)} d365_sales actions, {len(inputs):,} requests\n")
-    print(H.markdown(["case", "median µs", "p99 µs (batch)", "p50 µs (call)", "p99 µs (call)", "× hand-written", "batches / calls"],
-                     [[n, H.fmt(s.median), H.fmt(s.p99_batch), H.fmt(s.p50_call), H.fmt(s.p99_call),
-                       H.ratio(s.median, ref), f"{len(s.batch_means):,} / {len(s.calls):,}"] for n, s in stats.items()]))
+    print(
+        H.markdown(
+            [
+                "case",
+                "median µs",
+                "p99 µs (batch)",
+                "p50 µs (call)",
+                "p99 µs (call)",
+                "× hand-written",
+                "batches / calls",
+            ],
+            [
+                [
+                    n,
+                    H.fmt(s.median),
+                    H.fmt(s.p99_batch),
+                    H.fmt(s.p50_call),
+                    H.fmt(s.p99_call),
+                    H.ratio(s.median, ref),
+                    f"{len(s.batch_means):,} / {len(s.calls):,}",
+                ]
+                for n, s in stats.items()
+            ],
+        )
+    )
     r1 = stats["ordergate decide"].median / ref
     r1d = stats["ordergate decide + to_dict"].median / ref
     print(f"\nordergate / hand-written: {r1:.2f}× (with to_dict {r1d:.2f}×); target ≤ {TARGET_HANDWRITTEN:g}×: "
@@ -128,10 +154,31 @@ def main(argv=None) -> int:
     print("## Row table (`layout: rows`, `hit: first`; equality, range and set cells; catch-all last row)\n")
     print(f"Agreement: every size gives the oracle's outcome on all its queries and "
           f"{len(rt.boundary_queries(rt.rows(sizes[0])))} band-edge queries.\n")
-    print(H.markdown(["table", "median µs", "p99 µs (batch)", "p50 µs (call)", "p99 µs (call)", f"× {sizes[0]} rows", "queries hitting a row"],
-                     [[n, H.fmt(s.median), H.fmt(s.p99_batch), H.fmt(s.p50_call), H.fmt(s.p99_call),
-                       H.ratio(s.median, small), f"{hits[n]:.0%}"]
-                      for n, s in stats.items()]))
+    print(
+        H.markdown(
+            [
+                "table",
+                "median µs",
+                "p99 µs (batch)",
+                "p50 µs (call)",
+                "p99 µs (call)",
+                f"× {sizes[0]} rows",
+                "queries hitting a row",
+            ],
+            [
+                [
+                    n,
+                    H.fmt(s.median),
+                    H.fmt(s.p99_batch),
+                    H.fmt(s.p50_call),
+                    H.fmt(s.p99_call),
+                    H.ratio(s.median, small),
+                    f"{hits[n]:.0%}",
+                ]
+                for n, s in stats.items()
+            ],
+        )
+    )
     big = sizes[-1]
     r2 = stats[f"{big:,} rows"].median / small
     print(f"\n{big:,} rows / {sizes[0]} rows: {r2:.2f}×; target ≤ {TARGET_SCALE:g}×: {verdict(r2, TARGET_SCALE)}\n")
@@ -147,7 +194,12 @@ def main(argv=None) -> int:
             continue
         rows_out.append([f"{n:,}", f"{f['compile_s']:.3f}", f"{f['rss_growth_mb']:.1f}", f"{f['retained_mb']:.1f}",
                          f"{f['rss_mb']:.1f}"])
-    print(H.markdown(["rows", "compile s (median of 3)", "RSS growth MB", "retained MB (tracemalloc)", "process RSS MB"], rows_out))
+    print(
+        H.markdown(
+            ["rows", "compile s (median of 3)", "RSS growth MB", "retained MB (tracemalloc)", "process RSS MB"],
+            rows_out,
+        )
+    )
     f = foot[big]
     if "error" not in f:
         print(f"\ncompile of {big:,} rows: {f['compile_s']:.2f} s; target < {TARGET_COMPILE_S:g} s: "

@@ -247,13 +247,19 @@ def _print(summary: dict, args: argparse.Namespace) -> None:
     for server, apps in table.items():
         for mode in args.modes:
             bare, og = apps["bare"][mode], apps["ordergate"][mode]
-            print(f"{server:<17} {mode:<6} {bare['decisions_per_s']:>11,.0f} {bare['p50_ms']:>6.2f}m "
-                  f"{bare['p99_ms']:>6.1f}m   {og['decisions_per_s']:>15,.0f} {og['p50_ms']:>6.2f}m {og['p99_ms']:>6.1f}m "
-                  f"{og['decisions_per_s'] / bare['decisions_per_s']:>5.2f}x  {bare['load_start']} / {og['load_start']}")
+            print(
+                f"{server:<17} {mode:<6} {bare['decisions_per_s']:>11,.0f} {bare['p50_ms']:>6.2f}m "
+                f"{bare['p99_ms']:>6.1f}m   {og['decisions_per_s']:>15,.0f} {og['p50_ms']:>6.2f}m "
+                f"{og['p99_ms']:>6.1f}m {og['decisions_per_s'] / bare['decisions_per_s']:>5.2f}x  "
+                f"{bare['load_start']} / {og['load_start']}"
+            )
     for mode in args.modes:
         if "granian" in table and len(table) > 1:
             for other in (s for s in table if s != "granian"):
-                ratio = table["granian"]["ordergate"][mode]["decisions_per_s"] / table[other]["ordergate"][mode]["decisions_per_s"]
+                ratio = (
+                    table["granian"]["ordergate"][mode]["decisions_per_s"]
+                    / table[other]["ordergate"][mode]["decisions_per_s"]
+                )
                 print(f"ordergate {mode}: granian / {other}: {ratio:.2f}x")
     for server, apps in table.items():
         log = apps["ordergate"]["log"]

@@ -61,7 +61,7 @@ _ROWS = {
 }
 CELLS = {f"{entity}.{op}": (rule, cell)
          for entity, (rule, cells) in _ROWS.items()
-         for op, cell in zip(("create", "update", "delete", "recalculate"), cells)}
+         for op, cell in zip(("create", "update", "delete", "recalculate"), cells, strict=False)}
 # Actions whose facts include the sales order (rules/pricing.yaml `actions`).
 ORDER_ACTIONS = frozenset(
     ["salesorder.update", "salesorder.delete", "salesorder.recalculate", "salesorder.create_invoice",

@@ -6,7 +6,9 @@
 
 cProfile charges every Python call, so it exaggerates call-heavy code; for shares of wall time
 use a sampling profiler on the same workloads, e.g.
-`py-spy record -r 2000 -f raw -o out.raw -- .venv/bin/python bench/hotspots.py --only pricing --seconds 10 --no-profile`.
+
+    py-spy record -r 2000 -f raw -o out.raw -- \\
+        .venv/bin/python bench/hotspots.py --only pricing --seconds 10 --no-profile
 """
 from __future__ import annotations
 

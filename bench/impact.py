@@ -44,7 +44,7 @@ def requests(files: dict[str, str]) -> list[tuple[str, dict]]:
 def fill(store: Store, version: str, count: int, files: dict[str, str]) -> None:
     policy = store.policy_set(version)
     reqs = requests(files)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     real = min(count, REAL)
     records = []
     for i in range(real):

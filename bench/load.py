@@ -102,7 +102,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
     if args.worker_class:
         command += ["--worker-class", args.worker_class]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_TOKENS_")}
-    log = open(workdir / "server.log", "wb")
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - the server's log, open while it runs
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -166,7 +166,7 @@ def _client(url: str, token: str | None, path: str, bodies: list[bytes], per_req
         statuses[response.status] = statuses.get(response.status, 0) + 1
         if response.status in (200, 422):
             answer = json.loads(data)
-            results = answer["results"] if "results" in answer else [answer]
+            results = answer.get("results", [answer])
             allows += sum(1 for r in results if r["allow"])
             # a decision the log refused would be a 503 / decision_log_unavailable: count it
             errors += [r["error"]["code"] for r in results
@@ -295,15 +295,25 @@ def main(argv: list[str] | None = None) -> int:
             logged = (logged_count(database, before + total, wait=10.0) or 0) - before
         server_name = args.server or "granian"
         default_workers = (1 if server_name == "granian" else 2) * (os.cpu_count() or 1)
-        summary = {"cpus": os.cpu_count(), "server": server_name, "workers": args.workers or default_workers,
-                   "worker_class": (args.worker_class or "gthread") if server_name == "gunicorn" else None, "decision_log": not args.log_off,
-                   "results": results, "decisions_sent": total, "decisions_logged": logged}
+        summary = {
+            "cpus": os.cpu_count(),
+            "server": server_name,
+            "workers": args.workers or default_workers,
+            "worker_class": (args.worker_class or "gthread") if server_name == "gunicorn" else None,
+            "decision_log": not args.log_off,
+            "results": results,
+            "decisions_sent": total,
+            "decisions_logged": logged,
+        }
         if args.json:
             print(json.dumps(summary, indent=1))
         else:
-            print(f"ordergate load: {args.clients} client processes, keep-alive, {args.seconds:g}s per phase, "
-                  f"server {summary['workers']} {server_name} {summary['worker_class'] or ''} workers on {summary['cpus']} CPUs, "
-                  + ("decision log OFF (bench/serve_nolog.py, comparison only)" if args.log_off else "decision log on"))
+            print(
+                f"ordergate load: {args.clients} client processes, keep-alive, {args.seconds:g}s per phase, "
+                f"server {summary['workers']} {server_name} {summary['worker_class'] or ''} workers "
+                f"on {summary['cpus']} CPUs, "
+                + ("decision log OFF (bench/serve_nolog.py, comparison only)" if args.log_off else "decision log on")
+            )
             print(f"{'mode':<8} {'batch':>5} {'requests/s':>11} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
                   f"{'errors':>7}")
             for r in results:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import rowtable as rt
 
@@ -128,8 +128,10 @@ def sop_cedar() -> Callable:
     Deny that no policy determined = calculate."""
     def any_of(entities):
         return " || ".join(f"resource is {CEDAR_TYPES[e]}" for e in entities)
-    text = [f'@id("na-headers")\nforbid(principal, action == Action::"delete", resource) when {{ {any_of(HEADERS)} }};',
-            f'@id("na-lines")\nforbid(principal, action == Action::"recalculate", resource) when {{ {any_of(LINES)} }};']
+    text = [
+        f'@id("na-headers")\nforbid(principal, action == Action::"delete", resource) when {{ {any_of(HEADERS)} }};',
+        f'@id("na-lines")\nforbid(principal, action == Action::"recalculate", resource) when {{ {any_of(LINES)} }};',
+    ]
     for rule, entity, ops, flag in SKIPS:
         actions = ", ".join(f'Action::"{op}"' for op in ops)
         text.append(f'@id("{rule}")\npermit(principal, action in [{actions}], resource is {CEDAR_TYPES[entity]}) '
@@ -198,7 +200,9 @@ def sop_rego() -> Callable:
              f"not_applicable if {{ input.entity in {_set(HEADERS)}; input.operation == \"delete\" }}",
              f"not_applicable if {{ input.entity in {_set(LINES)}; input.operation == \"recalculate\" }}"]
     for _, entity, ops, flag in SKIPS:
-        lines.append(f'skip if {{ input.sop; input.{flag}; input.entity == "{entity}"; input.operation in {_set(ops)} }}')
+        lines.append(
+            f'skip if {{ input.sop; input.{flag}; input.entity == "{entity}"; input.operation in {_set(ops)} }}'
+        )
     lines += ["", 'default outcome := "calculate"',
               'outcome := "not_applicable" if not_applicable', 'else := "skip" if skip']
     run = _rego("\n".join(lines))
@@ -212,9 +216,14 @@ def scaled_rego(rows: list[rt.Row]) -> Callable:
     """One complete rule per row (the rows do not overlap, so no two give different values)."""
     lines = ["package bench", "import rego.v1", 'default outcome := "calculate"']
     for r in rows:
-        body = [f'input.group == "{r.group}"',
-                f'input.currency == "{r.currencies[0]}"' if len(r.currencies) == 1 else f"input.currency in {_set(r.currencies)}",
-                f"input.total >= {r.lo}", f"input.total < {r.hi}"]
+        body = [
+            f'input.group == "{r.group}"',
+            f'input.currency == "{r.currencies[0]}"'
+            if len(r.currencies) == 1
+            else f"input.currency in {_set(r.currencies)}",
+            f"input.total >= {r.lo}",
+            f"input.total < {r.hi}",
+        ]
         if r.channels:
             body.append(f"input.channel in {_set(r.channels)}")
         lines.append(f'outcome := "{r.outcome}" if {{ {"; ".join(body)} }}')

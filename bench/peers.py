@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness as H  # noqa: E402
 import handwritten as hw  # noqa: E402
+import harness as H  # noqa: E402
 import peer_adapters as P  # noqa: E402
 import rowtable as rt  # noqa: E402
 import sop_table as st  # noqa: E402
@@ -152,8 +152,10 @@ def main(argv=None) -> int:
     if bad:
         print(f"\n{bad} disagreements on the SOP table: not timing")
         return 2
-    print(f"Agreement before timing: all {len(cases)} cases give the oracle's outcome on all "
-          f"{len(st.all_inputs())} combinations; ordergate's decision dict equals the hand-written one on all of them.\n")
+    print(
+        f"Agreement before timing: all {len(cases)} cases give the oracle's outcome on all "
+        f"{len(st.all_inputs())} combinations; ordergate's decision dict equals the hand-written one on all of them.\n"
+    )
 
     inputs = st.all_inputs()
     random.Random(5).shuffle(inputs)
@@ -191,8 +193,9 @@ def main(argv=None) -> int:
         rows = rt.rows(size)
         # One child at a time, so that compile times do not compete; --quick only proves they run.
         with ThreadPoolExecutor(max_workers=2 if args.quick else 1) as pool:
+            args_of = [[name, str(size), str(n_queries)] for name in names]
             foot = dict(zip(names, pool.map(
-                lambda name: H.run_child(__file__, [name, str(size), str(n_queries)], timeout=CHILD_TIMEOUT), names)))
+                lambda child_args: H.run_child(__file__, child_args, timeout=CHILD_TIMEOUT), args_of), strict=True))
         for name in names:
             if foot[name].get("disagree"):
                 print(f"DISAGREE {name} at {size} rows: {foot[name]['disagree']} of {foot[name]['checked']}: "

@@ -13,6 +13,7 @@ import argparse
 import collections
 import re
 import sys
+from pathlib import Path
 
 _NOISE = ("click/", "gunicorn/arbiter.py", "gunicorn/app/base.py", "cli/serve.py", "<module> (ordergate",
           "Worker.init_process", "ThreadWorker.init_process", "ThreadWorker.run (", "threading.py")
@@ -29,7 +30,7 @@ def summarise(path: str, top: int) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         stack, _, count = line.rstrip().rpartition(" ")
         if not stack:
             continue

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                 thread.join()
         finally:
             stop(process)
-        print(f"publish_load: {args.server or 'default server'}, wrk -c{args.connections} -d{args.seconds}s, single decisions")
+        print(f"publish_load: {args.server or 'default server'}, wrk -c{args.connections} -d{args.seconds}s, "
+              "single decisions")
         for name, r in (("no publish", quiet), ("publishing", busy)):
             print(f"  {name:<11} {r['requests_per_s']:>8,.0f} decisions/s  p50 {r['p50_ms']:6.2f} ms  "
                   f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  load {r['load']}")

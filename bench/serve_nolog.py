@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     config = {"database_url": args.database, "rules_dir": str(rules_dir), "tokens": None, "migrate": False,
               "decision_log_writer": DiscardingWriter()}
     if args.server == "granian":
-        GranianServer.run(app_loader(config), granian_options("127.0.0.1", args.port, workers=args.workers, threads=args.threads))
+        GranianServer.run(
+            app_loader(config), granian_options("127.0.0.1", args.port, workers=args.workers, threads=args.threads)
+        )
     else:
         GunicornServer.run(app_loader(config), gunicorn_options("127.0.0.1", args.port, workers=args.workers,
                                                     threads=args.threads, worker_class=args.worker_class))

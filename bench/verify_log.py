@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _records(start: int, count: int) -> list[dict]:
-    base = dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc)
+    base = dt.datetime(2026, 11, 23, tzinfo=dt.UTC)
     out = []
     for i in range(start, start + count):
         out.append({

@@ -9,12 +9,12 @@ import itertools
 import os
 from pathlib import Path
 
-import yaml
-
-import engine
 import handwritten as hw
 import rowtable as rt
 import sop_table as st
+import yaml
+
+import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 # The pricing rules measured: the shipped rules/pricing.yaml, or the file ORDERGATE_BENCH_PRICING

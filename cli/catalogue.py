@@ -6,8 +6,9 @@ folder must pass ``ordergate check`` first: the catalogue describes only a polic
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 

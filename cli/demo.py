@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
-
 
 
 class _Narrator:
@@ -71,6 +71,7 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
     n.step("alice clicks Send to QAD ERP again", lambda: crm.send_to_erp(opp, user="alice"))
     with conn.book.session() as s:
         import sqlalchemy as sa
+
         from connector.orders import SalesOrder
         number = s.scalar(sa.select(SalesOrder.number).where(SalesOrder.opportunity_id == opp))
     with Correlator(conn) as cor:
@@ -127,6 +128,7 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
     n.step("alice adds a header note", lambda: ax.create_note("SO-AX-1", "call before delivery", user="alice"))
     with conn.book.transaction() as s:
         import sqlalchemy as sa
+
         from connector.orders import SalesOrder
         s.scalar(sa.select(SalesOrder).where(SalesOrder.number == "SO-AX-1")).document_status = "picking_list"
     click.echo("  (the warehouse prints the picking list: SO-AX-1 is now at Picking list)")

@@ -220,7 +220,9 @@ def _log_line(entry: dict[str, t.Any]) -> str:
         ", ".join(result.get("rules") or ()) or "-"
     system = (entry["input"].get("context") or {}).get("system", "-")
     version = (entry["policy_version"] or "none")[:19]
-    return f"{entry['seq']:>8} {entry['time']} {entry['decision_id']} {outcome} {system} {entry['action']} {why} {version}"
+    return (
+        f"{entry['seq']:>8} {entry['time']} {entry['decision_id']} {outcome} {system} {entry['action']} {why} {version}"
+    )
 
 
 @click.command("log")
@@ -251,12 +253,15 @@ def log_command(source: Local | Remote, since: str | None, until: str | None, ac
 def _explain_text(body: dict[str, t.Any]) -> str:
     decision = body["explanation"]
     outcome = "ALLOW" if decision["allow"] else "DENY"
-    lines = [f"{body['decision_id']} {body['time']} {body['action']}: {outcome} by {', '.join(decision['rules']) or 'no rule'}"
-             f" on {body['policy_version']}" + ("" if body["matches_log"] else " (DIFFERS FROM THE LOG)")]
+    differs = "" if body["matches_log"] else " (DIFFERS FROM THE LOG)"
+    lines = [f"{body['decision_id']} {body['time']} {body['action']}: {outcome} "
+             f"by {', '.join(decision['rules']) or 'no rule'} on {body['policy_version']}{differs}"]
     if decision["error"]:
         lines.append(f"  error {decision['error']['code']}: {decision['error']['message']}")
     for o in decision["obligations"]:
-        lines.append(f"  must: {o['name']}" + (f" {json.dumps(o['params'], ensure_ascii=False)}" if o["params"] else ""))
+        lines.append(
+            f"  must: {o['name']}" + (f" {json.dumps(o['params'], ensure_ascii=False)}" if o["params"] else "")
+        )
     for step in decision.get("trace") or ():
         if "rule" in step:
             lines.append(f"  {step['rule']} ({step['kind']}, {step['outcome']}): {step['says']}")

@@ -10,6 +10,7 @@ that answer decisions; when its deadline passes it gets 408 and the connection i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
@@ -102,13 +103,15 @@ class BufferedFront:
                 proto.response_bytes(status, headers, payload)
             except BaseException as exc:
                 log.exception("ordergate: the app failed outside its error handlers")
-                proto.response_bytes(500, [("content-type", "application/json")],
-                                     _error(500, "internal_error", f"internal error ({type(exc).__name__}); nothing was allowed"))
+                proto.response_bytes(
+                    500,
+                    [("content-type", "application/json")],
+                    _error(500, "internal_error", f"internal error ({type(exc).__name__}); nothing was allowed"),
+                )
             finally:
-                try:
+                # a closed loop: the worker is stopping, nobody waits
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_resolve, done)
-                except RuntimeError:  # the loop is closed: the worker is stopping, nobody waits
-                    pass
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         for _ in self._workers:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from cli.folders import HELP as RULES_HELP, rules_folder
+from cli.folders import HELP as RULES_HELP
+from cli.folders import rules_folder
 
 if t.TYPE_CHECKING:
     import engine
@@ -24,7 +25,7 @@ def _load(directory: str | Path) -> engine.PolicySet:
             click.echo(err.render(), err=True)
         n = len(exc.errors)
         click.echo(f"{n} error{'s' if n != 1 else ''} in {directory}", err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
 
 
 @click.command(epilog="Exit status: 0 when nothing is wrong (warnings allowed unless --strict), "
@@ -53,11 +54,11 @@ def check(directory: str | None, strict: bool, fmt: str) -> None:
         files = engine.read_folder(directory)
     except engine.PolicyErrors as exc:
         if any(e.code == "load_no_folder" for e in exc.errors):
-            raise click.UsageError(exc.errors[0].message)
+            raise click.UsageError(exc.errors[0].message) from exc
         # a file too large, not text, or a link out of the folder: errors in the files, not usage
         for err in exc.errors:
             click.echo(err.render(), err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     root = Path(directory).as_posix().rstrip("/") + "/"
     report = verify(files, display_root=root)
     passed = report.passed(strict)
@@ -80,7 +81,7 @@ def check(directory: str | None, strict: bool, fmt: str) -> None:
         for err in exc.errors:
             click.echo(err.render(), err=True)
         click.echo(f"{_counts(len(exc.errors), 0)} in {root}tests/", err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     systems = ", ".join(f"{s} ({len(a)} actions)" for s, a in sorted(policy.catalogue.items()))
     click.echo(f"ok: {len(policy.rules)} rules; {systems}" + (f"; {counts}" if report.warnings else ""))
     click.echo(f"policy version {policy.version}")
@@ -116,7 +117,7 @@ def test_rules(directory: str | None, verbose: bool) -> None:
     except engine.PolicyErrors as exc:
         for err in exc.errors:
             click.echo(err.render(), err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     if verbose:
         for r in report.results:
             click.echo(f"{'ok  ' if r.passed else 'FAIL'} {r.location}: {r.name}")
@@ -154,7 +155,7 @@ def decide(action: str, input_file, directory: str | None, explain: bool) -> Non
         # YAML with the rule files' limits (size, depth, aliases, tags)
         loaded, errors = load_text(input_file.name, text)
         if errors:
-            raise click.UsageError(f"--input is neither JSON nor YAML: {errors[0]}")
+            raise click.UsageError(f"--input is neither JSON nor YAML: {errors[0]}") from None
         data = loaded.documents[0] if loaded is not None and loaded.documents else None
     if isinstance(data, dict) and set(data) >= {"action", "input"}:  # a whole request body is accepted too
         if data.get("action") != action:
@@ -196,7 +197,11 @@ def plan(system: str, action: str, directory: str | None) -> None:
     fn = policy.function(system, action)
     if fn is None:
         known = policy.catalogue.get(system)
-        what = f"unknown system `{system}`" if known is None else f"action `{action}` is not in the catalogue of `{system}`"
+        what = (
+            f"unknown system `{system}`"
+            if known is None
+            else f"action `{action}` is not in the catalogue of `{system}`"
+        )
         click.echo(f"{what}; known: " + ", ".join(known if known is not None else sorted(policy.catalogue)), err=True)
         raise SystemExit(2)
     click.echo(source_of(fn), nl=False)

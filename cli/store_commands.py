@@ -32,7 +32,7 @@ def _open(database: str | None):
         store.migrate()
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2)
+        raise SystemExit(2) from exc
     return store
 
 
@@ -113,7 +113,7 @@ def publish(directory: str | None, message: str, author: str | None, database: s
     except engine.PolicyErrors as exc:  # a file too large, not text, or a link out of the folder
         for err in exc.errors:
             click.echo(err.render(), err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     store = _open(database)
     report = None
     try:
@@ -130,7 +130,7 @@ def publish(directory: str | None, message: str, author: str | None, database: s
                           since=impact_since)
     except PublishRejected as exc:
         _print_rejection(exc, root)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     except StoreError as exc:
         _store_failed(exc)
     finally:
@@ -168,7 +168,7 @@ def activate(version: str, actor: str | None, reason: str, database: str | None)
         store.activate(vid, actor=actor or _default_author(), reason=reason)
     except VersionNotFound as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from exc
     except StoreError as exc:
         _store_failed(exc)
     finally:
@@ -194,7 +194,7 @@ def versions(database: str | None) -> None:
         listed = store.list_versions()
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2)
+        raise SystemExit(2) from exc
     finally:
         store.dispose()
     if not listed:
@@ -232,7 +232,7 @@ def audit_verify(database: str | None) -> None:
         report = store.verify_chain()
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2)
+        raise SystemExit(2) from exc
     finally:
         store.dispose()
     if report.ok:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import InvalidInput
@@ -37,9 +37,9 @@ def canonical_json(value: Any) -> str:
 
 def format_time(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
-    if 1000 <= value.year:  # isoformat pads years below 1000, strftime's %Y does not
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if value.year >= 1000:  # isoformat pads years below 1000, strftime's %Y does not
         return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -158,7 +158,7 @@ def entry_hash(prev_hash: str, seq: int, record: dict[str, Any]) -> str:
 
 def rule_ids(result: dict[str, Any]) -> list[str]:
     rules = result.get("rules") or []
-    return sorted(set(r for r in rules if isinstance(r, str)))
+    return sorted({r for r in rules if isinstance(r, str)})
 
 
 

@@ -7,7 +7,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 

@@ -24,7 +24,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .chain import PreparedRecord, prepare_record
 from .errors import RecordRefused
@@ -114,7 +115,7 @@ class DecisionLogWriter:
             if not self._wait_for_room(len(prepared), total):
                 self._rejected += len(prepared)
                 return ids
-            for rec, size in zip(prepared, sizes):
+            for rec, size in zip(prepared, sizes, strict=False):
                 self._queue.append((rec, group, size))
             self._queued_bytes += total
             self._work.notify()
@@ -185,7 +186,7 @@ class DecisionLogWriter:
             self._thread.join(max(self.max_retry_delay, 1.0) + 1.0)
         with self._done:
             left = [rec for rec, _group, _size in self._queue]
-            self._settle([entry for entry in self._queue], written=False)
+            self._settle(list(self._queue), written=False)
             self._queue.clear()
             self._queued_bytes = 0
             self._done.notify_all()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import typing as t
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -17,7 +17,7 @@ def record_impact(store: t.Any, version_id: str, *, report_hash: str, risky_flip
         with store.engine.begin() as conn:
             conn.execute(version_impact.insert().values(
                 version_id=version_id, report_hash=report_hash, risky_flips=risky_flips, since=since,
-                recorded_at=datetime.now(timezone.utc)))
+                recorded_at=datetime.now(UTC)))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"record_impact: database error: {str(exc).splitlines()[0]}") from exc
 

@@ -2,7 +2,8 @@
 transaction. A broken candidate raises ``PublishRejected`` and writes nothing."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 

@@ -2,6 +2,7 @@
 that the processes of one server touch after an activation (a cheap wake-up on SQLite)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -116,10 +117,8 @@ class ActiveWatcher:
         fairy, self._listen_conn = self._listen_conn, None
         self.listening = False
         if fairy is not None:
-            try:
+            with contextlib.suppress(Exception):
                 fairy.invalidate()  # never hand a LISTENing autocommit connection back to the pool
-            except Exception:  # pragma: no cover
-                pass
 
     def _wait(self) -> None:
         """Sleep up to one interval, waking early on a NOTIFY or on stop."""

@@ -3,6 +3,7 @@ wrk load whose Lua script records the decision id of every 200 answer, and a Pos
 the test's own that can be stopped and started (never the shared server)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -198,10 +199,8 @@ class Cluster:
         self._run(self._pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, SHIPPED_RULES
 
 from cli import main
-from conftest import ROOT, SHIPPED_RULES
 
 NEW_RULE = """
   - id: CUS-90

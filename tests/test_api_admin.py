@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from test_store_helpers import drop_guards
 
 from api import create_app
 from api.testing import ALLOWED, DENIED, SHOP, SHOP_V2, test_config, write_rules
-from test_store_helpers import drop_guards
 
 VIP = {"action": "order.create",
        "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": False, "vip": True}}}}
@@ -193,7 +193,10 @@ def test_query_fetch_and_page_the_decision_log(client, app, two_versions):
     assert len(client.get(f"/v1/decisions?version={v2}").get_json()["decisions"]) == 3
     assert client.get(f"/v1/decisions?version={v1}").get_json()["decisions"] == []
     assert client.get("/v1/decisions?version=sha256:" + "0" * 64).get_json()["decisions"] == []
-    assert len(client.get("/v1/decisions?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z").get_json()["decisions"]) == 3
+    assert (
+        len(client.get("/v1/decisions?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z").get_json()["decisions"])
+        == 3
+    )
     assert client.get("/v1/decisions?until=2000-01-01T00:00:00Z").get_json()["decisions"] == []
 
     page1 = client.get("/v1/decisions?limit=2").get_json()
@@ -250,8 +253,10 @@ def test_chain_verification_through_the_api_finds_a_tampered_entry(client, app):
     store = app.extensions["ordergate"].store
     drop_guards(store.engine)  # an insider with DDL rights
     with store.engine.begin() as conn:  # flips a denial to an allow
-        conn.execute(sa.text("UPDATE decisions SET result = :r WHERE decision_id = :d"),
-                     {"r": '{"allow":true,"error":null,"obligations":[],"policy_version":null,"rules":[]}', "d": ids[1]})
+        conn.execute(
+            sa.text("UPDATE decisions SET result = :r WHERE decision_id = :d"),
+            {"r": '{"allow":true,"error":null,"obligations":[],"policy_version":null,"rules":[]}', "d": ids[1]},
+        )
     report = client.get("/v1/audit/verify").get_json()
     assert report["ok"] is False
     assert report["first_broken_id"] == ids[1] and report["first_broken_seq"] == 2

@@ -78,7 +78,9 @@ def test_malformed_or_wrong_authorization_headers_are_401(client, header):
 
 
 def test_scheme_is_case_insensitive(client):
-    assert client.post("/v1/decisions", json=ALLOWED, headers={"Authorization": f"bearer {D_SECRET}"}).status_code == 200
+    assert (
+        client.post("/v1/decisions", json=ALLOWED, headers={"Authorization": f"bearer {D_SECRET}"}).status_code == 200
+    )
 
 
 def test_health_metrics_and_openapi_are_open(client):

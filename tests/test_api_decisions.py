@@ -66,9 +66,19 @@ def test_denied_decision_is_200_and_cites_the_guard(client):
     [
         ({"action": "order.create", "input": {"context": {"system": "nowhere"}}}, "unknown_system", "context.system"),
         ({"action": "order.cancel", "input": {"context": {"system": "shop"}}}, "unknown_action", None),
-        ({"action": "order.create", "input": {"context": {"system": "shop"}}}, "missing_fact", "resource.customer.blocked"),
-        ({"action": "order.create", "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": "yes"}}}},
-         "invalid_fact", "resource.customer.blocked"),
+        (
+            {"action": "order.create", "input": {"context": {"system": "shop"}}},
+            "missing_fact",
+            "resource.customer.blocked",
+        ),
+        (
+            {
+                "action": "order.create",
+                "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": "yes"}}},
+            },
+            "invalid_fact",
+            "resource.customer.blocked",
+        ),
         ({"action": "order.create", "input": {}}, "missing_fact", "context.system"),
     ],
 )
@@ -169,11 +179,21 @@ envelopes = st.fixed_dictionaries(
     optional={
         "action": st.sampled_from(["order.create", "order.cancel", "", "x.y"]) | json_values,
         "input": st.fixed_dictionaries(
-            {}, optional={
-                "context": st.fixed_dictionaries({}, optional={"system": st.sampled_from(["shop", "other"]) | json_values}),
-                "resource": st.fixed_dictionaries({}, optional={"customer": st.fixed_dictionaries(
-                    {}, optional={"blocked": json_values, "vip": json_values})}) | json_values,
-            }) | json_values,
+            {},
+            optional={
+                "context": st.fixed_dictionaries(
+                    {}, optional={"system": st.sampled_from(["shop", "other"]) | json_values}
+                ),
+                "resource": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "customer": st.fixed_dictionaries({}, optional={"blocked": json_values, "vip": json_values})
+                    },
+                )
+                | json_values,
+            },
+        )
+        | json_values,
         "explain": st.booleans() | json_values,
     },
 )
@@ -217,7 +237,7 @@ def test_random_batches_answer_every_item_and_allow_only_good_ones(client, items
     assert response.status_code == 200, response.get_data(as_text=True)
     results = response.get_json()["results"]
     assert len(results) == len(items)
-    for item, result in zip(items, results):
+    for item, result in zip(items, results, strict=False):
         assert set(result) >= DECISION_KEYS
         if result["allow"]:
             assert result["error"] is None
@@ -291,7 +311,9 @@ def test_batch_size_limit(sqlite_url, shop_rules):
 def test_every_decision_is_logged_with_its_input_result_and_version(client, app):
     runtime = app.extensions["ordergate"]
     single = client.post("/v1/decisions", json=ALLOWED).get_json()
-    error = client.post("/v1/decisions", json={"action": "order.cancel", "input": {"context": {"system": "shop"}}}).get_json()
+    error = client.post(
+        "/v1/decisions", json={"action": "order.cancel", "input": {"context": {"system": "shop"}}}
+    ).get_json()
     batch = client.post("/v1/decisions/batch", json={"requests": [DENIED, 5]}).get_json()["results"]
     client.post("/v1/decisions", data=b"{", content_type="application/json")  # malformed: nothing to log
     assert runtime.writer.flush(timeout=10)

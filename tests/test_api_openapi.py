@@ -104,7 +104,12 @@ def _fill(path: str, client) -> list[str]:
     admin = {"Authorization": f"Bearer {PROBE_SECRETS['admin']}"}
     decision = client.post("/v1/decisions", json=ALLOWED, headers=admin).get_json()["decision_id"]
     real = {"version": "active", "a": "active", "b": "active", "decision_id": decision}
-    missing = {"version": "sha256:" + "f" * 64, "a": "active", "b": "ffffffffffff", "decision_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}
+    missing = {
+        "version": "sha256:" + "f" * 64,
+        "a": "active",
+        "b": "ffffffffffff",
+        "decision_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    }
     return [re.sub(r"\{([^}]+)\}", lambda m, ids=ids: ids[m.group(1)], path) for ids in (real, missing)]
 
 

@@ -67,7 +67,13 @@ def test_one_bad_item_never_spoils_a_batch(client, app):
     assert response.status_code == 200, response.get_json()
     results = response.get_json()["results"]
     assert [r["allow"] for r in results] == [True, False, False, False, False]
-    assert [r["error"] and r["error"].get("reason") for r in results] == [None, "too_deep", None, "not_object", "not_json"]
+    assert [r["error"] and r["error"].get("reason") for r in results] == [
+        None,
+        "too_deep",
+        None,
+        "not_object",
+        "not_json",
+    ]
     assert results[2]["rules"] == ["T-01"]
 
 

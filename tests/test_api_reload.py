@@ -57,7 +57,9 @@ def test_activation_flips_under_load_fail_no_request(db_url, rules):
         for flip in range(8):
             target = v2 if flip % 2 == 0 else v1
             admin.activate(target, actor="test", reason=f"flip {flip}")
-            assert _wait_for(lambda: app.extensions["ordergate"].active_version_id == target), f"flip {flip} not seen"
+            assert _wait_for(lambda target=target: app.extensions["ordergate"].active_version_id == target), (
+                f"flip {flip} not seen"
+            )
             seen.add(target)
             time.sleep(0.05)
         stop.set()
@@ -83,7 +85,9 @@ def test_a_replica_follows_an_activation_made_through_another(db_url, rules):
         v1 = one.get("/v1/versions").get_json()["active"]
         assert two.get("/v1/versions").get_json()["active"] == v1  # the second did not publish again
         published = one.post("/v1/versions", json={"files": SHOP_V2, "message": "v2"}).get_json()
-        assert _wait_for(lambda: two.post("/v1/decisions", json=ALLOWED).get_json()["policy_version"] == published["id"])
+        assert _wait_for(
+            lambda: two.post("/v1/decisions", json=ALLOWED).get_json()["policy_version"] == published["id"]
+        )
         one.post(f"/v1/versions/{v1}/activate", json={"reason": "rollback"})
         assert _wait_for(lambda: two.get("/readyz").get_json()["policy_version"] == v1)
     finally:
@@ -208,7 +212,9 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
 
         assert _wait_for(ready, timeout=60), "the server did not become ready"
         v1 = session.get(f"{url}/v1/versions").json()["active"]
-        v2 = session.post(f"{url}/v1/versions", json={"files": SHOP_V2, "message": "v2", "activate": False}).json()["id"]
+        v2 = session.post(f"{url}/v1/versions", json={"files": SHOP_V2, "message": "v2", "activate": False}).json()[
+            "id"
+        ]
         names = {v1: "v1", v2: "v2"}
         stop = threading.Event()
         answers: list[tuple[int, str, list]] = []
@@ -228,10 +234,17 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
         for thread in threads:
             thread.start()
         for flip, target in enumerate([v2, v1, v2, v1]):
-            assert session.post(f"{url}/v1/versions/{target}/activate", json={"reason": f"flip {flip}"}).status_code == 200
+            assert (
+                session.post(f"{url}/v1/versions/{target}/activate", json={"reason": f"flip {flip}"}).status_code == 200
+            )
             # every worker has switched once a run of answers all come from the target
-            assert _wait_for(lambda: all(session.post(f"{url}/v1/decisions", json=ALLOWED).json()["policy_version"]
-                                         == target for _ in range(10)), timeout=15), f"flip {flip} not followed"
+            assert _wait_for(
+                lambda target=target: all(
+                    session.post(f"{url}/v1/decisions", json=ALLOWED).json()["policy_version"] == target
+                    for _ in range(10)
+                ),
+                timeout=15,
+            ), f"flip {flip} not followed"
         stop.set()
         for thread in threads:
             thread.join()

@@ -8,7 +8,12 @@ from api.auth import is_loopback
 from cli import main
 from cli.serve import _bind
 
-NO_TOKENS = {"ORDERGATE_TOKENS_FILE": "", "ORDERGATE_TOKENS_DECIDE": "", "ORDERGATE_TOKENS_AUDIT": "", "ORDERGATE_TOKENS_ADMIN": ""}
+NO_TOKENS = {
+    "ORDERGATE_TOKENS_FILE": "",
+    "ORDERGATE_TOKENS_DECIDE": "",
+    "ORDERGATE_TOKENS_AUDIT": "",
+    "ORDERGATE_TOKENS_ADMIN": "",
+}
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "example.com", "::"])

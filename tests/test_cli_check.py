@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from verify_support import FIXTURES
 
 from cli import main
-from verify_support import FIXTURES
 
 MINI = FIXTURES.parent / "mini"
 

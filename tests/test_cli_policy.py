@@ -25,7 +25,9 @@ def test_check_lists_every_error_and_exits_1(tmp_path):
     folder = tmp_path / "rules"
     shutil.copytree(MINI, folder)
     p = folder / "policy.yaml"
-    p.write_text(p.read_text().replace("when: {member: true}", "when: {membr: true}").replace("[skip_price]", "[skip_prize]"))
+    p.write_text(
+        p.read_text().replace("when: {member: true}", "when: {membr: true}").replace("[skip_price]", "[skip_prize]")
+    )
     r = run("check", str(folder))
     assert r.exit_code == 1
     lines = r.output.strip().splitlines()
@@ -44,7 +46,9 @@ def test_test_command_prints_failures_readably(tmp_path):
     folder = tmp_path / "rules"
     shutil.copytree(MINI, folder)
     t = folder / "tests" / "mini.yaml"
-    t.write_text(t.read_text().replace("expect: {allow: false, rules: [G-1], obligations: []}", "expect: {allow: true}"))
+    t.write_text(
+        t.read_text().replace("expect: {allow: false, rules: [G-1], obligations: []}", "expect: {allow: true}")
+    )
     r = run("test-rules", str(folder))
     assert r.exit_code == 1
     assert "FAIL " in r.output and "G-1 a shipped order cannot change" in r.output

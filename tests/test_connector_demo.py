@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
+from conftest import O2C_RULES
 
 import engine
-
 from cli import main
-from conftest import O2C_RULES
 
 
 def test_demo_runs_every_system_end_to_end(tmp_path):

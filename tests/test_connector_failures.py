@@ -1,6 +1,7 @@
 """Failure injection: nothing is ever half-applied, and no decision means no write."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,10 +13,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connector import (HANDLERS, Connector, DecisionResult, DecisionUnavailable, FactsChanged, InProcessClient,
-                       Obligation, OrderBook, PolicyDenied, UnsupportedObligation)
-from connector.sample import seed_all
+from connector import (
+    HANDLERS,
+    Connector,
+    DecisionResult,
+    DecisionUnavailable,
+    FactsChanged,
+    InProcessClient,
+    Obligation,
+    OrderBook,
+    PolicyDenied,
+    UnsupportedObligation,
+)
 from connector.orders import AppliedMutation, PurchaseOrder, SalesOrder, SystemSetting
+from connector.sample import seed_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +42,7 @@ def book(db_url):
 def _qty(book, number, line_no=1):
     with book.session() as s:
         order = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == number))
-        return next(l.quantity for l in order.lines if l.line_no == line_no)
+        return next(ln.quantity for ln in order.lines if ln.line_no == line_no)
 
 
 def test_exception_in_an_obligation_rolls_back_the_mutation_and_earlier_obligations(book, policy_set):
@@ -189,10 +200,8 @@ def test_concurrent_mutations_cannot_both_act_on_the_same_facts(book, policy_set
 
     class SlowClient:
         def decide(self, action, input):
-            try:
+            with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait()          # without row locks both would be here with stale facts
-            except threading.BrokenBarrierError:
-                pass
             return inner.decide(action, input)
 
     conn = Connector(book, SlowClient())

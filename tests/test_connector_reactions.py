@@ -6,13 +6,19 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from engine import PolicyErrors
-
-from connector import Connector, DecisionResult, InProcessClient, PolicyDenied, OrderBook
-from connector.reactions import (MAX_SESSIONS_LIMIT, Correlator, OrderState, ReactionEngine, ReactionError,
-                                 WrongThread, load_reactions)
-from connector.sample import seed_all
+from connector import Connector, DecisionResult, InProcessClient, OrderBook, PolicyDenied
 from connector.orders import Opportunity, OpportunityLine, SalesOrder, SalesOrderLine
+from connector.reactions import (
+    MAX_SESSIONS_LIMIT,
+    Correlator,
+    OrderState,
+    ReactionEngine,
+    ReactionError,
+    WrongThread,
+    load_reactions,
+)
+from connector.sample import seed_all
+from engine import PolicyErrors
 
 REACTIONS = load_reactions()
 
@@ -145,7 +151,8 @@ def test_bad_events_are_rejected():
     ("ruleset: x\nfacts: {o: [a]}\nevents: {}\nreactions:\n  - id: r\n    when_all: [{fact: o, test: {a: {like: 1}}}]\n"
      "    do: mark_fully_invoiced\n", "reactions.yaml:6:37: reactions_unknown_name: unknown test `like`"),
     ("ruleset: x\nfacts: {}\nevents: {e: []}\nreactions:\n  - id: r\n    on_event: nope\n    do: mark_fully_invoiced\n"
-     "  - id: r\n    on_event: e\n    do: mark_fully_invoiced\n", "reactions.yaml:8:9: reactions_duplicate_id: duplicate reaction id `r`"),
+     "  - id: r\n    on_event: e\n    do: mark_fully_invoiced\n",
+     "reactions.yaml:8:9: reactions_duplicate_id: duplicate reaction id `r`"),
     ("reactions: [\n", "reactions.yaml:2:1: load_syntax: not valid YAML"),
     ("ruleset: x\napply: {system: qad_crm, action: opportunity.apply}\nfacts: {}\nevents: {e: []}\n"
      "reactions:\n  - id: r\n    on_event: e\n    do: mark_fully_invoiced\n",
@@ -229,7 +236,7 @@ def test_correlator_engine_is_not_usable_from_the_caller_thread(wired):
         with pytest.raises(WrongThread):
             cor.engine.process({"order": orders[0][0], "type": "order_invoiced"})
         with pytest.raises(WrongThread):
-            cor.engine.live_sessions
+            _ = cor.engine.live_sessions
         assert cor.call(lambda e: threading.current_thread().name) == "ordergate-correlator"
 
 

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from connector import Connector, DecisionUnavailable, PolicyDenied, RemoteClient, OrderBook
-from connector.sample import seed_all
+from connector import Connector, DecisionUnavailable, OrderBook, PolicyDenied, RemoteClient
 from connector.orders import AppliedMutation, SalesOrder
+from connector.sample import seed_all
 
 
 @pytest.fixture
@@ -228,7 +228,9 @@ def test_against_the_real_decision_service_sharing_its_database(db_url, rules_di
             conn.autotask.create_sales_order(world.autotask_opportunity_id, user="alice")
         assert info.value.decision.rules == ("STG-31",) and book.snapshot() == before
         with book.session() as s:
-            row = s.scalar(sa.select(AppliedMutation).where(AppliedMutation.action == "salesorder_line.update_quantity"))
+            row = s.scalar(
+                sa.select(AppliedMutation).where(AppliedMutation.action == "salesorder_line.update_quantity")
+            )
             assert row.decision_id == applied.decision.decision_id
         logged = None
         for _ in range(50):   # the service writes its decision log in batches

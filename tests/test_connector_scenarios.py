@@ -9,12 +9,23 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from connector import Connector, InProcessClient, PolicyDenied, OrderBook
+from connector import Connector, InProcessClient, OrderBook, PolicyDenied
+from connector.orders import (
+    AppliedMutation,
+    CrmSalesOrder,
+    Customer,
+    CustomerShipTo,
+    ErpSalesQuote,
+    IntercompanySalesOrder,
+    Invoice,
+    Note,
+    Opportunity,
+    PurchaseOrder,
+    SalesOrder,
+    SystemSetting,
+)
 from connector.reactions import Correlator
 from connector.sample import seed_all
-from connector.orders import (AppliedMutation, CrmSalesOrder, Customer, CustomerShipTo, ErpSalesQuote,
-                             IntercompanySalesOrder, Invoice, Note, Opportunity, PurchaseOrder, SalesOrder,
-                             SystemSetting)
 
 
 @pytest.fixture
@@ -69,7 +80,7 @@ def test_qad_crm_order_sent_handed_over_and_invoiced_back(book, world, conn):
     assert opp.stage == "order" and opp.order_sent_to_erp is True
     assert opp.reference == order.number                                           # Reference = ERP order no.
     assert (order.site, order.credit_terms, order.currency) == ("10-100", "30NET", "USD")  # template
-    assert [(l.item, l.quantity) for l in order.lines] == [("PUMP-10", 4), ("VALVE-2", 10)]
+    assert [(ln.item, ln.quantity) for ln in order.lines] == [("PUMP-10", 4), ("VALVE-2", 10)]
     did = applied.decision.decision_id
     assert opp.decision_id == did and order.decision_id == did and customer.decision_id == did
     row = audit(book, did)
@@ -103,7 +114,7 @@ def test_qad_crm_order_sent_handed_over_and_invoiced_back(book, world, conn):
         assert cor.call(lambda e: e.live_sessions) == []          # the order is done: session deleted
     opp = get(book, Opportunity, id=opp_id)
     assert (opp.stage, opp.invoiced_quantity) == ("invoiced", 14)
-    assert [l.invoiced_quantity for l in opp.lines] == [4, 10]
+    assert [ln.invoiced_quantity for ln in opp.lines] == [4, 10]
     assert get(book, SalesOrder, id=order.id).invoice_status == "fully_invoiced"
 
 
@@ -194,7 +205,7 @@ def test_autotask_won_quote_wizard_generates_order_and_closes(book, world, conn)
     gen = conn.autotask.generate_sales_order(opp_id, user="alice", wizard="won_quote_wizard")
     assert set(gen.decision.rules) == {"STG-30"}
     order = get(book, CrmSalesOrder, opportunity_id=opp_id)
-    assert [(l.item, l.quantity) for l in order.lines] == [("FW-200", 1)]           # product items only
+    assert [(ln.item, ln.quantity) for ln in order.lines] == [("FW-200", 1)]           # product items only
     opp = get(book, Opportunity, id=opp_id)
     assert opp.status == "closed" and opp.sales_order_previously_generated is True
     # recreating needs the opportunity Active again
@@ -227,7 +238,9 @@ def test_qad_erp_order_entry_defaults_hold_and_shipping(book, world, conn):
     order = get(book, SalesOrder, number=held.result)
     assert (order.action_status, order.credit_terms, order.currency) == ("HD", "60NET", "EUR")
     with book.session() as s:
-        assert [st.code for st in s.scalar(sa.select(Customer).where(Customer.code == "10C1000")).ship_tos] == ["DOCK-7"]
+        assert [st.code for st in s.scalar(sa.select(Customer).where(Customer.code == "10C1000")).ship_tos] == [
+            "DOCK-7"
+        ]
     assert denied(book, conn.qad_erp.ship_sales_order, order.number, user="alice").decision.rules == ("CUS-14",)
 
     # blocked customers
@@ -258,11 +271,11 @@ def test_qad_erp_customer_master_data_guards(book, world, conn):
 def _po(book, number):
     with book.session() as s:
         po = s.scalar(sa.select(PurchaseOrder).where(PurchaseOrder.number == number))
-        return po, [(l.item, l.quantity, l.net_cents, l.delivery_address, l.delivery_type) for l in po.lines]
+        return po, [(ln.item, ln.quantity, ln.net_cents, ln.delivery_address, ln.delivery_type) for ln in po.lines]
 
 
 def test_ax_quantity_change_reaches_both_intercompany_orders_never_the_external_po(book, world, conn):
-    external_before = [row for row in book.snapshot()["erp_purchase_order_lines"]] , _po(book, "PO-EXT-1")[1]
+    external_before = list(book.snapshot()["erp_purchase_order_lines"]) , _po(book, "PO-EXT-1")[1]
     applied = conn.dynamics_ax.update_line_quantity("SO-AX-1", 1, 12, user="alice")
     assert applied.decision.rules == ("IC-06",)
     po, po_lines = _po(book, "PO-IC-1")
@@ -307,18 +320,18 @@ def test_ax_direct_delivery_and_notes(book, world, conn):
     assert on.decision.rules == ("IC-10",)
     po, lines = _po(book, "PO-IC-1")
     assert po.delivery_address == "Customer dock, 7 Pier St"
-    assert {l[4] for l in lines} == {"direct_delivery"} and {l[3] for l in lines} == {"Customer dock, 7 Pier St"}
+    assert {ln[4] for ln in lines} == {"direct_delivery"} and {ln[3] for ln in lines} == {"Customer dock, 7 Pier St"}
     with book.session() as s:
         original = s.scalar(sa.select(SalesOrder).where(SalesOrder.number == "SO-AX-1"))
-        assert [l.delivery_type for l in original.lines] == ["direct_delivery", "direct_delivery", "none"]
+        assert [ln.delivery_type for ln in original.lines] == ["direct_delivery", "direct_delivery", "none"]
         so = s.scalar(sa.select(IntercompanySalesOrder).where(IntercompanySalesOrder.number == "SO-IC-1"))
         assert so.delivery_address == "Customer dock, 7 Pier St"
         assert so.requested_receipt_date == dt.date(2026, 12, 10)
     off = conn.dynamics_ax.disable_direct_delivery("SO-AX-1", user="alice")
     assert off.decision.rules == ("IC-09",)
     po, lines = _po(book, "PO-IC-1")
-    assert po.delivery_address == "USMF warehouse 11" and {l[3] for l in lines} == {"USMF warehouse 11"}
-    assert {l[4] for l in lines} == {"none"}
+    assert po.delivery_address == "USMF warehouse 11" and {ln[3] for ln in lines} == {"USMF warehouse 11"}
+    assert {ln[4] for ln in lines} == {"none"}
     assert _po(book, "PO-EXT-1")[0].decision_id is None
 
     note = conn.dynamics_ax.create_note("SO-AX-1", "call before delivery", user="alice", line_no=1)

@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SHIPPED_RULES
 from test_serve_watch import free_port, wait_for
 

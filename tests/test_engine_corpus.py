@@ -5,8 +5,9 @@ decision, trace included, must stay byte-for-byte the same.
 """
 from __future__ import annotations
 
-import engine
 from corpus_record import COUNT, POLICY, digest, read_corpus
+
+import engine
 
 
 def test_every_recorded_decision_is_unchanged():

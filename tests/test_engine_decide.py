@@ -24,7 +24,9 @@ def req(**order):
 def test_version_is_a_content_hash_that_ignores_formatting(tmp_path):
     text = (MINI_DIR / "policy.yaml").read_text()
     a = engine.compile_files({"policy.yaml": text})
-    b = engine.compile_files({"policy.yaml": "# another comment\n" + text.replace("title: a test shop", "title:   a test shop")})
+    b = engine.compile_files(
+        {"policy.yaml": "# another comment\n" + text.replace("title: a test shop", "title:   a test shop")}
+    )
     c = engine.compile_files({"policy.yaml": text.replace("title: a test shop", "title: another shop")})
     assert a.version == b.version != c.version
     assert a.version.startswith("sha256:") and len(a.version) == 7 + 64
@@ -52,7 +54,9 @@ def test_system_errors(mini, inp, code, field):
     assert (d.allow, d.obligations, d.rules, d.error.code, d.error.field) == (False, (), (), code, field)
 
 
-@pytest.mark.parametrize("action", ["order.Create", "order", "order.create.x", "ORDER.CREATE", "", None, 7, ["order.create"]])
+@pytest.mark.parametrize(
+    "action", ["order.Create", "order", "order.create.x", "ORDER.CREATE", "", None, 7, ["order.create"]]
+)
 def test_unknown_action_comes_before_fact_validation(mini, action):
     d = mini.decide(action, {"context": {"system": "shop"}})  # facts missing as well
     assert d.allow is False and d.error.code == "unknown_action" and d.error.field is None
@@ -83,7 +87,9 @@ def test_booleans_are_strict(mini, member):
 
 
 def test_intermediate_that_is_not_an_object(mini):
-    d = mini.decide("order.create", {"context": {"system": "shop"}, "subject": {"is_member": False}, "resource": {"order": 5}})
+    d = mini.decide(
+        "order.create", {"context": {"system": "shop"}, "subject": {"is_member": False}, "resource": {"order": 5}}
+    )
     assert d.error.code == "invalid_fact" and d.error.field == "resource.order"
 
 
@@ -135,9 +141,16 @@ def test_required_when(mini):
     assert d.error.code == "invalid_fact"
 
 
-@pytest.mark.parametrize(("graph", "target", "allow"), [
-    (None, "z", True), ({"a": ["b"]}, "b", True), ({"a": ["b"]}, "c", False), ({"x": ["y"]}, "z", True), ({"a": []}, "b", False),
-])
+@pytest.mark.parametrize(
+    ("graph", "target", "allow"),
+    [
+        (None, "z", True),
+        ({"a": ["b"]}, "b", True),
+        ({"a": ["b"]}, "c", False),
+        ({"x": ["y"]}, "z", True),
+        ({"a": []}, "b", False),
+    ],
+)
 def test_move_graph(mini, graph, target, allow):
     inp = {"context": {"system": "shop"}, "resource": {"stage": "a", "target_stage": target}}
     if graph is not None:

@@ -109,7 +109,10 @@ def test_contradictory_obligations_in_one_rule():
 
 
 def test_obligations_overriding_each_other():
-    text = mutate("  compute_price: {says: compute the price}", "  compute_price: {says: compute the price, overrides: [skip_price]}")
+    text = mutate(
+        "  compute_price: {says: compute the price}",
+        "  compute_price: {says: compute the price, overrides: [skip_price]}",
+    )
     assert errors_for(text) == [
         "rules/policy.yaml:46:55: compile_contradictory_obligations: obligations `compute_price` and `skip_price` "
         "override each other\n    help: only one of them can win; keep one `overrides`",

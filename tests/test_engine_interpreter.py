@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from corpus_record import POLICY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
 from engine import ir
 from engine.domains import fact_domains, with_value
-from corpus_record import POLICY
 
 NO_MATCH = Path(__file__).parent / "fixtures" / "no_match"
 POLICIES = {"corpus": engine.load_policy_set(POLICY), "no_match": engine.load_policy_set(NO_MATCH)}

@@ -8,8 +8,11 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 FORBIDDEN_MODULES = {"flask", "sqlalchemy", "socket", "requests", "http", "urllib", "time", "datetime",
                      "api", "store", "connector", "psycopg", "durable", "random", "threading", "subprocess"}
-DOMAIN_WORDS = re.compile(r"sales ?order|salesorder|invoice|opportunit|customer|intercompany|sales.quote|erp\b|crm\b|d365|qad|autotask|dynamics",
-                          re.IGNORECASE)
+DOMAIN_WORDS = re.compile(
+    r"sales ?order|salesorder|invoice|opportunit|customer|intercompany|sales.quote|erp\b|crm\b|d365|qad|autotask"
+    r"|dynamics",
+    re.IGNORECASE,
+)
 
 
 def _sources():

@@ -1,8 +1,9 @@
 """A YAML test's `remove` applies to that test only, never to the base the next test merges over."""
 from __future__ import annotations
 
-import engine
 from test_engine_whatif import LIMIT_POLICY
+
+import engine
 
 TESTS = """\
 base:

@@ -47,8 +47,11 @@ def _check_flips(policy, action, data):
     return body
 
 
-@pytest.mark.parametrize("folder", [FIXTURES / "o2c", FIXTURES / "mini",
-                                    pytest.param(RULES, marks=pytest.mark.shipped_policy)], ids=["o2c", "mini", "rules"])
+@pytest.mark.parametrize(
+    "folder",
+    [FIXTURES / "o2c", FIXTURES / "mini", pytest.param(RULES, marks=pytest.mark.shipped_policy)],
+    ids=["o2c", "mini", "rules"],
+)
 def test_every_change_proposed_for_a_tested_decision_flips_it(folder):
     """A property of any policy: it holds for the fixtures and for the shipped rules alike."""
     policy = engine.load_policy_set(folder)

@@ -64,7 +64,9 @@ def test_explain_of_a_logged_denial_is_decide_explain_of_its_input_on_its_versio
 
     # another version becomes active: the logged decision is still explained on its own version
     changed = engine.read_folder(O2C)
-    changed["pricing.yaml"] = changed["pricing.yaml"].replace("a submitted order is locked", "submitted orders are locked")
+    changed["pricing.yaml"] = changed["pricing.yaml"].replace(
+        "a submitted order is locked", "submitted orders are locked"
+    )
     published = client.post("/v1/versions", json={"files": changed, "message": "PRC-09 reworded"})
     assert published.status_code == 201, published.get_json()
     assert client.get("/v1/versions").get_json()["active"] != expected["policy_version"]

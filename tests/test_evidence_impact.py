@@ -25,7 +25,10 @@ from store import Store
 O2C = Path(__file__).parent / "fixtures" / "o2c"
 CELL = ("      - [PRC-03, salesorder,       skip when integ, ",
         "      - [PRC-03, salesorder,       calculate,       ")
-THRESHOLD = ("deny_when: {document_status: {at_least: picking_list}}", "deny_when: {document_status: {at_least: packing_slip}}")
+THRESHOLD = (
+    "deny_when: {document_status: {at_least: picking_list}}",
+    "deny_when: {document_status: {at_least: packing_slip}}",
+)
 FACT = ("facts:\n", "facts:\n  credit_checked:\n    path: resource.customer.credit_checked\n    type: boolean\n"
                     "    says: the customer's credit was checked\n")
 READS = ("    reads: [permitted_functions]\n", "    reads: [permitted_functions, credit_checked]\n")
@@ -65,7 +68,7 @@ def logged(db_url):
     requests = [(r.action, r.input) for r in report.results  # the tests of well-formed requests
                 if isinstance(r.action, str) and r.action and isinstance(r.input, dict)
                 and isinstance(r.input.get("context"), dict) and isinstance(r.input["context"].get("system"), str)]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     records = [{"decision_id": str(ULID()), "time": now, "action": action, "input": data,
                 "result": policy.decide(action, data).to_dict(), "policy_version": policy.version}
                for _ in range(3) for action, data in requests]

@@ -7,9 +7,9 @@ import json
 import time
 
 import pytest
+from fault_helpers import Cluster, Load, Server, get, missing_from_log, post
 
 from api.testing import ALLOWED, SHOP, write_rules
-from fault_helpers import Cluster, Load, Server, get, missing_from_log, post
 
 pytestmark = pytest.mark.slow
 

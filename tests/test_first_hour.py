@@ -8,10 +8,9 @@ import subprocess
 
 import click
 from click.testing import CliRunner
-
-import engine
-from cli import main
 from conftest import ROOT
+
+from cli import main
 
 MINI = ROOT / "tests" / "fixtures" / "mini"
 
@@ -60,7 +59,7 @@ def _commands(group: click.Group, path: tuple[str, ...] = ()):
 
 
 def test_every_command_has_help_with_an_example():
-    for path, command in _commands(main):
+    for path, _command in _commands(main):
         out = CliRunner().invoke(main, [*path, "--help"]).output
         assert "Example" in out and "ordergate " + " ".join(path) in out, f"`ordergate {' '.join(path)} --help`"
 

@@ -64,8 +64,11 @@ CASES = {
     "alias bomb in a rule file": ("bomb.yaml", _rule_file_bomb(), "load_alias_limit"),
     "billion laughs in a test file": ("tests/bomb.yaml", _test_file_bomb(), "load_alias_limit"),
     "nesting 1,000 deep (flow)": ("deep.yaml", "x: " + "[" * 1000 + "]" * 1000 + "\n", "load_too_deep"),
-    "nesting 1,000 deep (block)": ("deep.yaml", "".join("  " * i + f"k{i}:\n" for i in range(1000)) + "  " * 1000 + "v\n",
-                                   "load_too_deep"),
+    "nesting 1,000 deep (block)": (
+        "deep.yaml",
+        "".join("  " * i + f"k{i}:\n" for i in range(1000)) + "  " * 1000 + "v\n",
+        "load_too_deep",
+    ),
     "binary bytes": ("binary.yaml", random.Random(8).randbytes(4096), "load_not_text"),
     "control characters in UTF-8 text": ("nul.yaml", "system: shop\ntitle: a\x00b\n", "load_syntax"),
     "a file over the size limit": ("huge.yaml", "# padding\n" * (MAX_FILE_BYTES // 10 + 1), "load_too_large"),
@@ -116,7 +119,12 @@ def test_the_limits_leave_room_for_real_files():
     # just inside every limit: a 60-deep structure, aliases adding 90,000 values
     nested = "x: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
     assert load_text("a.yaml", nested)[1] == []
-    fan = "base: &b [" + ", ".join(["v"] * 999) + "]\n" + "".join(f"c{i}: *b\n" for i in range(MAX_ALIAS_VALUES // 1000 - 10))
+    fan = (
+        "base: &b ["
+        + ", ".join(["v"] * 999)
+        + "]\n"
+        + "".join(f"c{i}: *b\n" for i in range(MAX_ALIAS_VALUES // 1000 - 10))
+    )
     loaded, errors = load_text("b.yaml", fan)
     assert errors == [] and len(loaded.documents[0]["c0"]) == 999
     assert load_text("c.yaml", "a: !!str 0123\nb: !!int '7'\n")[0].documents == [{"a": "0123", "b": 7}]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from test_store_helpers import drop_guards, record
 
 from api import create_app
 from api.testing import ALLOWED, DENIED, SHOP, test_config, write_rules
-from test_store_helpers import drop_guards, record
 
 TOKENS = {"decide": ["crm:d-secret-0123456789", "erp:e-secret-0123456789"], "audit": ["auditor:a-secret-0123456789"],
           "admin": ["root:x-secret-0123456789"]}

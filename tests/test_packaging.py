@@ -10,7 +10,6 @@ import sys
 import urllib.request
 
 import pytest
-
 from conftest import ROOT
 from test_serve_watch import free_port, wait_for
 

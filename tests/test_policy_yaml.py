@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import SHIPPED_RULES
 
 import engine
-from conftest import SHIPPED_RULES
 
 pytestmark = pytest.mark.shipped_policy
 

@@ -5,6 +5,7 @@ other callers; a body that does not arrive in time gets 408, a too large one 413
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,7 +94,7 @@ def _read_status(sock: socket.socket, timeout: float) -> int | None:
     sock.settimeout(timeout)
     try:
         data = sock.recv(4096)
-    except (socket.timeout, ConnectionError):
+    except (TimeoutError, ConnectionError):
         return None
     if not data.startswith(b"HTTP/1.1 "):
         return None
@@ -106,7 +107,7 @@ def _closed(sock: socket.socket, timeout: float) -> bool:
     try:
         while sock.recv(4096):
             pass
-    except socket.timeout:
+    except TimeoutError:
         return False
     except ConnectionError:
         pass
@@ -140,10 +141,8 @@ def test_many_slow_clients_do_not_delay_other_callers(live):
         while not stop.wait(1.0):
             for sock, rest in slow["headers"] + slow["body"]:
                 if position < len(rest):
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.send(rest[position:position + 1])
-                    except OSError:
-                        pass
             position += 1
 
     trickler = threading.Thread(target=trickle)

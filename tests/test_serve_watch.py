@@ -20,7 +20,8 @@ PORTS = range(18700, 18800)  # this suite's port range
 INTEG_RECALC = {"action": "opportunity.recalculate",
                 "input": {"context": {"system": "d365_sales", "organization": {"is_sop_integration_enabled": True}},
                           "subject": {"is_integration_user": True}}}
-ROW = "      - [PRC-01, opportunity,      calculate,                calculate,                    n/a,             calculate]"
+ROW = ("      - [PRC-01, opportunity,      calculate,                calculate,                    n/a,"
+       "             calculate]")
 TEST = "- name: PRC-01 opportunity.recalculate by an integration user with SOP on computes the price\n"
 
 

@@ -5,10 +5,10 @@ import click
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from test_store_helpers import drop_guards, mini_rules, record, write_folder
 
 from cli import store_commands
 from store import Store
-from test_store_helpers import drop_guards, mini_rules, record, write_folder
 
 
 @pytest.fixture

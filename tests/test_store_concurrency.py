@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 
+from test_store_helpers import mini_rules, python, record
 
 from store import Store
-from test_store_helpers import mini_rules, python, record
 
 PUBLISH_SCRIPT = """
 import sys, time
@@ -49,7 +49,7 @@ print("done", flush=True)
 
 def _assert_linear_history(s: Store) -> None:
     hist = s.activation_history()
-    for newer, older in zip(hist, hist[1:]):
+    for newer, older in zip(hist, hist[1:], strict=False):
         assert newer["previous_version_id"] == older["version_id"]
     assert hist[-1]["previous_version_id"] is None
     assert s.active_version_id() == hist[0]["version_id"]

@@ -7,10 +7,10 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from test_store_helpers import drop_guards, record
 
 from store import DecisionLogWriter, InvalidInput, Store, StoreError
 from store.chain import GENESIS, canonical_json, entry_hash
-from test_store_helpers import drop_guards, record
 
 
 def test_append_assigns_seq_and_chains_hashes(store):
@@ -19,7 +19,7 @@ def test_append_assigns_seq_and_chains_hashes(store):
     rows = store.query_decisions(limit=10)
     assert [r["seq"] for r in rows] == [1, 2, 3, 4]
     assert rows[0]["prev_hash"] == GENESIS
-    for prev, row in zip([None] + rows[:-1], rows):
+    for prev, row in zip([None] + rows[:-1], rows, strict=False):
         if prev:
             assert row["prev_hash"] == prev["hash"]
         body = {k: row[k] for k in ("decision_id", "time", "action", "input", "result", "policy_version")}
@@ -157,9 +157,8 @@ def test_a_forged_replacement_is_named_at_its_own_seq(store, seq):
 ])
 def test_the_log_tables_are_append_only(store, statement):
     store.append_decisions([record(i) for i in range(1, 4)])
-    with pytest.raises(sa.exc.DatabaseError, match="append-only|only moves forward"):
-        with store.engine.begin() as conn:
-            conn.execute(sa.text(statement))
+    with pytest.raises(sa.exc.DatabaseError, match="append-only|only moves forward"), store.engine.begin() as conn:
+        conn.execute(sa.text(statement))
     assert store.verify_chain().ok and store.decision_count() == 3
     store.append_decisions([record(4)])  # appending still works
     assert store.verify_chain().checked == 4

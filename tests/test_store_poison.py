@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from test_store_helpers import record
 
 from api import create_app
 from api.testing import ALLOWED, SHOP, test_config, write_rules
 from store import DecisionLogWriter, InvalidInput, RecordRefused
 from store.chain import PreparedRecord, prepare_record
-from test_store_helpers import record
 
 NUL_ACTION = {"action": "quote.create\u0000", "input": {"context": {"system": "d365_sales"}}}
 

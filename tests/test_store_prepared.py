@@ -8,10 +8,10 @@ import json
 import math
 
 import pytest
+from test_store_helpers import record
 
 from store import DecisionLogWriter, InvalidInput
 from store.chain import PreparedRecord, canonical_json, entry_hash, normalize_record, prepare_record
-from test_store_helpers import record
 
 TRICKY_TEXT = ['plain', 'quote " and \\ backslash', 'tab\tnewline\ncontrol\x01\x1f', 'é ü 漢字 \u2028 \U0001F600',
                '', '</script>']
@@ -101,7 +101,7 @@ def test_writer_hashes_prepared_records_into_one_chain(store):
     assert writer.close(timeout=30)
     rows = store.query_decisions(limit=100)
     assert len(rows) == 40
-    for rec, row in zip(records, rows):
+    for rec, row in zip(records, rows, strict=False):
         assert row["input"] == json.loads(canonical_json(rec["input"]))
         assert row["result"] == json.loads(canonical_json(rec["result"]))
     assert store.query_decisions(rule="E-1")  # the rule index is written too

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from verify_support import request
 
 import engine
 from engine.verify import verify
-from verify_support import request
 
 ENUM = ("north", "south", "east", "west")
 TEXT = ("a", "b", "c")
@@ -29,9 +29,9 @@ def cells(column: str):
            values.map(lambda v: "{is_not: " + str(v) + "}")]
     if column == "amount":
         out.append(st.tuples(st.integers(0, 12), st.integers(0, 12)).map(
-            lambda b: "{at_least: %d, below: %d}" % (min(b), max(b) + 1)))
+            lambda b: f"{{at_least: {min(b)}, below: {max(b) + 1}}}"))
         out.append(st.sampled_from(["at_least", "above", "at_most", "below"]).flatmap(
-            lambda op: values.map(lambda v: "{%s: %d}" % (op, v))))
+            lambda op: values.map(lambda v: f"{{{op}: {v}}}")))
     return st.one_of(*out)
 
 
@@ -82,7 +82,7 @@ def test_witnesses_are_real_and_clean_tables_are_clean(table):
     def matching(witness):
         return sorted(collect.decide("order.price", request(files, witness)).rules, key=lambda r: int(r[2:]))
 
-    grid = [dict(zip(names, point)) for point in itertools.product(*(COLUMNS[c][1] for c in names))]
+    grid = [dict(zip(names, point, strict=False)) for point in itertools.product(*(COLUMNS[c][1] for c in names))]
     matched = [matching(point) for point in grid]
     by_code: dict[str, list] = {}
     for f in report.findings:

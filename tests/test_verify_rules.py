@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from verify_support import FIXTURES, findings, request
 
 import engine
-from verify_support import FIXTURES, findings, request
 
 W = "warning"
 STAGES = ("lead", "qualified", "proposal", "review", "rework", "stalled", "won", "lost", "archived")

@@ -2,8 +2,9 @@
 re-decided by the engine to prove it."""
 from __future__ import annotations
 
-import engine
 from verify_support import FIXTURES, findings, fired, report, request
+
+import engine
 
 E, W = "error", "warning"
 
@@ -39,7 +40,9 @@ def test_every_gap_witness_matches_no_row_and_its_suggested_row_closes_the_gap()
         assert fired(files, "order.price", g.witness) == []
     # the suggested row, added, closes the gap: the table is then gap free
     path = next(iter(files))
-    files[path] = files[path].replace("      - [G-3,", "      - [G-4, {is_not: west}, bronze, {at_least: 1000}, \"-\", d5]\n      - [G-3,")
+    files[path] = files[path].replace(
+        "      - [G-3,", '      - [G-4, {is_not: west}, bronze, {at_least: 1000}, "-", d5]\n      - [G-3,'
+    )
     assert not [f for f in engine.verify.verify(files).findings if f.code == "table_gap"]
 
 
@@ -77,7 +80,9 @@ def test_the_mini_fixture_has_only_its_unmentioned_scale_values():
 def test_a_table_when_limits_the_gaps_and_rows_to_the_requests_it_applies_to():
     files = engine.read_folder(FIXTURES / "gap")
     path = next(iter(files))
-    files[path] = files[path].replace("    hit: first\n", "    hit: first\n    when: {region: {not_in: [west]}, amount: {below: 5000}}\n")
+    files[path] = files[path].replace(
+        "    hit: first\n", "    hit: first\n    when: {region: {not_in: [west]}, amount: {below: 5000}}\n"
+    )
     got = engine.verify.verify(files).findings
     assert [(f.code, f.rules) for f in got] == [("table_gap", ()), ("table_value_unmentioned", ()),
                                                ("row_shadowed", ("G-3",))]   # G-3 is for `west` only

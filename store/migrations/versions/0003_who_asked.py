@@ -8,8 +8,8 @@ Both columns are covered by the hash chain when present; entries logged before t
 neither and verify as they did. The time index gains seq, so a time-ranged query pages by
 (time, seq) without re-reading the range for every page.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
