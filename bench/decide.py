@@ -60,6 +60,14 @@ def verdict(value: float, target: float) -> str:
     )
 
 
+def timing_table(head: str, stats, ratio_head: str, ref: float, last_head: str, last) -> str:
+    """One timing table: a row per case, its medians and tails, its ratio to `ref`, and one column of its own."""
+    rows = [[n, H.fmt(s.median), H.fmt(s.p99_batch), H.fmt(s.p50_call), H.fmt(s.p99_call), H.ratio(s.median, ref),
+             last(n, s)] for n, s in stats.items()]
+    return H.markdown([head, "median µs", "p99 µs (batch)", "p50 µs (call)", "p99 µs (call)", ratio_head, last_head],
+                      rows)
+
+
 def child(size: int) -> None:
     rows = rt.rows(size)
     text = rt.ordergate_yaml(rows)
@@ -107,31 +115,8 @@ def main(argv=None) -> int:
     stats = H.measure(cases, inputs, rounds=rounds, budget=budget, progress=say)
     ref = stats["hand-written Python"].median
     print(f"## Pricing: {len(hw.PRICING_ACTIONS)} d365_sales actions, {len(inputs):,} requests\n")
-    print(
-        H.markdown(
-            [
-                "case",
-                "median µs",
-                "p99 µs (batch)",
-                "p50 µs (call)",
-                "p99 µs (call)",
-                "× hand-written",
-                "batches / calls",
-            ],
-            [
-                [
-                    n,
-                    H.fmt(s.median),
-                    H.fmt(s.p99_batch),
-                    H.fmt(s.p50_call),
-                    H.fmt(s.p99_call),
-                    H.ratio(s.median, ref),
-                    f"{len(s.batch_means):,} / {len(s.calls):,}",
-                ]
-                for n, s in stats.items()
-            ],
-        )
-    )
+    print(timing_table("case", stats, "× hand-written", ref, "batches / calls",
+                       lambda n, s: f"{len(s.batch_means):,} / {len(s.calls):,}"))
     r1 = stats["ordergate decide"].median / ref
     r1d = stats["ordergate decide + to_dict"].median / ref
     print(f"\nordergate / hand-written: {r1:.2f}× (with to_dict {r1d:.2f}×); target ≤ {TARGET_HANDWRITTEN:g}×: "
@@ -154,31 +139,8 @@ def main(argv=None) -> int:
     print("## Row table (`layout: rows`, `hit: first`; equality, range and set cells; catch-all last row)\n")
     print(f"Agreement: every size gives the oracle's outcome on all its queries and "
           f"{len(rt.boundary_queries(rt.rows(sizes[0])))} band-edge queries.\n")
-    print(
-        H.markdown(
-            [
-                "table",
-                "median µs",
-                "p99 µs (batch)",
-                "p50 µs (call)",
-                "p99 µs (call)",
-                f"× {sizes[0]} rows",
-                "queries hitting a row",
-            ],
-            [
-                [
-                    n,
-                    H.fmt(s.median),
-                    H.fmt(s.p99_batch),
-                    H.fmt(s.p50_call),
-                    H.fmt(s.p99_call),
-                    H.ratio(s.median, small),
-                    f"{hits[n]:.0%}",
-                ]
-                for n, s in stats.items()
-            ],
-        )
-    )
+    print(timing_table("table", stats, f"× {sizes[0]} rows", small, "queries hitting a row",
+                       lambda n, s: f"{hits[n]:.0%}"))
     big = sizes[-1]
     r2 = stats[f"{big:,} rows"].median / small
     print(f"\n{big:,} rows / {sizes[0]} rows: {r2:.2f}×; target ≤ {TARGET_SCALE:g}×: {verdict(r2, TARGET_SCALE)}\n")
