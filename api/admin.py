@@ -26,7 +26,11 @@ _DEFAULT_LIMIT = 100
 T = t.TypeVar("T")
 
 
-def _store_errors() -> tuple[type, type, type, type]:
+if t.TYPE_CHECKING:
+    from store import InvalidInput, PublishRejected, StoreError, VersionNotFound
+
+
+def _store_errors() -> tuple[type[InvalidInput], type[PublishRejected], type[StoreError], type[VersionNotFound]]:
     from store import InvalidInput, PublishRejected, StoreError, VersionNotFound
 
     return InvalidInput, PublishRejected, StoreError, VersionNotFound
@@ -342,7 +346,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         if unknown:
             raise bad_request(f"unknown query parameter `{unknown[0]}`; known: {', '.join(sorted(known))}",
                               "invalid_parameter")
-        limit = _parse_int("limit", args.get("limit"), default=_DEFAULT_LIMIT, low=1, high=_MAX_LIMIT)
+        limit = _parse_int("limit", args.get("limit"), default=_DEFAULT_LIMIT, low=1, high=_MAX_LIMIT) or _DEFAULT_LIMIT
         since, until = _parse_time("since", args.get("since")), _parse_time("until", args.get("until"))
         # a time range pages by (time, seq) on the time index, so a page never re-reads the range
         by_time = since is not None or until is not None

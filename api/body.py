@@ -86,7 +86,7 @@ def check_parsed(value: t.Any, max_depth: int, by_orjson: bool) -> None:
         check_value(value, max_depth)
 
 
-def _read_at_most(stream: t.BinaryIO, size: int) -> bytes:
+def _read_at_most(stream: t.IO[bytes], size: int) -> bytes:
     """Up to ``size`` bytes; a stream's ``read(n)`` may return less than it has, so loop to EOF."""
     chunks: list[bytes] = []
     remaining = size

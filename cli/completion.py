@@ -17,7 +17,10 @@ def completion(shell: str) -> None:
     from click.shell_completion import get_completion_class
 
     root = click.get_current_context().find_root().command
-    source = get_completion_class(shell)(root, {}, "ordergate", "_ORDERGATE_COMPLETE").source()
+    complete = get_completion_class(shell)
+    if complete is None:  # not reached: the choice admits only the shells click knows
+        raise click.UsageError(f"no completion script for {shell}")
+    source = complete(root, {}, "ordergate", "_ORDERGATE_COMPLETE").source()
     click.echo(source)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -82,7 +83,7 @@ def _run(conn: Any, world: Any, n: _Narrator) -> None:
             event = {"order": number, **event}
             desc = ", ".join(f"{k}={v}" for k, v in event.items() if k != "order")
             n.step(f"the ERP reports on {number}: {desc}",
-                   lambda e=event: cor.process(e))
+                   functools.partial(cor.process, event))
 
     n.section("Dynamics 365 Sales: pricing and the submitted-order lock (SOP integration on)")
     oid = world.d365_order_id

@@ -21,14 +21,16 @@ _PAGE = 1000
 
 
 class Failed(click.ClickException):
-    """A lookup or a remote call failed; shown as ``error: ...``."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
+    """A lookup or a remote call failed; shown as ``error: ...``, exit status 1."""
 
     def show(self, file: t.IO[str] | None = None) -> None:
         click.echo(f"error: {self.message}", err=True)
+
+
+class Unavailable(Failed):
+    """The store or the service failed or did not answer: exit status 2."""
+
+    exit_code = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,7 @@ class Local:
         except ValueError as exc:  # the store's InvalidInput
             raise Failed(str(exc)) from exc
         except StoreError as exc:
-            raise Failed(str(exc), 2) from exc
+            raise Unavailable(str(exc)) from exc
 
     def resolve(self, ref: str) -> str:
         if ref == "active":
@@ -144,15 +146,15 @@ class Remote:
         try:
             response = self.session.request(method, self.url + path, timeout=300, **kwargs)
         except requests.RequestException as exc:
-            raise Failed(f"cannot reach {self.url}: {type(exc).__name__}", 2) from None
+            raise Unavailable(f"cannot reach {self.url}: {type(exc).__name__}") from None
         try:
             body = response.json()
         except ValueError:
-            raise Failed(f"{self.url} answered {response.status_code} without JSON", 2) from None
+            raise Unavailable(f"{self.url} answered {response.status_code} without JSON") from None
         if response.status_code >= 400:
             error = body.get("error") if isinstance(body, dict) else None
             message = error.get("message", "") if isinstance(error, dict) else ""
-            raise Failed(f"{response.status_code}: {message}", 1 if response.status_code < 500 else 2)
+            raise (Failed if response.status_code < 500 else Unavailable)(f"{response.status_code}: {message}")
         return body
 
     def decisions(self, filters: dict[str, t.Any]) -> t.Iterator[dict[str, t.Any]]:

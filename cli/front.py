@@ -85,7 +85,7 @@ class BufferedFront:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.app = self._load_app()
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[t.Any] = queue.SimpleQueue()
         self._workers = [threading.Thread(target=self._serve, name=f"ordergate-http-{i}", daemon=True)
                          for i in range(self._threads)]
         for thread in self._workers:
@@ -128,9 +128,15 @@ class BufferedFront:
             return
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        assert task is not None  # granian runs each request as a task
         late: list[bool] = []
+
+        def expire() -> None:
+            late.append(True)
+            task.cancel()
+
         # a timer, not asyncio.wait_for: no extra task per request on the event loop
-        timer = loop.call_later(self._body_timeout, lambda: (late.append(True), task.cancel()))
+        timer = loop.call_later(self._body_timeout, expire)
         try:
             body = await self._read_body(scope, proto)
         except BodyRefused as refused:

@@ -75,6 +75,7 @@ def check(directory: str | None, strict: bool, fmt: str) -> None:
         click.echo(f"{counts} in {directory}", err=True)
         raise SystemExit(1)
     policy = report.policy
+    assert policy is not None  # a report without errors carries its compiled policy
     try:  # the YAML tests must be well formed too (their results are test-rules' job)
         engine.run_tests(policy, files, display_root=root)
     except engine.PolicyErrors as exc:
@@ -109,11 +110,11 @@ def test_rules(directory: str | None, verbose: bool) -> None:
     """
     import engine
 
-    directory = rules_folder(directory)
-    policy = _load(directory)
-    root = Path(directory).as_posix().rstrip("/") + "/"
+    folder = rules_folder(directory)
+    policy = _load(folder)
+    root = folder.as_posix().rstrip("/") + "/"
     try:
-        report = engine.run_tests(policy, engine.read_folder(directory), display_root=root)
+        report = engine.run_tests(policy, engine.read_folder(folder), display_root=root)
     except engine.PolicyErrors as exc:
         for err in exc.errors:
             click.echo(err.render(), err=True)

@@ -277,7 +277,7 @@ class DecisionLogWriter:
                 if remaining <= 0:
                     break
                 self._work.wait(remaining)
-        batch = []
+        batch: list[tuple[Any, Any, int]] = []
         while self._queue and len(batch) < self.batch_size:
             entry = self._queue.popleft()
             self._queued_bytes -= entry[2]

@@ -2,6 +2,7 @@
 rollback is activating an older one), and the cache of compiled versions."""
 from __future__ import annotations
 
+import builtins
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -72,7 +73,9 @@ class Versions:
         result = conn.execute(activations.insert().values(
             version_id=version_id, previous_version_id=head.value, actor=actor, reason=reason,
             activated_at=now()))
-        activation_id = result.inserted_primary_key[0]
+        key = result.inserted_primary_key
+        assert key is not None  # a single-row insert always has its key
+        activation_id = key[0]
         conn.execute(store_heads.update().where(store_heads.c.name == HEAD_ACTIVE)
                      .values(value=version_id, seq=activation_id))
         if self.db.dialect == "postgresql":
@@ -141,7 +144,7 @@ class Versions:
             raise VersionNotFound(ref, f"version reference {ref!r} is ambiguous")
         return ids[0]
 
-    def activation_history(self) -> list[dict[str, Any]]:
+    def activation_history(self) -> builtins.list[dict[str, Any]]:
         """Every activation, newest first: {id, version_id, previous_version_id, actor, reason, activated_at}."""
         with self.db.read("activation_history") as conn:
             rows = conn.execute(sa.select(activations).order_by(activations.c.id.desc())).all()
