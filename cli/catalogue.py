@@ -124,41 +124,51 @@ def catalogue(folder: Path) -> str:
     for path in sorted(p for p in folder.glob("*.y*ml")):
         rel = f"{root}{path.name}"
         for section in _LineLoader.load(path.read_text(encoding="utf-8")):
-            if not section:
-                continue
-            facts = section.get("facts") or {}
-            sources = {k: v for k, v in (section.get("sources") or {}).items() if k != "__line__"}
-            out += [f"## {section.get('system')}: {section.get('title', '')}", "", f"File: `{rel}`", ""]
-            if sources:
-                out += ["| source | kind | title |", "|---|---|---|"]
-                for sid, src in sources.items():
-                    title = _cell(src.get("title", ""))
-                    if src.get("url"):
-                        title = f"[{title}]({src['url']})"
-                    out.append(f"| {sid} | {src.get('kind', '')} | {title} |")
-                out.append("")
-            for rule in section.get("rules") or []:
-                words = rule.get("words") or {}
-                read = _facts_read(rule, facts, words)
-                where = f"{rel}:{rule['__line__']}"
-                if rule.get("kind") != "table":
-                    out += _rule_entry(rule["id"], rule.get("says", ""), rule.get("source") or [], read, where,
-                                       tests.get(rule["id"], []))
-                    continue
-                out += [f"### Table {rule['id']}", "", rule.get("says", ""), "",
-                        f"Reads {', '.join(f'`{f}`' for f in read) or 'no fact'}; defined at `{where}`.", ""]
-                out += _table(rule) + [""]
-                if words:
-                    out += ["Words: " + "; ".join(f"`{w}` = {_cell(_plain(c))}" for w, c in words.items()
-                                                   if w != "__line__"), ""]
-                row_rules = {k: v for k, v in (rule.get("rules") or {}).items() if k != "__line__"}
-                for row in rule["body"]:
-                    rid = row[0]
-                    info = row_rules.get(rid) or {}
-                    out += _rule_entry(rid, info.get("says", rule.get("says", "")),
-                                       info.get("source") or rule.get("source") or [], read, where,
-                                       tests.get(rid, []))
+            if section:
+                out += _section(section, rel, tests)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _section(section: dict[str, Any], rel: str, tests: dict[str, list[str]]) -> list[str]:
+    """One file's section: its title, its sources and every rule in it."""
+    facts = section.get("facts") or {}
+    sources = {k: v for k, v in (section.get("sources") or {}).items() if k != "__line__"}
+    out = [f"## {section.get('system')}: {section.get('title', '')}", "", f"File: `{rel}`", ""]
+    if sources:
+        out += ["| source | kind | title |", "|---|---|---|"]
+        for sid, src in sources.items():
+            title = _cell(src.get("title", ""))
+            if src.get("url"):
+                title = f"[{title}]({src['url']})"
+            out.append(f"| {sid} | {src.get('kind', '')} | {title} |")
+        out.append("")
+    for rule in section.get("rules") or []:
+        read = _facts_read(rule, facts, rule.get("words") or {})
+        where = f"{rel}:{rule['__line__']}"
+        if rule.get("kind") == "table":
+            out += _table_entry(rule, read, where, tests)
+        else:
+            out += _rule_entry(rule["id"], rule.get("says", ""), rule.get("source") or [], read, where,
+                               tests.get(rule["id"], []))
+    return out
+
+
+def _table_entry(rule: dict[str, Any], read: list[str], where: str, tests: dict[str, list[str]]) -> list[str]:
+    """A table: its cells, its words, then an entry per row."""
+    words = rule.get("words") or {}
+    out = [f"### Table {rule['id']}", "", rule.get("says", ""), "",
+           f"Reads {', '.join(f'`{f}`' for f in read) or 'no fact'}; defined at `{where}`.", ""]
+    out += _table(rule) + [""]
+    if words:
+        out += ["Words: " + "; ".join(f"`{w}` = {_cell(_plain(c))}" for w, c in words.items()
+                                       if w != "__line__"), ""]
+    row_rules = {k: v for k, v in (rule.get("rules") or {}).items() if k != "__line__"}
+    for row in rule["body"]:
+        rid = row[0]
+        info = row_rules.get(rid) or {}
+        out += _rule_entry(rid, info.get("says", rule.get("says", "")),
+                           info.get("source") or rule.get("source") or [], read, where, tests.get(rid, []))
+    return out
 
 
 @click.command()

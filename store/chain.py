@@ -68,34 +68,19 @@ def _snapshot(value: Any, what: str) -> Any:
     return json.loads(text)
 
 
-def _check_record(record: Any) -> tuple[str, str, str | None, dict]:
+def _check_record(record: Any) -> tuple[str, str, str | None, dict[str, Any]]:
     """The checks every decision record passes before it is logged. Raises InvalidInput."""
     if not isinstance(record, dict):
         raise InvalidInput(f"a decision record must be a dict, got {type(record).__name__}")
     if len(record) != len(RECORD_KEYS) or any(k not in record for k in RECORD_KEYS):
-        missing = [k for k in RECORD_KEYS if k not in record]
-        if missing:
-            raise InvalidInput(f"decision record lacks {', '.join(missing)}")
-        extra = sorted(set(record) - set(RECORD_KEYS) - set(WHO_KEYS) - {"seq"})
-        if extra:
-            raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} "
-                               "(they would not be logged)")
-    did = record["decision_id"]
-    if not isinstance(did, str) or not did or len(did) > _MAX_ID:
-        raise InvalidInput(f"decision_id must be a non-empty string of at most {_MAX_ID} characters")
-    action = record["action"]
-    if not isinstance(action, str) or not action or len(action) > _MAX_ACTION:
-        raise InvalidInput(f"action must be a non-empty string of at most {_MAX_ACTION} characters")
+        _check_keys(record)
+    did = _checked_name(record["decision_id"], "decision_id", _MAX_ID)
+    action = _checked_name(record["action"], "action", _MAX_ACTION)
     version = record["policy_version"]
     if version is not None and (not isinstance(version, str) or len(version) > _MAX_VERSION):
         raise InvalidInput("policy_version must be a string (or null when no version was loaded)")
     result = record["result"]
-    if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
-        raise InvalidInput("result must be a dict with a boolean `allow` (Decision.to_dict())")
-    rules = result.get("rules", [])
-    if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
-                                                         for r in rules):
-        raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    rules = _checked_rules(result)
     for name in WHO_KEYS:
         value = record.get(name)
         if value is not None and (not isinstance(value, str) or not value or len(value) > MAX_WHO):
@@ -106,6 +91,33 @@ def _check_record(record: Any) -> tuple[str, str, str | None, dict]:
     for rule in rules:
         _check_column_text("a rule id", rule)
     return did, action, version, result
+
+
+def _check_keys(record: dict[str, Any]) -> None:
+    """A record with other keys than a decision record's: name what is missing or unknown."""
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise InvalidInput(f"decision record lacks {', '.join(missing)}")
+    extra = sorted(set(record) - set(RECORD_KEYS) - set(WHO_KEYS) - {"seq"})
+    if extra:
+        raise InvalidInput(f"decision record has unknown field(s) {', '.join(extra)} (they would not be logged)")
+
+
+def _checked_name(value: Any, name: str, most: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > most:
+        raise InvalidInput(f"{name} must be a non-empty string of at most {most} characters")
+    return value
+
+
+def _checked_rules(result: Any) -> list[str] | tuple[str, ...]:
+    """The rule ids of a decision's result (a dict with a boolean ``allow``)."""
+    if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
+        raise InvalidInput("result must be a dict with a boolean `allow` (Decision.to_dict())")
+    rules = result.get("rules", [])
+    if not isinstance(rules, (list, tuple)) or not all(isinstance(r, str) and 0 < len(r) <= _MAX_RULE
+                                                         for r in rules):
+        raise InvalidInput(f"result.rules must be a list of rule ids (1 to {_MAX_RULE} characters)")
+    return rules
 
 
 def _check_column_text(name: str, text: str | None) -> None:
