@@ -7,12 +7,16 @@ Exit codes: 0 success, 1 rejected / not found / chain broken, 2 the database fai
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import typing as t
 from pathlib import Path
 
 import click
+
+if t.TYPE_CHECKING:
+    from store import PublishRejected, Store
 
 _DB_HELP = "Database URL (default: $ORDERGATE_DATABASE_URL, else sqlite:///var/ordergate.sqlite)."
 
@@ -23,7 +27,7 @@ def _store_failed(exc: Exception) -> t.NoReturn:
     raise SystemExit(1 if isinstance(exc, ValueError) else 2)
 
 
-def _open(database: str | None):
+def _open(database: str | None) -> Store:
     from store import Store, StoreError, default_database_url
 
     url = database or default_database_url()
@@ -36,6 +40,20 @@ def _open(database: str | None):
     return store
 
 
+@contextlib.contextmanager
+def _opened(database: str | None) -> t.Iterator[Store]:
+    """The store at ``database``, brought up to date; a store failure inside exits 1 or 2, as ``_store_failed`` says."""
+    from store import StoreError
+
+    store = _open(database)
+    try:
+        yield store
+    except StoreError as exc:
+        _store_failed(exc)
+    finally:
+        store.dispose()
+
+
 def _default_author() -> str:
     env = os.environ.get("ORDERGATE_AUTHOR")
     if env:
@@ -46,10 +64,22 @@ def _default_author() -> str:
         return "unknown"
 
 
-def _print_rejection(exc, root: str) -> None:
+def _print_rejection(exc: PublishRejected, root: str) -> None:
     for line in exc.lines(root):
         click.echo(line, err=True)
     click.echo(f"not published: {exc}", err=True)
+
+
+@contextlib.contextmanager
+def _rejected(root: str) -> t.Iterator[None]:
+    """A candidate the store rejects: every reason printed (paths under ``root``), exit 1."""
+    from store import PublishRejected
+
+    try:
+        yield
+    except PublishRejected as exc:
+        _print_rejection(exc, root)
+        raise SystemExit(1) from exc
 
 
 def _impact_gate(store, files: dict[str, str], since: str, max_risky_flips: int | None) -> dict | None:
@@ -101,7 +131,6 @@ def publish(directory: str | None, message: str, author: str | None, database: s
     """
     import engine
     from cli.folders import rules_folder
-    from store import PublishRejected, StoreError
 
     directory = str(rules_folder(directory))
 
@@ -114,9 +143,8 @@ def publish(directory: str | None, message: str, author: str | None, database: s
         for err in exc.errors:
             click.echo(err.render(), err=True)
         raise SystemExit(1) from exc
-    store = _open(database)
     report = None
-    try:
+    with _opened(database) as store, _rejected(root):
         if impact_since is not None:
             report = _impact_gate(store, files, impact_since, max_risky_flips)
         before = store.active_version_id()
@@ -128,13 +156,6 @@ def publish(directory: str | None, message: str, author: str | None, database: s
 
             record_impact(store, version.id, report_hash=report["hash"], risky_flips=report["risky_flips"],
                           since=impact_since)
-    except PublishRejected as exc:
-        _print_rejection(exc, root)
-        raise SystemExit(1) from exc
-    except StoreError as exc:
-        _store_failed(exc)
-    finally:
-        store.dispose()
     click.echo(version.id)
     if version.id in stored:  # the same rule files: the stored version keeps its first author and message
         first = version.message.splitlines()[0] if version.message else ""
@@ -159,20 +180,16 @@ def activate(version: str, actor: str | None, reason: str, database: str | None)
     Example:
       ordergate activate sha256:1f2e3d --reason "roll back the credit-hold change"
     """
-    from store import StoreError, VersionNotFound
+    from store import VersionNotFound
 
-    store = _open(database)
-    try:
-        vid = store.resolve_version(version)
-        before = store.active_version_id()
-        store.activate(vid, actor=actor or _default_author(), reason=reason)
-    except VersionNotFound as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from exc
-    except StoreError as exc:
-        _store_failed(exc)
-    finally:
-        store.dispose()
+    with _opened(database) as store:
+        try:
+            vid = store.resolve_version(version)
+            before = store.active_version_id()
+            store.activate(vid, actor=actor or _default_author(), reason=reason)
+        except VersionNotFound as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from exc
     click.echo(vid)
     click.echo("unchanged: already active" if before == vid else f"active (was {before or 'none'})", err=True)
 
@@ -186,17 +203,9 @@ def versions(database: str | None) -> None:
     Example:
       ordergate versions --database postgresql+psycopg://ordergate@db/ordergate
     """
-    from store import StoreError
-
-    store = _open(database)
-    try:
+    with _opened(database) as store:
         active = store.active_version_id()
         listed = store.list_versions()
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from exc
-    finally:
-        store.dispose()
     if not listed:
         click.echo("no versions stored")
         return
@@ -225,16 +234,8 @@ def audit_verify(database: str | None) -> None:
     Example:
       ordergate audit verify --database sqlite:///var/ordergate.sqlite
     """
-    from store import StoreError
-
-    store = _open(database)
-    try:
+    with _opened(database) as store:
         report = store.verify_chain()
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from exc
-    finally:
-        store.dispose()
     if report.ok:
         click.echo(f"chain ok: {report.checked} decisions")
         return
