@@ -141,6 +141,10 @@ class Visit:
     name: str
     shots: list[Path] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        for stale in SCREENSHOTS.glob(f"{self.name}-[0-9][0-9]-*.png"):  # of an earlier run
+            stale.unlink()
+
     def shot(self, label: str = "") -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9]+", "-", label or self.page.url.split("/ui", 1)[-1]).strip("-") or "home"
