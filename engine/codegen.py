@@ -5,8 +5,8 @@ expressions over local variables and returns a ``Decision``: close to what a pro
 write by hand for that one action, so cost does not depend on the other actions or rules of the
 policy set. A trace, when asked for, is recorded by the same generated code (``t`` is ``None``
 otherwise), so explanations never come from a second evaluator. Row tables become generated cell
-tests and obligation builders behind an index on their most selective column
-(``runtime.run_rows``), so a decision tries only the rows that can match.
+tests and obligation builders behind an index (``rowindex``: exact values by dict, bands by
+bisect), so a decision tries only the rows that can match (``runtime.run_rows``).
 
 The source is registered in ``linecache`` under its file name (``<ordergate plan SYSTEM ACTION VERSION>``),
 so tracebacks show it (the name ends with the start of the policy version, so code of two versions
@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import ir, runtime
+from . import ir, rowindex, runtime
 from .decision import Decision, DecisionError, Obligation, freeze, read_only
 
 _CMP = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
@@ -335,7 +335,7 @@ class _Gen:
                 code = _TableCode(self, unit)
                 self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
                 self.emit(f"# table {unit.id}")
-                if unit.no_match is None:
+                if unit.no_match is None and not code.alone:
                     self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
                 else:
                     self.emit(f"stop = _run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
@@ -399,7 +399,12 @@ class _TableCode:
 
     def __init__(self, gen: _Gen, table: ir.RowTable):
         self.table = table
+        self.plan = gen.plan
+        # nothing but this table can fire (guards have passed when it runs): a matched row decides
+        self.alone = all(u is table or isinstance(u, ir.Guard) for u in gen.plan.units)
         self.ns = gen.ns
+        self.absent = gen.maybe_absent
+        self.read = gen.read
         self.slots = _SlotGen(gen)
         self.source: list[str] = []
         self.when = self.function(f"when_{table.id}", "vals, t", [f"return {self.slots.cond(table.when, 't')}"]) \
@@ -435,59 +440,34 @@ class _TableCode:
     def lowered(self) -> runtime.LoweredTable:
         table, defined = self.table, self.ns.values
         checks: dict[tuple[int, int], runtime.Cell] = {}     # one per distinct (column, test)
-        rows = []
-        for row in table.rows:
-            cells = []
-            for c in row.cells:
-                if isinstance(c, ir.Wildcard):
-                    continue
-                check = checks.get((c.fact.slot, id(c.test)))
-                if check is None:
-                    check = checks[(c.fact.slot, id(c.test))] = runtime.Cell(
-                        c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
-                        runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
-                cells.append(check)
-            rows.append(runtime.LoweredRow(row.id, row.says, tuple(cells), defined[self.outcomes[row.outcome]]))
-        slot, buckets, wildcards = index(table)
+
+        def check(c: ir.FactCondition) -> runtime.Cell:
+            made = checks.get((c.fact.slot, id(c.test)))
+            if made is None:
+                made = checks[(c.fact.slot, id(c.test))] = runtime.Cell(
+                    c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
+                    runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
+            return made
+
+        static = {name: all(u.is_static and u.when is None for u in uses) for name, uses in
+                  ((r.outcome, r.obligations) for r in table.rows)}
+        rows = tuple(runtime.LoweredRow(row.id, row.says,
+                                        tuple(check(c) for c in row.cells if not isinstance(c, ir.Wildcard)),
+                                        defined[self.outcomes[row.outcome]], static[row.outcome])
+                     for row in table.rows)
+
+        def cell_of(r: int, c: int) -> runtime.Cell:
+            cell = table.rows[r].cells[c]
+            assert isinstance(cell, ir.FactCondition)
+            return check(cell)
+
         nm = table.no_match
         unmatched = None if nm is None else runtime.LoweredNoMatch(
             nm.outcome, defined[self.outcomes[nm.outcome]] if nm.outcome in self.outcomes else None)
+        absent = tuple(f.slot for f in table.columns if f.slot in self.absent or f.slot not in self.read)
         return runtime.LoweredTable(table.id, table.says, table.hit, defined[self.when] if self.when else None,
-                                    tuple(rows), slot, buckets, wildcards, unmatched)
-
-
-Keys = list[tuple[Any, ...] | str | None]
-
-
-def _best_column(table: ir.RowTable, keys: list[Keys]) -> int | None:
-    """The scalar column whose cells are all literals, `in:` lists or `-`, with the most distinct values."""
-    best: tuple[int, int] | None = None
-    for c, fact in enumerate(table.columns):
-        column = [k[c] for k in keys]
-        if fact.type.kind not in ir.SCALAR_KINDS or any(k is None for k in column):
-            continue
-        distinct = len({v for k in column if k != "*" and k is not None for v in k})
-        if distinct > 1 and (best is None or distinct > best[1]):
-            best = (c, distinct)
-    return None if best is None else best[0]
-
-
-def index(table: ir.RowTable) -> tuple[int | None, dict[Any, tuple[int, ...]], tuple[int, ...]]:
-    """Choose the column whose literal cells best split the rows; map value -> candidate rows."""
-    from .compiler.tables import row_keys
-
-    keys = [row_keys(row.cells) for row in table.rows]
-    c = _best_column(table, keys)
-    if c is None:
-        return None, {}, ()
-    wildcards = tuple(i for i, k in enumerate(keys) if k[c] == "*")
-    lists: dict[Any, list[int]] = {}
-    for i, k in enumerate(keys):
-        cell = k[c]
-        for v in cell if isinstance(cell, tuple) else ():     # literal values; `*` rows are in every bucket
-            lists.setdefault(v, []).append(i)
-    buckets = {v: tuple(sorted(set(rows) | set(wildcards))) for v, rows in lists.items()}
-    return table.columns[c].slot, buckets, wildcards
+                                    rows, rowindex.build(table, cell_of), absent, rowindex.scan(table), unmatched,
+                                    self.plan.overrides if self.alone else None, {})
 
 
 def generate(plan: ir.ActionPlan, version: str) -> DecideFn:

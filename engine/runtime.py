@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
+from . import rowindex
 from .decision import Decision, DecisionError, Obligation, freeze, read_only
 from .ir import show
 
@@ -67,6 +68,7 @@ class LoweredRow(NamedTuple):
     says: str
     cells: tuple[Cell, ...]
     obligations: Callable[[list[Any], Trace], list[Made]]
+    static: bool                      # its obligations read no fact: the same for every request
 
 
 class LoweredNoMatch(NamedTuple):
@@ -75,17 +77,19 @@ class LoweredNoMatch(NamedTuple):
 
 
 class LoweredTable(NamedTuple):
-    """A row table as generated code runs it: rows to try come from an index on one column."""
+    """A row table as generated code runs it: the rows to try come from its index (``rowindex``)."""
 
     id: str
     says: str
     hit: str
     when: Callable[[list[Any], Trace], bool] | None
     rows: tuple[LoweredRow, ...]
-    index_slot: int | None
-    buckets: Mapping[Any, tuple[int, ...]]
-    wildcards: tuple[int, ...]
+    tree: rowindex.Node               # without a trace: the rows a request can match
+    absent_slots: tuple[int, ...]     # columns whose fact may be ABSENT: then the scan below is used
+    scan: rowindex.Scan               # with a trace: the rows of one column's value, every cell tested
     no_match: LoweredNoMatch | None
+    alone: Mapping[str, tuple[str, ...]] | None   # the action's overrides when nothing else can fire
+    decided: dict[int, Decision]                    # row -> its decision, when the table is alone
 
 
 def absent(path: str) -> Any:
@@ -142,15 +146,25 @@ def move(t: Trace, meta: MoveCheck, graph: Any, a: Any, b: Any) -> bool:
 
 
 def _candidates(table: LoweredTable, vals: list[Any]) -> Iterable[int]:
-    if table.index_slot is None:
+    slot, buckets, wildcards = table.scan
+    if slot is None:
         return range(len(table.rows))
-    v = vals[table.index_slot]
+    v = vals[slot]
     if v is ABSENT:
         return range(len(table.rows))
     try:
-        return table.buckets.get(v, table.wildcards)
+        return buckets.get(v, wildcards)
     except TypeError:  # unhashable value: try every row
         return range(len(table.rows))
+
+
+def _entries(table: LoweredTable, vals: list[Any]) -> tuple[rowindex.Entry, ...] | None:
+    """The index's entries for a request, or None when a column's fact is absent or a value does
+    not fit the index (then the rows are scanned, so a missing fact is reported as before)."""
+    for slot in table.absent_slots:
+        if vals[slot] is ABSENT:
+            return None
+    return rowindex.lookup(table.tree, vals)
 
 
 def _row_holds(row: LoweredRow, vals: list[Any], sub: Trace) -> bool:
@@ -189,15 +203,61 @@ def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired, deni
              version: str) -> Decision | None:
     """Apply a row table: every matching row fires (`first`: only the first; `unique`: more than one
     is an evaluation error); when none does, its `no_match` (if declared) decides. Returns the
-    decision when that ends the evaluation (`no_match: error`)."""
+    decision when that ends the evaluation: `no_match: error`, or, when the table alone decides its
+    action (``table.alone``), the decision of the first row that matched."""
     sub: Trace = [] if tr is not None else None
     if table.when is not None and not table.when(vals, sub):
         if tr is not None:
             tr.append({"rule": table.id, "kind": "table", "says": table.says, "outcome": "not applicable",
                        "conditions": sub})
         return None
+    entries = _entries(table, vals) if tr is None else None
+    if entries is not None:
+        matched = _quick(table, entries, vals, fired, version)
+        if isinstance(matched, Decision):
+            return matched           # the decision of the first row that matched
+    else:
+        matched = _traced(table, _candidates(table, vals), vals, tr, fired)
+    if table.hit == "unique" and len(matched) > 1:
+        ids = ", ".join(table.rows[i].id for i in matched)
+        raise EvaluationError(f"table `{table.id}` has hit policy unique but rows {ids} all match")
+    if matched or table.no_match is None:
+        return None
+    nm = table.no_match
+    made = nm.obligations(vals, tr) if nm.obligations is not None else None
+    return no_row_matched(table.id, nm.outcome, made, version, tr, fired, denied)
+
+
+def _quick(table: LoweredTable, entries: tuple[rowindex.Entry, ...], vals: list[Any], fired: Fired,
+           version: str) -> list[int] | Decision:
+    """Without a trace: test only the rest of each entry. Returns the rows that matched, or the
+    decision of the first one when the table alone decides (computed once per row, then kept)."""
+    matched: list[int] = []
+    first = table.hit == "first"
+    for i, rest in entries:
+        for cell in rest:
+            if not cell.test(vals[cell.slot], vals):
+                break
+        else:
+            row = table.rows[i]
+            if first and table.alone is not None and row.static:
+                decision = table.decided.get(i)
+                if decision is None:
+                    decision = table.decided[i] = finish(table.alone, [(row.id, row.obligations(vals, None))],
+                                                         version, None)
+                return decision
+            matched.append(i)
+            fired.append((row.id, row.obligations(vals, None)))
+            if first:
+                break
+    return matched
+
+
+def _traced(table: LoweredTable, candidates: Iterable[int], vals: list[Any], tr: Trace,
+            fired: Fired) -> list[int]:
+    """Every cell of each candidate row tested (and recorded in the trace when there is one)."""
     matched = []
-    for i in _candidates(table, vals):
+    for i in candidates:
         row = table.rows[i]
         row_sub: Trace = [] if tr is not None else None
         if _row_holds(row, vals, row_sub):
@@ -212,14 +272,7 @@ def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired, deni
         if tr is not None:
             tr.append({"rule": row.id, "kind": "table row", "table": table.id, "says": row.says,
                        "outcome": "not matched", "conditions": row_sub})
-    if table.hit == "unique" and len(matched) > 1:
-        ids = ", ".join(table.rows[i].id for i in matched)
-        raise EvaluationError(f"table `{table.id}` has hit policy unique but rows {ids} all match")
-    if matched or table.no_match is None:
-        return None
-    nm = table.no_match
-    made = nm.obligations(vals, tr) if nm.obligations is not None else None
-    return no_row_matched(table.id, nm.outcome, made, version, tr, fired, denied)
+    return matched
 
 
 def finish(overrides: Mapping[str, tuple[str, ...]], fired: Fired, version: str, tr: Trace) -> Decision:
@@ -228,8 +281,10 @@ def finish(overrides: Mapping[str, tuple[str, ...]], fired: Fired, version: str,
         return Decision(True, (), (), None, version, frozen_trace(tr))
     if len(fired) == 1:
         rid, obls = fired[0]
-        if len(obls) <= 1:
-            return Decision(True, tuple(o for o, _ in obls), (rid,), None, version, frozen_trace(tr))
+        if not obls:
+            return Decision(True, (), (rid,), None, version, frozen_trace(tr))
+        if len(obls) == 1:
+            return Decision(True, (obls[0][0],), (rid,), None, version, frozen_trace(tr))
     dropped: set[str] = set()
     if overrides:
         for _, obls in fired:
