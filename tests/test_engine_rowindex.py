@@ -15,7 +15,8 @@ BOUNDS = [0, 10, 100, 1000]
 
 
 def _cell(draw, column: str) -> str:
-    kind = draw(st.sampled_from(["-", "is", "band", "band", "band"] if column == "total" else ["-", "is", "in", "not_in"]))
+    kinds = ["-", "is", "band", "band", "band"] if column == "total" else ["-", "is", "in", "not_in"]
+    kind = draw(st.sampled_from(kinds))
     values = GROUPS if column == "group" else CURRENCIES
     if kind == "-":
         return '"-"'
