@@ -290,7 +290,12 @@ def _alive(pid: int) -> bool:
 
 
 def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:
-    """Publish and activate ``rules_dir`` in an empty store; the id of the active version."""
+    """Publish and activate ``rules_dir`` in an empty store; the id of the active version.
+
+    Servers starting at once on an empty store publish once: the publish holds the store's
+    active-version lock and writes nothing when another one activated a version first; this
+    one then says which version it found.
+    """
     import engine
     from store import PublishRejected
 
@@ -299,11 +304,16 @@ def bootstrap(store: t.Any, rules_dir: Path, *, author: str) -> str:
     try:
         files = engine.read_folder(rules_dir)
     except engine.PolicyErrors as exc:
-        raise StartupError(f"the rules in `{rules_dir}` cannot be read:\n  " + exc.render().replace("\n", "\n  "))
+        raise StartupError(f"the rules in `{rules_dir}` cannot be read:\n  "
+                           + exc.render().replace("\n", "\n  ")) from None
     try:
-        version = store.publish(files, author=author, message=f"initial version from {rules_dir}", activate=True)
+        version, published = store.publish_initial(files, author=author, message=f"initial version from {rules_dir}")
     except PublishRejected as exc:
         lines = exc.lines(rules_dir.as_posix().rstrip("/") + "/")
         raise StartupError(f"the rules in `{rules_dir}` cannot be published:\n  " + "\n  ".join(lines)) from exc
-    log.info("ordergate: store was empty; published and activated %s from %s", version.id, rules_dir)
-    return store.active_version_id() or version.id
+    if published:
+        log.info("ordergate: store was empty; published and activated %s from %s", version.id, rules_dir)
+    else:
+        log.info("ordergate: store was empty at start; another server published first: found version %s",
+                 version.id)
+    return version.id

@@ -73,7 +73,14 @@ class Store:
         """Compile, run the YAML tests, then store (and activate) in one transaction; raises
         PublishRejected with every error when the candidate is broken (nothing is written)."""
         return publishing.publish(self.db, self.versions, self.compiled, files, author=author, message=message,
-                                  activate=activate)
+                                  activate=activate)[0]
+
+    def publish_initial(self, files: Mapping[str, str], *, author: str, message: str) -> tuple[Version, bool]:
+        """Publish and activate into a store with no active version: ``(version, True)``; when a
+        version is active by the time the publish holds the lock, nothing is written and the
+        answer is ``(the active version, False)``."""
+        return publishing.publish(self.db, self.versions, self.compiled, files, author=author, message=message,
+                                  activate=True, unless_active=True)
 
     def activate(self, version_id: str, *, actor: str, reason: str = "") -> Version:
         """Make a stored version the active one (activating an older one is the rollback)."""

@@ -48,13 +48,15 @@ def compile_and_test(files: dict[str, str]) -> Any:
 
 
 def publish(db: Database, versions: Versions, compiled: CompiledVersions, files: Mapping[str, str], *,
-            author: str, message: str, activate: bool = True) -> Version:
-    """Compile, run the YAML tests, then store (and activate) in one transaction.
+            author: str, message: str, activate: bool = True, unless_active: bool = False) -> tuple[Version, bool]:
+    """Compile, run the YAML tests, then store (and activate) in one transaction; ``(version, True)``.
 
     The id is ``PolicySet.version``, a hash of the rule files (paths relative to the folder, tests
     not included): content already stored under that id is kept as it was (first author, message,
     files) and, with ``activate``, made active again. ``parent`` is the version active when the
-    publish commits (publishes are serialised on the active-version lock).
+    publish commits (publishes are serialised on the active-version lock). With ``unless_active``
+    nothing is written when a version is active by the time the lock is held: ``(that version,
+    False)`` (servers starting at once on an empty store publish once; the others find it).
     """
     checked = check_candidate(files)
     author = check_text(author, "author", max_len=200)
@@ -62,6 +64,9 @@ def publish(db: Database, versions: Versions, compiled: CompiledVersions, files:
     ps = compile_and_test(checked)
     version_id = ps.version
     with db.write("publish", HEAD_ACTIVE) as (conn, head):
+        if unless_active and head.value is not None:
+            found = conn.execute(sa.select(policy_versions).where(policy_versions.c.id == head.value)).one()
+            return Version.from_row(found, None), False
         existing = conn.execute(
             sa.select(policy_versions).where(policy_versions.c.id == version_id)).one_or_none()
         if existing is None:
@@ -80,7 +85,7 @@ def publish(db: Database, versions: Versions, compiled: CompiledVersions, files:
             sa.select(policy_files.c.path, policy_files.c.content)
             .where(policy_files.c.version_id == version_id)).all())
     compiled.remember(version_id, ps)
-    return Version.from_row(row, stored)
+    return Version.from_row(row, stored), True
 
 
 def _test_failure(result: Any) -> dict[str, Any]:

@@ -159,3 +159,51 @@ def test_migrations_from_several_processes_at_once(db_url, tmp_path):
     assert s.active_version_id() is None
     s.dispose()
 
+
+
+def test_two_servers_bootstrapping_an_empty_store_at_once_publish_once(db_url, tmp_path, monkeypatch, caplog):
+    import logging
+    import threading
+
+    from api.runtime import bootstrap
+    from store import publish as publishing
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for path, text in mini_rules("1").items():
+        (rules / path).parent.mkdir(parents=True, exist_ok=True)
+        (rules / path).write_text(text)
+    Store(db_url, migrate=True).dispose()
+    both_compiled = threading.Barrier(2, timeout=60)
+    compile_and_test = publishing.compile_and_test
+
+    def compile_then_meet(files):
+        ps = compile_and_test(files)
+        both_compiled.wait()  # neither writes before both have seen an empty store and compiled
+        return ps
+
+    monkeypatch.setattr(publishing, "compile_and_test", compile_then_meet)
+    answers: list[str] = []
+
+    def start_server() -> None:
+        s = Store(db_url)
+        try:
+            assert s.active_version_id() is None
+            answers.append(bootstrap(s, rules, author="ordergate serve"))
+        finally:
+            s.dispose()
+
+    caplog.set_level(logging.INFO, logger="ordergate.api")
+    servers = [threading.Thread(target=start_server) for _ in range(2)]
+    for server in servers:
+        server.start()
+    for server in servers:
+        server.join(120)
+    assert len(answers) == 2 and answers[0] == answers[1]
+    said = [r.getMessage() for r in caplog.records if r.name == "ordergate.api"]
+    assert sum("store was empty; published and activated" in m for m in said) == 1, said
+    assert sum(f"another server published first: found version {answers[0]}" in m for m in said) == 1, said
+    s = Store(db_url)
+    assert [v.id for v in s.list_versions()] == [answers[0]]
+    assert len(s.activation_history()) == 1
+    s.dispose()
