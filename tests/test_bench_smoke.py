@@ -114,3 +114,9 @@ def test_watch_latency_quick_serves_each_edit():
     proc = run([str(BENCH / "watch_latency.py"), "--quick"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "this checkout  median" in proc.stdout
+
+
+def test_cli_start_quick_runs_every_command():
+    proc = run([str(BENCH / "cli_start.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all(f"  {cmd}" in proc.stdout for cmd in ("--help", "versions", "log", "audit verify", "check"))
