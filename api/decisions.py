@@ -1,4 +1,4 @@
-"""POST /v1/decisions and POST /v1/decisions/batch (spec/http.md): parse, decide, log, answer.
+"""POST /v1/decisions and POST /v1/decisions/batch (docs/api.md, "Deciding"): parse, decide, log, answer.
 
 No rule logic here: the engine's PolicySet decides; this module only checks the envelope, asks
 it, records the decision and maps the outcome to an HTTP status.

@@ -1,7 +1,8 @@
 """The one error table of the HTTP API.
 
 Every error the service answers with is listed in ``ERRORS`` with its HTTP status and what it
-means; ``ApiError`` carries a code from that table and renders the body of ``spec/http.md``::
+means; ``ApiError`` carries a code from that table and renders the error body of docs/api.md
+("Errors")::
 
     {"error": {"code": "bad_request", "message": "...", "errors": [...]}}
 

@@ -1,6 +1,6 @@
 """Timing, memory and table printing shared by the benchmarks.
 
-Method (same as shared/research/peer-engines.md, so figures can be compared):
+Method (the same for every benchmark, so figures can be compared):
 
 * every case is a one-argument callable; the inputs are prepared before timing;
 * **batch timing**: one `perf_counter_ns` pair around a batch of inputs; "median" and "p99 (batch)"

@@ -41,7 +41,7 @@ FLOOR = "python dict lookup (floor)"
 LINEAR = "python linear scan"
 INDEXED = "python index by group (floor)"
 # durable_rules never finishes creating a ruleset whose rules compare one attribute with more than
-# 512 distinct values (shared/research/durable-rules.md): the 10,000-row table has 1,250 groups.
+# 512 distinct values (raise CHILD_TIMEOUT to watch it): the 10,000-row table has 1,250 groups.
 CHILD_TIMEOUT = 60
 SCALED_BASE = {ORDERGATE: lambda rows: W.scaled_ordergate(W.scaled_ordergate_policy(rows)),
                LINEAR: W.scaled_linear, INDEXED: W.scaled_indexed}
