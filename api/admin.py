@@ -17,7 +17,7 @@ from api import evidence
 from api.body import read_json
 from api.decisions import json_response
 from api.errors import ApiError, bad_request
-from store.impact_reports import impact_reports
+from store.impact_reports import impact_reports, record_impact
 
 log = logging.getLogger("ordergate.api")
 
@@ -157,6 +157,19 @@ def _compile_candidate(files: dict[str, str]) -> t.Any:
                        errors=[e.to_dict() for e in exc.errors], test_failures=[]) from None
 
 
+def _impact_fields(body: dict[str, t.Any]) -> tuple[str | None, int | None]:
+    """``impact_since`` (an ISO-8601 time, normalised) and ``max_risky_flips`` (a whole number, with
+    ``impact_since`` only) of a publish request."""
+    since, most = body.get("impact_since"), body.get("max_risky_flips")
+    if since is not None and not isinstance(since, str):
+        raise bad_request("`impact_since` must be an ISO-8601 time, e.g. 2026-01-31T12:00:00Z", "invalid_parameter")
+    if most is not None and (type(most) is not int or most < 0):
+        raise bad_request("`max_risky_flips` must be a whole number, 0 or more", "invalid_parameter")
+    if most is not None and since is None:
+        raise bad_request("`max_risky_flips` needs `impact_since` (the decisions to replay)", "invalid_parameter")
+    return _parse_time("impact_since", since), most
+
+
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
     config = runtime.config
     max_publish = int(config["max_publish_bytes"])
@@ -286,12 +299,33 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive, **filters)
         return json_response(report)
 
+    def impact_gate(files: dict[str, str], since: str, max_risky_flips: int | None) -> dict[str, t.Any] | None:
+        """The impact report of the candidate over the decisions logged since ``since``; 409
+        ``impact_refused`` (nothing stored) when it turns more denials into allows than
+        ``max_risky_flips``. None when the candidate does not compile: publishing rejects it then."""
+        import engine
+
+        try:
+            candidate = engine.compile_files(files)
+        except engine.PolicyErrors:
+            return None
+        report: dict[str, t.Any] = call(evidence.impact, store(), candidate, since=since)
+        if max_risky_flips is not None and report["risky_flips"] > max_risky_flips:
+            raise ApiError("impact_refused",
+                           f"not published: {report['risky_flips']} logged decisions would go from DENY to ALLOW "
+                           f"(at most {max_risky_flips} allowed by `max_risky_flips`)",
+                           risky_flips=report["risky_flips"], max_risky_flips=max_risky_flips, impact_report=report)
+        return report
+
     @app.post("/v1/versions")
     def publish() -> Response:
         principal = requires("admin")
         body = read_json(request, max_bytes=max_publish, max_depth=max_depth)
         if not isinstance(body, dict):
             raise bad_request("the body must be an object `{\"files\": {path: text}, \"message\": ...}`", "not_object")
+        unknown = sorted(set(body) - {"files", "message", "activate", "impact_since", "max_risky_flips"})
+        if unknown:
+            raise bad_request(f"unknown field `{unknown[0]}`", "invalid_parameter")
         files = check_files(body.get("files"))
         message = body.get("message")
         if not isinstance(message, str) or not message.strip():
@@ -299,8 +333,14 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         activate = body.get("activate", True)
         if not isinstance(activate, bool):
             raise bad_request("`activate` must be true or false", "invalid_parameter")
+        since, max_risky_flips = _impact_fields(body)
+        report = impact_gate(files, since, max_risky_flips) if since is not None else None
         version = publish_files(files, principal.name, message, activate)
+        if report is not None:
+            call(record_impact, store(), version.id, report_hash=report["hash"], risky_flips=report["risky_flips"],
+                 since=since)
         out = version.to_dict()
+        out["impact_report"] = call(impact_reports, store()).get(version.id) if report is not None else None
         if activate:
             out.update(serve_everywhere(version.id))
         out["active"] = call(store().active_version_id) == version.id

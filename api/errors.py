@@ -23,6 +23,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "the route exists but not with this method"),
     "unsupported_media_type": (415, "a POST whose `Content-Type` is not `application/json`"),
     "publish_rejected": (422, "the candidate rules do not compile or their tests fail; nothing changed"),
+    "impact_refused": (409, "the candidate would turn more logged denials into allows than `max_risky_flips`; "
+                            "nothing changed"),
     "store_unavailable": (503, "the version store or decision log database does not answer"),
     "not_ready": (503, "no policy version is loaded yet"),
     "timeout": (503, "the request took longer than the server's timeout; nothing was allowed"),

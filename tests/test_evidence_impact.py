@@ -204,3 +204,62 @@ def test_reordering_the_pricing_rules_is_no_change_in_behaviour(tmp_path):
     assert "~ d365_sales PRC-03 (table row)" in result.stdout
     assert "    cell create: `skip when integ` -> `calculate`" in result.stdout
     assert "  d365_sales salesorder.create: 1 of 4 (obligations_changed 1); rules PRC-03" in result.stdout
+
+
+def test_the_api_publish_gate_refuses_with_409_and_changes_nothing(logged, candidate, db_url, tmp_path):
+    from api import create_app
+    from api.testing import test_config
+
+    store, _records, start = logged
+    since = (start - dt.timedelta(minutes=1)).isoformat()
+    active, versions = store.active_version_id(), len(store.list_versions())
+    app = create_app(test_config(db_url, O2C))
+    try:
+        client = app.test_client()
+        files = engine.read_folder(candidate)
+        expected = client.post("/v1/versions/candidate/impact", json={"files": files, "since": since}).get_json()
+        assert expected["risky_flips"] > 0
+
+        refused_at = expected["risky_flips"] - 1
+        refused = client.post("/v1/versions", json={"files": files, "message": "B", "impact_since": since,
+                                                    "max_risky_flips": refused_at})
+        assert refused.status_code == 409, refused.get_json()
+        error = refused.get_json()["error"]
+        assert error["code"] == "impact_refused" and "DENY to ALLOW" in error["message"]
+        assert (error["risky_flips"], error["max_risky_flips"]) == (expected["risky_flips"], refused_at)
+        assert error["impact_report"] == expected
+        assert store.active_version_id() == active and len(store.list_versions()) == versions
+
+        bad_fields = ({"max_risky_flips": 0}, {"impact_since": "last week"}, {"impact_since": 7},
+                      {"impact_since": since, "max_risky_flips": -1}, {"impact_since": since, "max_risky_flips": True},
+                      {"max_risky_flip": 0})
+        for bad in bad_fields:
+            answer = client.post("/v1/versions", json={"files": files, "message": "B", **bad})
+            assert answer.status_code == 400 and answer.get_json()["error"]["reason"] == "invalid_parameter", bad
+        # allowed as many risky flips as it has, B passes the gate and is rejected by its own failing YAML tests
+        allowed = client.post("/v1/versions", json={"files": files, "message": "B", "impact_since": since,
+                                                    "max_risky_flips": expected["risky_flips"]})
+        assert allowed.status_code == 422 and allowed.get_json()["error"]["code"] == "publish_rejected"
+        assert store.active_version_id() == active and len(store.list_versions()) == versions
+
+        # a reworded policy flips nothing: stored, activated, and its report's hash kept with the version
+        reworded = tmp_path / "reworded"
+        shutil.copytree(O2C, reworded)
+        _edit(reworded, "pricing.yaml", ("a submitted order is locked", "submitted orders are locked"))
+        files = engine.read_folder(reworded)
+        report = client.post("/v1/versions/candidate/impact", json={"files": files, "since": since}).get_json()
+        passed = client.post("/v1/versions", json={"files": files, "message": "reword", "impact_since": since,
+                                                   "max_risky_flips": 0})
+        assert passed.status_code == 201, passed.get_json()
+        version = passed.get_json()["id"]
+        kept = passed.get_json()["impact_report"]
+        assert kept["hash"] == report["hash"] and kept["risky_flips"] == 0 and kept["since"] == since
+        assert client.get(f"/v1/versions/{version}").get_json()["impact_report"] == kept
+        assert client.get("/v1/activations").get_json()["activations"][0]["impact_report"] == kept
+        assert store.active_version_id() == version
+
+        # without the gate nothing is replayed and no report is kept
+        plain = client.post("/v1/versions", json={"files": engine.read_folder(O2C), "message": "back to A"})
+        assert plain.status_code == 201 and plain.get_json()["impact_report"] is None
+    finally:
+        app.extensions["ordergate"].close()
