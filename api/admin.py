@@ -170,6 +170,38 @@ def _impact_fields(body: dict[str, t.Any]) -> tuple[str | None, int | None]:
     return _parse_time("impact_since", since), most
 
 
+def serve_everywhere_of(runtime: t.Any, version_id: str) -> dict[str, t.Any]:
+    """Answer once every worker of this server decides with the new version (or the switch timeout).
+
+    The watcher does the loading in each worker (one loader per process, so the last
+    activation always wins); without a watcher this loads it itself.
+    """
+    config = runtime.config
+    if not runtime.following:
+        runtime.load(version_id)
+    runtime.workers.signal(version_id)
+    count, total = runtime.workers.wait_all(version_id, timeout=float(config["switch_timeout"]))
+    if count < total:
+        log.warning("ordergate: version %s activated; %d of %d workers of this server decide with it "
+                    "after %g s", version_id, count, total, float(config["switch_timeout"]))
+    return {"serving": runtime.active_version_id, "workers": {"serving": count, "total": total}}
+
+
+def publish_candidate(runtime: t.Any, files: dict[str, str], author: str, message: str, activate: bool) -> t.Any:
+    """Compile, test and store a candidate; in a child process when the database allows it. Raises
+    the store's errors (``PublishRejected`` with every error of a broken candidate)."""
+    config = runtime.config
+    if runtime.store is None:
+        raise ApiError("store_unavailable", "the store is not configured")
+    url = str(config.get("database_url") or "")
+    in_memory = url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in url
+    if config["publish_in_child"] and config.get("store") is None and url and not in_memory:
+        from api import publisher
+
+        return publisher.publish(runtime.store, url, files, author=author, message=message, activate=activate)
+    return runtime.store.publish(files, author=author, message=message, activate=activate)
+
+
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
     config = runtime.config
     max_publish = int(config["max_publish_bytes"])
@@ -203,29 +235,10 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         return call(store().resolve_version, ref)
 
     def serve_everywhere(version_id: str) -> dict[str, t.Any]:
-        """Answer once every worker of this server decides with the new version (or the switch timeout).
-
-        The watcher does the loading in each worker (one loader per process, so the last
-        activation always wins); without a watcher this endpoint loads it itself.
-        """
-        if not runtime.following:
-            runtime.load(version_id)
-        runtime.workers.signal(version_id)
-        count, total = runtime.workers.wait_all(version_id, timeout=float(config["switch_timeout"]))
-        if count < total:
-            log.warning("ordergate: version %s activated; %d of %d workers of this server decide with it "
-                        "after %g s", version_id, count, total, float(config["switch_timeout"]))
-        return {"serving": runtime.active_version_id, "workers": {"serving": count, "total": total}}
+        return serve_everywhere_of(runtime, version_id)
 
     def publish_files(files: dict[str, str], author: str, message: str, activate: bool) -> t.Any:
-        """Compile, test and store a candidate; in a child process when the database allows it."""
-        url = str(config.get("database_url") or "")
-        in_memory = url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in url
-        if config["publish_in_child"] and config.get("store") is None and url and not in_memory:
-            from api import publisher
-
-            return call(publisher.publish, store(), url, files, author=author, message=message, activate=activate)
-        return call(store().publish, files, author=author, message=message, activate=activate)
+        return call(publish_candidate, runtime, files, author, message, activate)
 
     def policy_set(version_id: str) -> t.Any:
         return call(store().policy_set, version_id)
