@@ -10,7 +10,7 @@ import importlib
 import click
 
 _COMMAND_MODULES = ("cli.policy", "cli.store_commands", "cli.serve", "cli.demo", "cli.evidence", "cli.catalogue",
-                    "cli.completion")
+                    "cli.tables", "cli.completion")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
