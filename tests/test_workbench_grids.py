@@ -41,13 +41,20 @@ def _price(files: dict[str, str]) -> grids.Grid:
     return grid
 
 
-def _xlsx_with(grid: grids.Grid, **cells: object) -> bytes:
-    book = openpyxl.load_workbook(io.BytesIO(sheets.to_xlsx(grid)))
+def edited_xlsx(data: bytes, **cells: object) -> bytes:
+    """An exported workbook with ``cells`` (``D4="calculate"``) typed into its sheet."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data))
     for name, value in cells.items():
         book.active[name] = value
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _xlsx_with(grid: grids.Grid, **cells: object) -> bytes:
+    return edited_xlsx(sheets.to_xlsx(grid), **cells)
 
 
 def test_price_grid_is_the_yaml_table_cell_by_cell(o2c):

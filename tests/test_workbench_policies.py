@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_workbench_grids import edited_xlsx
 
 from api.app import create_app
 from api.testing import test_config
@@ -51,15 +52,6 @@ def cells(page: str, table: str) -> dict[tuple[str, str], str]:
     return {(r, c): html.unescape(re.sub(r"<[^>]+>", "", text)).strip() for r, c, text in found}
 
 
-def sheet_with(data: bytes, **changes: str) -> bytes:
-    book = openpyxl.load_workbook(io.BytesIO(data))
-    for name, value in changes.items():
-        book.active[name] = value
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
 def test_policies_page_shows_the_price_grid_as_the_yaml_writes_it(app):
     import yaml
 
@@ -99,7 +91,7 @@ def test_an_auditor_previews_an_import_but_cannot_publish(app):
     exported = client.get(PRICE + "/export.xlsx").data
     same = _upload(client, exported)
     assert same.status_code == 200 and "changes nothing" in same.text
-    edited = _upload(client, sheet_with(exported, D4="skip when integ or submitted"))
+    edited = _upload(client, edited_xlsx(exported, D4="skip when integ or submitted"))
     assert edited.status_code == 200
     assert "check found no error" in edited.text and "Publishing needs the <code>admin</code> role" in edited.text
     assert 'class="cell-changed"' in edited.text
@@ -111,9 +103,9 @@ def test_an_auditor_previews_an_import_but_cannot_publish(app):
 def test_a_bad_sheet_names_the_cell_and_changes_nothing(app):
     client = client_as(app, AUDIT)
     exported = client.get(PRICE + "/export.xlsx").data
-    response = _upload(client, sheet_with(exported, C1="creat"))
+    response = _upload(client, edited_xlsx(exported, C1="creat"))
     assert response.status_code == 400 and "C1: the header reads `creat`" in response.text
-    unknown = _upload(client, sheet_with(exported, F4="skip when nobody"))
+    unknown = _upload(client, edited_xlsx(exported, F4="skip when nobody"))
     assert unknown.status_code == 200 and 'data-cell="F4"' in unknown.text and "cannot be published" in unknown.text
 
 
@@ -122,7 +114,7 @@ def test_an_admin_publishes_the_previewed_change_and_the_diff_highlights_it(app)
     before = client.get("/ui/policies").text
     active = re.search(r'<option value="(sha256:[0-9a-f]+)" selected', before).group(1)
     exported = client.get(PRICE + "/export.xlsx").data
-    preview = _upload(client, sheet_with(exported, D4="skip when integ or submitted"))
+    preview = _upload(client, edited_xlsx(exported, D4="skip when integ or submitted"))
     digest = re.search(r'name="digest" value="([0-9a-f]+)"', preview.text).group(1)
     form = {"csrf_token": csrf_of(preview.text), "digest": digest, "cell": "D4",
             "value": "skip when integ or submitted", "message": "reorder the words of PRC-03 update"}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_workbench_grids import edited_xlsx
 
 pytest_plugins = ("browser",)  # its fixtures: served, browser, visit, visit_no_js
 
@@ -72,15 +73,14 @@ def _shown(page, grid: str = GRID) -> dict[tuple[str, str], str]:
             for c in cells.all()}
 
 
-def _edited_xlsx(data: bytes, tmp_path: Path, **cells: str) -> Path:
-    import openpyxl
-
-    book = openpyxl.load_workbook(io.BytesIO(data))
-    for name, value in cells.items():
-        book.active[name] = value
+def _upload_edited(visit, tmp_path: Path, role: str, **cells: str) -> None:
+    """Sign in as ``role``, export the price grid, type ``cells`` into it and choose it for upload."""
+    visit.sign_in(role)
+    visit.go(PRICE)
     path = tmp_path / "price-computation.xlsx"
-    book.save(path)
-    return path
+    path.write_bytes(edited_xlsx(_download(visit, "Export XLSX"), **cells))
+    visit.go(PRICE + "/import")
+    visit.page.get_by_label("Edited sheet (.csv or .xlsx)").set_input_files(str(path))
 
 
 def _download(visit, name: str) -> bytes:
@@ -115,13 +115,7 @@ def test_a_table_exports_as_csv_and_xlsx(visit):
 
 
 def test_an_edited_sheet_is_previewed_published_and_diffed(visit, tmp_path):
-    visit.sign_in("admin")
-    visit.go(PRICE)
-    exported = _download(visit, "Export XLSX")
-    old = visit.page.url  # the active version, before
-    visit.go(PRICE + "/import")
-    visit.page.get_by_label("Edited sheet (.csv or .xlsx)").set_input_files(
-        str(_edited_xlsx(exported, tmp_path, D4="skip when integ or submitted")))
+    _upload_edited(visit, tmp_path, "admin", D4="skip when integ or submitted")
     visit.submit()
     assert "check found no error" in visit.page.inner_text("main")
     changed = visit.page.locator(f"{GRID} .cell-changed")
@@ -129,7 +123,7 @@ def test_an_edited_sheet_is_previewed_published_and_diffed(visit, tmp_path):
     assert "skip when integ or submitted" in changed.inner_text()
     visit.page.get_by_label("Why (kept with the version)").fill("PRC-03 update: the same words in another order")
     visit.submit("main form button[type=submit]")
-    assert "/ui/versions/sha256:" in visit.page.url and old
+    assert "/ui/versions/sha256:" in visit.page.url
     new = visit.page.url.rsplit("/", 1)[1]
     visit.go(f"/ui/diff?to={new}")      # from: the version it was published on
     cell = visit.page.locator(f"{GRID} .cell-changed")
@@ -140,12 +134,7 @@ def test_an_edited_sheet_is_previewed_published_and_diffed(visit, tmp_path):
 
 
 def test_an_auditor_may_preview_only(visit, tmp_path):
-    visit.sign_in("audit")
-    visit.go(PRICE)
-    exported = _download(visit, "Export XLSX")
-    visit.go(PRICE + "/import")
-    visit.page.get_by_label("Edited sheet (.csv or .xlsx)").set_input_files(
-        str(_edited_xlsx(exported, tmp_path, F4="skip when nobody")))
+    _upload_edited(visit, tmp_path, "audit", F4="skip when nobody")
     visit.submit()
     assert "F4: unknown" in visit.page.inner_text("main")
     assert visit.page.locator("form button:has-text('Publish')").count() == 0
@@ -153,12 +142,7 @@ def test_an_auditor_may_preview_only(visit, tmp_path):
 
 @pytest.mark.parametrize("form", ["upload", "publish"])
 def test_a_form_posted_without_its_csrf_token_is_refused(visit, tmp_path, form):
-    visit.sign_in("admin")
-    visit.go(PRICE)
-    exported = _download(visit, "Export XLSX")
-    visit.go(PRICE + "/import")
-    visit.page.get_by_label("Edited sheet (.csv or .xlsx)").set_input_files(
-        str(_edited_xlsx(exported, tmp_path, D4="skip when integ or submitted")))
+    _upload_edited(visit, tmp_path, "admin", D4="skip when integ or submitted")
     if form == "publish":
         visit.submit()
         visit.page.get_by_label("Why (kept with the version)").fill("never published")
