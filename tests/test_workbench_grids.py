@@ -206,3 +206,29 @@ def test_fragment_quotes_what_yaml_would_read_otherwise():
     assert sheets._fragment("a, b") == '"a, b"'
     assert sheets._fragment("") == '""'
     assert sheets._fragment("x # y") == '"x # y"'
+
+
+def test_the_cli_pair_round_trips_a_table(tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "o2c", rules)
+    runner = CliRunner()
+    sheet = tmp_path / "price.xlsx"
+    done = runner.invoke(main, ["export-table", "price-computation", "--rules", str(rules), "--out", str(sheet)])
+    assert done.exit_code == 0, done.output
+    same = runner.invoke(main, ["import-table", "price-computation", str(sheet), "--rules", str(rules)])
+    assert same.exit_code == 0 and "the diff is empty" in same.output
+    sheet.write_bytes(edited_xlsx(sheet.read_bytes(), E7="skip when integ"))
+    failing = runner.invoke(main, ["import-table", "price-computation", str(sheet), "--rules", str(rules), "--write"])
+    assert failing.exit_code == 1 and "E7 PRC-06 / delete: calculate -> skip when integ" in failing.output
+    assert (rules / "pricing.yaml").read_text() == (FIXTURES / "o2c" / "pricing.yaml").read_text()
+    sheet.write_bytes(edited_xlsx(sheet.read_bytes(), C1="creat"))
+    refused = runner.invoke(main, ["import-table", "price-computation", str(sheet), "--rules", str(rules)])
+    assert refused.exit_code == 1 and "C1: the header reads `creat`" in refused.output
+    for command in ("export-table", "import-table"):
+        assert "Example:" in runner.invoke(main, [command, "--help"]).output
