@@ -32,6 +32,66 @@ def app(tmp_path_factory):
     return create_app(config)
 
 
+DESK = {"desk.yaml": """\
+system: desk
+title: discounts by group and order total
+sources:
+  manual: {kind: seed, title: the discount manual, url: "https://example.org/discounts"}
+facts:
+  group: {path: resource.customer.group, type: enum, values: [retail, trade, staff], says: the customer group}
+  total: {path: resource.order.total, type: integer, min: 0, says: the order total}
+obligations:
+  discount:
+    says: give a discount
+    params:
+      percent: {type: integer}
+actions:
+  - names: [order.price]
+    reads: [group, total]
+rules:
+  - kind: table
+    id: discounts
+    says: discounts by group and order total, first row wins
+    source: [manual]
+    layout: rows
+    hit: first
+    no_match: deny
+    actions: [order.price]
+    outcomes:
+      d5: [{name: discount, params: {percent: 5}}]
+      none: []
+    header: [rule, group,  total,           outcome]
+    body:
+      - [D-1,  retail, {below: 100},    none]   # small orders
+      - [D-2,  retail, {at_least: 100}, d5]
+      - [D-3,  trade,  "-",             d5]
+    rules:
+      D-1: {says: small retail orders get no discount}
+      D-2: {says: large retail orders get 5%}
+      D-3: {says: trade customers get 5%}
+""", "tests/desk.yaml": """\
+base:
+  context: {system: desk}
+tests:
+  - name: D-1 a small retail order
+    action: order.price
+    input: {resource: {customer: {group: retail}, order: {total: 10}}}
+    expect: {allow: true, rules: [D-1]}
+  - name: D-2 a large retail order
+    action: order.price
+    input: {resource: {customer: {group: retail}, order: {total: 500}}}
+    expect: {allow: true, rules: [D-2], obligations: [{name: discount, params: {percent: 5}}]}
+  - name: D-3 a trade order
+    action: order.price
+    input: {resource: {customer: {group: trade}, order: {total: 5}}}
+    expect: {allow: true, rules: [D-3], obligations: [{name: discount, params: {percent: 5}}]}
+  - name: staff match no row
+    action: order.price
+    input: {resource: {customer: {group: staff}, order: {total: 5}}}
+    expect: {allow: false}
+"""}
+
+
 def csrf_of(text: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', text).group(1)
 
@@ -150,3 +210,27 @@ def test_a_reordered_table_is_no_change_in_behaviour(app):
     page = client.get(f"/ui/diff?from={active}&to={moved.id}")
     assert page.status_code == 200 and "no change in behaviour" in page.text
     assert "cell-changed" not in page.text and "No table changed" in page.text
+
+
+def test_a_row_table_reads_with_its_hit_policy_and_no_match_and_round_trips(app):
+    runtime = app.extensions["ordergate"]
+    desk = runtime.store.publish(DESK, author="root", message="a row table", activate=False)
+    client = client_as(app, ADMIN)
+    page = client.get(f"/ui/policies?version={desk.id}")
+    assert page.status_code == 200
+    assert "first: the first matching row, top down" in page.text and "<dt>No match</dt><dd>deny</dd>" in page.text
+    shown = cells(page.text, "discounts")
+    assert shown[("D-1", "total")] == "{below: 100}" and shown[("D-3", "total")] == "-"
+    assert shown[("D-2", "outcome")] == "d5"
+    base = f"/ui/versions/{desk.id}/tables/desk/discounts"
+    text = client.get(base + "/export.csv").data.decode("utf-8-sig")
+    assert text.splitlines()[1] == "D-1,retail,{below: 100},none"
+    edited = text.replace("D-2,retail,{at_least: 100},d5", "D-2,retail,{at_least: 200},d5").encode()
+    form = client.get(base + "/import")
+    preview = client.post(base + "/import", data={"csrf_token": csrf_of(form.text),
+                                                  "sheet": (io.BytesIO(edited), "discounts.csv")},
+                          content_type="multipart/form-data")
+    assert preview.status_code == 200 and 'data-cell="C3"' in preview.text
+    assert "+      - [D-2,  retail, {at_least: 200}, d5]" in html.unescape(preview.text)
+    assert "# small orders" in html.unescape(preview.text)          # the comment of the row above is kept
+    assert "check found no error" in preview.text           # the YAML tests still hold at 200
