@@ -99,7 +99,8 @@ def import_table(table: str, sheet: Path, directory: str | None, system: str | N
         click.echo(f"{edit.cell} {edit.row} / {edit.column}: {edit.before} -> {edit.after}")
     click.echo(found.diff, nl=False)
     for problem in found.problems:
-        click.echo(f"problem: {problem}", err=True)
+        where = f"{folder.as_posix().rstrip('/')}/{problem.where}: " if problem.where and not problem.cell else ""
+        click.echo(f"problem: {where}{problem if not where else problem.message}", err=True)
     if not found.passed:
         click.echo("the change does not pass check and the YAML tests; nothing written", err=True)
         raise SystemExit(1)
