@@ -234,3 +234,10 @@ def test_a_row_table_reads_with_its_hit_policy_and_no_match_and_round_trips(app)
     assert "+      - [D-2,  retail, {at_least: 200}, d5]" in html.unescape(preview.text)
     assert "# small orders" in html.unescape(preview.text)          # the comment of the row above is kept
     assert "check found no error" in preview.text           # the YAML tests still hold at 200
+
+
+def test_names_in_sentences_are_code_and_everything_else_is_escaped():
+    from api.workbench.page_policies import ticks
+
+    assert str(ticks("`sop` is yes and `<b>` <script>")) == \
+        "<code>sop</code> is yes and <code>&lt;b&gt;</code> &lt;script&gt;"

@@ -4,12 +4,14 @@ table exported as CSV or XLSX and an edited sheet imported back as a previewed, 
 that an admin publishes as a new version (api/workbench/roundtrip.py)."""
 from __future__ import annotations
 
+import re
 import threading
 import typing as t
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from flask import Response, g, redirect, request, url_for
+from markupsafe import Markup, escape
 
 from api.workbench import grids, roundtrip, sentences, sheets
 from api.workbench.core import PageError, bp, call, render, requires_role, resolve, runtime, section, store
@@ -51,6 +53,15 @@ def view(version_id: str) -> View:
         while len(_VIEWS) > 16:
             _VIEWS.popitem(last=False)
     return made
+
+
+_TICKS = re.compile(r"`([^`]*)`")
+
+
+@bp.app_template_filter("ticks")
+def ticks(text: str | None) -> Markup:
+    """Text with `names` shown as code: escaped first, so only the <code> tags are markup."""
+    return Markup(_TICKS.sub(r"<code>\1</code>", str(escape(text or ""))))
 
 
 def _version_ref() -> str:

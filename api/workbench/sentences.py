@@ -85,7 +85,7 @@ def _param(p: ir.Param) -> str:
 
 
 def obligation(use: ir.ObligationUse) -> str:
-    text = use.name
+    text = f"`{use.name}`"
     if use.params:
         text += " (" + ", ".join(_param(p) for p in use.params) + ")"
     if use.when is not None:
