@@ -98,8 +98,10 @@ def _cases(policy: PolicySet, files: Mapping[str, str], display_root: str) -> li
     """Every test of the ``tests/`` files; raises PolicyErrors when a test file is malformed."""
     from . import is_test_file
     from .load import load_files
+    from .testnames import Names
     from .validate import check_document
 
+    names = Names(policy)
     test_files = {display_root + p: t for p, t in files.items() if is_test_file(p)}
     loaded, errors = load_files(test_files)
     known_rules = {r.id for r in policy.rules}
@@ -110,6 +112,7 @@ def _cases(policy: PolicySet, files: Mapping[str, str], display_root: str) -> li
             errors.extend(problems)
             if doc is None or problems:
                 continue
+            errors.extend(names.check(doc, d, f.source))
             bases = doc.get("bases") or {}
             for t, test in enumerate(doc["tests"]):
                 path = (d, "tests", t)

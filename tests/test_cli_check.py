@@ -51,3 +51,68 @@ def test_usage_errors_exit_2(tmp_path):
     assert run("check", str(tmp_path / "missing")).exit_code == 2
     assert run("check", "--format", "xml", str(MINI)).exit_code == 2
     assert "Exit status: 0 when nothing is wrong" in run("check", "--help").output
+
+
+def _where(text: str, needle: str, offset: int = 0) -> str:
+    """line:column (1-based) of ``needle`` in ``text`` (plus ``offset`` characters)."""
+    at = text.index(needle) + offset
+    return f"{text.count(chr(10), 0, at) + 1}:{at - text.rfind(chr(10), 0, at)}"
+
+
+def test_check_names_every_unknown_system_action_fact_and_obligation_of_the_tests_once(tmp_path):
+    import shutil
+
+    from conftest import O2C_RULES
+
+    rules = tmp_path / "rules"
+    shutil.copytree(O2C_RULES, rules)
+    pricing = rules / "tests" / "pricing.yaml"
+    customers = rules / "tests" / "customers.yaml"
+    p, c = pricing.read_text(), customers.read_text()
+    # one typo each: a fact in the file's base (used by every test of the file), an action, a fact
+    # in a test's input, an obligation, a `remove` path, a system in a named base
+    p = p.replace("subject: {is_integration_user: false}}\ntests:", "subject: {is_integraton_user: false}}\ntests:", 1)
+    p = p.replace("  action: opportunity.update\n", "  action: oportunity.update\n", 1)
+    p = p.replace("subject: {is_integration_user: true}}\n  expect:\n    allow: true\n    obligations: [compute_price]",
+                  "subject: {is_integration_usr: true}}\n  expect:\n    allow: true\n    obligations: [compute_prise]", 1)
+    c = c.replace("remove: [resource.customer.code]", "remove: [resource.customer.cod]", 1)
+    c = c.replace("  ship: {context: {system: qad_erp}", "  ship: {context: {system: qad_erpp}", 1)
+    pricing.write_text(p)
+    customers.write_text(c)
+    r = run("check", str(rules))
+    assert r.exit_code == 1
+    shown = f"{rules.as_posix()}/tests/"
+    expected = [
+        f"{shown}customers.yaml:{_where(c, 'qad_erpp')}: test_unknown_system: unknown system `qad_erpp`",
+        f"{shown}customers.yaml:{_where(c, 'resource.customer.cod]')}: test_unknown_fact: `resource.customer.cod` "
+        "is not a fact of system `qad_erp`",
+        f"{shown}pricing.yaml:{_where(p, 'is_integraton_user')}: test_unknown_fact: `subject.is_integraton_user` "
+        "is not a fact this system declares",
+        f"{shown}pricing.yaml:{_where(p, 'is_integration_usr')}: test_unknown_fact: `subject.is_integration_usr` "
+        "is not a fact this system declares",
+        f"{shown}pricing.yaml:{_where(p, 'compute_prise')}: test_unknown_obligation: system `d365_sales` declares "
+        "no obligation `compute_prise`",
+        f"{shown}pricing.yaml:{_where(p, 'oportunity.update')}: test_unknown_action: system `d365_sales` has no "
+        "action `oportunity.update`",
+    ]
+    errors = [line for line in r.output.splitlines() if ": test_unknown_" in line]
+    assert errors == expected, r.output  # sorted by file, line and column
+    hints = [line.strip() for line in r.output.splitlines() if line.startswith("    help:")]
+    assert hints == ["help: did you mean `qad_erp`?", "help: did you mean `resource.customer.code`?",
+                     "help: did you mean `is_integration_user`?", "help: did you mean `is_integration_user`?",
+                     "help: did you mean `compute_price`?", "help: did you mean `opportunity.update`?"]
+    assert r.output.strip().endswith(f"6 errors in {shown}")
+
+
+def test_a_test_may_send_an_undeclared_fact_only_when_it_lists_it(tmp_path):
+    import shutil
+
+    from conftest import O2C_RULES
+
+    rules = tmp_path / "rules"
+    shutil.copytree(O2C_RULES, rules)
+    assert run("check", str(rules)).exit_code == 0
+    pricing = rules / "tests" / "pricing.yaml"
+    pricing.write_text(pricing.read_text().replace("  undeclared: [subject.extra]\n", ""))
+    r = run("check", str(rules))
+    assert r.exit_code == 1 and "test_unknown_fact: `subject.extra` is not a fact this system declares" in r.output
