@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -263,3 +264,52 @@ def test_the_api_publish_gate_refuses_with_409_and_changes_nothing(logged, candi
         assert plain.status_code == 201 and plain.get_json()["impact_report"] is None
     finally:
         app.extensions["ordergate"].close()
+
+
+def _impact_child(args: list[str], tmp_path: Path, *, terminal: bool) -> tuple[str, str]:
+    """``ordergate impact ARGS`` in a child process whose stderr is a pseudo-terminal (``terminal``)
+    or a pipe: (stdout, stderr). Stdout goes to a file either way."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-c", "import cli; cli.main()", "impact", *args]
+    out_path = tmp_path / f"stdout-{terminal}.json"
+    with out_path.open("w") as out:
+        if not terminal:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                  text=True, timeout=300, check=False)
+            assert done.returncode == 0, done.stderr
+            return out_path.read_text(), done.stderr
+        leader, follower = pty.openpty()
+        child = subprocess.Popen(command, stdout=out, stderr=follower, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        seen = b""
+        while True:  # read the terminal until the child has closed it
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: no process holds the terminal any more
+                break
+            if not data:
+                break
+            seen += data
+        os.close(leader)
+        assert child.wait(timeout=300) == 0, seen.decode(errors="replace")
+    return out_path.read_text(), seen.decode(errors="replace")
+
+
+def test_the_impact_progress_bar_shows_on_a_terminal_only(logged, candidate, db_url, tmp_path):
+    _store, records, _start = logged
+    assert len(records) > 2000  # progress is reported every 1,000 log entries
+    args = [str(candidate), "--database", db_url, "--format", "json", "--examples", "1"]
+
+    out, err = _impact_child(args, tmp_path, terminal=True)
+    shown = [int(n) for n in re.findall(r"replaying\s+\[[#-]*\]\s+(\d+)%", err)]
+    assert shown and shown == sorted(shown) and 0 < max(shown) <= 100, err   # a bar that moves forward
+    assert json.loads(out)["replayed"] == len(records)   # the report itself is untouched
+
+    piped_out, piped_err = _impact_child(args, tmp_path, terminal=False)
+    assert "replaying" not in piped_err and "%" not in piped_err, piped_err
+    assert json.loads(piped_out)["replayed"] == len(records)
+    assert json.loads(piped_out)["hash"] == json.loads(out)["hash"]
