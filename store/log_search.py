@@ -11,6 +11,7 @@ text occurs in a fact's value, not only in a key).
 from __future__ import annotations
 
 import json
+import time
 import typing as t
 from dataclasses import dataclass
 
@@ -23,6 +24,11 @@ from .schema import HEAD_DECISIONS, decision_rules, decisions, store_heads
 
 MAX_PAGE = 500
 MAX_TEXT = 200
+#: a search into the input reads the log in windows of this many entries...
+SCAN_WINDOW = 10_000
+#: ...and stops after this many entries or seconds, whichever comes first (the next page goes on)
+SCAN_ROWS = 100_000
+SCAN_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,15 @@ class LogFilters:
     text: str | None = None
 
     @property
+    def scans(self) -> bool:
+        """It looks into the logged input, which no index covers (read in bounded windows)."""
+        return self.system is not None or self.text is not None
+
+    @property
     def by_time(self) -> bool:
-        return self.since is not None or self.until is not None
+        """Pages go in (time, seq) order on the time index: a time range, and nothing to scan for
+        (a scan goes by seq, within the seqs of the time range)."""
+        return (self.since is not None or self.until is not None) and not self.scans
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ class Page:
     entries: list[dict[str, t.Any]]
     older: Cursor | None      # the next page back in time, when there is one
     newer: Cursor | None      # the page before this one, when this is not the newest
+    searched_to: int | None = None  # the entry a bounded scan stopped at before the page was full
 
 
 def _like(text: str) -> str:
@@ -144,31 +158,92 @@ def _matches(entry: dict[str, t.Any], filters: LogFilters) -> bool:
     return filters.text is None or _in_values(facts, filters.text.lower())
 
 
+@dataclass
+class _Scan:
+    """The rows of one page, read window by window (see ``search``)."""
+
+    rows: list[dict[str, t.Any]]
+    more: bool                  # entries beyond this page (in the direction read) may match
+    stopped_at: int | None      # the last seq searched when the time or row budget ran out first
+
+
+def _windows(conn: t.Any, query: t.Any, limit: int, cursor: Cursor | None, bounds: tuple[int, int]) -> _Scan:
+    """Read ``query`` over windows of ``SCAN_WINDOW`` entries by seq within ``bounds``, from the
+    cursor on, until the page is full, the bounds end, or ``SCAN_ROWS`` entries / ``SCAN_SECONDS``
+    were searched."""
+    first, last = bounds
+    older = cursor is None or cursor.older
+    edge = (cursor.seq - 1 if older else cursor.seq + 1) if cursor is not None else last
+    rows: list[dict[str, t.Any]] = []
+    started = time.perf_counter()
+    searched = 0
+    while first <= edge <= last:
+        low, high = (max(first, edge - SCAN_WINDOW + 1), edge) if older else (edge, min(last, edge + SCAN_WINDOW - 1))
+        window = query.where(decisions.c.seq.between(low, high)).limit(limit + 1 - len(rows))
+        begun = time.perf_counter()
+        rows += [decision_dict(r) for r in conn.execute(window)]
+        now = time.perf_counter()
+        searched += high - low + 1
+        edge = low - 1 if older else high + 1
+        if len(rows) > limit:
+            return _Scan(rows, True, None)
+        if not first <= edge <= last:
+            break
+        # stop before a window that would, at the pace of the last one, end past the time budget
+        if searched >= SCAN_ROWS or (now - started) + (now - begun) > SCAN_SECONDS:
+            return _Scan(rows, True, low if older else high)
+    return _Scan(rows, False, None)
+
+
+def _bounds(conn: t.Any, filters: LogFilters) -> tuple[int, int]:
+    """The first and last seq a scan reads: the whole log, or the entries of the time range
+    (found on the time index, without reading the entries)."""
+    if filters.since is None and filters.until is None:
+        head = conn.execute(sa.select(store_heads.c.seq).where(store_heads.c.name == HEAD_DECISIONS)).scalar()
+        return 1, int(head or 0)
+    in_range = _where(LogFilters(since=filters.since, until=filters.until), "")
+    low, high = conn.execute(sa.select(sa.func.min(decisions.c.seq), sa.func.max(decisions.c.seq))
+                             .where(*in_range)).one()
+    return (int(low), int(high)) if low is not None else (1, 0)
+
+
 def search(store: t.Any, filters: LogFilters, *, limit: int = 50, cursor: Cursor | None = None) -> Page:
-    """One page of the logged decisions matching ``filters``, newest first."""
+    """One page of the logged decisions matching ``filters``, newest first.
+
+    A search that looks into the input (``system``, ``text``) cannot use an index: it reads the log
+    in windows of ``SCAN_WINDOW`` entries and stops after ``SCAN_ROWS`` entries or ``SCAN_SECONDS``,
+    so that a page is answered in bounded time whatever the log's size; ``Page.searched_to`` then
+    says how far back it looked, and the next page goes on from there.
+    """
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"a page has 1 to {MAX_PAGE} entries")
     if filters.text is not None and len(filters.text) > MAX_TEXT:
         raise InvalidInput(f"the search text has at most {MAX_TEXT} characters")
     keyset, order, ascending = _order(filters, cursor)
-    query = (sa.select(decisions).where(*_where(filters, store.dialect), *keyset).order_by(*order)
-             .limit(limit + 1))
+    query = sa.select(decisions).where(*_where(filters, store.dialect), *keyset).order_by(*order)
     with store.db.read("search_decisions") as conn:
-        rows = [decision_dict(r) for r in conn.execute(query)]
-    more = len(rows) > limit
-    rows = rows[:limit]
+        if filters.scans:
+            scan = _windows(conn, query, limit, cursor, _bounds(conn, filters))
+        else:
+            rows = [decision_dict(r) for r in conn.execute(query.limit(limit + 1))]
+            scan = _Scan(rows, len(rows) > limit, None)
+    rows = scan.rows[:limit]
     if ascending:
         rows.reverse()
-    entries = [r for r in rows if _matches(r, filters)]
 
-    def at(row: dict[str, t.Any], older: bool) -> Cursor:
-        return Cursor(row["seq"], row["time"] if filters.by_time else None, older)
+    def at(row: dict[str, t.Any] | None, older: bool, seq: int | None = None) -> Cursor | None:
+        if seq is not None:  # where a scan stopped: the next page goes on from there
+            return Cursor(seq, None, older)
+        return None if row is None else Cursor(row["seq"], row["time"] if filters.by_time else None, older)
 
-    # going back: older pages exist when the query had more; newer ones when we came from one
-    has_older = more if not ascending else True
-    has_newer = cursor is not None and (cursor.older or more)
-    return Page(entries, at(rows[-1], True) if rows and has_older else None,
-                at(rows[0], False) if rows and has_newer else None)
+    # going back: older pages exist when the read found more; newer ones when we came from one
+    has_older = scan.more if not ascending else True
+    has_newer = cursor is not None and (cursor.older or scan.more)
+    first, last = (rows[0], rows[-1]) if rows else (None, None)
+    older_cursor = at(last, True, scan.stopped_at if not ascending else None) if has_older else None
+    newer_cursor = at(first, False, scan.stopped_at if ascending else None) if has_newer else None
+    return Page([r for r in rows if _matches(r, filters)], older_cursor, newer_cursor,
+                scan.stopped_at)
 
 
 @dataclass(frozen=True)

@@ -196,3 +196,31 @@ def test_without_tokens_the_workbench_serves_this_machine_only_and_says_so(tmp_p
     rebound = client.get("/ui/versions", headers={"Host": "evil.example"})
     assert rebound.status_code == 403
     assert client.post("/ui/sign-out", data={}).status_code == 400  # forms are checked here too
+
+
+def test_a_fact_value_is_shown_escaped_never_as_markup(app):
+    from api.testing import DENIED
+
+    client = app.test_client()
+    attack = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    request = {"action": DENIED["action"], "input": {**DENIED["input"], "note": attack}}
+    decided = client.post("/v1/decisions", json=request, headers={"Authorization": f"Bearer {DECIDE}"}).get_json()
+    sign_in(client)
+    for path in ("/ui/decisions?text=script", f"/ui/decisions/{decided['decision_id']}"):
+        page = client.get(path).text
+        assert "<script>alert" not in page and "<img src=x" not in page, path
+    detail = client.get(f"/ui/decisions/{decided['decision_id']}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in detail
+
+
+def test_try_a_decision_writes_nothing_to_the_log(app):
+    client = app.test_client()
+    sign_in(client)
+    store = app.extensions["ordergate"].store
+    before = store.decision_count()
+    form = client.get("/ui/try?action=shop/order.create").text
+    assert 'name="fact.resource.customer.blocked"' in form
+    answer = client.post("/ui/try", data={"csrf_token": csrf_of(form), "action": "shop/order.create",
+                                          "fact.resource.customer.blocked": "true"})
+    assert answer.status_code == 200 and 'data-allow="false"' in answer.text and "T-01" in answer.text
+    assert store.decision_count() == before

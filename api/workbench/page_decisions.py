@@ -89,6 +89,23 @@ def system_of(facts: t.Any) -> str | None:
     return system if isinstance(system, str) else None
 
 
+def matched_fact(facts: t.Any, text: str | None) -> str:
+    """``path = value`` of the first fact value that contains ``text`` (what a text search found)."""
+    if not text:
+        return ""
+    needle = text.lower()
+    stack: list[tuple[str, t.Any]] = [("", facts)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+        elif value is not None and needle in (value if isinstance(value, str) else json.dumps(value)).lower():
+            return f"{path} = {value}"
+    return ""
+
+
 @bp.get("/decisions")
 @requires_role("audit")
 def decisions() -> t.Any:
@@ -107,6 +124,7 @@ def decisions() -> t.Any:
     kept = {k: v for k, v in args.items() if k not in ("older", "newer") and v}
     return render("decisions.html", 400 if problem else 200, title="Decision log", args=args, problem=problem,
                   page=page, kept=kept, sizes=PAGE_SIZES, size=_page_size(args), system_of=system_of,
+                  matched=lambda facts: matched_fact(facts, (args.get("text") or "").strip()),
                   logged=call(store().decision_count), **_choices())
 
 
