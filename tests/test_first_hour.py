@@ -129,3 +129,43 @@ def test_the_container_files_name_what_the_project_has():
     for variable in service["environment"]:
         prefix = variable.rsplit("_", 1)[0] + "_" if variable.startswith("ORDERGATE_TOKENS_") else variable
         assert prefix in read_by_code, f"compose.yaml sets {variable}, which ordergate does not read"
+
+
+def test_the_image_holds_every_package_the_install_needs_and_the_docs_describe_it():
+    """The image cannot be built here (no container engine): what it would need is checked instead."""
+    import yaml
+
+    docker = (ROOT / "Dockerfile").read_text()
+    copied = {source.rstrip("/") for line in docker.splitlines() if line.startswith("COPY ")
+              for source in line.split()[1:-1]}
+    setup = (ROOT / "setup.py").read_text()
+    packages = set(re.findall(r'"(\w+)\*"', setup)) | set(re.findall(r'"ordergate_rules": "(\w+)"', setup))
+    assert packages >= {"engine", "api", "store", "connector", "cli", "rules"}, packages
+    assert packages <= copied, f"pip install . in the image needs {sorted(packages - copied)}, not copied"
+    assert {"pyproject.toml", "setup.py", "README.md", "LICENSE"} <= copied  # what the build reads
+    cmd = json.loads(next(line for line in docker.splitlines() if line.startswith("CMD "))[4:])
+    port = cmd[cmd.index("--port") + 1]
+    assert f"EXPOSE {port}" in docker
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    service = compose["services"]["ordergate"]
+    assert any(p.endswith(f":{port}:{port}") for p in service["ports"]), service["ports"]
+    health = " ".join(service["healthcheck"]["test"])
+    path = re.search(rf"http://127\.0\.0\.1:{port}(/\w+)", health).group(1)
+    from api import create_app
+
+    app = create_app({"database_url": "sqlite://", "bootstrap": False, "watch_interval": 0,
+                      "warn_without_tokens": False})
+    try:
+        assert path in {rule.rule for rule in app.url_map.iter_rules()}, path
+    finally:
+        app.extensions["ordergate"].close()
+    # docs/operations.md describes these files in a section of its own, with the same facts
+    text = (ROOT / "docs" / "operations.md").read_text()
+    sections = re.split(r"^## ", text, flags=re.M)
+    containers = next(s for s in sections if s.startswith("Containers\n"))
+    assert "### " not in containers  # no part of another topic under it
+    assert "`ordergate serve --host 0.0.0.0 --port 8080`" in containers and port == "8080"
+    assert f"`{path}`" in containers and "`/srv/rules`" in containers
+    for variable in service["environment"]:
+        assert variable in containers or variable in docker, variable
+    assert "WORKDIR /srv" in docker
