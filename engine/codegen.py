@@ -414,10 +414,15 @@ class _TableCode:
         if nm is not None and nm.outcome not in ("deny", "error"):
             self.outcomes[nm.outcome] = self.obligations(f"outcome_{table.id}_{nm.outcome}", nm.obligations)
         self.cells: dict[tuple[int, ir.Test], str] = {}
+        self.checks: dict[int, runtime.Cell] = {}       # id of a cell (compile shares equal ones) -> its check
+        seen: set[int] = set()
         for row in table.rows:
             if row.outcome not in self.outcomes:
                 self.outcomes[row.outcome] = self.obligations(f"outcome_{table.id}_{row.outcome}", row.obligations)
             for cell in row.cells:
+                if id(cell) in seen:
+                    continue
+                seen.add(id(cell))
                 if isinstance(cell, ir.FactCondition) and (cell.fact.slot, cell.test) not in self.cells:
                     expr = self.slots.test(cell.test, "v", self.slots.value)
                     self.cells[(cell.fact.slot, cell.test)] = self.function(f"cell_{cell.fact.name}", "v, vals",
@@ -439,12 +444,12 @@ class _TableCode:
 
     def lowered(self) -> runtime.LoweredTable:
         table, defined = self.table, self.ns.values
-        checks: dict[tuple[int, int], runtime.Cell] = {}     # one per distinct (column, test)
+        checks = self.checks
 
         def check(c: ir.FactCondition) -> runtime.Cell:
-            made = checks.get((c.fact.slot, id(c.test)))
+            made = checks.get(id(c))
             if made is None:
-                made = checks[(c.fact.slot, id(c.test))] = runtime.Cell(
+                made = checks[id(c)] = runtime.Cell(
                     c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
                     runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
             return made

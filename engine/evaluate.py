@@ -17,7 +17,19 @@ from .runtime import MissingFact, frozen_trace
 if TYPE_CHECKING:
     from .ir import PolicyIR
 
-__all__ = ["Decision", "DecisionError", "PolicySet", "RuleInfo", "canonical_json"]
+__all__ = ["Decision", "DecisionError", "PolicySet", "RuleInfo", "TableRow", "canonical_json"]
+
+
+class TableRow(NamedTuple):
+    """A row of a row table as written: its definition is made when asked for (a large table has
+    thousands of rows, and few definitions are ever read)."""
+
+    table: str
+    header: list[Any]
+    row: list[Any]
+
+    def definition(self) -> dict[str, Any]:
+        return {"table": self.table, "row": dict(zip(self.header, self.row, strict=True))}
 
 
 class RuleInfo(NamedTuple):
@@ -31,7 +43,12 @@ class RuleInfo(NamedTuple):
     actions: tuple[str, ...]
     file: str
     line: int
-    definition: dict[str, Any]     # the rule as written (for rule-level diffs)
+    written: dict[str, Any] | TableRow
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        """The rule as written (for rule-level diffs)."""
+        return self.written.definition() if isinstance(self.written, TableRow) else self.written
 
 
 def _err(code: str, field: str | None, message: str, version: str,

@@ -67,6 +67,8 @@ def _loc(file: str, mark: Any) -> Location:
 
 
 _STR = "tag:yaml.org,2002:str"
+_SCALAR = yaml.ScalarEvent
+_UNSET: Any = object()
 #: explicit tags a scalar may carry (``!!str 0123``); every other tag is refused
 _SCALAR_TAGS = {_STR} | {f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null")}
 
@@ -107,6 +109,7 @@ class _Builder:
         self.values = 0        # values built so far, aliases counted at their full size
         self.alias_values = 0  # of which added by aliases
         self.depth = 0
+        self.resolved: dict[tuple[str, Any], Any] = {}   # (text, implicit) -> value of an untagged scalar
 
     def _refuse(self, code: str, message: str, mark: Any, help: str) -> _Refused:
         return _Refused(PolicyError(code, message, _loc(self.file, mark), help))
@@ -114,8 +117,10 @@ class _Builder:
     def value(self, path: Path | None, positions: array[int] | None = None) -> Any:
         """Build the next value and record where it starts: in ``positions`` (the packed array of
         the list it is an item of), else under ``path`` unless that is None (keys, skipped values)."""
-        loader = self.loader
-        event = loader.get_event()
+        return self.build(self.loader.get_event(), path, positions)
+
+    def build(self, event: Any, path: Path | None, positions: array[int] | None = None) -> Any:
+        """Build the value that starts with ``event`` (see ``value``)."""
         smap = self.smap
         mark = event.start_mark
         self.values += 1
@@ -127,7 +132,7 @@ class _Builder:
             positions.append((mark.line + 1) << 20 | (mark.column + 1))
         elif path is not None:
             smap.values[path] = (mark.line + 1) << 20 | (mark.column + 1)
-        if isinstance(event, yaml.ScalarEvent):
+        if type(event) is _SCALAR:
             value = self.scalar(event)
         elif isinstance(event, yaml.AliasEvent):
             return self.alias(event)
@@ -175,14 +180,29 @@ class _Builder:
         return value
 
     def sequence(self, path: Path | None) -> list[Any]:
-        loader = self.loader
+        get = self.loader.get_event
         value: list[Any] = []
         i = 0
         items = array("q") if path is not None else None
-        while not loader.check_event(yaml.SequenceEndEvent):
-            value.append(self.value(None if path is None else path + (i,), items))
+        resolved = self.resolved
+        while True:
+            event: Any = get()
+            if type(event) is _SCALAR and event.tag is None and event.anchor is None:
+                # the common item, a plain value already seen: what ``build`` does, inline
+                known = resolved.get((event.value, event.implicit), _UNSET)
+                if known is not _UNSET and self.values < MAX_VALUES:
+                    self.values += 1
+                    if items is not None:
+                        mark: Any = event.start_mark
+                        items.append((mark.line + 1) << 20 | (mark.column + 1))
+                    value.append(known)
+                    i += 1
+                    continue
+            if isinstance(event, yaml.SequenceEndEvent):
+                break
+            # an item's position goes to `items`; its path is needed only for what it contains
+            value.append(self.build(event, None if path is None or type(event) is _SCALAR else path + (i,), items))
             i += 1
-        loader.get_event()
         if items is not None and path is not None:
             self.smap.items[path] = items
         return value
@@ -192,10 +212,12 @@ class _Builder:
         smap = self.smap
         value: dict[Any, Any] = {}
         first_seen: dict[Any, Location] = {}
-        while not loader.check_event(yaml.MappingEndEvent):
-            key_event = loader.peek_event()
+        while True:
+            key_event = loader.get_event()
+            if isinstance(key_event, yaml.MappingEndEvent):
+                break
             key_loc = _loc(self.file, key_event.start_mark)
-            key = self.value(None)
+            key = self.build(key_event, None)
             if key == "<<" and isinstance(key_event, yaml.ScalarEvent) and key_event.tag is None:
                 merged = self.value(None)
                 for m in merged if isinstance(merged, list) else [merged]:
@@ -219,16 +241,25 @@ class _Builder:
             if path is not None:
                 smap.keys[path + (key,)] = key_loc
             value[key] = self.value(None if path is None else path + (key,))
-        loader.get_event()
         return value
 
     def scalar(self, event: Any) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
-            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-        elif tag not in _SCALAR_TAGS:
+            # an untagged scalar's value depends only on its text and how it was written: each is
+            # resolved once per file (a large table repeats the same few texts many times)
+            key = (event.value, event.implicit)
+            known = self.resolved.get(key, _UNSET)
+            if known is _UNSET:
+                known = self.resolved[key] = self.construct(
+                    self.loader.resolve(yaml.ScalarNode, event.value, event.implicit), event)
+            return known
+        if tag not in _SCALAR_TAGS:
             raise self._refuse("load_tag", f"the tag `{_short(tag)}` is not supported", event.start_mark,
                                "remove the tag; to keep a value as text, quote it")
+        return self.construct(tag, event)
+
+    def construct(self, tag: str, event: Any) -> Any:
         if tag == _STR:
             return event.value  # most scalars of a rule file are text: skip the generic constructor
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from itertools import pairwise
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from . import ir
@@ -27,6 +27,8 @@ from . import ir
 #: rows with `-` are repeated under every value of a split column; past this the node is a leaf
 ENTRIES_PER_ROW = 6
 ENTRIES_EXTRA = 4096
+#: a node of this many rows or fewer is a leaf: testing their rest costs less than another level
+LEAF_ROWS = 3
 
 Entry = tuple[int, tuple[Any, ...]]          # row number, the cells still to test (from ``cell_of``)
 CellOf = Callable[[int, int], Any]           # (row number, column number) -> that cell as the caller tests it
@@ -59,10 +61,9 @@ def _exact_values(cell: ir.RowCell) -> tuple[Any, ...] | None:
     else:
         return None
     try:
-        hash(values)
+        return tuple(dict.fromkeys(values))     # each value once
     except TypeError:
         return None
-    return values
 
 
 _LOW = {"at_least": 0, "above": 1}
@@ -89,15 +90,34 @@ def _band(cell: ir.RowCell) -> tuple[float, float] | None:
     return (low, high)
 
 
+def _per_row(table: ir.RowTable, c: int, read: Callable[[ir.RowCell], Any]) -> list[Any]:
+    """``read`` of column ``c`` of every row, once per distinct cell (compile shares equal cells)."""
+    known: dict[int, Any] = {}
+    out = []
+    for row in table.rows:
+        cell = row.cells[c]
+        if id(cell) not in known:
+            known[id(cell)] = read(cell)
+        out.append(known[id(cell)])
+    return out
+
+
+Split = tuple[int, int, Callable[[], Node]]       # largest branch, entries in all, the node it makes
+
+
 class _Builder:
     def __init__(self, table: ir.RowTable, cell_of: CellOf):
         self.cell_of = cell_of
         self.rests: dict[tuple[Any, ...], tuple[Any, ...]] = {}     # equal rests shared
         self.cells = [row.cells for row in table.rows]
         self.slots = [fact.slot for fact in table.columns]
-        self.exact = [fact.type.kind in ir.SCALAR_KINDS for fact in table.columns]
-        self.integer = [isinstance(fact.type, ir.IntegerType) for fact in table.columns]
+        # per column, per row: the values of an exact cell, the band of an integer cell (None: not one)
+        self.values = [_per_row(table, c, _exact_values) if fact.type.kind in ir.SCALAR_KINDS else None
+                       for c, fact in enumerate(table.columns)]
+        self.bands = [_per_row(table, c, _band) if isinstance(fact.type, ir.IntegerType) else None
+                      for c, fact in enumerate(table.columns)]
         self.budget = ENTRIES_PER_ROW * len(table.rows) + ENTRIES_EXTRA
+        self.bounds: dict[tuple[int, ...], tuple[int, ...]] = {}     # equal bounds shared
 
     def leaf(self, rows: Sequence[int], open_columns: frozenset[int]) -> tuple[Entry, ...]:
         self.budget -= len(rows)
@@ -108,76 +128,88 @@ class _Builder:
             out.append((r, self.rests.setdefault(rest, rest)))
         return tuple(out)
 
-    def node(self, rows: tuple[int, ...], open_columns: frozenset[int]) -> Node:
-        best: tuple[int, int, int, Any] | None = None    # (largest branch, total, column, split)
-        if len(rows) > 1:
+    def node(self, rows: list[int], open_columns: frozenset[int]) -> Node:
+        best: Split | None = None
+        if len(rows) > LEAF_ROWS:
             for c in open_columns:
-                split = self.split(rows, c)
-                if split is None:
-                    continue
-                sizes = [len(b) for b in split[1]]
-                largest, total = max(sizes), sum(sizes)
-                if largest < len(rows) and total <= self.budget and (best is None or (largest, total) < best[:2]):
-                    best = (largest, total, c, split)
-        if best is None:
-            return self.leaf(rows, open_columns)
-        _, _, c, (keys, branches) = best
-        rest = open_columns - {c}
-        children = [self.node(b, rest) for b in branches]
-        if keys is None:      # an exact split: the last branch is `other`
-            return Exact(self.slots[c], dict(zip(keys_of(rows, c, self.cells), children[:-1], strict=True)),
-                         children[-1])
-        return Band(self.slots[c], keys, tuple(children))
+                split = self.split(rows, c, open_columns - {c})
+                if split is not None and split[0] < len(rows) and split[1] <= self.budget and (
+                        best is None or split[:2] < best[:2]):
+                    best = split
+        return self.leaf(rows, open_columns) if best is None else best[2]()
 
-    def split(self, rows: tuple[int, ...], c: int) -> tuple[tuple[int, ...] | None, list[tuple[int, ...]]] | None:
-        """How column ``c`` splits ``rows``: (None, one branch per value then `other`) for an exact
-        column, (bounds, one branch per band) for a band column; None when it cannot."""
-        if self.exact[c]:
-            made = self.split_exact(rows, c)
-            if made is not None:
-                return None, made
-        if self.integer[c]:
-            return self.split_band(rows, c)
-        return None
+    def split(self, rows: list[int], c: int, rest: frozenset[int]) -> Split | None:
+        """How column ``c`` splits ``rows`` (exact values first, else bands); None when it cannot."""
+        values = self.values[c]
+        made = self.split_exact(rows, c, values, rest) if values is not None else None
+        bands = self.bands[c]
+        if made is None and bands is not None:
+            made = self.split_band(rows, c, bands, rest)
+        return made
 
-    def split_exact(self, rows: tuple[int, ...], c: int) -> list[tuple[int, ...]] | None:
-        cells = [_exact_values(self.cells[r][c]) for r in rows]
-        if any(v is None for v in cells):
+    def split_exact(self, rows: list[int], c: int, values: list[tuple[Any, ...] | None],
+                    rest: frozenset[int]) -> Split | None:
+        counts: dict[Any, int] = {}          # value -> rows listing it, in first-written order
+        wild = 0
+        for r in rows:
+            listed = values[r]
+            if listed is None:
+                return None
+            if not listed:
+                wild += 1
+            for v in listed:
+                counts[v] = counts.get(v, 0) + 1
+        if not counts:
             return None
-        values = keys_of(rows, c, self.cells)
-        if not values:
-            return None
-        pairs = list(zip(rows, cells, strict=True))
-        return [tuple(r for r, v in pairs if not v or k in v) for k in values] + [tuple(r for r, v in pairs if not v)]
 
-    def split_band(self, rows: tuple[int, ...], c: int) -> tuple[tuple[int, ...], list[tuple[int, ...]]] | None:
-        found = [_band(self.cells[r][c]) for r in rows]
-        bands = [b for b in found if b is not None]
-        if len(bands) < len(found):
+        def make() -> Node:
+            branches: dict[Any, list[int]] = {v: [] for v in counts}
+            other = []
+            for r in rows:
+                listed = values[r]
+                if listed:
+                    for v in listed:
+                        branches[v].append(r)
+                else:
+                    for b in branches.values():
+                        b.append(r)
+                    other.append(r)
+            return Exact(self.slots[c], {v: self.node(b, rest) for v, b in branches.items()}, self.node(other, rest))
+
+        return max(counts.values()) + wild, sum(counts.values()) + wild * (len(counts) + 1), make
+
+    def split_band(self, rows: list[int], c: int, bands: list[tuple[float, float] | None],
+                   rest: frozenset[int]) -> Split | None:
+        if any(bands[r] is None for r in rows):
             return None
-        bounds = sorted({e for b in bands for e in b if not math.isinf(e)})
+        bounds = sorted({e for r in rows for e in bands[r] or () if not math.isinf(e)})
         if not bounds:
             return None
-        edges = [-math.inf, *bounds, math.inf]
-        pairs = list(zip(rows, bands, strict=True))
-        return tuple(int(b) for b in bounds), [tuple(r for r, b in pairs if b[0] <= lo and hi <= b[1])
-                                               for lo, hi in pairwise(edges)]
+        at = {b: i + 1 for i, b in enumerate(bounds)} | {-math.inf: 0, math.inf: len(bounds) + 1}
+        spans = [(r, at[band[0]], at[band[1]]) for r in rows if (band := bands[r]) is not None]
+        sizes = [0] * (len(bounds) + 2)          # branch i holds the rows whose span covers it
+        for _, lo, hi in spans:
+            sizes[lo] += 1
+            sizes[hi] -= 1
+        covering = list(accumulate(sizes[:-1]))
 
+        def make() -> Node:
+            branches: list[list[int]] = [[] for _ in covering]
+            for r, lo, hi in spans:
+                for i in range(lo, hi):
+                    branches[i].append(r)
+            edges = tuple(int(b) for b in bounds)
+            children = tuple(self.node(b, rest) for b in branches)
+            return Band(self.slots[c], self.bounds.setdefault(edges, edges), children)
 
-def keys_of(rows: tuple[int, ...], c: int, cells: list[tuple[ir.RowCell, ...]]) -> list[Any]:
-    """The distinct values the exact cells of column ``c`` list, in first-written order."""
-    seen: dict[Any, None] = {}
-    for r in rows:
-        for v in _exact_values(cells[r][c]) or ():
-            seen.setdefault(v, None)
-    return list(seen)
+        return max(covering), sum(covering), make
 
 
 def build(table: ir.RowTable, cell_of: CellOf) -> Node:
     """The index of a row table (see the module's docstring); ``cell_of`` gives the test of one cell
     as the entries carry it."""
     builder = _Builder(table, cell_of)
-    return builder.node(tuple(range(len(table.rows))), frozenset(range(len(table.columns))))
+    return builder.node(list(range(len(table.rows))), frozenset(range(len(table.columns))))
 
 
 def lookup(node: Node, vals: list[Any]) -> tuple[Entry, ...] | None:
@@ -207,7 +239,7 @@ def _best_column(table: ir.RowTable) -> int | None:
     for c, fact in enumerate(table.columns):
         if fact.type.kind not in ir.SCALAR_KINDS:
             continue
-        column = [_exact_values(row.cells[c]) for row in table.rows]
+        column = _per_row(table, c, _exact_values)
         if any(k is None for k in column):
             continue
         distinct = len({v for k in column for v in k or ()})
@@ -222,7 +254,7 @@ def scan(table: ir.RowTable) -> Scan:
     c = _best_column(table)
     if c is None:
         return None, {}, ()
-    cells = [_exact_values(row.cells[c]) for row in table.rows]
+    cells = _per_row(table, c, _exact_values)
     wildcards = tuple(i for i, k in enumerate(cells) if not k)
     lists: dict[Any, list[int]] = {}
     for i, k in enumerate(cells):

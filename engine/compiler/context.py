@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from .. import ir
 from ..errors import Location, PolicyError, did_you_mean
 from ..evaluate import RuleInfo
-from ..load import LoadedFile
+from ..load import LoadedFile, SourceMap
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 
@@ -71,7 +71,7 @@ class Context:
     index: int
     doc: dict[str, Any]
     errors: list[PolicyError]
-    ids: dict[str, Location]                       # rule id -> where first defined (all systems)
+    ids: dict[str, tuple[SourceMap, Path]]          # rule id -> where first defined (all systems)
     scales: dict[str, ir.Scale] = field(default_factory=dict)
     facts: dict[str, ir.Fact] = field(default_factory=dict)
     obligations: dict[str, ir.ObligationDecl] = field(default_factory=dict)
@@ -119,17 +119,20 @@ class Context:
             self.units.setdefault(action, []).append(unit)
 
     def info(self, rule_id: str, kind: str, says: str, sources: tuple[str, ...], actions: list[str],
-             path: Path, definition: Any) -> None:
+             path: Path | Location, definition: Any) -> None:
+        where = path if isinstance(path, Location) else self.loc(path)
         self.rule_infos.append(RuleInfo(rule_id, kind, says, sources, self.system, tuple(actions),
-                                        self.file, self.loc(path).line, definition))
+                                        self.file, where.line, definition))
 
     def register_id(self, rule_id: str, path: Path) -> None:
         if rule_id in self.ids:
-            first = self.ids[rule_id]
+            source, where = self.ids[rule_id]
+            first = source.at(where)
             self.error("compile_duplicate_rule", f"rule id `{rule_id}` is used twice", path,
                        f"the first `{rule_id}` is at {first}")
         else:
-            self.ids[rule_id] = self.loc(path)
+            # its location is looked up only for an error
+            self.ids[rule_id] = (self.loaded.source, (self.index,) + tuple(path))
 
     def sources_of(self, value: Any, path: Path) -> tuple[str, ...]:
         declared = self.doc.get("sources") or {}

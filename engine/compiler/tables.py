@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import did_you_mean
+from ..evaluate import TableRow
 from .catalogue import actions_of, check_reads
 from .conditions import condition, fact_condition
 from .context import Context, Path, Rejected, expand
@@ -169,7 +170,7 @@ class _Body:
         self.actions, self.outcomes, self.used = actions, outcomes, used
         self.rows: list[ir.Row] = []
         self.seen: dict[tuple[Any, ...], int] = {}       # single-value rows of a `unique` table
-        self.tests: dict[tuple[Any, ...], ir.Test] = {}  # (column, cell as written) -> its test, shared
+        self.tests: dict[tuple[Any, ...], ir.RowCell] = {}  # (column, cell as written) -> the cell, shared
         self.sources = ctx.sources_of(spec["source"], path + ("source",))
 
     def row(self, r: int, row: list[Any]) -> None:
@@ -197,9 +198,9 @@ class _Body:
         self.used |= oused
         if spec["hit"] == "unique":
             self.check_unique(rid, cells, rpath)
-        self.rows.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, ctx.loc(rpath)))
-        ctx.info(rid, "table row", says, sources, self.actions, rpath,
-                 {"table": spec["id"], "row": dict(zip(header, row, strict=True))})
+        where = ctx.loc(rpath)
+        self.rows.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, where))
+        ctx.info(rid, "table row", says, sources, self.actions, where, TableRow(spec["id"], header, row))
 
     def check_unique(self, rid: str, cells: tuple[ir.RowCell, ...], rpath: Path) -> None:
         """Two rows of single values only, equal in every column: both always match together."""
@@ -256,26 +257,28 @@ def no_match(ctx: Context, spec: dict[str, Any], path: Path, outcomes: Outcomes)
 
 
 def _row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], rpath: Path,
-               tests: dict[tuple[Any, ...], ir.Test]) -> tuple[ir.RowCell, ...]:
+               shared: dict[tuple[Any, ...], ir.RowCell]) -> tuple[ir.RowCell, ...]:
+    """The cells of one row. Equal cells of a column are one shared object, located where the first
+    of them was written (a large table repeats a few cells thousands of times)."""
     cells: list[ir.RowCell] = []
     refused = False
     for c, fact in enumerate(columns):
         written = row[c + 1]
+        wildcard = written is None or written == "-"
+        memo = (c, "-" if wildcard else repr(written) if isinstance(written, (dict, list))
+                else (type(written).__name__, written))
+        known = shared.get(memo)
+        if known is not None:
+            cells.append(known)
+            continue
         cpath = rpath + (c + 1,)
-        if written is None or written == "-":
-            cells.append(ir.Wildcard(ctx.loc(cpath)))
-            continue
-        memo = (c, repr(written) if isinstance(written, (dict, list)) else (type(written).__name__, written))
-        test = tests.get(memo)
-        if test is not None:
-            cells.append(ir.FactCondition(fact, test, ctx.loc(cpath)))
-            continue
         try:
-            made = fact_condition(ctx, fact, written, cpath, set())
+            made: ir.RowCell = ir.Wildcard(ctx.loc(cpath)) if wildcard else fact_condition(ctx, fact, written, cpath,
+                                                                                          set())
         except Rejected:
             refused = True
             continue
-        tests[memo] = made.test
+        shared[memo] = made
         cells.append(made)
     if refused:
         raise Rejected()
