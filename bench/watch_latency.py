@@ -36,7 +36,7 @@ class Served:
 
     def __init__(self, root: Path, workers: int, scratch: Path) -> None:
         self.rules = scratch / "rules"
-        shutil.copytree(FIXTURE, self.rules)
+        shutil.copytree(root / FIXTURE.relative_to(ROOT), self.rules)  # each checkout's own copy of the fixture
         self.rule_text = (self.rules / "pricing.yaml").read_text()
         self.test_text = (self.rules / "tests" / "pricing.yaml").read_text()
         if ROW not in self.rule_text or TEST not in self.test_text:

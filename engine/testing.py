@@ -6,6 +6,7 @@ report lists failures readably and every rule that no test makes fire.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from .errors import Location, PolicyError, PolicyErrors, did_you_mean
 
 if TYPE_CHECKING:
     from .evaluate import PolicySet
+    from .load import LoadedFile
 
 
 @dataclass(frozen=True)
@@ -97,18 +99,19 @@ Case = tuple[Location, dict[str, Any], Any]      # where, the test as written, t
 def _cases(policy: PolicySet, files: Mapping[str, str], display_root: str) -> list[Case]:
     """Every test of the ``tests/`` files; raises PolicyErrors when a test file is malformed."""
     from . import is_test_file
-    from .load import load_files
     from .testnames import Names
-    from .validate import check_document
 
     names = Names(policy)
-    test_files = {display_root + p: t for p, t in files.items() if is_test_file(p)}
-    loaded, errors = load_files(test_files)
+    errors: list[PolicyError] = []
     known_rules = {r.id for r in policy.rules}
     cases: list[Case] = []
-    for f in loaded:
+    for path_shown in sorted(p for p in files if is_test_file(p)):
+        f, load_errors, schema_errors = _read_test_file(display_root + path_shown, files[path_shown])
+        errors.extend(load_errors)
+        if f is None:
+            continue
         for d, doc in enumerate(f.documents):
-            problems = check_document("tests", doc, (d,), f.source) if doc is not None else []
+            problems = schema_errors[d]
             errors.extend(problems)
             if doc is None or problems:
                 continue
@@ -132,6 +135,24 @@ def _cases(policy: PolicySet, files: Mapping[str, str], display_root: str) -> li
     if errors:
         raise PolicyErrors(errors)
     return cases
+
+
+@functools.lru_cache(maxsize=64)
+def _read_test_file(path: str, text: str) -> tuple[LoadedFile | None, tuple[PolicyError, ...],
+                                                   tuple[tuple[PolicyError, ...], ...]]:
+    """A test file loaded and checked against its schema: ``(file, load errors, schema errors per
+    document)``. Kept for the same path and text, so that publishing again after a rule file
+    changed (``serve --watch``) does not parse and validate unchanged test files again; callers
+    only read what it returns (``run_tests`` merges copies)."""
+    from .load import load_text
+    from .validate import check_document
+
+    loaded, errors = load_text(path, text)
+    if loaded is None:
+        return None, tuple(errors), ()
+    problems = tuple(tuple(check_document("tests", doc, (d,), loaded.source)) if doc is not None else ()
+                     for d, doc in enumerate(loaded.documents))
+    return loaded, tuple(errors), problems
 
 
 def _error_problems(expect: dict[str, Any], got: dict[str, Any] | None) -> list[str]:
