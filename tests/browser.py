@@ -221,3 +221,36 @@ def visit(browser: t.Any, served: Served, request: pytest.FixtureRequest) -> t.I
 def visit_no_js(browser: t.Any, served: Served, request: pytest.FixtureRequest) -> t.Iterator[Visit]:
     """The same with JavaScript disabled."""
     yield from _visit(browser, served, request, javascript=False)
+
+
+def docs_image(path: Path) -> None:
+    """The README's picture of the workbench: the decision log searched for PRC-09 denials, on a
+    server started as the tests start it (a few decisions logged first)."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as folder:
+        served = start_server(Path(folder))
+        try:
+            for number, (integration, state) in enumerate([(False, "submitted"), (True, "submitted"),
+                                                           (False, "active"), (False, "submitted")] * 3):
+                served.decide("salesorder.update", {
+                    "context": {"system": "d365_sales", "organization": {"is_sop_integration_enabled": True}},
+                    "subject": {"is_integration_user": integration},
+                    "resource": {"salesorder": {"statecode": state, "ordernumber": f"SO-10{number:03d}"}}})
+            with sync_playwright() as playwright:
+                launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                page = launched.new_page(viewport={"width": 1100, "height": 640})
+                visit = Visit(page, served, "docs")
+                visit.sign_in()
+                visit.go("/ui/decisions?rule=PRC-09&allow=denied&text=SO-10")
+                page.screenshot(path=str(path))
+                launched.close()
+        finally:
+            stop_server(served)
+
+
+if __name__ == "__main__":  # python tests/browser.py docs/img/workbench.png
+    sys.path.insert(0, str(Path(__file__).parent))
+    docs_image(Path(sys.argv[1]))

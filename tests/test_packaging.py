@@ -55,6 +55,10 @@ def test_pip_install_then_demo_check_and_serve_from_an_empty_folder(tmp_path):
                 return resp.status == 200 and json.load(resp)
         wait_for(ready, 90, "the installed service")
         assert (empty / "var" / "ordergate.sqlite").exists()
+        # the workbench's templates and stylesheet are installed with the package
+        for path, text in (("/ui/versions", "<h1>Versions</h1>"), ("/ui/static/workbench.css", "--accent")):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+                assert resp.status == 200 and text in resp.read().decode(), path
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=60)

@@ -224,3 +224,12 @@ def test_try_a_decision_writes_nothing_to_the_log(app):
                                           "fact.resource.customer.blocked": "true"})
     assert answer.status_code == 200 and 'data-allow="false"' in answer.text and "T-01" in answer.text
     assert store.decision_count() == before
+
+
+def test_the_readmes_picture_of_the_workbench_is_a_small_png():
+    from conftest import ROOT
+
+    image = ROOT / "docs" / "img" / "workbench.png"
+    data = image.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 150 * 1024
+    assert "docs/img/workbench.png" in (ROOT / "README.md").read_text()
