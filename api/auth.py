@@ -21,6 +21,7 @@ machine only (``ordergate serve`` binds to 127.0.0.1), each acting as ``loopback
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -46,6 +47,7 @@ _SECRET = re.compile(r"[\x21-\x7e]+")
 _FILE_ENV = "ORDERGATE_TOKENS_FILE"
 
 
+@functools.lru_cache(maxsize=256)  # asked twice per request with authentication off, mostly the same host
 def is_loopback(host: str) -> bool:
     """``host`` (a name or an address, IPv6 possibly in brackets) is this machine's loopback."""
     if host == "localhost":

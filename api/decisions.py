@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import orjson
 from flask import Flask, Response, g, request
-from ulid import ULID
-
-from engine import whatif
 
 from api.body import check_parsed, parse_json, read_json
 from api.errors import ApiError, bad_request, decision_status
-from store.chain import PreparedRecord, prepare_record
+from api.ids import new_ids
+from engine import whatif
+from store.chain import PreparedRecord, format_time, prepare_decision
 
 _JSON = "application/json"
 MAX_ACTION = 200
@@ -41,6 +40,11 @@ def _encode(body: t.Any) -> bytes | str:
 
 def json_response(body: t.Any, status: int = 200) -> Response:
     return Response(_encode(body), status=status, mimetype=_JSON)
+
+
+def now_text() -> str:
+    """The log's text of the current time (UTC, microseconds)."""
+    return format_time(dt.datetime.now(dt.UTC))
 
 
 def _refused(version: str | None, code: str, message: str, *, decision_id: str | None) -> dict[str, t.Any]:
@@ -128,10 +132,16 @@ class Decider:
         decided = self.evaluate(action, facts, explain, who)
         return self.answer(decided, self.rt.writer.record([decided.record]))
 
-    def evaluate(self, action: str, facts: dict, explain: bool | str, who: Who) -> _Decided:
-        """Decide, and prepare the log record (ApiError ``not_recordable`` when it cannot be logged)."""
+    def evaluate(self, action: str, facts: dict, explain: bool | str, who: Who, decision_id: str | None = None,
+                 asked_at: str | None = None) -> _Decided:
+        """Decide, and prepare the log record (ApiError ``not_recordable`` when it cannot be logged).
+
+        ``decision_id``: a new id (``api.ids``; one is made when None); ``asked_at``: the log's
+        text of the time of the request (``now_text``; now when None).
+        """
+        decision_id = new_ids()[0] if decision_id is None else decision_id
+        asked_at = now_text() if asked_at is None else asked_at
         loaded = self.rt.holder.current
-        decision_id = str(ULID())
         trace = None
         if loaded is None:
             body = _refused(None, "no_policy_loaded", "no policy version is loaded; nothing is allowed",
@@ -146,7 +156,7 @@ class Decider:
             found = whatif.why_not(loaded.policy_set, action, facts)
             why_not = None if found is None else found.to_dict()
         return _Decided(decision_id, result, trace, explain if loaded is not None else False,
-                        self._prepare(decision_id, action, facts, result,
+                        self._prepare(decision_id, asked_at, action, facts, result,
                                       None if loaded is None else loaded.version_id, who), why_not)
 
     @staticmethod
@@ -199,26 +209,17 @@ class Decider:
         return body, decision_status(code)
 
     @staticmethod
-    def _prepare(decision_id: str, action: str, facts: dict, result: dict, version: str | None,
+    def _prepare(decision_id: str, asked_at: str, action: str, facts: dict, result: dict, version: str | None,
                  who: Who) -> PreparedRecord:
         """The log record, validated and serialised before the answer exists, so a decision that
         cannot be recorded is a visible 400 and never an unlogged answer. ``facts`` was parsed
-        from the JSON body, so its keys are text (prepare_record skips that walk).
+        from the JSON body, so its keys are text (prepare_decision skips that walk).
         """
-        record = {
-            "decision_id": decision_id,
-            "time": dt.datetime.now(dt.timezone.utc),
-            "action": action,
-            "input": facts,
-            "result": result,
-            "policy_version": version,
-            "caller": who.caller,
-            "request_id": who.request_id,
-        }
         try:
-            return prepare_record(record, input_has_text_keys=True)
+            return prepare_decision(decision_id, asked_at, action, facts, result, version, who.caller, who.request_id,
+                                    input_has_text_keys=True)
         except ValueError as exc:  # store.InvalidInput: the record cannot be logged as it is
-            raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable")
+            raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable") from None
 
 
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
@@ -261,13 +262,14 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
         if not isinstance(default_explain, bool) and default_explain != WHY_NOT:
             raise bad_request("`explain` must be true, false or `why_not`", "explain_not_bool")
         decided: list[_Decided | dict[str, t.Any]] = []
+        ids, asked_at = new_ids(len(items)), now_text()  # one time for the batch: its decisions were asked together
         for index, item in enumerate(items):
             if isinstance(item, dict) and "explain" not in item and default_explain:
                 item = {**item, "explain": default_explain}
             try:
                 check_parsed(item, max_depth, by_orjson)
                 action, facts, explain = check_envelope(item, where=f"requests[{index}]")
-                decided.append(decider.evaluate(action, facts, explain, who))
+                decided.append(decider.evaluate(action, facts, explain, who, ids[index], asked_at))
             except ApiError as exc:
                 # one bad item never spoils the others: it gets its own error result, unrecorded
                 metrics.bad_request(exc.extra.get("reason", "bad_request"))

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from .errors import InvalidInput
 
@@ -28,11 +31,77 @@ _MAX_RULE = 100
 
 # json.dumps with these arguments builds this same encoder on every call
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# orjson, sorted keys; datetimes, dataclasses and subclasses of str/int/dict/list go to _refuse
+# (the standard library refuses or writes them its own way)
+_ORJSON_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
+#: a float that orjson writes differently from the standard library: in exponent form (orjson
+#: 1e16 / 1e-7, the standard library 1e+16 / 1e-07) or below 1e-4 (0.00001 against 1e-05). A
+#: number starts the text or follows ``:``, ``,`` or ``[``; the same characters inside a string
+#: ("a:1e5") only send that value down the slow path, same bytes.
+_MAY_DIFFER = re.compile(rb"(?:^|[:,\[])-?(?:[0-9]+(?:\.[0-9]+)?e|0\.0000)")
+_NOT_PLAIN, _PLAIN, _PLAIN_WITH_FLOATS = 0, 1, 2
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 text, no NaN/Infinity: the same bytes on every machine."""
-    return _CANONICAL.encode(value)
+    """Sorted keys, no whitespace, UTF-8 text, no NaN/Infinity: the same bytes on every machine.
+
+    The text is the standard library's ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, allow_nan=False)``, byte for byte (the hash chain depends on it). orjson
+    writes it, several times faster, whenever its text is certainly the same: ``value`` is plain
+    JSON (``_plain``) and holds no float that the two write differently (``_MAY_DIFFER``).
+    Everything else (such floats, NaN, integers beyond 64 bits, non-text keys, other types, lone
+    surrogates, nesting deeper than orjson goes) is written by the standard library, which
+    raises what it always raised.
+    """
+    fast = _orjson_text(value)
+    return _CANONICAL.encode(value) if fast is None else fast
+
+
+def _orjson_text(value: Any) -> str | None:
+    """orjson's canonical text of ``value``, or None when it might not be the standard library's."""
+    kind = _plain(value)
+    if kind == _NOT_PLAIN:
+        return None
+    try:
+        text = orjson.dumps(value, default=_refuse, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError: a big integer, a lone surrogate, too deep, ...
+        return None
+    if kind == _PLAIN_WITH_FLOATS and _MAY_DIFFER.search(text):
+        return None
+    return text.decode("utf-8")
+
+
+def _plain(value: Any) -> int:
+    """Whether ``value`` is made of dicts with text keys, lists, tuples, text, integers, finite
+    floats, booleans and None only (what orjson and the standard library write alike, floats
+    aside), and holds floats. Exact types: a subclass, a UUID or an enum member (which orjson
+    writes and the standard library refuses) is not plain."""
+    floats = False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key, child in item.items():
+                if type(key) is not str:
+                    return _NOT_PLAIN
+                child_kind = type(child)
+                if child_kind is not str and child_kind is not bool and child_kind is not int and child is not None:
+                    stack.append(child)
+        elif kind is list or kind is tuple:
+            stack.extend(item)
+        elif kind is float:
+            if item - item != 0.0:  # NaN or an infinity (orjson would write null)
+                return _NOT_PLAIN
+            floats = True
+        elif kind is not str and kind is not int and kind is not bool and item is not None:
+            return _NOT_PLAIN
+    return _PLAIN_WITH_FLOATS if floats else _PLAIN
 
 
 def format_time(value: datetime) -> str:
@@ -74,15 +143,19 @@ def _check_record(record: Any) -> tuple[str, str, str | None, dict[str, Any]]:
         raise InvalidInput(f"a decision record must be a dict, got {type(record).__name__}")
     if len(record) != len(RECORD_KEYS) or any(k not in record for k in RECORD_KEYS):
         _check_keys(record)
-    did = _checked_name(record["decision_id"], "decision_id", _MAX_ID)
-    action = _checked_name(record["action"], "action", _MAX_ACTION)
-    version = record["policy_version"]
+    did, action, version, result = record["decision_id"], record["action"], record["policy_version"], record["result"]
+    _check_fields(did, action, version, result, record.get("caller"), record.get("request_id"))
+    return did, action, version, result
+
+
+def _check_fields(did: Any, action: Any, version: Any, result: Any, caller: Any, request_id: Any) -> None:
+    """The checks of a record's fields (``_check_record``, ``prepare_decision``). Raises InvalidInput."""
+    _checked_name(did, "decision_id", _MAX_ID)
+    _checked_name(action, "action", _MAX_ACTION)
     if version is not None and (not isinstance(version, str) or len(version) > _MAX_VERSION):
         raise InvalidInput("policy_version must be a string (or null when no version was loaded)")
-    result = record["result"]
     rules = _checked_rules(result)
-    for name in WHO_KEYS:
-        value = record.get(name)
+    for name, value in (("caller", caller), ("request_id", request_id)):
         if value is not None and (not isinstance(value, str) or not value or len(value) > MAX_WHO):
             raise InvalidInput(f"{name} must be a string of 1 to {MAX_WHO} characters (or null)")
         _check_column_text(name, value)
@@ -90,7 +163,6 @@ def _check_record(record: Any) -> tuple[str, str, str | None, dict[str, Any]]:
         _check_column_text(name, text)
     for rule in rules:
         _check_column_text("a rule id", rule)
-    return did, action, version, result
 
 
 def _check_keys(record: dict[str, Any]) -> None:
@@ -247,8 +319,11 @@ def _has_non_text_key(value: Any) -> bool:
 
 
 def _serialise(value: Any, what: str, *, text_keys: bool = False) -> str:
+    fast = _orjson_text(value)
+    if fast is not None:  # plain JSON: text keys only, and orjson wrote no lone surrogate
+        return fast
     try:
-        text = canonical_json(value)
+        text = _CANONICAL.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not JSON-serialisable: {exc}") from None
     if not text_keys and _has_non_text_key(value):
@@ -259,6 +334,24 @@ def _serialise(value: Any, what: str, *, text_keys: bool = False) -> str:
         except UnicodeEncodeError:
             raise InvalidInput(f"{what} contains a lone surrogate, which is not UTF-8 text") from None
     return text
+
+
+def prepare_decision(decision_id: str, time: str, action: str, input: Any, result: dict[str, Any],
+                     policy_version: str | None, caller: str | None = None, request_id: str | None = None, *,
+                     input_has_text_keys: bool = False) -> PreparedRecord:
+    """``prepare_record`` of a record given as its fields, for a service that logs what it decides.
+
+    The same checks and the same prepared record, without building and checking a dict first.
+    ``time`` must be the log's text of a time already (``format_time``); ``input_has_text_keys``
+    as in ``prepare_record``.
+    """
+    _check_fields(decision_id, action, policy_version, result, caller, request_id)
+    return PreparedRecord(
+        decision_id, time, action, policy_version,
+        _serialise(input, "input", text_keys=input_has_text_keys),
+        _serialise(result, "result"),
+        result["allow"], sorted(set(result.get("rules", []))), caller, request_id,
+    )
 
 
 def prepare_record(record: Any, *, input_has_text_keys: bool = False) -> PreparedRecord:

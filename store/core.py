@@ -51,6 +51,7 @@ class Store:
         return self.db.hooks
 
     def dispose(self) -> None:
+        self.log.close()
         self.db.dispose()
 
     close = dispose
@@ -115,9 +116,10 @@ class Store:
 
     # -- decision log -----------------------------------------------------------------------
 
-    def append_decisions(self, records: list[Any]) -> None:
-        """Append records to the log in one transaction, extending the hash chain."""
-        self.log.append(records)
+    def append_decisions(self, records: list[Any], *, more: Callable[[], list[Any]] | None = None) -> None:
+        """Append records to the log in one transaction, extending the hash chain (``more``: records
+        to add once the chain head is locked, see ``DecisionLog.append``)."""
+        self.log.append(records, more=more)
 
     def query_decisions(self, *, since: Any = None, until: Any = None, action: str | None = None,
                         allow: bool | None = None, rule: str | None = None, version: str | None = None,

@@ -20,6 +20,7 @@ never blocks the records behind it; in ``"commit"`` its caller is told it was no
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -80,6 +81,7 @@ class DecisionLogWriter:
         self._done = threading.Condition(lock)   # callers wait here for their commit or for room
         self._inflight = 0
         self._inflight_bytes = 0
+        self._room_waiters = 0  # callers waiting for room in the queue (others wait for their commit)
         self._closing = False
         self._abandon = False
         self._written = 0
@@ -91,6 +93,11 @@ class DecisionLogWriter:
         self._healthy = True
         self._last_error: str | None = None
         self._last_success: float | None = None
+        # stores that can add records once they hold the chain head's lock (Store.append_decisions)
+        try:
+            self._more = "more" in inspect.signature(store.append_decisions).parameters
+        except (TypeError, ValueError):  # pragma: no cover - not introspectable
+            self._more = False
         self._thread = threading.Thread(target=self._run, name="ordergate-decision-log", daemon=True)
         if start:
             self._thread.start()
@@ -158,7 +165,11 @@ class DecisionLogWriter:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            self._done.wait(remaining)
+            self._room_waiters += 1
+            try:
+                self._done.wait(remaining)
+            finally:
+                self._room_waiters -= 1
         return not self._closing
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -244,16 +255,19 @@ class DecisionLogWriter:
                 group.failed.add(rec.decision_id)
             group.pending -= 1
 
-    def _append(self, batch: list[PreparedRecord]) -> list[PreparedRecord]:
+    def _append(self, batch: list[PreparedRecord], more: Any = None) -> list[PreparedRecord]:
         """Write ``batch``; the records the database refuses for their content are set aside.
 
         A batch refused for a data reason (``RecordRefused``: not a connection problem) is split
         in halves until the refused records stand alone, so one poison record never blocks the
         records behind it; every other error propagates. Returns the records set aside, each
-        reported in the log.
+        reported in the log. ``more`` (first try only, see ``_joining``) adds to ``batch``.
         """
         try:
-            self._store.append_decisions(batch)
+            if more is not None:
+                self._store.append_decisions(batch, more=more)
+            else:
+                self._store.append_decisions(batch)
             return []
         except RecordRefused as exc:
             if len(batch) == 1:
@@ -277,18 +291,40 @@ class DecisionLogWriter:
                 if remaining <= 0:
                     break
                 self._work.wait(remaining)
-        batch: list[tuple[Any, Any, int]] = []
-        while self._queue and len(batch) < self.batch_size:
-            entry = self._queue.popleft()
-            self._queued_bytes -= entry[2]
-            if entry[1].pending >= 0:  # skip the records whose caller stopped waiting
-                batch.append(entry)
+        batch = self._pop(self.batch_size)
         if not batch and not self._queue and self._closing:
             return None
         self._inflight = len(batch)
         self._inflight_bytes = sum(entry[2] for entry in batch)
-        self._done.notify_all()  # room in the queue
+        if self._room_waiters:  # records whose caller stopped waiting were dropped: room
+            self._done.notify_all()
         return batch
+
+    def _pop(self, limit: int) -> list[tuple[PreparedRecord, _Group, int]]:
+        """Up to ``limit`` queued records (under the lock), skipping those whose caller stopped waiting."""
+        batch: list[tuple[PreparedRecord, _Group, int]] = []
+        while self._queue and len(batch) < limit:
+            entry = self._queue.popleft()
+            self._queued_bytes -= entry[2]
+            if entry[1].pending >= 0:
+                batch.append(entry)
+        return batch
+
+    def _joining(self, batch: list[tuple[PreparedRecord, _Group, int]], records: list[PreparedRecord]) -> Any:
+        """What the store calls once it holds the chain head's lock: the records queued while the
+        transaction waited for it (another process was committing) join the transaction, up to
+        ``batch_size``, instead of waiting for the next one. They are added to ``batch`` and to
+        ``records`` (so that a transaction refused for its data is split with them)."""
+        def more() -> list[PreparedRecord]:
+            with self._done:
+                joined = self._pop(self.batch_size - len(batch))
+                if joined:
+                    batch.extend(joined)
+                    records.extend(entry[0] for entry in joined)
+                    self._inflight += len(joined)
+                    self._inflight_bytes += sum(entry[2] for entry in joined)
+            return [entry[0] for entry in joined]
+        return more
 
     def _probe(self) -> None:
         """Healthy again once the database answers, even with no decision to write."""
@@ -315,7 +351,9 @@ class DecisionLogWriter:
                 self._probe()
                 continue
             try:
-                set_aside = {rec.decision_id for rec in self._append([entry[0] for entry in batch])}
+                records = [entry[0] for entry in batch]
+                more = self._joining(batch, records) if self._more else None
+                set_aside = {rec.decision_id for rec in self._append(records, more)}
             except Exception as exc:
                 with self._done:
                     self._failed_batches += 1

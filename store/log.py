@@ -7,10 +7,13 @@ memory.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -25,6 +28,13 @@ VERIFY_PAGE = 5000
 _COLUMNS = ("seq", "decision_id", "time", "action", "allow", "policy_version", "input", "result", "prev_hash",
             "hash", "caller", "request_id")
 _COLUMN_LIST = ", ".join(_COLUMNS)
+# the append's statements, in PostgreSQL's parameter style (SQLite's: each %s as ?)
+_HEAD_SQL = "SELECT seq, hash FROM store_heads WHERE name = %s"
+_INSERT_SQL = f"INSERT INTO decisions ({_COLUMN_LIST}) VALUES ({', '.join(['%s'] * len(_COLUMNS))})"
+_INSERT_RULES_SQL = "INSERT INTO decision_rules (rule_id, seq) VALUES (%s, %s)"
+_SET_HEAD_SQL = "UPDATE store_heads SET seq = %s, hash = %s WHERE name = %s"
+#: PostgreSQL: a group of more rows than this goes through COPY (fewer: INSERTs in the commit's round trip)
+COPY_FROM = 200
 
 
 @dataclass(frozen=True)
@@ -53,88 +63,175 @@ class DecisionLog:
 
     def __init__(self, db: Database):
         self.db = db
+        # the appender's own DBAPI connection, kept between appends (no pool checkout, no
+        # SQLAlchemy statement work per transaction); one append at a time uses it
+        self._raw: Any = None
+        self._raw_lock = threading.Lock()
 
     # -- appending --------------------------------------------------------------------------
 
-    def append(self, records: list[Any]) -> None:
+    def append(self, records: list[Any], *, more: Callable[[], list[Any]] | None = None) -> None:
         """Append records to the log in one transaction, extending the hash chain.
 
         Every record is validated first (InvalidInput, nothing written); records already prepared
         by ``chain.prepare_record`` (the log writer's) were validated when they were queued. A
         record whose decision_id is already logged is skipped, so retrying a batch is safe.
         Raises RecordRefused when the database refuses the data itself (nothing written).
+
+        The transaction goes through the driver on a connection kept for appending, with fixed
+        SQL: on SQLite one ``executemany`` per table; on PostgreSQL two round trips, one that
+        locks and reads the chain head (and which ids are logged already), one that sends the
+        rows, the new head and the commit (large groups use ``COPY`` instead).
+
+        ``more``: called once the chain head is locked, returns further records (prepared) to
+        write in the same transaction: what a log writer queued while it waited for the lock.
         """
         if isinstance(records, dict) or not isinstance(records, (list, tuple)):
             raise InvalidInput("append_decisions takes a list of records")
-        prepared: list[chain.PreparedRecord] = []
         seen: set[str] = set()
-        for rec in records:
-            p = chain.prepare_record(rec)
-            if p.decision_id in seen:
-                continue
-            seen.add(p.decision_id)
-            prepared.append(p)
+        prepared = _unique(records, seen)
         if not prepared:
             return
-        with self.db.write("append_decisions", HEAD_DECISIONS) as (conn, head):
-            existing = self._logged_ids(conn, [p.decision_id for p in prepared])
-            seq, prev = int(head.seq), head.hash or chain.GENESIS
-            rows: list[tuple] = []
-            rule_rows: list[tuple[str, int]] = []
-            for p in prepared:
-                if p.decision_id in existing:
-                    continue
-                seq += 1
-                h = p.entry_hash(prev, seq)
-                rows.append((seq, p.decision_id, p.time, p.action, p.allow, p.policy_version,
-                             p.input_json, p.result_json, prev, h, p.caller, p.request_id))
-                rule_rows += [(rid, seq) for rid in p.rules]
-                prev = h
-            if not rows:
-                return
-            self._insert(conn, rows, rule_rows)
-            conn.execute(store_heads.update().where(store_heads.c.name == HEAD_DECISIONS)
-                         .values(seq=seq, hash=prev))
-            self.db.hook("append_before_commit")
+        joining = (lambda: _unique(more(), seen)) if more is not None else (lambda: [])
+        with self._raw_lock, self.db.writer_lock("append_decisions"):
+            conn = self._connection()
+            try:
+                if self.db.dialect == "postgresql":
+                    self._append_postgres(conn.driver_connection, prepared, joining)
+                else:
+                    self._append_sqlite(conn.driver_connection, prepared, joining)
+            except BaseException as exc:
+                self._abort(exc)
+                raise self._error(exc) from exc
 
-    def _logged_ids(self, conn: sa.Connection, ids: list[str]) -> set[str]:
-        """Which of ``ids`` are already in the log (one driver query per 500, no SQL compilation)."""
-        existing: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            if self.db.dialect == "postgresql":
-                rows = conn.exec_driver_sql("SELECT decision_id FROM decisions WHERE decision_id = ANY(%s)",
-                                            (chunk,))
-            else:
-                rows = conn.exec_driver_sql("SELECT decision_id FROM decisions WHERE decision_id IN ("
-                                            + ", ".join("?" * len(chunk)) + ")", tuple(chunk))
-            existing.update(row[0] for row in rows)
-        return existing
+    def close(self) -> None:
+        """Give the appender's connection back (``Store.dispose``)."""
+        with self._raw_lock:
+            raw, self._raw = self._raw, None
+            if raw is not None:
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    raw.close()
 
-    def _insert(self, conn: sa.Connection, rows: list[tuple], rule_rows: list[tuple]) -> None:
-        """The rows in the connection's transaction, through the driver: COPY on PostgreSQL,
-        one prepared INSERT run over all rows on SQLite (no per-row SQLAlchemy work)."""
-        if self.db.dialect != "postgresql":
-            conn.exec_driver_sql(f"INSERT INTO decisions ({_COLUMN_LIST}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                                 rows)
-            if rule_rows:
-                conn.exec_driver_sql("INSERT INTO decision_rules (rule_id, seq) VALUES (?, ?)", rule_rows)
+    def _connection(self) -> Any:
+        if self._raw is None:
+            with self.db.errors("append_decisions"):
+                self._raw = self.db.engine.raw_connection()
+        return self._raw
+
+    def _abort(self, exc: BaseException) -> None:
+        """Roll back after a failed append; a connection that cannot is discarded (a new one next time)."""
+        raw = self._raw
+        if raw is None:
             return
-        import psycopg
+        dbapi = self._dbapi()
+        broken = isinstance(exc, dbapi.Error) and not isinstance(exc, (dbapi.IntegrityError, dbapi.DataError))
+        if not broken:
+            try:
+                raw.driver_connection.rollback()
+                return
+            except Exception:
+                pass
+        self._raw = None
+        with contextlib.suppress(Exception):
+            raw.invalidate()
 
-        cursor = conn.connection.cursor()
+    def _error(self, exc: BaseException) -> BaseException:
+        """A driver exception as the store's (as ``Database.errors`` maps SQLAlchemy's)."""
+        dbapi = self._dbapi()
+        if not isinstance(exc, dbapi.Error):
+            return exc
+        if isinstance(exc, (dbapi.IntegrityError, dbapi.DataError)):
+            return RecordRefused(f"append_decisions: the database refused the data: {first_line(exc)}")
+        if isinstance(exc, (dbapi.OperationalError, dbapi.InterfaceError)):
+            return StoreError(f"append_decisions: database unavailable or schema missing ({self.db.safe_url()}): "
+                              f"{first_line(exc)}")
+        return StoreError(f"append_decisions: database error: {first_line(exc)}")
+
+    def _dbapi(self) -> Any:
+        """The driver's module (its exception classes)."""
+        return self.db.engine.dialect.dbapi
+
+    @staticmethod
+    def _chain(prepared: list[chain.PreparedRecord], existing: set[str], head: Any
+               ) -> tuple[list[tuple], list[tuple], int, str]:
+        """The rows extending the chain after ``head`` (seq, hash), skipping the ``existing`` ids."""
+        if head is None:
+            raise StoreError("append_decisions: the store's schema is not initialised; run migrations")
+        seq, prev = int(head[0]), head[1] or chain.GENESIS
+        rows: list[tuple] = []
+        rule_rows: list[tuple[str, int]] = []
+        for p in prepared:
+            if p.decision_id in existing:
+                continue
+            seq += 1
+            h = p.entry_hash(prev, seq)
+            rows.append((seq, p.decision_id, p.time, p.action, p.allow, p.policy_version,
+                         p.input_json, p.result_json, prev, h, p.caller, p.request_id))
+            rule_rows += [(rid, seq) for rid in p.rules]
+            prev = h
+        return rows, rule_rows, seq, prev
+
+    def _append_sqlite(self, conn: Any, prepared: list[chain.PreparedRecord],
+                       joining: Callable[[], list[chain.PreparedRecord]]) -> None:
+        cursor = conn.cursor()
         try:
-            with cursor.copy(f"COPY decisions ({_COLUMN_LIST}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            if rule_rows:
-                with cursor.copy("COPY decision_rules (rule_id, seq) FROM STDIN") as copy:
-                    for row in rule_rows:
+            cursor.execute("BEGIN IMMEDIATE")
+            head = cursor.execute(_HEAD_SQL.replace("%s", "?"), (HEAD_DECISIONS,)).fetchone()
+            prepared = prepared + joining()
+            existing: set[str] = set()
+            ids = [p.decision_id for p in prepared]
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                cursor.execute("SELECT decision_id FROM decisions WHERE decision_id IN ("
+                               + ", ".join("?" * len(chunk)) + ")", chunk)
+                existing.update(row[0] for row in cursor.fetchall())
+            rows, rule_rows, seq, prev = self._chain(prepared, existing, head)
+            if rows:
+                cursor.executemany(_INSERT_SQL.replace("%s", "?"), rows)
+                if rule_rows:
+                    cursor.executemany(_INSERT_RULES_SQL.replace("%s", "?"), rule_rows)
+                cursor.execute(_SET_HEAD_SQL.replace("%s", "?"), (seq, prev, HEAD_DECISIONS))
+                self.db.hook("append_before_commit")
+            cursor.execute("COMMIT")
+        finally:
+            cursor.close()
+
+    def _append_postgres(self, conn: Any, prepared: list[chain.PreparedRecord],
+                         joining: Callable[[], list[chain.PreparedRecord]]) -> None:
+        cursor = conn.cursor()
+        logged_sql = "SELECT decision_id FROM decisions WHERE decision_id = ANY(%s)"
+        try:
+            with conn.pipeline():  # the head and the logged ids in one round trip
+                cursor.execute(_HEAD_SQL + " FOR UPDATE", (HEAD_DECISIONS,))
+                logged = conn.cursor()
+                logged.execute(logged_sql, ([p.decision_id for p in prepared],))
+                head = cursor.fetchone()
+                existing = {row[0] for row in logged.fetchall()}
+            joined = joining()
+            if joined:  # queued while this transaction waited for the lock
+                logged.execute(logged_sql, ([p.decision_id for p in joined],))
+                existing.update(row[0] for row in logged.fetchall())
+                prepared = prepared + joined
+            rows, rule_rows, seq, prev = self._chain(prepared, existing, head)
+            extends = bool(rows)
+            if len(rows) > COPY_FROM:
+                with cursor.copy(f"COPY decisions ({_COLUMN_LIST}) FROM STDIN") as copy:
+                    for row in rows:
                         copy.write_row(row)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # rolled back by db.write
-            raise RecordRefused(f"append_decisions: the database refused the data: {first_line(exc)}") from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"append_decisions: database error: {first_line(exc)}") from exc
+                if rule_rows:
+                    with cursor.copy("COPY decision_rules (rule_id, seq) FROM STDIN") as copy:
+                        for rule_row in rule_rows:
+                            copy.write_row(rule_row)
+                rows = rule_rows = []
+            with conn.pipeline():  # the rows, the new head and the commit in one round trip
+                if rows:
+                    cursor.executemany(_INSERT_SQL, rows)
+                if rule_rows:
+                    cursor.executemany(_INSERT_RULES_SQL, rule_rows)
+                if extends:
+                    cursor.execute(_SET_HEAD_SQL, (seq, prev, HEAD_DECISIONS))
+                    self.db.hook("append_before_commit")
+                conn.commit()
         finally:
             cursor.close()
 
@@ -270,6 +367,18 @@ class DecisionLog:
             return ChainReport(False, checked, int(beyond[0]), beyond[1],
                                f"entry {beyond[0]} lies beyond the chain head: it was not appended through the log")
         return ChainReport(True, checked, None, None, f"chain ok: {checked} decisions")
+
+
+def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:
+    """``records`` prepared (validated), without the decision ids in ``seen`` (which gets theirs)."""
+    prepared: list[chain.PreparedRecord] = []
+    for rec in records:
+        p = chain.prepare_record(rec)
+        if p.decision_id in seen:
+            continue
+        seen.add(p.decision_id)
+        prepared.append(p)
+    return prepared
 
 
 _PREV_MISMATCH = "prev_hash does not match the previous entry's hash (an entry was removed or reordered)"

@@ -428,3 +428,98 @@ def test_records_are_canonical_json_in_the_database(store):
         raw = conn.execute(sa.text("SELECT input, result FROM decisions WHERE seq = 1")).one()
     assert raw[0] == canonical_json(record(1)["input"])
     assert json.loads(raw[1]) == record(1)["result"]
+
+
+def _hold_the_chain_head(store: Store):
+    """Lock the decision log's chain head as another process's append would (a context manager)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def held():
+        if store.dialect == "postgresql":
+            with store.engine.connect() as conn, conn.begin():
+                conn.execute(sa.text("SELECT seq FROM store_heads WHERE name = 'decision_log' FOR UPDATE"))
+                yield
+        else:
+            with store.db.writer_lock("test"):
+                yield
+    return held()
+
+
+def test_records_queued_while_the_writer_waits_for_the_chain_head_join_its_transaction(store):
+    transactions = []
+    append = store.append_decisions
+
+    def counting(records, more=None):
+        transactions.append(len(records))
+        append(records, more=more)
+
+    store.append_decisions = counting
+    writer = DecisionLogWriter(store)
+    try:
+        answers = []
+        with _hold_the_chain_head(store):
+            first = threading.Thread(target=lambda: answers.append(writer.submit(record(1))))
+            first.start()
+            deadline = time.monotonic() + 10
+            while not transactions and time.monotonic() < deadline:  # the writer took record 1 and waits
+                time.sleep(0.01)
+            assert transactions == [1]
+            others = [threading.Thread(target=lambda i=i: answers.append(writer.submit(record(i))))
+                      for i in range(2, 6)]
+            for thread in others:
+                thread.start()
+            while writer.stats()["queued"] < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert store.decision_count() == 0 and answers == []  # nobody answered before the commit
+        for thread in [first, *others]:
+            thread.join(10)
+        assert answers == [True] * 5
+        assert transactions == [1]  # one transaction: the four queued meanwhile joined it
+        assert [r["decision_id"] for r in store.query_decisions()] == [record(i)["decision_id"] for i in range(1, 6)]
+        assert store.verify_chain().ok
+    finally:
+        writer.close()
+
+
+def test_a_refused_record_that_joined_a_transaction_is_set_aside_alone(store):
+    from store import RecordRefused
+
+    locked = threading.Event()
+    calls = []
+
+    def append(records, more=None):  # the chain head is locked by someone else until `locked` is set
+        calls.append([r.decision_id for r in records])
+        if more is not None:
+            assert locked.wait(10)
+            records = records + more()
+        if any(r.decision_id == "d-000002" for r in records):
+            raise RecordRefused("refused for its content")
+        store.log.append(records)
+
+    class Refusing:
+        append_decisions = staticmethod(append)
+
+    writer = DecisionLogWriter(Refusing())
+    assert writer._more
+    try:
+        answers = {}
+        threads = [threading.Thread(target=lambda i=i: answers.update({i: writer.submit(record(i))}))
+                   for i in (1, 2, 3)]
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for thread in threads[1:]:
+            thread.start()
+        while writer.stats()["queued"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        locked.set()
+        for thread in threads:
+            thread.join(10)
+        assert answers == {1: True, 2: False, 3: True}
+        assert [r["decision_id"] for r in store.query_decisions()] == ["d-000001", "d-000003"]
+        assert writer.stats()["set_aside"] == 1 and writer.stats()["written"] == 2
+        assert store.verify_chain().ok
+    finally:
+        writer.close()
