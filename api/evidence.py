@@ -103,6 +103,10 @@ def replay(store: t.Any, decision_id: str, version_id: str | None) -> dict[str, 
     }
 
 
+#: distinct (action, input, logged result) replays kept for the requests that repeat them
+REPLAY_MEMO = 20_000
+
+
 def impact(store: t.Any, candidate: t.Any, *, examples: int = 5, exhaustive: bool = False,
            progress: t.Callable[[int], None] | None = None, system: str | None = None,
            **filters: t.Any) -> dict[str, t.Any]:
@@ -114,19 +118,28 @@ def impact(store: t.Any, candidate: t.Any, *, examples: int = 5, exhaustive: boo
     """
     from engine.impact import ImpactReport, report_hash
     from engine.semdiff import compare_requests
-    from store.log_stream import stream_decisions
+    from store.log_stream import decode, stream_entries
 
     report = ImpactReport(candidate, examples=examples)
     last = 0
-    for record in stream_decisions(store, **filters):
-        if progress is not None and record.seq - last >= 1000:
-            progress(record.seq - last)
-            last = record.seq
-        if system is not None:
-            context = record.input.get("context") if isinstance(record.input, dict) else None
-            if not isinstance(context, dict) or context.get("system") != system:
-                continue
-        report.add(record.decision_id, record.action, record.input, record.result)
+    # equal requests logged with equal results (the same stored texts) are replayed once: their
+    # change, and whether the system filter takes them, is kept for the next ones (bounded)
+    known: dict[tuple[str, str, str], tuple[bool, t.Any]] = {}
+    for seq, decision_id, action, text, outcome in stream_entries(store, **filters):
+        if progress is not None and seq - last >= 1000:
+            progress(seq - last)
+            last = seq
+        found = known.get((action, text, outcome))
+        if found is None:
+            data = decode(text)
+            context = data.get("context") if isinstance(data, dict) else None
+            taken = system is None or (isinstance(context, dict) and context.get("system") == system)
+            found = (taken, report.change(action, data, decode(outcome)) if taken else None)
+            if len(known) >= REPLAY_MEMO:
+                known.clear()
+            known[(action, text, outcome)] = found
+        if found[0]:
+            report.count(decision_id, found[1])
     body = report.to_dict()
     body["filters"] = {k: v for k, v in dict(filters, system=system).items() if v is not None}
     if exhaustive:

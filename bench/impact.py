@@ -5,11 +5,15 @@ inputs of the rules' own YAML tests, decided and appended through the store: 10,
 with their hash chain, then copied by SQL up to ``--count`` with fresh seqs and ids; the replay
 never reads the chain). The same run then measures, on that log:
 
-* reading alone: every logged decision streamed and decoded (``store.log_stream``), no decide;
+* reading alone: every logged entry streamed (``store.log_stream.stream_entries``), no decide;
+  then (with counting the distinct requests) every input and result decoded as well;
 * the impact report: the same stream, each decision decided again on a candidate and compared
   (``api.evidence.impact``), which is what ``ordergate impact`` does.
 
 The candidate is the shipped rules with one guard rewritten so that part of the traffic changes.
+The replay decides each distinct (action, input, logged result) once; the copied log repeats its
+10,000 real decisions, so ``--distinct`` makes every copied input different (a fact no rule reads)
+to measure a log where nothing repeats.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402
 from api.evidence import impact  # noqa: E402
 from store import Store  # noqa: E402
-from store.log_stream import stream_decisions  # noqa: E402
+from store.log_stream import stream_decisions, stream_entries  # noqa: E402
 
 REAL = 10_000
 
@@ -41,7 +45,7 @@ def requests(files: dict[str, str]) -> list[tuple[str, dict]]:
             if isinstance(r.input, dict) and isinstance(r.action, str) and 0 < len(r.action) <= 200]
 
 
-def fill(store: Store, version: str, count: int, files: dict[str, str]) -> None:
+def fill(store: Store, version: str, count: int, files: dict[str, str], distinct: bool = False) -> None:
     policy = store.policy_set(version)
     reqs = requests(files)
     now = dt.datetime.now(dt.UTC)
@@ -56,10 +60,12 @@ def fill(store: Store, version: str, count: int, files: dict[str, str]) -> None:
         have = real
         while have < count:
             n = min(have, count - have)
+            # --distinct: each copy's input gets a fact no rule reads (its seq), so no two are equal
+            copied = "json_set(input, '$.context.copy', seq + :off)" if distinct else "input"
             conn.execute(sa.text(
                 "INSERT INTO decisions (seq, decision_id, time, action, allow, policy_version, input, result,"
-                " prev_hash, hash) SELECT seq + :off, decision_id || '-' || :off, time, action, allow,"
-                " policy_version, input, result, prev_hash, hash FROM decisions WHERE seq <= :n"),
+                f" prev_hash, hash) SELECT seq + :off, decision_id || '-' || :off, time, action, allow,"
+                f" policy_version, {copied}, result, prev_hash, hash FROM decisions WHERE seq <= :n"),
                 {"off": have, "n": n})
             conn.execute(sa.text("INSERT INTO decision_rules (rule_id, seq) SELECT rule_id, seq + :off"
                                  " FROM decision_rules WHERE seq <= :n"), {"off": have, "n": n})
@@ -79,6 +85,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=1_000_000, help="logged decisions (default 1,000,000)")
     parser.add_argument("--quick", action="store_true", help="20,000 decisions, for the smoke test")
+    parser.add_argument("--distinct", action="store_true",
+                        help="no two logged requests equal (the replay cannot decide one for many)")
     args = parser.parse_args()
     count = 20_000 if args.quick else args.count
     files = engine.read_folder(ROOT / "rules")
@@ -87,20 +95,26 @@ def main() -> None:
         store.migrate()
         version = store.publish(files, author="bench", message="bench", activate=True).id
         started = time.perf_counter()
-        fill(store, version, count, files)
+        fill(store, version, count, files, args.distinct)
         print(f"log: {count:,} decisions over {len(store.policy_set(version).catalogue)} systems "
               f"written in {time.perf_counter() - started:.1f} s")
         cand = candidate(files)
 
         started = time.perf_counter()
-        read = sum(1 for _ in stream_decisions(store))
+        read = sum(1 for _ in stream_entries(store))
         reading = time.perf_counter() - started
+        started = time.perf_counter()
+        distinct = len({(e.action, e.input_json, e.result_json) for e in stream_entries(store)})
+        decoded = sum(1 for _ in stream_decisions(store))
+        decoding = time.perf_counter() - started
         started = time.perf_counter()
         body = impact(store, cand)
         replay = time.perf_counter() - started
         store.dispose()
-    assert read == count == body["replayed"], (read, count, body["replayed"])
-    print(f"reading the log alone: {reading:.1f} s ({reading / count * 1e6:.1f} µs per decision)")
+    assert read == decoded == count == body["replayed"], (read, decoded, count, body["replayed"])
+    print(f"distinct (action, input, logged result): {distinct:,} of {count:,}")
+    print(f"reading the log alone: {reading:.1f} s ({reading / count * 1e6:.1f} µs per decision); "
+          f"and decoding every input and result: {decoding:.1f} s")
     print(f"impact report (read, decide on the candidate, compare, group): {replay:.1f} s "
           f"({replay / count * 1e6:.1f} µs per decision; {replay / reading:.2f}x reading alone)")
     print(f"changed: {body['changed']:,} in {len(body['groups'])} groups; counts {body['counts']}")

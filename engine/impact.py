@@ -18,6 +18,7 @@ from typing import Any
 from . import compare
 
 CSV_COLUMNS = ("kind", "risk", "rules", "system", "action", "detail", "count", "examples")
+GroupKey = tuple[str, tuple[str, ...], str, str, str]     # kind, rules, system, action, detail
 
 
 @dataclass
@@ -59,11 +60,16 @@ class ImpactReport:
         self.candidate = candidate
         self.examples = examples
         self.replayed = 0
-        self.groups: dict[tuple[str, tuple[str, ...], str, str, str], Group] = {}
+        self.groups: dict[GroupKey, Group] = {}
 
     def add(self, decision_id: str, action: str, data: Any, logged: dict[str, Any]) -> str | None:
         """Replay one logged decision; returns the kind of change, or ``None``."""
-        self.replayed += 1
+        return self.count(decision_id, self.change(action, data, logged))
+
+    def change(self, action: str, data: Any, logged: dict[str, Any]) -> GroupKey | None:
+        """What replaying a logged decision changes (its group), or ``None``; counts nothing. The
+        same request with the same logged result always gives the same answer, so a caller may
+        keep it for equal requests (``count`` then counts each)."""
         after = self.candidate.decide(action, data).to_dict()
         kind = compare.change_kind(logged, after)
         if kind is None:
@@ -71,14 +77,20 @@ class ImpactReport:
         context = data.get("context") if isinstance(data, dict) else None
         system = context.get("system") if isinstance(context, dict) else None
         rules = compare.responsible_rules(kind, logged, after)
-        key = (kind, rules, str(system), action, detail(kind, logged, after))
+        return (kind, rules, str(system), action, detail(kind, logged, after))
+
+    def count(self, decision_id: str, key: GroupKey | None) -> str | None:
+        """Count one replayed decision whose change (``change``) is ``key``; returns its kind."""
+        self.replayed += 1
+        if key is None:
+            return None
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(*key)
         group.count += 1
         if len(group.examples) < self.examples:
             group.examples.append(decision_id)
-        return kind
+        return key[0]
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(compare.KINDS, 0)

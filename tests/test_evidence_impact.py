@@ -313,3 +313,15 @@ def test_the_impact_progress_bar_shows_on_a_terminal_only(logged, candidate, db_
     assert "replaying" not in piped_err and "%" not in piped_err, piped_err
     assert json.loads(piped_out)["replayed"] == len(records)
     assert json.loads(piped_out)["hash"] == json.loads(out)["hash"]
+
+
+def test_equal_requests_replayed_once_give_the_report_of_replaying_each(logged, candidate, monkeypatch):
+    import api.evidence as evidence
+
+    store, records, _ = logged
+    policy = engine.load_policy_set(candidate)
+    once = {system: evidence.impact(store, policy, examples=3, system=system) for system in (None, "d365_sales")}
+    assert once[None]["replayed"] == len(records) and once[None]["changed"] > 0
+    monkeypatch.setattr(evidence, "REPLAY_MEMO", 1)       # nothing kept: every request decided again
+    for system, body in once.items():
+        assert evidence.impact(store, policy, examples=3, system=system) == body
