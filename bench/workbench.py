@@ -120,6 +120,26 @@ def pages(store: t.Any, count: int) -> dict[str, tuple[str, str | None, t.Callab
     }
 
 
+def policy_pages(store: t.Any) -> tuple[str, dict[str, tuple[str, str | None, t.Callable[[str], bool]]]]:
+    """The policy pages: the grids, one table and its exports, the diff of two versions. Publishes a
+    second version (PRC-03's update cell with its words in another order, not activated); returns
+    its id and the pages."""
+    active = store.active_version_id()
+    files = dict(store.get_version(active).files)
+    cell = "skip when submitted or integ"
+    files["pricing.yaml"] = files["pricing.yaml"].replace(cell, "skip when integ or submitted")
+    other = store.publish(files, author="bench", message="the same words in another order", activate=False).id
+    table = "/ui/versions/active/tables/d365_sales/price-computation"
+    return other, {
+        "policies (grids, sentences)": ("GET", "/ui/policies", lambda b: 'data-table="price-computation"' in b),
+        "a table": ("GET", table, lambda b: "skip when submitted or integ" in b),
+        "a table as CSV": ("GET", table + "/export.csv", lambda b: b.count("PRC-0") == 8),
+        "a table as XLSX": ("GET", table + "/export.xlsx", lambda b: b.startswith("PK")),
+        "diff of two versions": ("GET", f"/ui/diff?from={active}&to={other}",
+                                 lambda b: b.count('class="cell-changed"') == 1),
+    }
+
+
 def measure(client: t.Any, method: str, path: str, requests: int, form: dict[str, str] | None = None,
             check: t.Callable[[str], bool] | None = None) -> list[float]:
     times = []
@@ -127,7 +147,7 @@ def measure(client: t.Any, method: str, path: str, requests: int, form: dict[str
         started = time.perf_counter()
         response = client.post(path, data=form) if method == "POST" else client.get(path)
         times.append(time.perf_counter() - started)
-        body = response.get_data(as_text=True)
+        body = response.get_data().decode("utf-8", "replace")   # an XLSX export is binary
         if response.status_code != 200 or (check is not None and not check(body)):
             raise SystemExit(f"{method} {path}: HTTP {response.status_code}, or the page is not the expected one")
     return times
@@ -166,6 +186,8 @@ def run(database: str, count: int, requests: int, quick: bool) -> int:
     client = app.test_client()
     _sign_in(client)
     measured = pages(store, count)
+    candidate, policy = policy_pages(store)
+    measured.update(policy)
     headers = {"Authorization": f"Bearer {AUDIT}"}
     base = []
     for _ in range(requests):
@@ -194,6 +216,13 @@ def run(database: str, count: int, requests: int, quick: bool) -> int:
     report = store.verify_chain()
     print(f"(on demand, not a page target) verify the whole chain: {time.perf_counter() - started:.2f} s, "
           f"{report.checked:,} entries, ok={report.ok}")
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=DAYS // 2)).replace(microsecond=0)
+    for label, window in (("one day of the log", f"&since={day.isoformat()[:19]}&until="
+                                      f"{(day + dt.timedelta(days=1)).isoformat()[:19]}"), ("the whole log", "")):
+        path = f"/ui/diff/impact?from={store.active_version_id()}&to={candidate}&replay=1{window}"
+        times = measure(client, "GET", path, 1 if window == "" else min(requests, 10), None, lambda b: "Replayed" in b)
+        print(f"(on demand, not a page target) replay {label} against another version: "
+              f"p50 {statistics.median(times) * 1e3:.0f} ms")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {requests} requests per page")
     if not quick:
