@@ -232,3 +232,27 @@ def test_the_cli_pair_round_trips_a_table(tmp_path):
     assert refused.exit_code == 1 and "C1: the header reads `creat`" in refused.output
     for command in ("export-table", "import-table"):
         assert "Example:" in runner.invoke(main, [command, "--help"]).output
+
+
+def test_grid_diff_marks_changed_cells_added_and_removed_rows_and_settings(o2c):
+    from api.workbench import griddiff
+
+    text = o2c["pricing.yaml"]
+    lines = text.splitlines(keepends=True)
+    first = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("- [PRC-01,"))
+    reordered = "".join(lines[:first] + [lines[first + 1], lines[first]] + lines[first + 2:])
+    same = griddiff.diff(grids.sections(o2c), grids.sections(dict(o2c, **{"pricing.yaml": reordered})))
+    assert [t.status for t in same] == ["same"] and same[0].changed_cells == 0
+
+    changed = text.replace("      - [PRC-02, quote,            calculate,                calculate,"
+                           "                    n/a,             calculate]\n", "")
+    changed = changed.replace("[PRC-04, invoice,          skip when integ,",
+                              "[PRC-04, invoice,          calculate,").replace("hit: unique", "hit: first")
+    changed = changed.replace("      - [PRC-08,", "      - [PRC-09X, order_x, calculate, calculate, n/a, n/a]\n"
+                                                 "      - [PRC-08,")
+    [table] = griddiff.diff(grids.sections(o2c), grids.sections(dict(o2c, **{"pricing.yaml": changed})))
+    assert table.status == "changed" and ("hit", "unique", "first") in table.settings
+    assert table.row("PRC-04").changed == {"create": ("skip when integ", "calculate")}
+    assert table.row("PRC-02").status == "removed" and table.row("PRC-09X").status == "added"
+    assert {r.key for r in table.rows if r.status == "same"} == {"PRC-01", "PRC-03", "PRC-05", "PRC-06", "PRC-07",
+                                                                  "PRC-08"}
