@@ -45,16 +45,23 @@ class LiveServer:
                 [str(ORDERGATE), "serve", "--port", str(self.port), "--rules", str(rules),
                  "--database", f"sqlite:///{tmp_path / 'serve.sqlite'}", *args],
                 env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # never leave a server behind when it did not come up
+            raise
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                # a loaded machine can take more than a second to answer while workers start
+                if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.1)
-        self.stop()
         raise AssertionError("the server did not become ready:\n" + self.log.read_text())
 
     def stop(self) -> None:
