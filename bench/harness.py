@@ -163,15 +163,19 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_child(script: str, args: Sequence[str], timeout: float) -> dict:
+def run_child(script: str, args: Sequence[str], timeout: float, code: str | None = None) -> dict:
     """Run `python script --child ARGS...` and return the JSON object of its last output line.
 
     Compile time and memory are measured in a fresh process each, so that one engine's
-    allocations and imports do not count against another's.
+    allocations and imports do not count against another's. ``code``: a checkout of another
+    commit whose packages the child imports (a before/after comparison in one run).
     """
+    env = None
+    if code is not None:  # import the project (engine, ...) from another checkout
+        env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
         proc = subprocess.run([sys.executable, script, "--child", *args], capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {timeout:.0f} s"}
     lines = proc.stdout.strip().splitlines()

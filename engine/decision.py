@@ -82,11 +82,13 @@ class Decision(NamedTuple):
     trace: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        error = self.error
+        out: dict[str, Any] = {   # Obligation.to_dict and DecisionError.to_dict, inline: made for every answer
             "allow": self.allow,
-            "obligations": [o.to_dict() for o in self.obligations],
+            "obligations": [{"name": o.name, "params": thawed(o.params) if o.params else {}}
+                            for o in self.obligations],
             "rules": list(self.rules),
-            "error": self.error.to_dict() if self.error else None,
+            "error": None if error is None else {"code": error.code, "field": error.field, "message": error.message},
             "policy_version": self.policy_version,
         }
         if self.trace is not None:
