@@ -85,6 +85,18 @@ class PolicySet:
         """Decide one request. Never raises: every failure is a denial with an error (fail closed).
         With ``debug``, an exception raised while evaluating reaches the caller instead, traceback
         and generated source lines included."""
+        if not explain and type(input) is dict and type(action) is str:
+            # the common case, a request for a known system and action, without a second call;
+            # every other case, and every failure, is answered (or re-raised) by ``_answer``
+            context = input.get("context")
+            system = context.get("system") if type(context) is dict else None
+            plans = self._systems.get(system) if type(system) is str else None
+            fn = plans.get(action) if plans is not None else None
+            if fn is not None:
+                try:
+                    return fn(input, None)
+                except Exception:  # decided again below, where the failure is answered
+                    pass
         return self._answer(self._systems, action, input, explain, debug)
 
     def interpret(self, action: Any, input: Any, *, explain: bool = False, debug: bool = False) -> Decision:

@@ -158,15 +158,6 @@ def _candidates(table: LoweredTable, vals: list[Any]) -> Iterable[int]:
         return range(len(table.rows))
 
 
-def _entries(table: LoweredTable, vals: list[Any]) -> tuple[rowindex.Entry, ...] | None:
-    """The index's entries for a request, or None when a column's fact is absent or a value does
-    not fit the index (then the rows are scanned, so a missing fact is reported as before)."""
-    for slot in table.absent_slots:
-        if vals[slot] is ABSENT:
-            return None
-    return rowindex.lookup(table.tree, vals)
-
-
 def _row_holds(row: LoweredRow, vals: list[Any], sub: Trace) -> bool:
     for cell in row.cells:
         v = vals[cell.slot]
@@ -211,7 +202,13 @@ def run_rows(table: LoweredTable, vals: list[Any], tr: Trace, fired: Fired, deni
             tr.append({"rule": table.id, "kind": "table", "says": table.says, "outcome": "not applicable",
                        "conditions": sub})
         return None
-    entries = _entries(table, vals) if tr is None else None
+    entries = None
+    if tr is None:
+        for slot in table.absent_slots:
+            if vals[slot] is ABSENT:     # a scan says which missing fact a row needed first
+                break
+        else:
+            entries = rowindex.lookup(table.tree, vals)    # None: a value does not fit the index
     if entries is not None:
         matched = _quick(table, entries, vals, fired, version)
         if isinstance(matched, Decision):
