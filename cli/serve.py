@@ -99,6 +99,7 @@ class GranianServer:
             on_bound: t.Callable[[], None] = lambda: None) -> None:
         from granian.constants import Interfaces, Loops
         from granian.http import HTTP1Settings
+        from granian.log import LogLevels
         from granian.server import Server
 
         from cli.front import BufferedFront
@@ -110,12 +111,16 @@ class GranianServer:
             workers=options["workers"], loop=Loops.uvloop, backlog=options["backlog"],
             backpressure=options["max_connections"],
             http1_settings=HTTP1Settings(header_read_timeout=int(options["header_timeout"] * 1000)),
-            log_level="warning", log_access=options["access_log"],
+            log_level=LogLevels.warning, log_access=options["access_log"],
             respawn_failed_workers=True, workers_lifetime=options["max_worker_age"],
             workers_max_rss=options["max_worker_rss"], workers_kill_timeout=options["graceful_timeout"],
         )
         server.on_startup(on_bound)  # granian calls it once the port is bound, before the workers start
-        server.serve(target_loader=lambda _target: front)
+
+        def loader(_target: str) -> t.Any:  # an RSGI application: an object, not the callable granian's hint names
+            return front
+
+        server.serve(target_loader=loader)
 
 
 def _close_app(app: t.Any) -> None:

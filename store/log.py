@@ -58,6 +58,26 @@ def decision_dict(row: Any) -> dict[str, Any]:
             "prev_hash": row.prev_hash, "hash": row.hash}
 
 
+def _filtered(q: Any, *, since: Any, until: Any, action: str | None, allow: bool | None, rule: str | None,
+              version: str | None, caller: str | None, request_id: str | None) -> Any:
+    """``q`` narrowed to the decisions matching every given filter."""
+    if since is not None:
+        q = q.where(decisions.c.time >= chain.normalize_time(since, "since"))
+    if until is not None:
+        q = q.where(decisions.c.time < chain.normalize_time(until, "until"))
+    for column, value in ((decisions.c.action, action), (decisions.c.policy_version, version),
+                          (decisions.c.caller, caller), (decisions.c.request_id, request_id)):
+        if value is not None:
+            q = q.where(column == value)
+    if allow is not None:
+        if not isinstance(allow, bool):
+            raise InvalidInput("allow must be true or false")
+        q = q.where(decisions.c.allow == allow)
+    if rule is not None:
+        q = q.where(decisions.c.seq.in_(sa.select(decision_rules.c.seq).where(decision_rules.c.rule_id == rule)))
+    return q
+
+
 class DecisionLog:
     """The hash-chained decision log of one database."""
 
@@ -247,25 +267,10 @@ class DecisionLog:
             raise InvalidInput("limit must be a positive integer")
         if order not in ("seq", "time"):
             raise InvalidInput("order must be `seq` or `time`")
-        limit = min(limit, MAX_QUERY_LIMIT)
-        q = sa.select(decisions)
-        if since is not None:
-            q = q.where(decisions.c.time >= chain.normalize_time(since, "since"))
-        if until is not None:
-            q = q.where(decisions.c.time < chain.normalize_time(until, "until"))
-        for column, value in ((decisions.c.action, action), (decisions.c.policy_version, version),
-                              (decisions.c.caller, caller), (decisions.c.request_id, request_id)):
-            if value is not None:
-                q = q.where(column == value)
-        if allow is not None:
-            if not isinstance(allow, bool):
-                raise InvalidInput("allow must be true or false")
-            q = q.where(decisions.c.allow == allow)
-        if rule is not None:
-            q = q.where(decisions.c.seq.in_(
-                sa.select(decision_rules.c.seq).where(decision_rules.c.rule_id == rule)))
-        for name, value in (("after_seq", after_seq), ("before_seq", before_seq)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        q = _filtered(sa.select(decisions), since=since, until=until, action=action, allow=allow, rule=rule,
+                      version=version, caller=caller, request_id=request_id)
+        for name, number in (("after_seq", after_seq), ("before_seq", before_seq)):
+            if number is not None and (not isinstance(number, int) or isinstance(number, bool)):
                 raise InvalidInput(f"{name} must be an integer")
         if order == "time":
             # keyset paging on the (time, seq) index: a page reads its own rows, not the range again
@@ -281,7 +286,7 @@ class DecisionLog:
                 q = q.where(decisions.c.seq < before_seq)
             q = q.order_by(decisions.c.seq.desc() if newest_first else decisions.c.seq)
         with self.db.read("query_decisions") as conn:
-            return [decision_dict(r) for r in conn.execute(q.limit(limit))]
+            return [decision_dict(r) for r in conn.execute(q.limit(min(limit, MAX_QUERY_LIMIT)))]
 
     def get(self, decision_id: str) -> dict[str, Any] | None:
         if not isinstance(decision_id, str):
@@ -309,7 +314,9 @@ class DecisionLog:
             end = min(head_seq, start + VERIFY_PAGE - 1)
             with self.db.read("verify_chain") as conn:
                 # the driver's own cursor: plain tuples, no per-row SQLAlchemy work
-                cursor = conn.connection.driver_connection.cursor()
+                driver = conn.connection.driver_connection
+                assert driver is not None  # a checked-out pooled connection has its driver's connection
+                cursor = driver.cursor()
                 try:
                     cursor.execute(select, (start, end))
                     rows = cursor.fetchall()

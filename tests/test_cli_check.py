@@ -73,8 +73,9 @@ def test_check_names_every_unknown_system_action_fact_and_obligation_of_the_test
     # in a test's input, an obligation, a `remove` path, a system in a named base
     p = p.replace("subject: {is_integration_user: false}}\ntests:", "subject: {is_integraton_user: false}}\ntests:", 1)
     p = p.replace("  action: opportunity.update\n", "  action: oportunity.update\n", 1)
-    p = p.replace("subject: {is_integration_user: true}}\n  expect:\n    allow: true\n    obligations: [compute_price]",
-                  "subject: {is_integration_usr: true}}\n  expect:\n    allow: true\n    obligations: [compute_prise]", 1)
+    expect = "}}\n  expect:\n    allow: true\n    obligations: "
+    p = p.replace(f"subject: {{is_integration_user: true{expect}[compute_price]",
+                  f"subject: {{is_integration_usr: true{expect}[compute_prise]", 1)
     c = c.replace("remove: [resource.customer.code]", "remove: [resource.customer.cod]", 1)
     c = c.replace("  ship: {context: {system: qad_erp}", "  ship: {context: {system: qad_erpp}", 1)
     pricing.write_text(p)
