@@ -1,13 +1,29 @@
 """Findings about rules against rules and about stage graphs (all warnings)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
+from ..errors import Location
 from .adapter import Section
 from .findings import WARNING, Finding, names
 from .graphs import closed_cycles, dead_ends, unreachable
 from .logic import And, Atom, Logic
 from .rules import Rule, always_overridden, fires_everywhere, never_fire
+
+
+class _Declared(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def location(self) -> Location | None: ...
+
+
+def _unused(declared: Iterable[_Declared], used: set[str], code: str, message: str, help: str) -> Iterator[Finding]:
+    """A warning for each declared name (a fact, an obligation) that nothing uses."""
+    for decl in declared:
+        if decl.name not in used:
+            yield Finding(WARNING, code, message.format(decl.name), decl.location, help)
 
 
 def rule_findings(section: Section) -> Iterator[Finding]:
@@ -25,18 +41,12 @@ def rule_findings(section: Section) -> Iterator[Finding]:
                       f"{names(winners)} (asked for by {names(sources)})", emit.location,
                       f"remove `{emit.obligation}` from rule `{rule.id}`, or narrow the rules that override it",
                       rules=(rule.id, *sources))
-    read = section.facts_read()
-    for fact in section.declared_facts():
-        if fact.name not in read:
-            yield Finding(WARNING, "fact_never_read",
-                          f"fact `{fact.name}` is declared but no action or rule reads it",
-                          fact.location, "add it to the `reads` of the actions that need it, or remove it")
-    emitted = section.obligations_emitted()
-    for decl in section.declared_obligations():
-        if decl.name not in emitted:
-            yield Finding(WARNING, "obligation_never_emitted",
-                          f"obligation `{decl.name}` is declared but no rule or table asks for it",
-                          decl.location, "ask for it in a rule or a table outcome, or remove it from `obligations`")
+    yield from _unused(section.declared_facts(), section.facts_read(), "fact_never_read",
+                       "fact `{}` is declared but no action or rule reads it",
+                       "add it to the `reads` of the actions that need it, or remove it")
+    yield from _unused(section.declared_obligations(), section.obligations_emitted(), "obligation_never_emitted",
+                       "obligation `{}` is declared but no rule or table asks for it",
+                       "ask for it in a rule or a table outcome, or remove it from `obligations`")
     yield from _graph_findings(section, rules, logic)
 
 
