@@ -151,3 +151,23 @@ def test_the_try_form_refuses_a_post_without_its_csrf_token(visit):
     visit.page.eval_on_selector("main form[method=post] input[name=csrf_token]", "field => field.remove()")
     visit.submit("main form[method=post] button[type=submit]", expect=400)
     assert "security token" in visit.page.inner_text("main")
+
+
+def test_a_decision_reads_and_replays_without_javascript_by_keyboard(visit_no_js, served):
+    visit = visit_no_js
+    decision = served.decide("salesorder.update", order_update(f"SO-{uuid.uuid4().hex[:8]}"))
+    visit.sign_in()
+    visit.go(f"/ui/decisions/{decision['decision_id']}")
+    page = visit.page
+    page.keyboard.press("Tab")  # the first stop skips the navigation
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    replay = page.get_by_label("Version", exact=True)
+    replay.focus()
+    page.keyboard.press("Tab")  # to the Replay button
+    assert page.evaluate("document.activeElement.textContent") == "Replay"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    visit.shot("replayed")
+    assert "?replay=" in page.url and "gives the same decision" in page.inner_text("main")
+    for field in page.locator("main select, main input:not([type=hidden])").all():
+        assert page.locator(f"label[for='{field.get_attribute('id')}']").count() == 1

@@ -2,6 +2,7 @@
 version's page with its files; a file's text with line numbers (rules link to their line)."""
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 
 from flask import request, url_for
@@ -17,6 +18,17 @@ def short_version(version_id: str | None) -> str:
     if not version_id:
         return ""
     return version_id.removeprefix("sha256:")[:12]
+
+
+@bp.app_template_filter("when")
+def when(value: t.Any) -> str:
+    """A time as people read it: ``2026-11-29 05:47:33 UTC`` (from a datetime or an ISO string)."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC" if isinstance(value, dt.datetime) else str(value)
 
 
 def policies_url(version_id: str) -> str | None:
