@@ -25,6 +25,7 @@ from flask import Blueprint, Flask, current_app, g, redirect, render_template, r
 from flask.sessions import SecureCookieSessionInterface
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from api.auth import LOOPBACK, ROLES, Authenticator, Principal, is_loopback
@@ -253,7 +254,7 @@ def nav_links() -> list[tuple[str, str | None, bool]]:
     for label, endpoint in NAV:
         try:
             url: str | None = url_for(endpoint)
-        except Exception:  # a page of the navigation that is not built yet
+        except BuildError:  # a page of the navigation that is not built yet
             url = None
         current = request.endpoint == endpoint or request.endpoint in _SECTIONS.get(endpoint, ())
         links.append((label, url, current))

@@ -6,6 +6,7 @@ import datetime as dt
 import typing as t
 
 from flask import request, url_for
+from werkzeug.routing import BuildError
 
 from api.workbench.core import PageError, bp, call, render, requires_role, resolve, section, store
 
@@ -35,7 +36,7 @@ def policies_url(version_id: str) -> str | None:
     """The link to a version's policy pages, when that page exists."""
     try:
         return url_for("workbench.policies", version=version_id)
-    except Exception:
+    except BuildError:  # the policy pages are not there
         return None
 
 
