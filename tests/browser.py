@@ -1,6 +1,6 @@
 """Browser tests of the workbench: the service served for real, driven by Debian's chromium.
 
-``ordergate serve`` runs in a subprocess on a free port of this suite's range with three access
+``ordergate serve`` runs in a subprocess on a port the kernel hands out, with three access
 tokens (audit, decide, admin) and the order-to-cash fixture policy; Playwright drives
 ``/usr/bin/chromium`` (never a downloaded browser). Every page a test visits through ``Visit``
 is saved as a screenshot under ``$ORDERGATE_SCREENSHOTS`` (default ``var/screenshots``, not
@@ -37,7 +37,6 @@ from test_serve_watch import free_port
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PORTS = range(18400, 18450)  # this suite's port range
 SCREENSHOTS = Path(os.environ.get("ORDERGATE_SCREENSHOTS") or ROOT / "var" / "screenshots")
 #: the tokens the served app knows: role -> (name, secret)
 TOKENS = {
@@ -100,7 +99,7 @@ def _ready(url: str) -> bool:
 
 def start_server(folder: Path, rules: Path = O2C_RULES, **env: str) -> Served:
     """``ordergate serve`` on a free port, the three ``TOKENS`` configured; waits until ready."""
-    port = free_port(PORTS)
+    port = free_port()
     database_url = f"sqlite:///{folder / 'workbench.sqlite'}"
     log = folder / "serve.log"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_")}
