@@ -241,3 +241,15 @@ def test_names_in_sentences_are_code_and_everything_else_is_escaped():
 
     assert str(ticks("`sop` is yes and `<b>` <script>")) == \
         "<code>sop</code> is yes and <code>&lt;b&gt;</code> &lt;script&gt;"
+
+
+def test_importing_into_a_version_that_is_not_active_says_so(app):
+    runtime = app.extensions["ordergate"]
+    files = dict(runtime.store.get_version(runtime.store.active_version_id()).files)
+    files["pricing.yaml"] = files["pricing.yaml"].replace("salesorder_line,  skip when integ or submitted,",
+                                                          "salesorder_line,  skip when submitted or integ,")
+    other = runtime.store.publish(files, author="root", message="PRC-07 create: words reordered", activate=False)
+    client = client_as(app, AUDIT)
+    assert 'id="not-active"' not in client.get(PRICE + "/import").text
+    page = client.get(f"/ui/versions/{other.id}/tables/d365_sales/price-computation/import")
+    assert page.status_code == 200 and 'id="not-active"' in page.text

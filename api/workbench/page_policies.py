@@ -115,6 +115,7 @@ def _import_page(shown: View, grid: grids.Grid, *, status: int = 200, error: str
                  preview: roundtrip.Preview | None = None) -> t.Any:
     return render("table_import.html", status, title=f"Import into {grid.id}", view=shown, grid=grid,
                   error=error, preview=preview, can_publish="admin" in g.user.roles,
+                  active=call(store().active_version_id),
                   changed={(e.row, e.column): e for e in (preview.edits if preview else ())})
 
 
