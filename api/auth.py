@@ -21,6 +21,7 @@ machine only (``ordergate serve`` binds to 127.0.0.1), each acting as ``loopback
 """
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -169,6 +170,13 @@ def check_tokens(tokens: t.Sequence[Token]) -> None:
                                    "names are recorded in the history and the log, secrets never")
 
 
+def token_mark(secret: bytes, key: bytes) -> str:
+    """A mark that tells one token from another without revealing it: an HMAC of its secret under
+    ``key`` (a workbench session carries it to end when its token is rotated or removed)."""
+    digest = hmac.new(key, b"token mark\0" + secret, hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
 class Authenticator:
     """Maps an ``Authorization`` header to a ``Principal``, or raises 401/403.
 
@@ -190,12 +198,14 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
-    def principal_named(self, name: str, role: str) -> Principal | None:
+    def principal_named(self, name: str, role: str, mark: str | None = None, key: bytes = b"") -> Principal | None:
         """The principal of a configured token called ``name`` with role ``role``, if there still is one
-        (a workbench session remembers a name and a role, never a secret)."""
+        (a workbench session remembers a name and a role, never a secret). With ``mark``, only the
+        token whose ``token_mark(secret, key)`` it is: a rotated token (same name, new secret) is another."""
         roles = frozenset(_IMPLIES.get(role, ()))
-        for _, principal in self._tokens:
-            if principal.name == name and principal.roles == roles:
+        for secret, principal in self._tokens:
+            if principal.name == name and principal.roles == roles and (
+                    mark is None or hmac.compare_digest(token_mark(secret, key), mark)):
                 return principal
         return None
 

@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from api.auth import LOOPBACK, ROLES, Authenticator, Principal, is_loopback
+from api.auth import LOOPBACK, ROLES, Authenticator, Principal, is_loopback, token_mark
 from api.errors import ApiError
 
 bp = Blueprint("workbench", __name__, url_prefix="/ui", template_folder="templates", static_folder="static",
@@ -123,11 +123,13 @@ def csrf_field() -> Markup:
     return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
 
 
-def start_session(principal: Principal) -> None:
-    """Sign ``principal`` in: a fresh session (new CSRF token) holding its name and role only."""
+def start_session(principal: Principal, secret: str) -> None:
+    """Sign ``principal`` in: a fresh session (new CSRF token) holding its name, its role and the mark
+    of the token ``secret`` it signed in with (an HMAC under the session key, never the secret)."""
     session.clear()
     session["name"] = principal.name
     session["role"] = top_role(principal)
+    session["token"] = token_mark(secret.encode("utf-8", "surrogatepass"), _mark_key())
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     session.permanent = True
 
@@ -136,10 +138,16 @@ def current_user() -> Principal | None:
     """Who is signed in, checked against the tokens configured now (a removed token signs out)."""
     if not auth_enabled():
         return Principal(LOOPBACK, frozenset(ROLES))
-    name, role = session.get("name"), session.get("role")
-    if not isinstance(name, str) or role not in _RANK:
+    name, role, mark = session.get("name"), session.get("role"), session.get("token")
+    if not isinstance(name, str) or role not in _RANK or not isinstance(mark, str):
         return None
-    return authenticator().principal_named(name, role)
+    # the token that signed in must still be configured: removed or rotated ends the session, even
+    # when ORDERGATE_SESSION_SECRET keeps the cookie's signing key the same
+    return authenticator().principal_named(name, role, mark, _mark_key())
+
+
+def _mark_key() -> bytes:
+    return hmac.new(t.cast(bytes, current_app.secret_key), b"token marks", hashlib.sha256).digest()
 
 
 # -- guards ---------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def sign_in_post() -> t.Any:
         raise PageError(403, "Not allowed",
                         f"Token `{principal.name}` has the `decide` role only; the workbench needs a token "
                         "of role `audit` or `admin`.")
-    start_session(principal)
+    start_session(principal, secret)
     return redirect(next_url, 303)
 
 
