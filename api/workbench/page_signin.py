@@ -1,6 +1,7 @@
 """Sign-in by access token, sign-out, and the front page."""
 from __future__ import annotations
 
+import posixpath
 import typing as t
 from urllib.parse import urlsplit
 
@@ -23,10 +24,11 @@ from api.workbench.core import (
 def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a path of the workbench, never another site."""
     default = url_for("workbench.home")
-    if not target:
-        return default
+    if not target or any(ch in "\\\x7f" or ord(ch) < 32 for ch in target):
+        return default  # a backslash reads as a slash to browsers; a control character breaks the header
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ui") or target.startswith("//"):
+    path = posixpath.normpath(parts.path) if parts.path else ""
+    if parts.scheme or parts.netloc or target.startswith("//") or not (path == "/ui" or path.startswith("/ui/")):
         return default
     return target
 
