@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -63,11 +64,33 @@ def filename(grid: Grid, kind: str) -> str:
 
 
 # -- export ---------------------------------------------------------------------------------------
+#: how a spreadsheet opening a CSV file tells a formula: its first character (after any quote marks)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN = re.compile(r"-|[-+]?[0-9]+(\.[0-9]+)?")
+
+
+def _runs(text: str) -> bool:
+    """Whether a spreadsheet would run ``text`` (after the quote marks ``'`` that guard it) as a formula."""
+    core = text.lstrip("'")
+    return core.startswith(_FORMULA_START) and not _PLAIN.fullmatch(core)
+
+
+def guarded(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: ``=cmd|...`` is written ``'=cmd|...`` (the spreadsheet
+    convention for a text cell); ``unguarded`` reads it back, so the round trip is exact."""
+    return "'" + text if _runs(text) else text
+
+
+def unguarded(text: str) -> str:
+    return text[1:] if text.startswith("'") and _runs(text[1:]) else text
+
+
 def to_csv(grid: Grid) -> bytes:
-    """The grid as CSV (UTF-8 with a byte-order mark, so spreadsheets read its accents)."""
+    """The grid as CSV (UTF-8 with a byte-order mark, so spreadsheets read its accents); a cell that
+    a spreadsheet would run as a formula is guarded by a leading ``'`` (see ``guarded``)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerows(grid.sheet())
+    writer.writerows([guarded(text) for text in row] for row in grid.sheet())
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
@@ -168,7 +191,7 @@ def read_csv(data: bytes, max_rows: int, max_columns: int) -> list[list[str]]:
         for c, value in enumerate(row[:max_columns + SLACK]):
             if value.startswith("="):
                 raise SheetError("the cell holds a formula; a table cell is text, type its value", ref(r, c))
-    return _bounded(rows, max_rows, max_columns)
+    return _bounded([[unguarded(value) for value in row] for row in rows], max_rows, max_columns)
 
 
 def _bounded(rows: list[list[str]], max_rows: int, max_columns: int) -> list[list[str]]:
