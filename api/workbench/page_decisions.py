@@ -57,11 +57,13 @@ def _filters(args: t.Mapping[str, str]) -> LogFilters:
 
 
 def _page_size(args: t.Mapping[str, str]) -> int:
-    try:
-        size = int(args.get("size") or 50)
-    except ValueError:
-        size = 50
-    return size if size in PAGE_SIZES else 50
+    """The page size asked for: one of ``PAGE_SIZES`` (50 when not given); anything else is ``_Invalid``."""
+    text = (args.get("size") or "").strip()
+    if not text:
+        return 50
+    if text not in {str(size) for size in PAGE_SIZES}:
+        raise _Invalid(f"`size` must be one of {', '.join(map(str, PAGE_SIZES))}")
+    return int(text)
 
 
 def _cursor(args: t.Mapping[str, str], filters: LogFilters) -> Cursor | None:
@@ -112,9 +114,11 @@ def decisions() -> t.Any:
     args = request.args
     problem = None
     page = None
+    size = 50
     try:
         filters = _filters(args)
-        page = call(search, store(), filters, limit=_page_size(args), cursor=_cursor(args, filters))
+        size = _page_size(args)
+        page = call(search, store(), filters, limit=size, cursor=_cursor(args, filters))
     except _Invalid as exc:
         problem = str(exc)
     except PageError as exc:
@@ -123,7 +127,7 @@ def decisions() -> t.Any:
         problem = exc.message
     kept = {k: v for k, v in args.items() if k not in ("older", "newer") and v}
     return render("decisions.html", 400 if problem else 200, title="Decision log", args=args, problem=problem,
-                  page=page, kept=kept, sizes=PAGE_SIZES, size=_page_size(args), system_of=system_of,
+                  page=page, kept=kept, sizes=PAGE_SIZES, size=size, system_of=system_of,
                   matched=lambda facts: matched_fact(facts, (args.get("text") or "").strip()),
                   logged=call(store().decision_count), **_choices())
 
