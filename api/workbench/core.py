@@ -203,8 +203,11 @@ def _check_csrf() -> None:
                         "and resend the form.")
 
 
-@bp.after_request
+@bp.after_app_request
 def _headers(response: WerkzeugResponse) -> WerkzeugResponse:
+    # every answer under /ui, also the error page of a path no route matches (not the blueprint's)
+    if request.path != "/ui" and not request.path.startswith("/ui/"):
+        return response
     for name, value in _SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     return response
