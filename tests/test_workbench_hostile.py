@@ -618,3 +618,33 @@ def test_hostile_words_never_run_in_a_real_browser(browser, hostile_served, tmp_
         assert XSS in page.inner_text("main")
     finally:
         context.close()
+
+
+def _with_sheet_xml(xlsx: bytes, edit: t.Callable[[str], str]) -> bytes:
+    """``xlsx`` with its sheet's XML rewritten by ``edit``."""
+    source = zipfile.ZipFile(io.BytesIO(xlsx))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in source.namelist():
+            data = source.read(name)
+            archive.writestr(name, edit(data.decode()).encode() if name == "xl/worksheets/sheet1.xml" else data)
+    return out.getvalue()
+
+
+def _doctype(text: str, entities: str, cell: str) -> str:
+    at = text.index("<worksheet")
+    return text[:at] + f"<!DOCTYPE worksheet [{entities}]>" + text[at:].replace(">retail<", f">{cell}<", 1)
+
+
+def test_an_xlsx_with_xml_entities_is_refused_clearly(app):
+    client = client_as(app, ADMIN)
+    exported = client.get(TABLE + "/export.xlsx").data
+    laughs = '<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+    before = counts(app)
+    for name, entities, cell in [("laughs.xlsx", laughs, "&i;"),
+                                 ("external.xlsx", '<!ENTITY x SYSTEM "file:///etc/hostname">', "&x;")]:
+        response = upload(client, _with_sheet_xml(exported, lambda text: _doctype(text, entities, cell)), name)
+        assert response.status_code == 400 and "cannot be read" in response.text, (name, response.status_code)
+        assert "aaaaaaaaaa" not in response.text and "Internal error" not in response.text
+    assert counts(app) == before
