@@ -644,7 +644,8 @@ def test_an_xlsx_with_xml_entities_is_refused_clearly(app):
     before = counts(app)
     for name, entities, cell in [("laughs.xlsx", laughs, "&i;"),
                                  ("external.xlsx", '<!ENTITY x SYSTEM "file:///etc/hostname">', "&x;")]:
-        response = upload(client, _with_sheet_xml(exported, lambda text: _doctype(text, entities, cell)), name)
+        hostile = _with_sheet_xml(exported, lambda text, e=entities, c=cell: _doctype(text, e, c))
+        response = upload(client, hostile, name)
         assert response.status_code == 400 and "cannot be read" in response.text, (name, response.status_code)
         assert "aaaaaaaaaa" not in response.text and "Internal error" not in response.text
     assert counts(app) == before

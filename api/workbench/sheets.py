@@ -162,19 +162,29 @@ def read_xlsx(data: bytes, max_rows: int, max_columns: int, title: str | None = 
     except Exception as exc:   # openpyxl raises many kinds for a broken archive
         raise SheetError(f"the file is not a readable XLSX workbook ({type(exc).__name__})") from None
     try:
-        sheet = book[title] if title and title in book.sheetnames else book.worksheets[0]
-        rows: list[list[str]] = []
-        for r, cells in enumerate(sheet.iter_rows(max_row=max_rows + SLACK)):
-            row = []
-            for c, cell in enumerate(cells[:max_columns + SLACK]):
-                name = ref(r, c)
-                if getattr(cell, "data_type", None) == "f":
-                    raise SheetError("the cell holds a formula; a table cell is text, type its value", name)
-                row.append(_xlsx_text(cell.value, name))
-            rows.append(row)
+        rows = _xlsx_rows(book, title, max_rows, max_columns)
+    except SheetError:
+        raise
+    except Exception as exc:  # read-only sheets are parsed while iterated: XML errors, entities refused
+        raise SheetError(f"the sheet cannot be read as a workbook's sheet ({type(exc).__name__}); save it again "
+                         "from the spreadsheet as .xlsx") from None
     finally:
         book.close()
     return _bounded(rows, max_rows, max_columns)
+
+
+def _xlsx_rows(book: Any, title: str | None, max_rows: int, max_columns: int) -> list[list[str]]:
+    sheet = book[title] if title and title in book.sheetnames else book.worksheets[0]
+    rows: list[list[str]] = []
+    for r, cells in enumerate(sheet.iter_rows(max_row=max_rows + SLACK)):
+        row = []
+        for c, cell in enumerate(cells[:max_columns + SLACK]):
+            name = ref(r, c)
+            if getattr(cell, "data_type", None) == "f":
+                raise SheetError("the cell holds a formula; a table cell is text, type its value", name)
+            row.append(_xlsx_text(cell.value, name))
+        rows.append(row)
+    return rows
 
 
 def read_csv(data: bytes, max_rows: int, max_columns: int) -> list[list[str]]:
