@@ -7,11 +7,11 @@ requests: each gets a clear error page, changes nothing and answers at once."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 import json
 import re
-import socket
 import typing as t
 import zipfile
 import zlib
@@ -535,12 +535,6 @@ def test_every_page_and_error_page_carries_the_security_headers(app):
 # -- in a real browser -------------------------------------------------------------------------------------------
 
 
-def _os_port(ports: range = range(0)) -> int:
-    with socket.socket() as s:  # the OS picks a free port (a fixed range collides with other runs)
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any]:
     import browser
@@ -548,9 +542,7 @@ def hostile_served(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Any
     browser.need_chromium()
     folder = tmp_path_factory.mktemp("hostile-served")
     rules = write_rules(folder / "rules", FILES)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(browser, "free_port", _os_port)
-        server = browser.start_server(folder, rules)
+    server = browser.start_server(folder, rules)  # on a port the kernel hands out
     try:
         yield server
     finally:
@@ -649,3 +641,41 @@ def test_an_xlsx_with_xml_entities_is_refused_clearly(app):
         assert response.status_code == 400 and "cannot be read" in response.text, (name, response.status_code)
         assert "aaaaaaaaaa" not in response.text and "Internal error" not in response.text
     assert counts(app) == before
+
+
+def test_a_publish_confirm_that_differs_from_its_preview_is_refused(app):
+    client = client_as(app, ADMIN)
+    rows = exported_rows(client)
+    preview = upload(client, csv_with(rows, (1, 2), "{below: 200}"), "edited.csv")
+    assert preview.status_code == 200 and "Publish as a new version" in preview.text
+    form = {"csrf_token": csrf_of(preview.text), "digest": re.search(r'name="digest" value="([^"]+)"',
+                                                                     preview.text).group(1),
+            "cell": "C2", "value": "{below: 200}", "message": "why"}
+    before = counts(app)
+    for change, says in [({"value": "{below: 999}"}, "differs from the one previewed"),
+                         ({"cell": "Z99"}, "names a cell the table does not have"),
+                         ({"cell": "A2", "value": "D-9"}, "the row name reads"),
+                         ({"digest": "0" * 64}, "differs from the one previewed"),
+                         ({"message": "  "}, "say why"),
+                         ({"message": "x" * 20000}, "message is longer than 10000 characters"),
+                         ({"cell": "C2", "value": XSS}, "differs from the one previewed")]:
+        response = client.post(TABLE + "/publish", data={**form, **change})
+        assert response.status_code == 400 and says in response.text, (change.keys(), response.status_code)
+        assert "Internal error" not in response.text
+        assert_escaped(response.text, str(change.keys()))
+    assert counts(app) == before
+
+
+def test_secrets_never_reach_the_server_log(hostile_served):
+    import urllib.request
+
+    from browser import TOKENS
+
+    # a sign-in form sent without its CSRF token, and the browser test's sign-ins before it
+    request = urllib.request.Request(hostile_served.url + "/ui/sign-in", data=b"token=audit-wrong-0000000000000000")
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(request, timeout=30)
+
+    logged = hostile_served.log.read_text()
+    assert "audit-wrong-0000000000000000" not in logged
+    assert not [secret for _, secret in TOKENS.values() if secret in logged]
