@@ -43,9 +43,10 @@ facts:
   total: {path: resource.order.total, type: integer, min: 0, says: the order total}
   stage: {path: resource.order.stage, type: string, says: the stage}
   target: {path: resource.order.target, type: string, says: the next stage}
+  notes: {path: resource.order.notes, type: list, items: {type: string}, default: [], says: notes}
 actions:
   - names: [order.price]
-    reads: [group, total, stage, target]
+    reads: [group, total, stage, target, notes]
 rules:
   - id: G-1
     kind: guard
@@ -504,6 +505,11 @@ def test_a_decision_replayed_against_an_unknown_version_is_refused(app):
     {"action": "desk/order.price", "fact.resource.customer.group": "=cmd"},
     {"action": "desk/order.price", "fact.resource.order.total": "9" * 5000},
     {"action": "desk/order.price", "fact.resource.order.total": "-1"},
+    {"action": "desk/order.price", "fact.resource.order.notes": "[" * 100000 + "]" * 100000},
+    {"action": "desk/order.price", "fact.resource.order.notes": "[" * 40 + "]" * 40},
+    {"action": "desk/order.price", "fact.resource.order.notes": '{"a":' * 50000 + "1" + "}" * 50000},
+    {"action": "desk/order.price", "fact.resource.order.notes": "[NaN]"},
+    {"action": "desk/order.price", "fact.resource.order.notes": '["' + "x" * (2 << 20) + '"]'},
 ])
 def test_try_with_a_bad_action_or_fact_is_refused_and_never_logged(app, form):
     client = client_as(app, AUDIT)
