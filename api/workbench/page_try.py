@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from flask import g, request
 
+from api.body import check_value
 from api.decisions import WHY_NOT, Decider, Who
 from api.errors import ApiError
 from api.workbench.core import PageError, bp, render, requires_role, runtime
@@ -78,10 +79,27 @@ def _value(field: FactField, text: str) -> t.Any:
             raise ValueError("must be a whole number") from None
     if field.kind == "string":
         return text
+    return _json(text)
+
+
+def _no_constant(name: str) -> t.NoReturn:
+    raise ValueError(f"`{name}` is not JSON")
+
+
+def _json(text: str) -> t.Any:
+    """A JSON field's value, within the nesting depth the API allows a request (``max_depth``)."""
+    depth = int(runtime().config["max_depth"])
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"is nested deeper than the {depth} levels a request may have") from None
     except ValueError:
         raise ValueError("must be JSON (a list [..], an object {..}, a number, \"text\", true/false)") from None
+    try:
+        check_value(value, depth)
+    except ApiError as exc:
+        raise ValueError(exc.message) from None
+    return value
 
 
 def build_input(system: str, fields: list[FactField], form: t.Mapping[str, str]
