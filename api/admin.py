@@ -17,7 +17,7 @@ from api import evidence
 from api.body import read_json
 from api.decisions import json_response
 from api.errors import ApiError, bad_request
-from store.impact_reports import impact_reports, record_impact
+from store.impact_reports import impact_reports
 
 log = logging.getLogger("ordergate.api")
 
@@ -187,7 +187,8 @@ def serve_everywhere_of(runtime: t.Any, version_id: str) -> dict[str, t.Any]:
     return {"serving": runtime.active_version_id, "workers": {"serving": count, "total": total}}
 
 
-def publish_candidate(runtime: t.Any, files: dict[str, str], author: str, message: str, activate: bool) -> t.Any:
+def publish_candidate(runtime: t.Any, files: dict[str, str], author: str, message: str, activate: bool,
+                      impact: t.Mapping[str, t.Any] | None = None) -> t.Any:
     """Compile, test and store a candidate; in a child process when the database allows it. Raises
     the store's errors (``PublishRejected`` with every error of a broken candidate)."""
     config = runtime.config
@@ -198,8 +199,9 @@ def publish_candidate(runtime: t.Any, files: dict[str, str], author: str, messag
     if config["publish_in_child"] and config.get("store") is None and url and not in_memory:
         from api import publisher
 
-        return publisher.publish(runtime.store, url, files, author=author, message=message, activate=activate)
-    return runtime.store.publish(files, author=author, message=message, activate=activate)
+        return publisher.publish(runtime.store, url, files, author=author, message=message, activate=activate,
+                                 impact=impact)
+    return runtime.store.publish(files, author=author, message=message, activate=activate, impact=impact)
 
 
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
@@ -237,8 +239,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     def serve_everywhere(version_id: str) -> dict[str, t.Any]:
         return serve_everywhere_of(runtime, version_id)
 
-    def publish_files(files: dict[str, str], author: str, message: str, activate: bool) -> t.Any:
-        return call(publish_candidate, runtime, files, author, message, activate)
+    def publish_files(files: dict[str, str], author: str, message: str, activate: bool,
+                      impact: t.Mapping[str, t.Any] | None = None) -> t.Any:
+        return call(publish_candidate, runtime, files, author, message, activate, impact)
 
     def policy_set(version_id: str) -> t.Any:
         return call(store().policy_set, version_id)
@@ -348,10 +351,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             raise bad_request("`activate` must be true or false", "invalid_parameter")
         since, max_risky_flips = _impact_fields(body)
         report = impact_gate(files, since, max_risky_flips) if since is not None else None
-        version = publish_files(files, principal.name, message, activate)
-        if report is not None:
-            call(record_impact, store(), version.id, report_hash=report["hash"], risky_flips=report["risky_flips"],
-                 since=since)
+        impact = None if report is None else {"hash": report["hash"], "risky_flips": report["risky_flips"],
+                                              "since": since}
+        version = publish_files(files, principal.name, message, activate, impact)
         out = version.to_dict()
         out["impact_report"] = call(impact_reports, store()).get(version.id) if report is not None else None
         if activate:

@@ -18,7 +18,7 @@ TIMEOUT = 300.0
 
 
 def publish(store: t.Any, database_url: str, files: t.Mapping[str, str], *, author: str, message: str,
-            activate: bool, timeout: float = TIMEOUT) -> t.Any:
+            activate: bool, impact: t.Mapping[str, t.Any] | None = None, timeout: float = TIMEOUT) -> t.Any:
     """``store.publish(...)`` done by a child process; returns the stored ``Version``.
 
     Raises what ``Store.publish`` raises: ``PublishRejected`` with every error, ``InvalidInput``,
@@ -27,7 +27,7 @@ def publish(store: t.Any, database_url: str, files: t.Mapping[str, str], *, auth
     from store import InvalidInput, PublishRejected, StoreError
 
     request = json.dumps({"database_url": database_url, "files": dict(files), "author": author,
-                          "message": message, "activate": activate})
+                          "message": message, "activate": activate, "impact": impact})
     try:
         child = subprocess.run([sys.executable, "-m", "api.publisher"], input=request, capture_output=True,
                                text=True, timeout=timeout)
@@ -54,7 +54,7 @@ def _main() -> int:
     store = Store(request["database_url"])
     try:
         version = store.publish(request["files"], author=request["author"], message=request["message"],
-                                activate=request["activate"])
+                                activate=request["activate"], impact=request.get("impact"))
         answer: dict[str, t.Any] = {"version": version.id}
     except PublishRejected as exc:
         answer = {"rejected": {"errors": exc.errors, "test_failures": exc.test_failures}}

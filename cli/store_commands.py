@@ -149,13 +149,10 @@ def publish(directory: str | None, message: str, author: str | None, database: s
             report = _impact_gate(store, files, impact_since, max_risky_flips)
         before = store.active_version_id()
         stored = {v.id for v in store.list_versions()}
+        impact = None if report is None else {"hash": report["hash"], "risky_flips": report["risky_flips"],
+                                              "since": impact_since}
         version = store.publish(files, author=author or _default_author(), message=message,
-                                activate=not no_activate)
-        if report is not None:
-            from store.impact_reports import record_impact
-
-            record_impact(store, version.id, report_hash=report["hash"], risky_flips=report["risky_flips"],
-                          since=impact_since)
+                                activate=not no_activate, impact=impact)
     click.echo(version.id)
     if version.id in stored:  # the same rule files: the stored version keeps its first author and message
         first = version.message.splitlines()[0] if version.message else ""

@@ -70,11 +70,13 @@ class Store:
 
     # -- versions ---------------------------------------------------------------------------
 
-    def publish(self, files: Mapping[str, str], *, author: str, message: str, activate: bool = True) -> Version:
-        """Compile, run the YAML tests, then store (and activate) in one transaction; raises
-        PublishRejected with every error when the candidate is broken (nothing is written)."""
+    def publish(self, files: Mapping[str, str], *, author: str, message: str, activate: bool = True,
+                impact: Mapping[str, Any] | None = None) -> Version:
+        """Compile, run the YAML tests, then store (and activate) in one transaction, with the
+        summary of the impact report it passed when given; raises PublishRejected with every
+        error when the candidate is broken (nothing is written)."""
         return publishing.publish(self.db, self.versions, self.compiled, files, author=author, message=message,
-                                  activate=activate)[0]
+                                  activate=activate, impact=impact)[0]
 
     def publish_initial(self, files: Mapping[str, str], *, author: str, message: str) -> tuple[Version, bool]:
         """Publish and activate into a store with no active version: ``(version, True)``; when a

@@ -11,15 +11,12 @@ from .errors import StoreError
 from .schema import version_impact
 
 
-def record_impact(store: t.Any, version_id: str, *, report_hash: str, risky_flips: int, since: str | None) -> None:
-    """Keep the hash of the report ``version_id`` was published with (append-only)."""
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(version_impact.insert().values(
-                version_id=version_id, report_hash=report_hash, risky_flips=risky_flips, since=since,
-                recorded_at=datetime.now(UTC)))
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"record_impact: database error: {str(exc).splitlines()[0]}") from exc
+def record_impact(conn: sa.Connection, version_id: str, impact: t.Mapping[str, t.Any]) -> None:
+    """Keep the hash of the report ``version_id`` is published with (append-only), on the publishing
+    transaction's connection: the version never goes live without it."""
+    conn.execute(version_impact.insert().values(
+        version_id=version_id, report_hash=str(impact["hash"]), risky_flips=int(impact["risky_flips"]),
+        since=impact.get("since"), recorded_at=datetime.now(UTC)))
 
 
 def impact_reports(store: t.Any) -> dict[str, dict[str, t.Any]]:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from .db import Database
 from .errors import InvalidInput, PublishRejected
+from .impact_reports import record_impact
 from .schema import HEAD_ACTIVE, policy_files, policy_versions
 from .versions import CompiledVersions, Version, Versions, check_text, now
 
@@ -48,7 +49,8 @@ def compile_and_test(files: dict[str, str]) -> Any:
 
 
 def publish(db: Database, versions: Versions, compiled: CompiledVersions, files: Mapping[str, str], *,
-            author: str, message: str, activate: bool = True, unless_active: bool = False) -> tuple[Version, bool]:
+            author: str, message: str, activate: bool = True, unless_active: bool = False,
+            impact: Mapping[str, Any] | None = None) -> tuple[Version, bool]:
     """Compile, run the YAML tests, then store (and activate) in one transaction; ``(version, True)``.
 
     The id is ``PolicySet.version``, a hash of the rule files (paths relative to the folder, tests
@@ -57,6 +59,8 @@ def publish(db: Database, versions: Versions, compiled: CompiledVersions, files:
     publish commits (publishes are serialised on the active-version lock). With ``unless_active``
     nothing is written when a version is active by the time the lock is held: ``(that version,
     False)`` (servers starting at once on an empty store publish once; the others find it).
+    ``impact`` (the summary of the impact report the candidate passed: ``hash``, ``risky_flips``,
+    ``since``) is recorded in the same transaction, so a version is never live without it.
     """
     checked = check_candidate(files)
     author = check_text(author, "author", max_len=200)
@@ -75,6 +79,8 @@ def publish(db: Database, versions: Versions, compiled: CompiledVersions, files:
                 parent=head.value, file_count=len(checked)))
             conn.execute(policy_files.insert(), [
                 {"version_id": version_id, "path": p, "content": t} for p, t in sorted(checked.items())])
+        if impact is not None:
+            record_impact(conn, version_id, impact)
         db.hook("publish_before_activate")
         if activate and head.value != version_id:
             versions.activate_locked(conn, head, version_id, actor=author,

@@ -325,3 +325,27 @@ def test_equal_requests_replayed_once_give_the_report_of_replaying_each(logged, 
     monkeypatch.setattr(evidence, "REPLAY_MEMO", 1)       # nothing kept: every request decided again
     for system, body in once.items():
         assert evidence.impact(store, policy, examples=3, system=system) == body
+
+
+def test_the_impact_report_hash_is_written_in_the_publishing_transaction(store):
+    """A version published through the gate is never live without its report's hash: the two are
+    one transaction, so a publish that fails before its commit leaves neither."""
+    from store.impact_reports import impact_reports
+
+    files = engine.read_folder(O2C)
+    impact = {"hash": "sha256:" + "ab" * 32, "risky_flips": 0, "since": "2026-01-01T00:00:00+00:00"}
+
+    def fail() -> None:
+        raise RuntimeError("the database went away before the commit")
+
+    store._hooks["publish_before_commit"] = fail
+    with pytest.raises(RuntimeError):
+        store.publish(files, author="analyst", message="gated", impact=impact)
+    assert store.active_version_id() is None and store.list_versions() == []
+    assert impact_reports(store) == {}
+    del store._hooks["publish_before_commit"]
+    version = store.publish(files, author="analyst", message="gated", impact=impact)
+    assert store.active_version_id() == version.id
+    recorded = impact_reports(store)[version.id]
+    assert (recorded["hash"], recorded["risky_flips"], recorded["since"]) == (
+        impact["hash"], 0, impact["since"])
