@@ -236,3 +236,32 @@ def test_the_readmes_picture_of_the_workbench_is_a_small_png():
     data = image.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 150 * 1024
     assert "docs/img/workbench.png" in (ROOT / "README.md").read_text()
+
+
+def test_a_second_whole_log_read_is_refused_while_one_runs_and_nothing_is_started(app, monkeypatch):
+    """A chain verify or an impact replay reads the whole log: one at a time in a worker, a second
+    asks to try again (429) instead of piling another whole-log read onto its threads."""
+    from api import evidence
+    from api.testing import ALLOWED
+    from api.workbench import core
+    from store import Store
+
+    api = app.test_client()
+    logged = api.post("/v1/decisions", json=ALLOWED, headers={"Authorization": f"Bearer {DECIDE}"})
+    assert logged.status_code == 200, logged.text
+    decision = logged.get_json()["decision_id"]
+    client = app.test_client()
+    sign_in(client)
+    started: list[str] = []
+    monkeypatch.setattr(evidence, "impact", lambda *a, **k: started.append("replay") or None)
+    verify = Store.verify_chain
+    monkeypatch.setattr(Store, "verify_chain", lambda self: started.append("verify") or verify(self))
+    pages = (f"/ui/decisions/{decision}?verify=chain", "/ui/diff/impact?from=active&to=active&replay=1")
+    with core.whole_log_read("a test's read"):
+        for page in pages:
+            busy = client.get(page)
+            assert busy.status_code == 429 and "Another long read is running" in busy.text, page
+    assert started == []
+    verified = client.get(pages[0])
+    assert verified.status_code == 200 and started == ["verify"]
+    assert client.get(pages[1]).status_code == 200 and started == ["verify", "replay"]

@@ -18,7 +18,10 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 import typing as t
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
@@ -60,6 +63,24 @@ class PageError(Exception):
     def __init__(self, status: int, title: str, message: str) -> None:
         super().__init__(message)
         self.status, self.title, self.message = status, title, message
+
+
+#: held while a page reads the whole decision log (a chain verify, an impact replay): one such read
+#: at a time in a worker, so repeated clicks cannot pile whole-log reads onto its threads
+_WHOLE_LOG = threading.Lock()
+
+
+@contextmanager
+def whole_log_read(what: str) -> Iterator[None]:
+    """Run a read of the whole decision log, or answer 429 when one is already running here."""
+    if not _WHOLE_LOG.acquire(blocking=False):
+        raise PageError(429, "Another long read is running",
+                        f"This server is already reading the whole decision log for another request; {what} "
+                        "was not started. Try again when that one has finished (it writes nothing).")
+    try:
+        yield
+    finally:
+        _WHOLE_LOG.release()
 
 
 # -- the session ----------------------------------------------------------------------------------

@@ -13,7 +13,18 @@ import typing as t
 from flask import request, url_for
 
 from api import evidence
-from api.workbench.core import PageError, bp, call, render, requires_role, resolve, runtime, section, store
+from api.workbench.core import (
+    PageError,
+    bp,
+    call,
+    render,
+    requires_role,
+    resolve,
+    runtime,
+    section,
+    store,
+    whole_log_read,
+)
 from store.log_search import Cursor, LogFilters, check_entry, search
 
 PAGE_SIZES = (25, 50, 100)
@@ -158,7 +169,10 @@ def decision(decision_id: str) -> t.Any:
     explained = None
     if record["policy_version"] is not None:
         explained = call(evidence.explain, store(), decision_id)
-    chain_report = call(store().verify_chain) if request.args.get("verify") == "chain" else None
+    chain_report = None
+    if request.args.get("verify") == "chain":
+        with whole_log_read("verifying the chain"):
+            chain_report = call(store().verify_chain)
     return render("decision.html", title=f"Decision {decision_id}", record=record, system=system_of(record["input"]),
                   input_json=json.dumps(record["input"], indent=2, ensure_ascii=False, sort_keys=True),
                   explained=explained, rules=_rule_links(record), versions=call(store().list_versions),

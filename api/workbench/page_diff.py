@@ -12,7 +12,7 @@ from flask import request, url_for
 
 from api import evidence
 from api.workbench import griddiff
-from api.workbench.core import PageError, bp, call, render, requires_role, resolve, section, store
+from api.workbench.core import PageError, bp, call, render, requires_role, resolve, section, store, whole_log_read
 from api.workbench.page_policies import view
 
 _SEMANTIC: OrderedDict[tuple[str, str], dict[str, t.Any]] = OrderedDict()
@@ -98,7 +98,8 @@ def diff_impact() -> t.Any:
     filters = _filters()
     report = None
     if request.args.get("replay"):
-        report = call(evidence.impact, store(), call(store().policy_set, b), examples=EXAMPLES, **filters)
+        with whole_log_read("the replay"):
+            report = call(evidence.impact, store(), call(store().policy_set, b), examples=EXAMPLES, **filters)
     return render("diff_impact.html", title="Impact", a=a, b=b, filters=filters, report=report,
                   decision_url=decision_url)
 
