@@ -12,7 +12,8 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from api import admin, decisions
-from api.auth import Authenticator, Principal, is_loopback, tokens_from_env
+from api.auth import Authenticator, Principal, tokens_from_env
+from api.decide_http import DecisionEndpoint, defect_answer, error_answer, require_json
 from api.decisions import json_response
 from api.errors import ApiError, bad_request
 from api.metrics import Metrics
@@ -120,51 +121,36 @@ def create_app(config: dict | None = None) -> Flask:
 
     def requires(role: str) -> Principal:
         """The caller, who must hold ``role``; ``flask.g.caller`` is its name from here on."""
-        if not authenticator.enabled:
-            _only_this_machine()
-        principal = authenticator.require(request.headers.get("Authorization"), role)
+        principal = authenticator.require_request(role, request.headers.get("Authorization"), request.remote_addr,
+                                                  request.host)
         g.caller = principal.name
         return principal
 
     @app.before_request
     def json_posts_only() -> None:
-        # a browser sends a cross-site POST without asking first only when its type is text/plain or a
-        # form: requiring JSON makes every such request either a 415 here or a preflight we never grant
         # (the workbench's forms are posted as forms: each carries its session's CSRF token instead)
-        if (request.method == "POST" and request.routing_exception is None and request.mimetype != _JSON
-                and request.blueprint != "workbench"):
-            raise ApiError("unsupported_media_type",
-                           "send the request with `Content-Type: application/json` (also when it has no body)")
+        if request.routing_exception is None and request.blueprint != "workbench":
+            require_json(request.method, request.mimetype)
 
     _register_errors(app, metrics)
     from api import workbench
 
     workbench.init_app(app, authenticator, str(settings["database_url"]))
-    decisions.register(app, runtime, requires)
+    endpoint = DecisionEndpoint(runtime, authenticator)
+    decisions.register(app, endpoint)
+    # what cli.front.BufferedFront answers without Flask: POST on these exact paths
+    app.extensions["ordergate.direct_posts"] = dict.fromkeys(endpoint.paths, endpoint)
     admin.register(app, runtime, requires)
     _register_health(app, runtime)
     runtime.start()
     return app
 
 
-def _only_this_machine() -> None:
-    """With authentication off, serve callers on this machine only, asking for it by a loopback name.
-
-    The address check holds however the server was started; the ``Host`` check stops a web page
-    whose own name resolves to 127.0.0.1 (DNS rebinding) from calling the service as its origin.
-    """
-    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    if not is_loopback(request.remote_addr or "") or (request.host and not is_loopback(host)):
-        raise ApiError("forbidden", "authentication is off: only callers on this machine, addressing it as "
-                                    "`127.0.0.1` or `localhost`, are served")
-
-
 def _register_errors(app: Flask, metrics: Metrics) -> None:
     @app.errorhandler(ApiError)
     def on_api_error(exc: ApiError) -> Response:
-        if exc.code == "bad_request":
-            metrics.bad_request(str(exc.extra.get("reason", "bad_request")))
-        return json_response(exc.to_dict(), exc.status)
+        status, body = error_answer(exc, metrics)
+        return Response(body, status=status, mimetype=_JSON)
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> t.Any:
@@ -195,9 +181,8 @@ def _register_errors(app: Flask, metrics: Metrics) -> None:
 
     @app.errorhandler(Exception)
     def on_defect(exc: Exception) -> Response:
-        log.exception("ordergate: unhandled error on %s %s", request.method, request.path)
-        error = ApiError("internal_error", f"internal error ({type(exc).__name__}); nothing was allowed")
-        return json_response(error.to_dict(), 500)
+        status, body = defect_answer(exc, request.method, request.path)
+        return Response(body, status=status, mimetype=_JSON)
 
 
 def _register_health(app: Flask, runtime: Runtime) -> None:

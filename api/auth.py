@@ -59,6 +59,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def from_this_machine(remote_addr: str | None, host: str) -> bool:
+    """A request from this machine that addresses it by a loopback name (what is served with
+    authentication off): the client address ``remote_addr`` and the ``host`` of its ``Host`` header
+    (``name[:port]``, empty when it has none) are both loopback.
+
+    The address check holds however the server was started; the ``Host`` check stops a web page
+    whose own name resolves to 127.0.0.1 (DNS rebinding) from calling the service as its origin.
+    """
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return is_loopback(remote_addr or "") and (not host or is_loopback(name))
+
+
 class TokenConfigError(ValueError):
     """The token configuration cannot be used; the message never contains a secret."""
 
@@ -240,3 +252,11 @@ class Authenticator:
         if role not in principal.roles:
             raise ApiError("forbidden", f"this endpoint needs the `{role}` role")
         return principal
+
+    def require_request(self, role: str, header: str | None, remote_addr: str | None, host: str) -> Principal:
+        """``require`` for an API request: with authentication off, a caller on this machine only
+        (``from_this_machine``; 403 otherwise)."""
+        if not self._tokens and not from_this_machine(remote_addr, host):
+            raise ApiError("forbidden", "authentication is off: only callers on this machine, addressing it as "
+                                        "`127.0.0.1` or `localhost`, are served")
+        return self.require(header, role)

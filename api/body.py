@@ -56,10 +56,21 @@ def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
 def parse_json(request: Request, *, max_bytes: int, max_depth: int) -> tuple[t.Any, bool]:
     """Read, decode and parse the body of ``request`` within ``max_bytes``: ``(value, by_orjson)``,
     not yet checked (``check_parsed`` does that, for the whole body or one part at a time)."""
+    return parse_body(read_body(request, max_bytes), max_bytes=max_bytes, max_depth=max_depth)
+
+
+def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body of ``request``, read only when its declared length is within ``max_bytes`` (413
+    otherwise), and never more than ``max_bytes + 1`` bytes of it (``parse_body`` refuses those)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise _too_large(max_bytes)
-    data = _read_at_most(request.stream, max_bytes + 1)
+    return _read_at_most(request.stream, max_bytes + 1)
+
+
+def parse_body(data: bytes, *, max_bytes: int, max_depth: int) -> tuple[t.Any, bool]:
+    """Decode and parse a whole request body of at most ``max_bytes``: ``(value, by_orjson)``, not
+    yet checked (``check_parsed`` does that, for the whole body or one part at a time)."""
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
     if not data.strip():

@@ -1,22 +1,24 @@
-"""POST /v1/decisions and POST /v1/decisions/batch (docs/api.md, "Deciding"): parse, decide, log, answer.
+"""Deciding (docs/api.md, "Deciding"): check the envelope, decide, log, answer.
 
 No rule logic here: the engine's PolicySet decides; this module only checks the envelope, asks
-it, records the decision and maps the outcome to an HTTP status.
+it, records the decision and maps the outcome to an HTTP status. The HTTP handling of
+``POST /v1/decisions`` and ``POST /v1/decisions/batch`` is ``api.decide_http`` (no framework);
+``register`` routes Flask to it.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
-import time
 import typing as t
 from dataclasses import dataclass
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 
-from api.body import check_parsed, parse_json, read_json
-from api.errors import ApiError, bad_request, decision_status
+from api.body import read_body
+from api.errors import bad_request, decision_status
 from api.ids import new_ids
 from engine import whatif
 from store.chain import PreparedRecord, format_time, prepare_decision
@@ -29,17 +31,17 @@ def _dumps(body: t.Any) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def _encode(body: t.Any) -> bytes | str:
+def encode_json(body: t.Any) -> bytes:
     """The response body: orjson (same compact UTF-8 JSON, several times faster), or the standard
     library for what orjson does not take (integers beyond 64 bits, non-string keys)."""
     try:
         return orjson.dumps(body)
     except TypeError:
-        return _dumps(body)
+        return _dumps(body).encode("utf-8")
 
 
 def json_response(body: t.Any, status: int = 200) -> Response:
-    return Response(_encode(body), status=status, mimetype=_JSON)
+    return Response(encode_json(body), status=status, mimetype=_JSON)
 
 
 def now_text() -> str:
@@ -47,7 +49,7 @@ def now_text() -> str:
     return format_time(dt.datetime.now(dt.UTC))
 
 
-def _refused(version: str | None, code: str, message: str, *, decision_id: str | None) -> dict[str, t.Any]:
+def refused_body(version: str | None, code: str, message: str, *, decision_id: str | None) -> dict[str, t.Any]:
     """A fail-closed decision body: allow false, nothing to do, no rule cited."""
     return {
         "decision_id": decision_id,
@@ -95,10 +97,9 @@ class Who:
     request_id: str | None
 
 
-def who_asked(principal: t.Any) -> Who:
-    """The ``Who`` of the current request; ApiError for an ``X-Request-Id`` header out of bounds."""
-    caller = getattr(g, "caller", None) or getattr(principal, "name", None) or "loopback"
-    request_id = request.headers.get("X-Request-Id")
+def who_asked(caller: str, request_id: str | None) -> Who:
+    """The ``Who`` of a request by ``caller`` whose ``X-Request-Id`` header is ``request_id``;
+    ApiError for a request id out of bounds."""
     if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
         raise bad_request("`X-Request-Id` must be 1 to 128 characters of letters, digits and `._:/+=@-`",
                           "invalid_request_id")
@@ -106,7 +107,7 @@ def who_asked(principal: t.Any) -> Who:
 
 
 @dataclass
-class _Decided:
+class Decided:
     """One decision before it is answered: its log record is prepared, not yet recorded."""
 
     decision_id: str
@@ -133,7 +134,7 @@ class Decider:
         return self.answer(decided, self.rt.writer.record([decided.record]))
 
     def evaluate(self, action: str, facts: dict, explain: bool | str, who: Who, decision_id: str | None = None,
-                 asked_at: str | None = None) -> _Decided:
+                 asked_at: str | None = None) -> Decided:
         """Decide, and prepare the log record (ApiError ``not_recordable`` when it cannot be logged).
 
         ``decision_id``: a new id (``api.ids``; one is made when None); ``asked_at``: the log's
@@ -144,7 +145,7 @@ class Decider:
         loaded = self.rt.holder.current
         trace = None
         if loaded is None:
-            body = _refused(None, "no_policy_loaded", "no policy version is loaded; nothing is allowed",
+            body = refused_body(None, "no_policy_loaded", "no policy version is loaded; nothing is allowed",
                             decision_id=decision_id)
             # a refusal is a decision too: logged with policy_version null
             result = {k: body[k] for k in ("allow", "obligations", "rules", "error", "policy_version")}
@@ -155,7 +156,7 @@ class Decider:
         if explain == WHY_NOT and loaded is not None:
             found = whatif.why_not(loaded.policy_set, action, facts)
             why_not = None if found is None else found.to_dict()
-        return _Decided(decision_id, result, trace, explain if loaded is not None else False,
+        return Decided(decision_id, result, trace, explain if loaded is not None else False,
                         self._prepare(decision_id, asked_at, action, facts, result,
                                       None if loaded is None else loaded.version_id, who), why_not)
 
@@ -180,12 +181,12 @@ class Decider:
         result.setdefault("policy_version", loaded.version_id)
         return result
 
-    def answer(self, decided: _Decided, unrecorded: t.Container[str]) -> tuple[dict[str, t.Any], int]:
+    def answer(self, decided: Decided, unrecorded: t.Container[str]) -> tuple[dict[str, t.Any], int]:
         """The answer of a decision, given the ids the log did not record."""
         result = decided.result
         metrics = self.rt.metrics
         if decided.decision_id in unrecorded and (result.get("error") or {}).get("code") != "no_policy_loaded":
-            body = _refused(result.get("policy_version"), "decision_log_unavailable",
+            body = refused_body(result.get("policy_version"), "decision_log_unavailable",
                             "the decision could not be recorded in the decision log; failing closed",
                             decision_id=None)
             metrics.decision(False, "decision_log_unavailable")
@@ -222,65 +223,16 @@ class Decider:
             raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable") from None
 
 
-def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:
-    config = runtime.config
-    max_bytes = int(config["max_body_bytes"])
-    max_depth = int(config["max_depth"])
-    max_batch = int(config["max_batch"])
-    decider = Decider(runtime)
-    metrics = runtime.metrics
+def register(app: Flask, endpoint: t.Any) -> None:
+    """Route ``POST /v1/decisions`` and ``POST /v1/decisions/batch`` of ``app`` to ``endpoint`` (an
+    ``api.decide_http.DecisionEndpoint``: everything after Flask's routing happens there)."""
+    max_bytes = endpoint.max_bytes
 
-    @app.post("/v1/decisions")
-    def post_decision() -> Response:
-        who = who_asked(requires("decide"))
-        started = time.perf_counter()
-        body = read_json(request, max_bytes=max_bytes, max_depth=max_depth)
-        action, facts, explain = check_envelope(body)
-        answer, status = decider.decide(action, facts, explain, who)
-        response = json_response(answer, status)
-        metrics.latency(time.perf_counter() - started)
-        return response
+    def view() -> Response:
+        status, headers, payload = endpoint(
+            request.method, request.path, request.headers, functools.partial(read_body, request, max_bytes),
+            request.remote_addr, request.host)
+        return Response(payload, status=status, headers=headers)
 
-    @app.post("/v1/decisions/batch")
-    def post_decision_batch() -> Response:
-        who = who_asked(requires("decide"))
-        started = time.perf_counter()
-        # each item is checked on its own below (depth, text), so one bad item never spoils the batch
-        body, by_orjson = parse_json(request, max_bytes=max_bytes, max_depth=max_depth + 2)
-        if not isinstance(body, dict):
-            raise bad_request("the body must be a JSON object `{\"requests\": [...]}`", "not_object")
-        check_parsed({k: v for k, v in body.items() if k != "requests"}, max_depth, by_orjson)
-        items = body.get("requests")
-        if not isinstance(items, list):
-            raise bad_request("`requests` must be a list of decision requests", "requests_not_list")
-        if len(items) > max_batch:
-            raise bad_request(
-                f"the batch has {len(items)} requests; at most {max_batch} are accepted", "batch_too_large",
-                limit=max_batch,
-            )
-        default_explain = body.get("explain", False)
-        if not isinstance(default_explain, bool) and default_explain != WHY_NOT:
-            raise bad_request("`explain` must be true, false or `why_not`", "explain_not_bool")
-        decided: list[_Decided | dict[str, t.Any]] = []
-        ids, asked_at = new_ids(len(items)), now_text()  # one time for the batch: its decisions were asked together
-        for index, item in enumerate(items):
-            if isinstance(item, dict) and "explain" not in item and default_explain:
-                item = {**item, "explain": default_explain}
-            try:
-                check_parsed(item, max_depth, by_orjson)
-                action, facts, explain = check_envelope(item, where=f"requests[{index}]")
-                decided.append(decider.evaluate(action, facts, explain, who, ids[index], asked_at))
-            except ApiError as exc:
-                # one bad item never spoils the others: it gets its own error result, unrecorded
-                metrics.bad_request(exc.extra.get("reason", "bad_request"))
-                metrics.decision(False, "bad_request")
-                refused = _refused(getattr(runtime.holder.current, "version_id", None), "bad_request",
-                                   exc.message, decision_id=None)
-                refused["error"]["reason"] = exc.extra.get("reason")
-                decided.append(refused)
-        # one call for the whole batch: its decisions share the log's transactions
-        unrecorded = runtime.writer.record([d.record for d in decided if isinstance(d, _Decided)])
-        results = [decider.answer(d, unrecorded)[0] if isinstance(d, _Decided) else d for d in decided]
-        response = json_response({"results": results}, 200)
-        metrics.latency(time.perf_counter() - started)
-        return response
+    for path in endpoint.paths:
+        app.add_url_rule(path, endpoint=f"decide:{path}", view_func=view, methods=["POST"])

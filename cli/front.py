@@ -6,6 +6,11 @@ body in that same event loop, within a deadline and a size limit, and only then 
 complete request to the Flask (WSGI) app on a thread of a fixed pool. A slow or stalled client
 therefore holds a connection (bounded per worker) and a little memory, never one of the threads
 that answer decisions; when its deadline passes it gets 408 and the connection is closed.
+
+The POSTs an app lists in ``app.extensions["ordergate.direct_posts"]`` (``{path: endpoint}``: the
+two decision routes, ``api.decide_http.DecisionEndpoint``) skip the WSGI environ, werkzeug and
+Flask: the answering thread calls the endpoint with the request's values, under the same body
+limits and request timeout. Every other request goes through the WSGI app.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ import queue
 import sys
 import threading
 import typing as t
+
+from werkzeug.sansio.utils import get_host
 
 log = logging.getLogger("ordergate.serve")
 
@@ -41,6 +48,20 @@ def _header_key(name: str) -> str | None:
     if name in ("content-length", "transfer-encoding"):
         return None
     return "HTTP_" + name.upper().replace("-", "_")
+
+
+def _client_address(scope: t.Any) -> str:
+    """The client's address (``REMOTE_ADDR``) of an RSGI scope."""
+    return scope.client.rpartition(":")[0]
+
+
+def _header_values(scope: t.Any) -> dict[str, str]:
+    """The request's headers by lowercase name, a repeated header's values joined by ``,`` (as the
+    WSGI environ has them)."""
+    headers: dict[str, str] = {}
+    for name, value in scope.headers.items():
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
 
 
 def _resolve(future: asyncio.Future) -> None:
@@ -85,6 +106,7 @@ class BufferedFront:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.app = self._load_app()
+        self._direct: dict[str, t.Any] = getattr(self.app, "extensions", {}).get("ordergate.direct_posts") or {}
         self._queue: queue.SimpleQueue[t.Any] = queue.SimpleQueue()
         self._workers = [threading.Thread(target=self._serve, name=f"ordergate-http-{i}", daemon=True)
                          for i in range(self._threads)]
@@ -97,9 +119,9 @@ class BufferedFront:
             job = self._queue.get()
             if job is None:
                 return
-            environ, proto, loop, done = job
+            answer, request, proto, loop, done = job
             try:
-                status, headers, payload = self._call(environ)
+                status, headers, payload = answer(*request)
                 proto.response_bytes(status, headers, payload)
             except BaseException as exc:
                 log.exception("ordergate: the app failed outside its error handlers")
@@ -156,7 +178,11 @@ class BufferedFront:
         finally:
             timer.cancel()
         done = loop.create_future()
-        self._queue.put((self._environ(scope, body), proto, loop, done))
+        direct = self._direct.get(scope.path) if scope.method == "POST" else None
+        if direct is not None:
+            self._queue.put((self._call_direct, (direct, scope, body), proto, loop, done))
+        else:
+            self._queue.put((self._call, (self._environ(scope, body),), proto, loop, done))
         timer = loop.call_later(self._request_timeout, self._expire, scope, proto, done)
         try:
             await done
@@ -210,7 +236,7 @@ class BufferedFront:
             "SERVER_NAME": server_host,
             "SERVER_PORT": server_port,
             "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
-            "REMOTE_ADDR": scope.client.rpartition(":")[0],
+            "REMOTE_ADDR": _client_address(scope),
             "CONTENT_LENGTH": str(len(body)),
             "wsgi.url_scheme": scope.scheme,
             "wsgi.input": io.BytesIO(body),
@@ -221,6 +247,15 @@ class BufferedFront:
                 continue
             environ[key] = f"{environ[key]},{value}" if key in environ else value
         return environ
+
+    @staticmethod
+    def _call_direct(endpoint: t.Callable[..., t.Any], scope: t.Any,
+                     body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        """A request answered by a direct endpoint: the values a WSGI app would read of it."""
+        headers = _header_values(scope)
+        server_host, _, server_port = scope.server.rpartition(":")
+        host = get_host(scope.scheme, headers.get("host"), (server_host, int(server_port) if server_port else None))
+        return endpoint(scope.method, scope.path, headers, body, _client_address(scope), host)
 
     def _call(self, environ: dict[str, t.Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         captured: list[t.Any] = []

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from api.body import _loads, _reject_constant
-from api.decisions import _encode
+from api.decisions import encode_json
 
 SAME_AS_JSON = [
     '{"a": 1, "b": [1.0, 1e16, 0.1, -0, 2.5e-7], "c": {"d": null, "e": true}}',
@@ -48,7 +48,7 @@ def test_deep_nesting_still_hits_the_recursion_limit_path():
     {1: "non-text key"},
 ])
 def test_encode_writes_the_same_json(body):
-    assert json.loads(_encode(body)) == json.loads(json.dumps(body))
+    assert json.loads(encode_json(body)) == json.loads(json.dumps(body))
 
 
 @pytest.mark.parametrize("depth", [0, 1, 2, 5, 31, 32, 33, 40])

@@ -6,6 +6,7 @@ other callers; a body that does not arrive in time gets 408, a too large one 413
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -14,12 +15,15 @@ import subprocess
 import sys
 import threading
 import time
+import typing as t
 from pathlib import Path
 
 import pytest
 import requests
+from test_decide_http import CASES, LIMITS, TOKENS, without_ids
 
 from api.testing import ALLOWED, SHOP, SHOP_V2, write_rules
+from store import Store
 
 ORDERGATE = Path(sys.executable).with_name("ordergate")
 
@@ -262,3 +266,55 @@ def test_a_broken_candidate_is_refused_by_the_publishing_process_with_its_locati
     error = answer.json()["error"]
     assert error["code"] == "publish_rejected"
     assert any(path in (e.get("location") or "") for e in error["errors"]), error
+
+
+def _ask(url: str, path: str, headers: list[tuple[str, str]], body: bytes) -> tuple[int, dict[str, str], t.Any]:
+    """One POST with exactly these headers (repeats kept): status, content headers, body with the
+    decision ids blanked."""
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=30)
+    try:
+        connection.putrequest("POST", path, skip_accept_encoding=True)
+        for name, value in [*headers, ("content-length", str(len(body)))]:
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        payload = answer.read()
+        content = {k.lower(): v for k, v in answer.getheaders() if k.lower() in ("content-type", "content-length")}
+        return answer.status, content, without_ids(payload)
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_granian_answers_the_decision_endpoints_directly_exactly_as_gunicorn_through_flask(live, tmp_path):
+    """`serve` with granian answers the decision routes without Flask (api.decide_http), gunicorn through
+    Flask: the whole corpus of tests/test_decide_http.py gets the same answers, and the same log."""
+    env = {"ORDERGATE_TOKENS_DECIDE": TOKENS["decide"][0], "ORDERGATE_TOKENS_AUDIT": TOKENS["audit"][0],
+           **{f"ORDERGATE_{key.upper()}": str(value) for key, value in LIMITS.items()}}
+    databases = {}
+    answers = {}
+    for server_name in ("granian", "gunicorn"):
+        (tmp_path / server_name).mkdir()
+        server = LiveServer(tmp_path / server_name, "--server", server_name, "--workers", "1", "--threads", "4",
+                            env=env)
+        try:
+            answers[server_name] = [_ask(server.url, path, headers, body) for _, path, headers, body in CASES]
+        finally:
+            server.stop()
+        databases[server_name] = f"sqlite:///{tmp_path / server_name / 'serve.sqlite'}"
+    for case, granian, gunicorn in zip(CASES, answers["granian"], answers["gunicorn"], strict=True):
+        assert granian == gunicorn, case[0]
+    statuses = {case[0]: answer[0] for case, answer in zip(CASES, answers["granian"], strict=True)}
+    assert (statuses["allowed"], statuses["text/plain"], statuses["no token"], statuses["oversized"]) \
+        == (200, 415, 401, 413)
+    assert statuses["request id twice"] == 400  # granian's repeated header reaches the check joined, as in WSGI
+    logs = {}
+    for server_name, url in databases.items():
+        store = Store(url)
+        try:
+            logs[server_name] = [{k: r[k] for k in ("action", "input", "result", "caller", "request_id")}
+                                 for r in store.query_decisions(limit=1000)]
+        finally:
+            store.dispose()
+    assert len(logs["granian"]) >= 10
+    assert logs["granian"] == logs["gunicorn"]

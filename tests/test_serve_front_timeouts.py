@@ -34,20 +34,20 @@ class Proto:
                 self.answers.append((status, json.loads(payload) if payload else {}))
 
 
-def _scope(length: int) -> types.SimpleNamespace:
-    return types.SimpleNamespace(proto="http", method="POST", path="/v1/decisions", query_string="",
+def _scope(length: int, method: str = "POST", path: str = "/v1/decisions") -> types.SimpleNamespace:
+    return types.SimpleNamespace(proto="http", method=method, path=path, query_string="",
                                  server="127.0.0.1:8080", client="127.0.0.1:50000", http_version="1.1",
                                  scheme="http", headers=Headers({"content-type": "application/json",
                                                                   "content-length": str(length)}))
 
 
-def _serve(app, proto: Proto, length: int, **limits) -> list:
+def _serve(app, proto: Proto, length: int, *, method: str = "POST", path: str = "/v1/decisions", **limits) -> list:
     front = BufferedFront(lambda: app, threads=1, max_body=1024, **limits)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         front.__rsgi_init__(loop)
-        await front.__rsgi__(_scope(length), proto)
+        await front.__rsgi__(_scope(length, method, path), proto)
         await asyncio.sleep(0)
 
     asyncio.run(run())
@@ -89,3 +89,39 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_never_reaches_the_app(
 def test_a_body_larger_than_the_limit_is_413_before_it_is_read():
     answers = _serve(_slow_app(0.0), Proto(None), 4096, body_timeout=5, request_timeout=5)
     assert answers[0][0] == 413 and answers[0][1]["error"]["reason"] == "body_too_large"
+
+
+class _AppWithDirectPosts:
+    """A WSGI app that also lists a direct endpoint for POST /v1/decisions (as api.create_app does)."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.calls: list[tuple] = []
+        self.seconds = seconds
+        self.extensions = {"ordergate.direct_posts": {"/v1/decisions": self.direct}}
+
+    def direct(self, method, path, headers, body, remote_addr, host):
+        time.sleep(self.seconds)
+        self.calls.append(("direct", method, path, headers.get("content-type"), body, remote_addr, host))
+        return 200, [("Content-Type", "application/json")], b'{"door": "direct"}'
+
+    def __call__(self, environ, start_response):
+        self.calls.append(("wsgi", environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"door": "wsgi"}']
+
+
+def test_a_post_to_a_direct_path_skips_the_wsgi_app_and_every_other_request_goes_through_it():
+    app = _AppWithDirectPosts()
+    assert _serve(app, Proto(b"{}"), 2, body_timeout=5, request_timeout=5) == [(200, {"door": "direct"})]
+    assert app.calls == [("direct", "POST", "/v1/decisions", "application/json", b"{}", "127.0.0.1",
+                          "127.0.0.1:8080")]
+    for method, path in (("GET", "/v1/decisions"), ("POST", "/v1/decisions/"), ("POST", "/v1/versions")):
+        app.calls.clear()
+        assert _serve(app, Proto(b"{}"), 2, method=method, path=path, body_timeout=5, request_timeout=5) \
+            == [(200, {"door": "wsgi"})]
+        assert app.calls == [("wsgi", method, path)]
+
+
+def test_a_direct_endpoint_slower_than_the_request_timeout_is_answered_503():
+    answers = _serve(_AppWithDirectPosts(seconds=0.5), Proto(b"{}"), 2, body_timeout=5, request_timeout=0.1)
+    assert answers[0][0] == 503 and answers[0][1]["error"]["code"] == "timeout"

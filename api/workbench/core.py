@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from api.auth import LOOPBACK, ROLES, Authenticator, Principal, is_loopback, token_mark
+from api.auth import LOOPBACK, ROLES, Authenticator, Principal, from_this_machine, token_mark
 from api.errors import ApiError
 
 bp = Blueprint("workbench", __name__, url_prefix="/ui", template_folder="templates", static_folder="static",
@@ -175,8 +175,7 @@ def _mark_key() -> bytes:
 
 
 def _only_this_machine() -> None:
-    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
-    if not is_loopback(request.remote_addr or "") or (request.host and not is_loopback(host)):
+    if not from_this_machine(request.remote_addr, request.host):
         raise PageError(403, "Only this machine is served",
                         "Authentication is off (no access tokens are configured), so the workbench answers "
                         "callers on this machine only, addressing it as 127.0.0.1 or localhost.")
