@@ -147,9 +147,13 @@ class Store:
     def decision_count(self) -> int:
         return self.log.count()
 
-    def verify_chain(self) -> ChainReport:
-        """Recompute the hash chain from the first entry to the head and report the first break."""
-        return self.log.verify()
+    def verify_chain(self, *, jobs: int = 1, chunk: int | None = None) -> ChainReport:
+        """Recompute the hash chain from the first entry to the head and report the first break.
+
+        ``jobs`` > 1: worker processes verify ranges of ``chunk`` entries (default
+        ``store.log_verify.CHUNK``) when the log is longer than one; the report is the same.
+        """
+        return self.log.verify(jobs=jobs, chunk=chunk)
 
     # -- change notification ----------------------------------------------------------------
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from hashlib import sha256
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
-from . import chain
+from . import chain, log_verify
 from .db import Database, first_line
 from .errors import InvalidInput, RecordRefused, StoreError
+from .log_verify import ChainReport
 from .schema import HEAD_DECISIONS, decision_rules, decisions, store_heads
 
 MAX_QUERY_LIMIT = 10000
-VERIFY_PAGE = 5000
 _COLUMNS = ("seq", "decision_id", "time", "action", "allow", "policy_version", "input", "result", "prev_hash",
             "hash", "caller", "request_id")
 _COLUMN_LIST = ", ".join(_COLUMNS)
@@ -35,19 +32,6 @@ _INSERT_RULES_SQL = "INSERT INTO decision_rules (rule_id, seq) VALUES (%s, %s)"
 _SET_HEAD_SQL = "UPDATE store_heads SET seq = %s, hash = %s WHERE name = %s"
 #: PostgreSQL: a group of more rows than this goes through COPY (fewer: INSERTs in the commit's round trip)
 COPY_FROM = 200
-
-
-@dataclass(frozen=True)
-class ChainReport:
-    ok: bool
-    checked: int
-    first_broken_seq: int | None = None
-    first_broken_id: str | None = None
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "first_broken_seq": self.first_broken_seq,
-                "first_broken_id": self.first_broken_id, "reason": self.reason}
 
 
 def decision_dict(row: Any) -> dict[str, Any]:
@@ -302,78 +286,10 @@ class DecisionLog:
 
     # -- verifying --------------------------------------------------------------------------
 
-    def _pages(self, head_seq: int) -> Iterator[tuple[int, list[Any], dict[int, list[str]]]]:
-        """The entries 1..head_seq in pages of VERIFY_PAGE, each page read in a short read of its
-        own (entries up to the head never change; no snapshot of the whole log is held)."""
-        select = f"SELECT {_COLUMN_LIST} FROM decisions WHERE seq >= {{p}} AND seq <= {{p}} ORDER BY seq"
-        rules = "SELECT seq, rule_id FROM decision_rules WHERE seq >= {p} AND seq <= {p}"
-        mark = "%s" if self.db.dialect == "postgresql" else "?"
-        select, rules = select.replace("{p}", mark), rules.replace("{p}", mark)
-        start = 1
-        while start <= head_seq:
-            end = min(head_seq, start + VERIFY_PAGE - 1)
-            with self.db.read("verify_chain") as conn:
-                # the driver's own cursor: plain tuples, no per-row SQLAlchemy work
-                driver = conn.connection.driver_connection
-                assert driver is not None  # a checked-out pooled connection has its driver's connection
-                cursor = driver.cursor()
-                try:
-                    cursor.execute(select, (start, end))
-                    rows = cursor.fetchall()
-                    cursor.execute(rules, (start, end))
-                    by_seq: dict[int, list[str]] = {}
-                    for rseq, rid in cursor.fetchall():
-                        by_seq.setdefault(rseq, []).append(rid)
-                finally:
-                    cursor.close()
-            yield end, rows, by_seq
-            start = end + 1
-
-    def verify(self) -> ChainReport:
-        """Recompute the hash chain from the first entry to the head and report the first break."""
-        with self.db.read("verify_chain") as conn:
-            head = conn.execute(sa.select(store_heads).where(store_heads.c.name == HEAD_DECISIONS)).one()
-        head_seq, head_hash = int(head.seq), head.hash or chain.GENESIS
-        expected, prev, checked = 1, chain.GENESIS, 0
-        last: Any = None
-        for end, rows, rules_by_seq in self._pages(head_seq):
-            for row in rows:
-                seq = int(row[0])
-                if seq != expected:
-                    return ChainReport(False, checked, expected, None,
-                                       f"entry {expected} is missing (next present entry is {seq})")
-                broken = _check_entry(row, prev, rules_by_seq.get(seq, []))
-                if broken == _PREV_MISMATCH and last is not None and _self_consistent(row):
-                    # this entry still links to the hash its predecessor had when it was appended:
-                    # the predecessor was replaced (content and hash rewritten together)
-                    return ChainReport(False, checked - 1, seq - 1, last[1],
-                                       "the entry was replaced: its hash is not the one the next entry "
-                                       "was chained to")
-                if broken:
-                    return ChainReport(False, checked, seq, row[1], broken)
-                prev, last = row[9], row
-                checked += 1
-                expected += 1
-            if expected <= end:
-                break
-        if expected <= head_seq:
-            return ChainReport(False, checked, expected, None,
-                               f"entry {expected} is missing (the chain head says {head_seq} entries)")
-        if prev != head_hash:
-            if last is not None and head_seq and _self_consistent(last):
-                return ChainReport(False, checked - 1, head_seq, last[1],
-                                   "the entry was replaced: its hash is not the one the chain head keeps")
-            return ChainReport(False, checked, head_seq or None, last[1] if last is not None else None,
-                               "the chain head's hash does not match the last entry")
-        with self.db.read("verify_chain") as conn:
-            # one statement, so one snapshot: an entry beyond the head was not written by append
-            beyond = conn.execute(sa.select(decisions.c.seq, decisions.c.decision_id).where(
-                decisions.c.seq > sa.select(store_heads.c.seq).where(store_heads.c.name == HEAD_DECISIONS)
-                .scalar_subquery()).order_by(decisions.c.seq).limit(1)).one_or_none()
-        if beyond is not None:
-            return ChainReport(False, checked, int(beyond[0]), beyond[1],
-                               f"entry {beyond[0]} lies beyond the chain head: it was not appended through the log")
-        return ChainReport(True, checked, None, None, f"chain ok: {checked} decisions")
+    def verify(self, *, jobs: int = 1, chunk: int | None = None) -> ChainReport:
+        """Recompute the hash chain from the first entry to the head and report the first break
+        (``log_verify.verify``: ``jobs`` worker processes for a long log, the same report)."""
+        return log_verify.verify(self.db, jobs=jobs, chunk=chunk)
 
 
 def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:
@@ -386,37 +302,3 @@ def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:
         seen.add(p.decision_id)
         prepared.append(p)
     return prepared
-
-
-_PREV_MISMATCH = "prev_hash does not match the previous entry's hash (an entry was removed or reordered)"
-
-
-def _entry_hash(row: Any, prev: str) -> str:
-    body = chain.hash_body(row[0], row[1], row[2], row[3], row[5], row[6], row[7], row[10], row[11])
-    return sha256((prev + body).encode("utf-8")).hexdigest()
-
-
-def _self_consistent(row: Any) -> bool:
-    """The entry's hash matches its content chained to its own stored prev_hash."""
-    try:
-        return _entry_hash(row, row[8]) == row[9]
-    except UnicodeEncodeError:
-        return False
-
-
-def _check_entry(row: Any, prev: str, indexed_rules: list[str]) -> str:
-    """Why the entry (a row of ``_COLUMNS``) breaks the chain after ``prev``; "" when it does not."""
-    if row[8] != prev:
-        return _PREV_MISMATCH
-    try:
-        if _entry_hash(row, prev) != row[9]:
-            return "hash does not match the entry's content (the entry was altered)"
-        result = orjson.loads(row[7])
-    except (ValueError, UnicodeEncodeError):
-        return "the entry's text is not valid JSON or UTF-8 (the entry was altered)"
-    if not isinstance(result, dict) or bool(row[4]) != result.get("allow"):
-        return "the allow column disagrees with the logged result"
-    rules = result.get("rules") or []
-    if indexed_rules != rules and sorted(indexed_rules) != chain.rule_ids(result):
-        return "the rule index disagrees with the logged result"
-    return ""

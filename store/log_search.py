@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from . import chain
 from .errors import InvalidInput
-from .log import _COLUMN_LIST, _check_entry, decision_dict
+from .log import _COLUMN_LIST, decision_dict
+from .log_verify import check_entry as _check_entry
 from .schema import HEAD_DECISIONS, decision_rules, decisions, store_heads
 
 MAX_PAGE = 500

@@ -147,3 +147,38 @@ def pytest_runtest_protocol(item, nextitem):
         yield
     finally:
         _guarded.clear()
+
+
+@pytest.fixture(params=["sequential", "parallel"])
+def verify_path(request, monkeypatch):
+    """``Store.verify_chain()`` in one process, or ("parallel") with two worker processes verifying
+    ranges of 2 entries: every report must be the same. In the parallel case, the ranges' own
+    verdict must agree with the report (intact and linked exactly when the report is ok; a break
+    at the chain head or beyond it is found after the ranges), and at least one verify must have
+    used them."""
+    from store import Store, log_verify
+
+    verdicts: list[bool] = []
+    calls: list[tuple[bool | None, object]] = []
+    if request.param == "parallel":
+        real_verify, real_ranges = Store.verify_chain, log_verify._all_ranges_linked
+
+        def ranges(*args):
+            linked = real_ranges(*args)
+            verdicts.append(linked[0])
+            return linked
+
+        def verify_chain(self, jobs=2, chunk=2):
+            before = len(verdicts)
+            report = real_verify(self, jobs=jobs, chunk=chunk)
+            calls.append((verdicts[before] if len(verdicts) > before else None, report))
+            return report
+
+        monkeypatch.setattr(log_verify, "_all_ranges_linked", ranges)
+        monkeypatch.setattr(Store, "verify_chain", verify_chain)
+    yield request.param
+    if request.param == "parallel":
+        for linked, report in calls:
+            if linked is not None and "chain head" not in report.reason:
+                assert linked == report.ok, report
+        assert any(linked is not None for linked, _ in calls), "no verify used the worker processes"

@@ -61,7 +61,7 @@ def test_a_request_id_out_of_bounds_is_400_and_nothing_is_logged(app, request_id
     assert app.extensions["ordergate"].store.decision_count() == 0
 
 
-def test_the_chain_covers_who_asked_and_older_entries_still_verify(store):
+def test_the_chain_covers_who_asked_and_older_entries_still_verify(verify_path, store):
     store.append_decisions([record(1), record(2)])  # logged before who-asked existed: neither field
     store.append_decisions([dict(record(i), caller="crm", request_id=f"r-{i}") for i in (3, 4, 5)])
     assert store.verify_chain().ok and store.get_decision("d-000001")["caller"] is None

@@ -13,7 +13,7 @@ from store import DecisionLogWriter, InvalidInput, Store, StoreError
 from store.chain import GENESIS, canonical_json, entry_hash
 
 
-def test_append_assigns_seq_and_chains_hashes(store):
+def test_append_assigns_seq_and_chains_hashes(verify_path, store):
     store.append_decisions([record(i) for i in range(1, 4)])
     store.append_decisions([record(4, allow=False, rules=("G-1",))])
     rows = store.query_decisions(limit=10)
@@ -56,7 +56,7 @@ def test_get_and_query_decisions_by_every_filter(store):
             store.query_decisions(**bad)
 
 
-def test_append_is_idempotent_per_decision_id(store):
+def test_append_is_idempotent_per_decision_id(verify_path, store):
     store.append_decisions([record(1), record(2)])
     store.append_decisions([record(2), record(3), record(3)])
     assert [r["decision_id"] for r in store.query_decisions()] == ["d-000001", "d-000002", "d-000003"]
@@ -82,7 +82,7 @@ def test_a_malformed_record_writes_nothing(store):
     ("action", "order.delete"),
     ("time", "2026-11-23T09:00:00.000000Z"),
 ])
-def test_a_tampered_row_is_detected_at_its_seq(store, column, value):
+def test_a_tampered_row_is_detected_at_its_seq(verify_path, store, column, value):
     store.append_decisions([record(i) for i in range(1, 8)])
     drop_guards(store.engine)
     with store.engine.begin() as conn:
@@ -94,7 +94,7 @@ def test_a_tampered_row_is_detected_at_its_seq(store, column, value):
     assert "altered" in report.reason
 
 
-def test_tampering_with_hashes_order_deletion_and_derived_columns_is_detected(store):
+def test_tampering_with_hashes_order_deletion_and_derived_columns_is_detected(verify_path, store):
     store.append_decisions([record(i) for i in range(1, 8)])
     drop_guards(store.engine)
     # recomputing the hash of an altered row breaks the link to the next one
@@ -130,7 +130,7 @@ def test_tampering_with_hashes_order_deletion_and_derived_columns_is_detected(st
 
 
 @pytest.mark.parametrize("seq", [1, 4, 7])
-def test_a_forged_replacement_is_named_at_its_own_seq(store, seq):
+def test_a_forged_replacement_is_named_at_its_own_seq(verify_path, store, seq):
     """Content and hash of one entry rewritten together (by someone who dropped the triggers)."""
     store.append_decisions([record(i) for i in range(1, 8)])
     drop_guards(store.engine)
@@ -155,7 +155,7 @@ def test_a_forged_replacement_is_named_at_its_own_seq(store, seq):
     "UPDATE store_heads SET hash = '00' WHERE name = 'decision_log'",
     "DELETE FROM store_heads WHERE name = 'decision_log'",
 ])
-def test_the_log_tables_are_append_only(store, statement):
+def test_the_log_tables_are_append_only(verify_path, store, statement):
     store.append_decisions([record(i) for i in range(1, 4)])
     with pytest.raises(sa.exc.DatabaseError, match="append-only|only moves forward"), store.engine.begin() as conn:
         conn.execute(sa.text(statement))
@@ -164,7 +164,7 @@ def test_the_log_tables_are_append_only(store, statement):
     assert store.verify_chain().checked == 4
 
 
-def test_truncating_the_tail_is_detected(store):
+def test_truncating_the_tail_is_detected(verify_path, store):
     store.append_decisions([record(i) for i in range(1, 6)])
     drop_guards(store.engine)
     with store.engine.begin() as conn:
@@ -174,7 +174,7 @@ def test_truncating_the_tail_is_detected(store):
     assert not report.ok and report.first_broken_seq == 4
 
 
-def test_an_entry_inserted_beyond_the_head_is_detected(store):
+def test_an_entry_inserted_beyond_the_head_is_detected(verify_path, store):
     store.append_decisions([record(i) for i in range(1, 4)])
     drop_guards(store.engine)
     forged = store.query_decisions(after_seq=2)[0]
@@ -187,7 +187,7 @@ def test_an_entry_inserted_beyond_the_head_is_detected(store):
     assert report.checked == 3 and forged["seq"] == 3
 
 
-def test_verifying_while_others_append_sees_a_consistent_chain(store):
+def test_verifying_while_others_append_sees_a_consistent_chain(verify_path, store):
     stop = threading.Event()
 
     def append() -> None:
@@ -207,7 +207,7 @@ def test_verifying_while_others_append_sees_a_consistent_chain(store):
     assert store.verify_chain().checked == store.decision_count()
 
 
-def test_concurrent_appending_threads_keep_one_chain(store):
+def test_concurrent_appending_threads_keep_one_chain(verify_path, store):
     errors: list[Exception] = []
 
     def work(t: int) -> None:
