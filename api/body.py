@@ -7,7 +7,6 @@ request with a 500 or an allow.
 from __future__ import annotations
 
 import json
-import re
 import typing as t
 
 import orjson
@@ -21,29 +20,34 @@ def _reject_constant(name: str) -> t.NoReturn:
     raise ValueError(f"`{name}` is not JSON")
 
 
-# a run of 19+ digits may be an integer beyond 64 bits, which orjson would turn into a float
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
+# a run of 19+ digits may be an integer beyond 64 bits, which orjson would turn into a float: with
+# every ASCII digit turned into b"0" and every other byte into b" " (UTF-8 puts no ASCII byte inside
+# a multi-byte character), such a run is a run of 19 b"0"s. A translation and a substring search
+# run at memory speed, many times faster than a regular expression over the text.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _loads(text: str) -> t.Any:
     """``json.loads`` semantics, with orjson doing the work whenever it gives the same value."""
-    return _parse(text)[0]
+    return _parse(text.encode("utf-8"))[0]
 
 
-def _parse(text: str) -> tuple[t.Any, bool]:
-    """``(value, by_orjson)``.
+def _parse(data: bytes) -> tuple[t.Any, bool]:
+    """``(value, by_orjson)`` of a body.
 
-    orjson is used only when it parses the text and the text has no run of 19 digits (orjson
+    orjson is used only when it parses the body and the body has no run of 19 digits (orjson
     reads integers beyond 64 bits as floats); anything it refuses (NaN, Infinity, lone
-    surrogates, a number that overflows to infinity, bad JSON) is parsed again by the standard
-    library, so values and error messages stay exactly those of ``json.loads``.
+    surrogates, a number that overflows to infinity, bad JSON, text that is not UTF-8) is
+    decoded and parsed again by the standard library, so values and errors stay exactly those of
+    ``json.loads(data.decode("utf-8"))`` (UnicodeDecodeError, ValueError, RecursionError).
     """
-    if not _LONG_DIGITS.search(text):
+    if _LONG_RUN not in data.translate(_DIGITS_ONLY):
         try:
-            return orjson.loads(text), True
+            return orjson.loads(data), True
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text, parse_constant=_reject_constant), False
+    return json.loads(data.decode("utf-8"), parse_constant=_reject_constant), False
 
 
 def read_json(request: Request, *, max_bytes: int, max_depth: int) -> t.Any:
@@ -76,11 +80,9 @@ def parse_body(data: bytes, *, max_bytes: int, max_depth: int) -> tuple[t.Any, b
     if not data.strip():
         raise bad_request("the request body is empty; send a JSON object", "not_json")
     try:
-        text = data.decode("utf-8")
+        return _parse(data)
     except UnicodeDecodeError as exc:
         raise bad_request(f"the request body is not UTF-8: {exc.reason} at byte {exc.start}", "not_json") from exc
-    try:
-        return _parse(text)
     except RecursionError:
         raise bad_request(
             f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
@@ -151,19 +153,22 @@ def check_value(value: t.Any, max_depth: int) -> None:
 
 def check_depth(value: t.Any, max_depth: int) -> None:
     """``check_value``'s depth rule alone, for values whose strings are known to be UTF-8 text
-    (orjson parsed them): only containers are visited."""
+    (orjson parsed them): only containers are visited, one level at a time."""
     if type(value) is not dict and type(value) is not list:
         return
-    stack: list[tuple[t.Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+    level: list[t.Any] = [value]
+    depth = 1
+    while True:
+        below = [child for item in level for child in (item.values() if type(item) is dict else item)
+                 if type(child) is dict or type(child) is list]
+        if not below:
+            return
+        depth += 1
         if depth > max_depth:
             raise bad_request(
                 f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
             )
-        for child in (item.values() if type(item) is dict else item):
-            if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1))
+        level = below
 
 
 def _check_text(text: str) -> None:

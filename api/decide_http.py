@@ -139,6 +139,7 @@ class DecisionEndpoint:
         if not isinstance(default_explain, bool) and default_explain != WHY_NOT:
             raise bad_request("`explain` must be true, false or `why_not`", "explain_not_bool")
         decided: list[Decided | dict[str, t.Any]] = []
+        counted: list[tuple[bool, str | None]] = []  # the metrics of the batch, counted at once
         ids, asked_at = new_ids(len(items)), now_text()  # one time for the batch: its decisions were asked together
         for index, item in enumerate(items):
             if isinstance(item, dict) and "explain" not in item and default_explain:
@@ -150,12 +151,13 @@ class DecisionEndpoint:
             except ApiError as exc:
                 # one bad item never spoils the others: it gets its own error result, unrecorded
                 metrics.bad_request(exc.extra.get("reason", "bad_request"))
-                metrics.decision(False, "bad_request")
+                counted.append((False, "bad_request"))
                 refused = refused_body(getattr(runtime.holder.current, "version_id", None), "bad_request",
-                                   exc.message, decision_id=None)
+                                       exc.message, decision_id=None)
                 refused["error"]["reason"] = exc.extra.get("reason")
                 decided.append(refused)
         # one call for the whole batch: its decisions share the log's transactions
         unrecorded = runtime.writer.record([d.record for d in decided if isinstance(d, Decided)])
-        results = [decider.answer(d, unrecorded)[0] if isinstance(d, Decided) else d for d in decided]
+        results = [decider.answer(d, unrecorded, counted)[0] if isinstance(d, Decided) else d for d in decided]
+        metrics.decisions(counted)
         return 200, encode_json({"results": results})

@@ -146,7 +146,7 @@ class Decider:
         trace = None
         if loaded is None:
             body = refused_body(None, "no_policy_loaded", "no policy version is loaded; nothing is allowed",
-                            decision_id=decision_id)
+                                decision_id=decision_id)
             # a refusal is a decision too: logged with policy_version null
             result = {k: body[k] for k in ("allow", "obligations", "rules", "error", "policy_version")}
         else:
@@ -181,33 +181,38 @@ class Decider:
         result.setdefault("policy_version", loaded.version_id)
         return result
 
-    def answer(self, decided: Decided, unrecorded: t.Container[str]) -> tuple[dict[str, t.Any], int]:
-        """The answer of a decision, given the ids the log did not record."""
+    def answer(self, decided: Decided, unrecorded: t.Container[str],
+               counted: list[tuple[bool, str | None]] | None = None) -> tuple[dict[str, t.Any], int]:
+        """The answer of a decision, given the ids the log did not record; counted in the metrics,
+        or appended to ``counted`` as ``(allow, error code)`` for the caller to count (a batch)."""
         result = decided.result
-        metrics = self.rt.metrics
-        if decided.decision_id in unrecorded and (result.get("error") or {}).get("code") != "no_policy_loaded":
+        logged = decided.decision_id not in unrecorded
+        if not logged and (result.get("error") or {}).get("code") != "no_policy_loaded":
             body = refused_body(result.get("policy_version"), "decision_log_unavailable",
-                            "the decision could not be recorded in the decision log; failing closed",
-                            decision_id=None)
-            metrics.decision(False, "decision_log_unavailable")
-            return body, decision_status("decision_log_unavailable")
-        error = result.get("error")
-        body = {
-            # null when not recorded: there is no logged decision to look up
-            "decision_id": None if decided.decision_id in unrecorded else decided.decision_id,
-            "policy_version": result.get("policy_version"),
-            "allow": bool(result["allow"]),
-            "obligations": result["obligations"],
-            "rules": result["rules"],
-            "error": error,
-        }
-        if decided.explain is not False:
-            body["trace"] = decided.trace
-        if decided.explain == WHY_NOT:
-            body["why_not"] = decided.why_not
-        code = error["code"] if error is not None else None
-        metrics.decision(body["allow"], code)
-        return body, decision_status(code)
+                                "the decision could not be recorded in the decision log; failing closed",
+                                decision_id=None)
+            outcome: tuple[bool, str | None] = (False, "decision_log_unavailable")
+        else:
+            error = result.get("error")
+            body = {
+                # null when not recorded: there is no logged decision to look up
+                "decision_id": decided.decision_id if logged else None,
+                "policy_version": result.get("policy_version"),
+                "allow": bool(result["allow"]),
+                "obligations": result["obligations"],
+                "rules": result["rules"],
+                "error": error,
+            }
+            if decided.explain is not False:
+                body["trace"] = decided.trace
+            if decided.explain == WHY_NOT:
+                body["why_not"] = decided.why_not
+            outcome = (body["allow"], error["code"] if error is not None else None)
+        if counted is None:
+            self.rt.metrics.decision(*outcome)
+        else:
+            counted.append(outcome)
+        return body, decision_status(outcome[1])
 
     @staticmethod
     def _prepare(decision_id: str, asked_at: str, action: str, facts: dict, result: dict, version: str | None,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from api.body import _loads, _reject_constant
+from api.body import _loads, _parse, _reject_constant
 from api.decisions import encode_json
 
 SAME_AS_JSON = [
@@ -18,6 +18,8 @@ SAME_AS_JSON = [
     '{"s": "\\ud800"}',         # a lone surrogate parses (check_value refuses it later)
     '{"u": "\\u00e9 \\u2028 \\ud83d\\ude00"}',
     '[' * 40 + ']' * 40,
+    '{"n": 1234567890123456789, "t": "\u0661\u0662 é 12345678901234567890"}',  # 19 digits: the standard library
+    ' \n {"padded": [1, 2]} \t',
 ]
 
 
@@ -28,7 +30,8 @@ def test_loads_gives_the_standard_library_value(text):
     assert repr(got) == repr(expected)  # repr: 1 vs 1.0 and big ints must not drift
 
 
-@pytest.mark.parametrize("text", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"a": 1,}', "{'a': 1}", ""])
+@pytest.mark.parametrize("text", ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"a": 1,}', "{'a': 1}", "",
+                                  "\ufeff{}"])
 def test_loads_refuses_what_the_standard_library_refuses(text):
     with pytest.raises(ValueError) as std:
         json.loads(text, parse_constant=_reject_constant)
@@ -95,3 +98,10 @@ def test_lone_surrogates_are_still_refused_in_keys_and_values(sqlite_url, tmp_pa
             assert response.get_json()["error"]["code"] == "bad_request"
     finally:
         app.extensions["ordergate"].close()
+
+
+def test_a_run_of_19_digits_anywhere_sends_the_body_to_the_standard_library():
+    for body in ('{"big": 12345678901234567890123}', '{"t": "\u00e91234567890123456789"}', '[1234567890123456789]'):
+        assert _parse(body.encode())[1] is False, body
+    for body in ('{"n": 123456789012345678, "t": "12345678901234567 8"}', '{"e": "\u00e9\u0661"}'):
+        assert _parse(body.encode())[1] is True, body
