@@ -102,6 +102,8 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict:
 
 def start(command: list[str], workdir: Path, name: str, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERGATE_TOKENS_")}
+    # the code of this checkout, also where the `ordergate` command was installed from another one
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     with (workdir / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
