@@ -414,7 +414,6 @@ class _TableCode:
         if nm is not None and nm.outcome not in ("deny", "error"):
             self.outcomes[nm.outcome] = self.obligations(f"outcome_{table.id}_{nm.outcome}", nm.obligations)
         self.cells: dict[tuple[int, ir.Test], str] = {}
-        self.checks: dict[int, runtime.Cell] = {}       # id of a cell (compile shares equal ones) -> its check
         seen: set[int] = set()
         for row in table.rows:
             if row.outcome not in self.outcomes:
@@ -444,27 +443,11 @@ class _TableCode:
 
     def lowered(self) -> runtime.LoweredTable:
         table, defined = self.table, self.ns.values
-        checks = self.checks
-
-        def check(c: ir.FactCondition) -> runtime.Cell:
-            made = checks.get(id(c))
-            if made is None:
-                made = checks[id(c)] = runtime.Cell(
-                    c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
-                    runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
-            return made
-
-        static = {name: all(u.is_static and u.when is None for u in uses) for name, uses in
-                  ((r.outcome, r.obligations) for r in table.rows)}
-        rows = tuple(runtime.LoweredRow(row.id, row.says,
-                                        tuple(check(c) for c in row.cells if not isinstance(c, ir.Wildcard)),
-                                        defined[self.outcomes[row.outcome]], static[row.outcome])
-                     for row in table.rows)
+        tested = self.tested()
+        rows = self.rows(tested)
 
         def cell_of(r: int, c: int) -> runtime.Cell:
-            cell = table.rows[r].cells[c]
-            assert isinstance(cell, ir.FactCondition)
-            return check(cell)
+            return tested[id(table.rows[r].cells[c])]
 
         nm = table.no_match
         unmatched = None if nm is None else runtime.LoweredNoMatch(
@@ -473,6 +456,25 @@ class _TableCode:
         return runtime.LoweredTable(table.id, table.says, table.hit, defined[self.when] if self.when else None,
                                     rows, rowindex.build(table, cell_of), absent, rowindex.scan(table), unmatched,
                                     self.plan.overrides if self.alone else None, {})
+
+    def tested(self) -> dict[int, runtime.Cell]:
+        """The check of each distinct tested cell, by its id (compile shares equal cells; `-` is not tested)."""
+        defined = self.ns.values
+        distinct = {id(c): c for row in self.table.rows for c in row.cells if isinstance(c, ir.FactCondition)}
+        return {i: runtime.Cell(c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
+                                runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
+                for i, c in distinct.items()}
+
+    def rows(self, tested: dict[int, runtime.Cell]) -> tuple[runtime.LoweredRow, ...]:
+        defined = self.ns.values
+        static: dict[str, bool] = {}
+        for r in self.table.rows:
+            if r.outcome not in static:
+                static[r.outcome] = all(u.is_static and u.when is None for u in r.obligations)
+        made = {name: (defined[fn], static[name]) for name, fn in self.outcomes.items() if name in static}
+        return tuple(runtime.LoweredRow(row.id, row.says, tuple([tested[id(c)] for c in row.cells if id(c) in tested]),
+                                        *made[row.outcome])
+                     for row in self.table.rows)
 
 
 def generate(plan: ir.ActionPlan, version: str) -> DecideFn:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -25,34 +25,74 @@ from .errors import Location, PolicyError
 Path = tuple[Any, ...]
 
 
-@dataclass
 class SourceMap:
     """Where each value (and each mapping key) of a file's documents was written.
 
-    Positions are stored packed as ``line << 20 | column`` (large tables have one per cell);
-    ``at`` gives them back as a ``Location``.
+    Positions are kept per list and mapping of the documents (keyed by the object's id, the
+    documents kept alive here): an array of packed positions (``line << 20 | column``; 0 when
+    not written there) holding the container's own position, then each list item's, or each
+    mapping entry's key and value in the mapping's order. ``at`` walks a path down the documents
+    and gives back the deepest position known as a ``Location``; a value an alias or a merge key
+    (``<<``) repeats points at where it is repeated, not into the anchored value.
     """
 
-    file: str
-    values: dict[Path, int] = field(default_factory=dict)
-    keys: dict[Path, Location] = field(default_factory=dict)
-    items: dict[Path, array[int]] = field(default_factory=dict)   # list path -> packed item positions
+    __slots__ = ("file", "documents", "spans", "_parent")
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.documents: list[Any] = []
+        self.spans: dict[int, array[int]] = {id(self.documents): array("q", [0])}
+        self._parent: tuple[Path | None, Any, array[int], int] = (None, None, array("q"), 0)
 
     def at(self, path: Path, *, key: bool = False) -> Location:
-        """The closest known location for ``path`` (walking up to its parents)."""
+        """The closest known location for ``path`` (its deepest part that was written)."""
         path = tuple(path)
-        if key and path in self.keys:
-            return self.keys[path]
-        while path:
-            packed = self.values.get(path)
-            if packed is None and isinstance(path[-1], int):
-                positions = self.items.get(path[:-1])
-                if positions is not None and 0 <= path[-1] < len(positions):
-                    packed = positions[path[-1]]
-            if packed is not None:
-                return Location(self.file, packed >> 20, packed & 0xFFFFF)
-            path = path[:-1]
-        return Location(self.file, 1, 1)
+        found = self.packed(path, key=key)
+        return Location(self.file, found >> 20, found & 0xFFFFF) if found else Location(self.file, 1, 1)
+
+    def packed(self, path: Path, *, key: bool = False) -> int:
+        """``at`` as a packed position, 0 when nothing of ``path`` is known."""
+        last = len(path) - 1
+        if last > 0 and path[:-1] == self._parent[0]:
+            # the parent of the last path asked (compile asks for every row of a table in turn)
+            _, node, span, found = self._parent
+            start = last
+        else:
+            node, span, found, start = self.documents, self.spans[id(self.documents)], 0, 0
+        for depth in range(start, last + 1):
+            if depth == last:
+                self._parent = (path[:-1], node, span, found)
+            kpos, vpos, child = _entry(node, span, path[depth])
+            if depth == last and key and kpos:
+                return kpos
+            if not vpos:
+                break
+            found = vpos
+            if depth == last or not isinstance(child, (list, dict)):
+                break
+            span = self.spans.get(id(child))  # type: ignore[assignment]
+            if span is None or span[0] != vpos:
+                break       # repeated by an alias or a merge: its parts were written elsewhere
+            node = child
+        return found
+
+
+def _entry(node: Any, span: array[int], step: Any) -> tuple[int, int, Any]:
+    """(key position, value position, value) of ``step`` in a list or mapping; zeros when absent."""
+    if isinstance(node, list):
+        if type(step) is int and 0 <= step < len(node) and step + 1 < len(span):
+            return 0, span[step + 1], node[step]
+        return 0, 0, None
+    if isinstance(node, dict):
+        try:
+            if step not in node:
+                return 0, 0, None
+        except TypeError:
+            return 0, 0, None
+        i = 2 * list(node).index(step) + 1
+        if i + 1 < len(span):
+            return span[i], span[i + 1], node[step]
+    return 0, 0, None
 
 
 @dataclass
@@ -66,8 +106,17 @@ def _loc(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
+def _unpack(file: str, packed: int) -> Location:
+    return Location(file, packed >> 20, packed & 0xFFFFF)
+
+
 _STR = "tag:yaml.org,2002:str"
 _SCALAR = yaml.ScalarEvent
+_ALIAS = yaml.AliasEvent
+_SEQ_START = yaml.SequenceStartEvent
+_SEQ_END = yaml.SequenceEndEvent
+_MAP_START = yaml.MappingStartEvent
+_MAP_END = yaml.MappingEndEvent
 _UNSET: Any = object()
 #: explicit tags a scalar may carry (``!!str 0123``); every other tag is refused
 _SCALAR_TAGS = {_STR} | {f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null")}
@@ -97,12 +146,14 @@ class _Builder:
 
     Composing a node tree first (``yaml.compose``) keeps every node of a large file alive at
     once; reading events builds each value and drops the event, so a 10,000-row table loads
-    in a fraction of the time and memory.
+    in a fraction of the time and memory. The common event, a plain scalar whose text was
+    already seen in this file, is handled inline by the loops of ``sequence`` and ``mapping``.
     """
 
     def __init__(self, loader: Any, smap: SourceMap, errors: list[PolicyError]):
         self.loader = loader
-        self.smap = smap
+        self.get = loader.get_event
+        self.spans = smap.spans
         self.errors = errors
         self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, values in it)
         self.file = smap.file
@@ -114,31 +165,21 @@ class _Builder:
     def _refuse(self, code: str, message: str, mark: Any, help: str) -> _Refused:
         return _Refused(PolicyError(code, message, _loc(self.file, mark), help))
 
-    def value(self, path: Path | None, positions: array[int] | None = None) -> Any:
-        """Build the next value and record where it starts: in ``positions`` (the packed array of
-        the list it is an item of), else under ``path`` unless that is None (keys, skipped values)."""
-        return self.build(self.loader.get_event(), path, positions)
-
-    def build(self, event: Any, path: Path | None, positions: array[int] | None = None) -> Any:
-        """Build the value that starts with ``event`` (see ``value``)."""
-        smap = self.smap
-        mark = event.start_mark
+    def build(self, event: Any) -> Any:
+        """Build the value that starts with ``event`` (its position is recorded by the caller)."""
         self.values += 1
         if self.values > MAX_VALUES:
-            raise self._refuse("load_too_large", f"the file has more than {MAX_VALUES:,} values", mark,
+            raise self._refuse("load_too_large", f"the file has more than {MAX_VALUES:,} values", event.start_mark,
                                "split it into several files")
         first_value = self.values
-        if positions is not None:
-            positions.append((mark.line + 1) << 20 | (mark.column + 1))
-        elif path is not None:
-            smap.values[path] = (mark.line + 1) << 20 | (mark.column + 1)
-        if type(event) is _SCALAR:
+        cls = type(event)
+        if cls is _SCALAR:
             value = self.scalar(event)
-        elif isinstance(event, yaml.AliasEvent):
+        elif cls is _ALIAS:
             return self.alias(event)
         else:
-            value = self.collection(event, path)
-        anchor = getattr(event, "anchor", None)
+            value = self.collection(event)
+        anchor = event.anchor
         if anchor:
             self.anchors[anchor] = (value, self.values - first_value + 1)
         return value
@@ -162,7 +203,7 @@ class _Builder:
                                event.start_mark, "split it into several files")
         return value
 
-    def collection(self, event: Any, path: Path | None) -> Any:
+    def collection(self, event: Any) -> Any:
         if event.tag is not None:
             raise self._refuse("load_tag", f"the tag `{_short(event.tag)}` is not supported here", event.start_mark,
                                "remove the tag: rule files use plain mappings and lists")
@@ -170,78 +211,112 @@ class _Builder:
         if self.depth > MAX_DEPTH:
             raise self._refuse("load_too_deep", f"mappings and lists are nested more than {MAX_DEPTH} deep here",
                                event.start_mark, "flatten the structure; rule files never need this depth")
-        if isinstance(event, yaml.SequenceStartEvent):
-            value: Any = self.sequence(path)
-        elif isinstance(event, yaml.MappingStartEvent):
-            value = self.mapping(path)
+        mark = event.start_mark
+        own = (mark.line + 1) << 20 | (mark.column + 1)
+        if isinstance(event, _SEQ_START):
+            value: Any = self.sequence(own)
+        elif isinstance(event, _MAP_START):
+            value = self.mapping(own)
         else:  # pragma: no cover - the parser only yields the events above here
             raise yaml.YAMLError(f"unexpected {type(event).__name__}")
         self.depth -= 1
         return value
 
-    def sequence(self, path: Path | None) -> list[Any]:
-        get = self.loader.get_event
-        value: list[Any] = []
-        i = 0
-        items = array("q") if path is not None else None
+    def sequence(self, own: int) -> list[Any]:
+        get = self.get
         resolved = self.resolved
+        value: list[Any] = []
+        span = array("q", (own,))
         while True:
             event: Any = get()
-            if type(event) is _SCALAR and event.tag is None and event.anchor is None:
+            cls = type(event)
+            mark: Any = event.start_mark
+            if cls is _SCALAR and event.tag is None and event.anchor is None:
                 # the common item, a plain value already seen: what ``build`` does, inline
                 known = resolved.get((event.value, event.implicit), _UNSET)
                 if known is not _UNSET and self.values < MAX_VALUES:
                     self.values += 1
-                    if items is not None:
-                        mark: Any = event.start_mark
-                        items.append((mark.line + 1) << 20 | (mark.column + 1))
+                    span.append((mark.line + 1) << 20 | (mark.column + 1))
                     value.append(known)
-                    i += 1
                     continue
-            if isinstance(event, yaml.SequenceEndEvent):
+            elif cls is _SEQ_END:
                 break
-            # an item's position goes to `items`; its path is needed only for what it contains
-            value.append(self.build(event, None if path is None or type(event) is _SCALAR else path + (i,), items))
-            i += 1
-        if items is not None and path is not None:
-            self.smap.items[path] = items
+            span.append((mark.line + 1) << 20 | (mark.column + 1))
+            value.append(self.build(event))
+        self.spans[id(value)] = span
         return value
 
-    def mapping(self, path: Path | None) -> dict[Any, Any]:
-        loader = self.loader
-        smap = self.smap
+    def plain(self, event: Any) -> Any:
+        """The value of ``event`` when it is a plain scalar whose text was already seen (counted), else _UNSET."""
+        if type(event) is _SCALAR and event.tag is None and event.anchor is None and self.values < MAX_VALUES:
+            known = self.resolved.get((event.value, event.implicit), _UNSET)
+            if known is not _UNSET:
+                self.values += 1
+            return known
+        return _UNSET
+
+    def mapping(self, own: int) -> dict[Any, Any]:
+        get = self.get
         value: dict[Any, Any] = {}
-        first_seen: dict[Any, Location] = {}
+        span = array("q", (own,))
+        first_seen: dict[Any, int] = {}
         while True:
-            key_event = loader.get_event()
-            if isinstance(key_event, yaml.MappingEndEvent):
+            event: Any = get()
+            if type(event) is _MAP_END:
                 break
-            key_loc = _loc(self.file, key_event.start_mark)
-            key = self.build(key_event, None)
-            if key == "<<" and isinstance(key_event, yaml.ScalarEvent) and key_event.tag is None:
-                merged = self.value(None)
-                for m in merged if isinstance(merged, list) else [merged]:
-                    if isinstance(m, dict):
-                        for k, v in m.items():
-                            value.setdefault(k, v)
+            mark: Any = event.start_mark
+            kpos = (mark.line + 1) << 20 | (mark.column + 1)
+            key = self.plain(event)
+            if key is _UNSET:
+                key = self.build(event)
+            if key == "<<" and type(event) is _SCALAR and event.tag is None:
+                self.merge(value, span, self.build(get()))
                 continue
-            try:
-                hash(key)
-            except TypeError:
-                self.errors.append(PolicyError("load_syntax", "a mapping key must be a plain value", key_loc))
-                self.value(None)
+            if self.refused_key(key, kpos, first_seen):
+                self.build(get())
                 continue
-            if key in first_seen:
-                self.errors.append(PolicyError(
-                    "load_duplicate_key", f"key `{key}` appears twice in this mapping", key_loc,
-                    f"the first `{key}` is at line {first_seen[key].line}; keep one of them"))
-                self.value(None)
-                continue
-            first_seen[key] = key_loc
-            if path is not None:
-                smap.keys[path + (key,)] = key_loc
-            value[key] = self.value(None if path is None else path + (key,))
+            first_seen[key] = kpos
+            event = get()
+            mark = event.start_mark
+            vpos = (mark.line + 1) << 20 | (mark.column + 1)
+            item = self.plain(event)
+            if item is _UNSET:
+                item = self.build(event)
+            if key in value:       # merged in before: this key overrides it where the merge put it
+                i = 2 * list(value).index(key) + 1
+                span[i], span[i + 1] = kpos, vpos
+            else:
+                span.append(kpos)
+                span.append(vpos)
+            value[key] = item
+        self.spans[id(value)] = span
         return value
+
+    def refused_key(self, key: Any, kpos: int, first_seen: dict[Any, int]) -> bool:
+        """Report a key that cannot be used (not a plain value, or written twice); True when reported."""
+        try:
+            seen = first_seen.get(key)
+        except TypeError:
+            self.errors.append(PolicyError("load_syntax", "a mapping key must be a plain value",
+                                           _unpack(self.file, kpos)))
+            return True
+        if seen is not None:
+            self.errors.append(PolicyError(
+                "load_duplicate_key", f"key `{key}` appears twice in this mapping", _unpack(self.file, kpos),
+                f"the first `{key}` is at line {seen >> 20}; keep one of them"))
+            return True
+        return False
+
+    @staticmethod
+    def merge(value: dict[Any, Any], span: array[int], merged: Any) -> None:
+        """``<<: *name`` (or a list of them): the keys not written in the mapping, where it is merged."""
+        for m in merged if isinstance(merged, list) else [merged]:
+            if isinstance(m, dict):
+                for k, v in m.items():
+                    if k not in value:
+                        value[k] = v
+                        span.append(0)
+                        span.append(0)
 
     def scalar(self, event: Any) -> Any:
         tag = event.tag
@@ -341,21 +416,23 @@ def _syntax_error(path: str, text: str, exc: yaml.YAMLError) -> PolicyError:
 def _load_with(loader_class: Any, path: str, text: str) -> tuple[LoadedFile, list[PolicyError]]:
     smap = SourceMap(path)
     errors: list[PolicyError] = []
-    documents: list[Any] = []
+    documents = smap.documents
+    positions = smap.spans[id(documents)]
     loader = loader_class(text)
     builder = _Builder(loader, smap, errors)
     try:
         loader.get_event()  # stream start
-        index = 0
         while not loader.check_event(yaml.StreamEndEvent):
             loader.get_event()  # document start
             builder.anchors.clear()
             if loader.check_event(yaml.DocumentEndEvent):
                 documents.append(None)
+                positions.append(0)
             else:
-                documents.append(builder.value((index,)))
+                event = loader.get_event()
+                positions.append((event.start_mark.line + 1) << 20 | (event.start_mark.column + 1))
+                documents.append(builder.build(event))
             loader.get_event()  # document end
-            index += 1
     finally:
         loader.dispose()
     return LoadedFile(path, documents, smap), errors

@@ -92,14 +92,9 @@ def _band(cell: ir.RowCell) -> tuple[float, float] | None:
 
 def _per_row(table: ir.RowTable, c: int, read: Callable[[ir.RowCell], Any]) -> list[Any]:
     """``read`` of column ``c`` of every row, once per distinct cell (compile shares equal cells)."""
-    known: dict[int, Any] = {}
-    out = []
-    for row in table.rows:
-        cell = row.cells[c]
-        if id(cell) not in known:
-            known[id(cell)] = read(cell)
-        out.append(known[id(cell)])
-    return out
+    cells = [row.cells[c] for row in table.rows]
+    made = {id(cell): read(cell) for cell in {id(cell): cell for cell in cells}.values()}
+    return list(map(made.__getitem__, map(id, cells)))
 
 
 Split = tuple[int, int, Callable[[], Node]]       # largest branch, entries in all, the node it makes
