@@ -16,7 +16,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -36,12 +36,15 @@ class SourceMap:
     (``<<``) repeats points at where it is repeated, not into the anchored value.
     """
 
-    __slots__ = ("file", "documents", "spans", "_parent")
+    __slots__ = ("file", "documents", "spans", "extents", "_parent")
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, extents: bool = False) -> None:
         self.file = file
         self.documents: list[Any] = []
         self.spans: dict[int, array[int]] = {id(self.documents): array("q", [0])}
+        #: with ``extents``: per list and mapping, (position, start, end) of itself, then of each item or
+        #: value in order (character offsets in the file: where each value's written text begins and ends)
+        self.extents: dict[int, array[int]] | None = {id(self.documents): array("q", [0, 0, 0])} if extents else None
         self._parent: tuple[Path | None, Any, array[int], int] = (None, None, array("q"), 0)
 
     def at(self, path: Path, *, key: bool = False) -> Location:
@@ -75,6 +78,51 @@ class SourceMap:
                 break       # repeated by an alias or a merge: its parts were written elsewhere
             node = child
         return found
+
+
+    def written(self, container: list[Any] | dict[Any, Any]) -> list[Written]:
+        """Where each item of a list (each value of a mapping, in its order) of these documents was
+        written, and its text's extent; empty unless loaded with ``extents``. A value an alias repeats
+        is where its anchor wrote it."""
+        found = self.extents.get(id(container)) if self.extents is not None else None
+        if found is None:
+            return []
+        return [Written(self.file, found[i] >> 20, found[i] & 0xFFFFF, found[i + 1], found[i + 2])
+                for i in range(3, len(found), 3)]
+
+    def written_at(self, path: Path) -> Written | None:
+        """``written`` of the one value at ``path`` (None when there is none, or no extents)."""
+        node: Any = self.documents
+        here: Written | None = None
+        for step in path:
+            if not isinstance(node, (list, dict)):
+                return None
+            slots = self.written(node)
+            i = _slot(node, step)
+            if i is None or i >= len(slots):
+                return None
+            here, node = slots[i], node[step]
+        return here
+
+
+class Written(NamedTuple):
+    """Where a value was written: 1-based line and column, and the character offsets of its text."""
+
+    file: str
+    line: int
+    column: int
+    start: int
+    end: int
+
+
+def _slot(node: Any, step: Any) -> int | None:
+    """The place of ``step`` among a list's items or a mapping's keys, or None."""
+    if isinstance(node, list):
+        return step if type(step) is int and 0 <= step < len(node) else None
+    try:
+        return list(node).index(step) if step in node else None
+    except TypeError:
+        return None
 
 
 def _entry(node: Any, span: array[int], step: Any) -> tuple[int, int, Any]:
@@ -154,8 +202,10 @@ class _Builder:
         self.loader = loader
         self.get = loader.get_event
         self.spans = smap.spans
+        self.extents = smap.extents     # None unless asked for (``load_text(..., extents=True)``)
+        self.last: tuple[int, int, int] = (0, 0, 0)   # the extent of the value built last, when kept
         self.errors = errors
-        self.anchors: dict[str, tuple[Any, int]] = {}  # anchor -> (value, values in it)
+        self.anchors: dict[str, tuple[Any, int, tuple[int, int, int]]] = {}  # anchor -> (value, values in it, extent)
         self.file = smap.file
         self.values = 0        # values built so far, aliases counted at their full size
         self.alias_values = 0  # of which added by aliases
@@ -175,13 +225,16 @@ class _Builder:
         cls = type(event)
         if cls is _SCALAR:
             value = self.scalar(event)
+            if self.extents is not None:
+                mark = event.start_mark
+                self.last = ((mark.line + 1) << 20 | (mark.column + 1), mark.index, event.end_mark.index)
         elif cls is _ALIAS:
             return self.alias(event)
         else:
             value = self.collection(event)
         anchor = event.anchor
         if anchor:
-            self.anchors[anchor] = (value, self.values - first_value + 1)
+            self.anchors[anchor] = (value, self.values - first_value + 1, self.last)
         return value
 
     def alias(self, event: Any) -> Any:
@@ -189,7 +242,7 @@ class _Builder:
             self.errors.append(PolicyError("load_syntax", f"unknown alias `*{event.anchor}`",
                                            _loc(self.file, event.start_mark)))
             return None
-        value, size = self.anchors[event.anchor]
+        value, size, self.last = self.anchors[event.anchor]
         # the alias itself was counted as one value; the values it repeats are added here
         self.alias_values += size
         self.values += size - 1
@@ -213,16 +266,17 @@ class _Builder:
                                event.start_mark, "flatten the structure; rule files never need this depth")
         mark = event.start_mark
         own = (mark.line + 1) << 20 | (mark.column + 1)
+        written = None if self.extents is None else array("q", (own, mark.index, 0))
         if isinstance(event, _SEQ_START):
-            value: Any = self.sequence(own)
+            value: Any = self.sequence(own, written)
         elif isinstance(event, _MAP_START):
-            value = self.mapping(own)
+            value = self.mapping(own, written)
         else:  # pragma: no cover - the parser only yields the events above here
             raise yaml.YAMLError(f"unexpected {type(event).__name__}")
         self.depth -= 1
         return value
 
-    def sequence(self, own: int) -> list[Any]:
+    def sequence(self, own: int, written: array[int] | None) -> list[Any]:
         get = self.get
         resolved = self.resolved
         value: list[Any] = []
@@ -238,13 +292,25 @@ class _Builder:
                     self.values += 1
                     span.append((mark.line + 1) << 20 | (mark.column + 1))
                     value.append(known)
+                    if written is not None:
+                        written.extend((span[-1], mark.index, event.end_mark.index))
                     continue
             elif cls is _SEQ_END:
                 break
             span.append((mark.line + 1) << 20 | (mark.column + 1))
             value.append(self.build(event))
+            if written is not None:
+                written.extend(self.last)
         self.spans[id(value)] = span
+        self.ended(value, written, event)
         return value
+
+    def ended(self, value: Any, written: array[int] | None, event: Any) -> None:
+        """Keep the extents of a list or mapping that ``event`` ends, when they are asked for."""
+        if written is not None and self.extents is not None:
+            written[2] = event.end_mark.index
+            self.extents[id(value)] = written
+            self.last = (written[0], written[1], written[2])
 
     def plain(self, event: Any) -> Any:
         """The value of ``event`` when it is a plain scalar whose text was already seen (counted), else _UNSET."""
@@ -255,7 +321,7 @@ class _Builder:
             return known
         return _UNSET
 
-    def mapping(self, own: int) -> dict[Any, Any]:
+    def mapping(self, own: int, written: array[int] | None) -> dict[Any, Any]:
         get = self.get
         value: dict[Any, Any] = {}
         span = array("q", (own,))
@@ -270,7 +336,7 @@ class _Builder:
             if key is _UNSET:
                 key = self.build(event)
             if key == "<<" and type(event) is _SCALAR and event.tag is None:
-                self.merge(value, span, self.build(get()))
+                self.merge(value, span, written, self.build(get()))
                 continue
             if self.refused_key(key, kpos, first_seen):
                 self.build(get())
@@ -280,16 +346,23 @@ class _Builder:
             mark = event.start_mark
             vpos = (mark.line + 1) << 20 | (mark.column + 1)
             item = self.plain(event)
-            if item is _UNSET:
+            if item is not _UNSET and written is not None:
+                self.last = (vpos, mark.index, event.end_mark.index)
+            elif item is _UNSET:
                 item = self.build(event)
             if key in value:       # merged in before: this key overrides it where the merge put it
-                i = 2 * list(value).index(key) + 1
-                span[i], span[i + 1] = kpos, vpos
+                i = list(value).index(key)
+                span[2 * i + 1], span[2 * i + 2] = kpos, vpos
+                if written is not None:
+                    written[3 * i + 3:3 * i + 6] = array("q", self.last)
             else:
                 span.append(kpos)
                 span.append(vpos)
+                if written is not None:
+                    written.extend(self.last)
             value[key] = item
         self.spans[id(value)] = span
+        self.ended(value, written, event)
         return value
 
     def refused_key(self, key: Any, kpos: int, first_seen: dict[Any, int]) -> bool:
@@ -308,15 +381,16 @@ class _Builder:
         return False
 
     @staticmethod
-    def merge(value: dict[Any, Any], span: array[int], merged: Any) -> None:
+    def merge(value: dict[Any, Any], span: array[int], written: array[int] | None, merged: Any) -> None:
         """``<<: *name`` (or a list of them): the keys not written in the mapping, where it is merged."""
         for m in merged if isinstance(merged, list) else [merged]:
             if isinstance(m, dict):
                 for k, v in m.items():
                     if k not in value:
                         value[k] = v
-                        span.append(0)
-                        span.append(0)
+                        span.extend((0, 0))
+                        if written is not None:
+                            written.extend((0, 0, 0))
 
     def scalar(self, event: Any) -> Any:
         tag = event.tag
@@ -356,14 +430,15 @@ _YAML_HELP = {
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_text(path: str, text: str) -> tuple[LoadedFile | None, list[PolicyError]]:
-    """Parse one file into documents (one per ``---`` section) and its source map."""
+def load_text(path: str, text: str, *, extents: bool = False) -> tuple[LoadedFile | None, list[PolicyError]]:
+    """Parse one file into documents (one per ``---`` section) and its source map; with ``extents``
+    the source map also says where each value's written text begins and ends (``SourceMap.written``)."""
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         return None, [too_large(path, size)]
     if _FAST_LOADER is not yaml.SafeLoader:
         try:
-            return _load_with(_FAST_LOADER, path, text)
+            return _load_with(_FAST_LOADER, path, text, extents)
         except _Refused as exc:
             return None, [exc.error]
         except yaml.YAMLError as exc:
@@ -375,7 +450,7 @@ def load_text(path: str, text: str) -> tuple[LoadedFile | None, list[PolicyError
             if size > _REPARSE_BYTES:
                 return None, [_syntax_error(path, text, exc)]
     try:
-        return _load_with(yaml.SafeLoader, path, text)
+        return _load_with(yaml.SafeLoader, path, text, extents)
     except _Refused as exc:
         return None, [exc.error]
     except yaml.YAMLError as exc:
@@ -413,8 +488,8 @@ def _syntax_error(path: str, text: str, exc: yaml.YAMLError) -> PolicyError:
                        Location(path, 1, 1))
 
 
-def _load_with(loader_class: Any, path: str, text: str) -> tuple[LoadedFile, list[PolicyError]]:
-    smap = SourceMap(path)
+def _load_with(loader_class: Any, path: str, text: str, extents: bool) -> tuple[LoadedFile, list[PolicyError]]:
+    smap = SourceMap(path, extents)
     errors: list[PolicyError] = []
     documents = smap.documents
     positions = smap.spans[id(documents)]
@@ -428,10 +503,13 @@ def _load_with(loader_class: Any, path: str, text: str) -> tuple[LoadedFile, lis
             if loader.check_event(yaml.DocumentEndEvent):
                 documents.append(None)
                 positions.append(0)
+                builder.last = (0, 0, 0)
             else:
                 event = loader.get_event()
                 positions.append((event.start_mark.line + 1) << 20 | (event.start_mark.column + 1))
                 documents.append(builder.build(event))
+            if smap.extents is not None:
+                smap.extents[id(documents)].extend(builder.last)
             loader.get_event()  # document end
     finally:
         loader.dispose()
