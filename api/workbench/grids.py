@@ -15,13 +15,14 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from engine import is_test_file
+from engine.load import SourceMap, Written, load_text
 
 LABELS = {"action_matrix": 2, "rows": 1}   # leading columns that name a row (rule, entity)
 _SPACE = re.compile(r"\s+")
@@ -141,28 +142,27 @@ class Section:
 
 
 # -- reading the rule files -----------------------------------------------------------------------
-def _span(file: str, node: yaml.Node) -> Span:
-    start, end = node.start_mark, node.end_mark
-    return Span(file, start.line + 1, start.column + 1, start.index, end.index)
+class UnreadableFile(yaml.YAMLError):
+    """A rule file the engine's loader refuses (not YAML, or over one of its limits)."""
 
 
-def _text(source: str, node: yaml.Node, value: Any) -> tuple[str, bool]:
-    if isinstance(node, yaml.ScalarNode) and isinstance(value, str):
+def _span(written: Written) -> Span:
+    return Span(written.file, written.line, written.column, written.start, written.end)
+
+
+def _text(source: str, written: Written, value: Any) -> tuple[str, bool]:
+    if isinstance(value, str):           # only a scalar reads as a text
         return value, True
-    return _SPACE.sub(" ", source[node.start_mark.index:node.end_mark.index]).strip(), False
+    return _SPACE.sub(" ", source[written.start:written.end]).strip(), False
 
 
-def _flow(source: str, node: yaml.Node | None) -> str:
-    return "" if node is None else _SPACE.sub(" ", source[node.start_mark.index:node.end_mark.index]).strip()
+def _cell(source: str, column: str, written: Written, value: Any) -> Cell:
+    text, is_text = _text(source, written, value)
+    return Cell(str(column), text, value, _span(written), is_text)
 
 
-def _get(node: yaml.Node, key: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                found: yaml.Node = v
-                return found
-    return None
+def _flow(source: str, written: Written | None) -> str:
+    return "" if written is None else _SPACE.sub(" ", source[written.start:written.end]).strip()
 
 
 def _refs(value: Any) -> tuple[str, ...]:
@@ -171,55 +171,49 @@ def _refs(value: Any) -> tuple[str, ...]:
     return (str(value),) if isinstance(value, str) else tuple(str(v) for v in value)
 
 
-def _documents(source: str) -> Iterator[tuple[yaml.Node, Any]]:
-    """Each document's node (with positions) and value, read the way rule files are read (safe)."""
-    loader = yaml.SafeLoader(source)
-    try:
-        while loader.check_node():
-            node: yaml.Node | None = loader.get_node()
-            if node is not None:
-                yield node, loader.construct_document(node)
-    finally:
-        loader.dispose()
+def _documents(file: str, source: str) -> tuple[list[Any], SourceMap]:
+    """The file's documents and where each value was written, read by the engine's loader (its
+    limits, its duplicate-key and tag checks); a file it refuses raises ``UnreadableFile``."""
+    loaded, errors = load_text(file, source, extents=True)
+    if loaded is None:
+        raise UnreadableFile("; ".join(f"{e.location}: {e.message}" for e in errors) or "not a rule file")
+    return loaded.documents, loaded.source
 
 
-def _cells(file: str, source: str, header: list[str], row_node: yaml.Node, row: list[Any]) -> list[Cell]:
-    if not isinstance(row_node, yaml.SequenceNode):
+def _written(smap: SourceMap, mapping: Any) -> list[tuple[str, Written]]:
+    """(key, where its value was written) of each entry of a mapping, in the file's order."""
+    if not isinstance(mapping, dict):
         return []
-    cells = []
-    for column, node, value in zip(header, row_node.value, row, strict=False):
-        text, is_text = _text(source, node, value)
-        cells.append(Cell(str(column), text, value, _span(file, node), is_text))
-    return cells
+    return [(str(k), w) for k, w in zip(mapping, smap.written(mapping), strict=False)]
 
 
-def _grid(file: str, source: str, system: str, spec: dict[str, Any], node: yaml.Node,
+def _grid(source: str, smap: SourceMap, system: str, spec: dict[str, Any], path: tuple[Any, ...],
           where: tuple[int, int]) -> Grid:
     layout = str(spec.get("layout"))
     labels = LABELS.get(layout, 1)
     header = [str(h) for h in spec.get("header") or ()]
     metas = spec.get("rules") or {}
     rows = []
-    body_node = _get(node, "body")
-    body_nodes = body_node.value if isinstance(body_node, yaml.SequenceNode) else []
-    for row_node, row in zip(body_nodes, spec.get("body") or (), strict=False):
+    body = spec.get("body")
+    for row in body if isinstance(body, list) else ():
         if not isinstance(row, list) or not row:
             continue
-        cells = _cells(file, source, header, row_node, row)
+        cells = [_cell(source, column, w, value) for column, w, value in zip(header, smap.written(row), row,
+                                                                              strict=False)]
         meta = metas.get(str(row[0])) or {}
         rows.append(GridRow(str(row[0]), str(meta.get("says", "")), _refs(meta.get("source", spec.get("source"))),
                             tuple(cells[:labels]), tuple(cells[labels:])))
-    outcomes_node = _get(node, "outcomes")
-    words_node = _get(node, "words")
+    span = smap.written_at(path)
+    assert span is not None       # the table was read from this very path
     return Grid(
         system=system, id=str(spec.get("id")), layout=layout, says=str(spec.get("says", "")),
         sources=_refs(spec.get("source")), hit=str(spec.get("hit")),
         no_match=None if spec.get("no_match") is None else str(spec["no_match"]),
         otherwise=None if spec.get("otherwise") is None else str(spec["otherwise"]),
-        words=tuple((str(k.value), _flow(source, v)) for k, v in getattr(words_node, "value", ())),
-        outcomes=tuple((str(k.value), _flow(source, v)) for k, v in getattr(outcomes_node, "value", ())),
-        when=_flow(source, _get(node, "when")) or None,
-        actions=_refs(spec.get("actions")), header=tuple(header), rows=tuple(rows), span=_span(file, node),
+        words=tuple((k, _flow(source, w)) for k, w in _written(smap, spec.get("words"))),
+        outcomes=tuple((k, _flow(source, w)) for k, w in _written(smap, spec.get("outcomes"))),
+        when=_flow(source, smap.written_at(path + ("when",)) if "when" in spec else None) or None,
+        actions=_refs(spec.get("actions")), header=tuple(header), rows=tuple(rows), span=_span(span),
         document=where[0], index=where[1])
 
 
@@ -236,17 +230,16 @@ def _sources(doc: dict[str, Any]) -> tuple[Source, ...]:
 def file_sections(file: str, source: str) -> list[Section]:
     """The sections (one per YAML document) of one rule file, with their tables."""
     sections = []
-    for d, (node, doc) in enumerate(_documents(source)):
+    documents, smap = _documents(file, source)
+    for d, (at, doc) in enumerate((at, doc) for at, doc in enumerate(documents) if doc is not None):
         if not isinstance(doc, dict):
             continue
         system = str(doc.get("system"))
-        grids = []
-        rules_node = _get(node, "rules")
-        rule_nodes = rules_node.value if isinstance(rules_node, yaml.SequenceNode) else []
-        for i, (rule_node, rule) in enumerate(zip(rule_nodes, doc.get("rules") or (), strict=False)):
-            if isinstance(rule, dict) and rule.get("kind") == "table":
-                grids.append(_grid(file, source, system, rule, rule_node, (d, i)))
-        sections.append(Section(system, str(doc.get("title", "")), file, _sources(doc), tuple(grids)))
+        rules = doc.get("rules")
+        grids = tuple(_grid(source, smap, system, rule, (at, "rules", i), (d, i))
+                      for i, rule in enumerate(rules if isinstance(rules, list) else ())
+                      if isinstance(rule, dict) and rule.get("kind") == "table")
+        sections.append(Section(system, str(doc.get("title", "")), file, _sources(doc), grids))
     return sections
 
 
