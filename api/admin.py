@@ -13,7 +13,7 @@ import typing as t
 
 from flask import Flask, Response, request
 
-from api import evidence
+from api import evidence, whole_log
 from api.body import read_json
 from api.decisions import json_response
 from api.errors import ApiError, bad_request
@@ -155,6 +155,19 @@ def _compile_candidate(files: dict[str, str]) -> t.Any:
     except engine.PolicyErrors as exc:
         raise ApiError("publish_rejected", f"the candidate does not compile: {exc.errors[0]}",
                        errors=[e.to_dict() for e in exc.errors], test_failures=[]) from None
+
+
+class _WholeLogBusy(Exception):
+    """Another read of the whole decision log runs in this process (``api.whole_log``)."""
+
+
+def _busy(what: str) -> Response:
+    """429 ``busy``: another whole-log read runs here; ``Retry-After`` says when to ask again."""
+    error = ApiError("busy", f"this server is already reading the whole decision log for another request; {what} "
+                             "was not started: try again when it has finished", retry_after=whole_log.RETRY_AFTER)
+    response = json_response(error.to_dict(), error.status)
+    response.headers["Retry-After"] = str(whole_log.RETRY_AFTER)
+    return response
 
 
 def _impact_fields(body: dict[str, t.Any]) -> tuple[str | None, int | None]:
@@ -312,7 +325,12 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                               "invalid_parameter")
         else:
             candidate = policy_set(resolve(ref))
-        report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive, **filters)
+        try:
+            with whole_log.one_at_a_time(_WholeLogBusy):
+                report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive,
+                              **filters)
+        except _WholeLogBusy:
+            return _busy("the replay")
         return json_response(report)
 
     def impact_gate(files: dict[str, str], since: str, max_risky_flips: int | None) -> dict[str, t.Any] | None:
@@ -463,5 +481,9 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     @app.get("/v1/audit/verify")
     def verify() -> Response:
         requires("audit")
-        report = call(store().verify_chain)
+        try:
+            with whole_log.one_at_a_time(_WholeLogBusy):
+                report = call(store().verify_chain)
+        except _WholeLogBusy:
+            return _busy("the verification")
         return json_response(report.to_dict())

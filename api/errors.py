@@ -25,6 +25,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "publish_rejected": (422, "the candidate rules do not compile or their tests fail; nothing changed"),
     "impact_refused": (409, "the candidate would turn more logged denials into allows than `max_risky_flips`; "
                             "nothing changed"),
+    "busy": (429, "another read of the whole decision log (an impact replay, a chain verify) is running in this "
+                  "server process; `Retry-After` says when to try again; nothing was started"),
     "store_unavailable": (503, "the version store or decision log database does not answer"),
     "not_ready": (503, "no policy version is loaded yet"),
     "timeout": (503, "the request took longer than the server's timeout; nothing was allowed"),

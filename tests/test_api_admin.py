@@ -260,3 +260,54 @@ def test_chain_verification_through_the_api_finds_a_tampered_entry(client, app):
     report = client.get("/v1/audit/verify").get_json()
     assert report["ok"] is False
     assert report["first_broken_id"] == ids[1] and report["first_broken_seq"] == 2
+
+
+def test_one_whole_log_read_at_a_time_a_second_is_429_busy_and_errors_release_the_guard(app, client, monkeypatch):
+    """An impact replay reads the whole log: while one runs in this process, another replay or a
+    chain verify is answered 429 ``busy`` with Retry-After at once, nothing started; the guard is
+    the workbench's (one mechanism) and a replay that fails releases it."""
+    import threading
+
+    from api import evidence
+    from api.workbench import core
+    from store import StoreError
+
+    real = evidence.impact
+    entered, release, started = threading.Event(), threading.Event(), []
+
+    def slow(*args, **kwargs):
+        started.append("replay")
+        entered.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evidence, "impact", slow)
+    first: dict = {}
+    replay = threading.Thread(target=lambda: first.update(
+        r=app.test_client().post("/v1/versions/active/impact", json={"examples": 1})))
+    replay.start()
+    try:
+        assert entered.wait(30)
+        busy = client.post("/v1/versions/active/impact", json={"examples": 1})
+        verify_busy = client.get("/v1/audit/verify")
+    finally:
+        release.set()
+        replay.join(30)
+    assert first["r"].status_code == 200 and "replayed" in first["r"].get_json()
+    assert started == ["replay"]
+    for answer in (busy, verify_busy):
+        assert answer.status_code == 429 and answer.headers["Retry-After"] == "10"
+        error = answer.get_json()["error"]
+        assert error["code"] == "busy" and error["retry_after"] == 10 and "try again" in error["message"]
+    with core.whole_log_read("a workbench page's read"):  # the same guard as the workbench's
+        assert client.post("/v1/versions/active/impact", json={"examples": 1}).status_code == 429
+    assert started == ["replay"]
+
+    def failing(*args, **kwargs):
+        raise StoreError("the database went away")
+
+    monkeypatch.setattr(evidence, "impact", failing)
+    assert client.post("/v1/versions/active/impact", json={"examples": 1}).status_code == 503
+    monkeypatch.setattr(evidence, "impact", real)
+    assert client.post("/v1/versions/active/impact", json={"examples": 1}).status_code == 200
+    assert client.get("/v1/audit/verify").get_json()["ok"] is True

@@ -18,10 +18,7 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import typing as t
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
@@ -31,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from api import whole_log
 from api.auth import LOOPBACK, ROLES, Authenticator, Principal, from_this_machine, token_mark
 from api.errors import ApiError
 
@@ -65,22 +63,13 @@ class PageError(Exception):
         self.status, self.title, self.message = status, title, message
 
 
-#: held while a page reads the whole decision log (a chain verify, an impact replay): one such read
-#: at a time in a worker, so repeated clicks cannot pile whole-log reads onto its threads
-_WHOLE_LOG = threading.Lock()
-
-
-@contextmanager
-def whole_log_read(what: str) -> Iterator[None]:
-    """Run a read of the whole decision log, or answer 429 when one is already running here."""
-    if not _WHOLE_LOG.acquire(blocking=False):
-        raise PageError(429, "Another long read is running",
-                        f"This server is already reading the whole decision log for another request; {what} "
-                        "was not started. Try again when that one has finished (it writes nothing).")
-    try:
-        yield
-    finally:
-        _WHOLE_LOG.release()
+def whole_log_read(what: str) -> t.ContextManager[None]:
+    """Run a read of the whole decision log (a chain verify, an impact replay), or answer a 429 page
+    when one is already running in this worker (``api.whole_log``, shared with the API)."""
+    return whole_log.one_at_a_time(lambda: PageError(
+        429, "Another long read is running",
+        f"This server is already reading the whole decision log for another request; {what} "
+        "was not started. Try again when that one has finished (it writes nothing)."))
 
 
 # -- the session ----------------------------------------------------------------------------------
