@@ -149,6 +149,17 @@ def pytest_runtest_protocol(item, nextitem):
         _guarded.clear()
 
 
+@pytest.fixture
+def shop_app(sqlite_url, tmp_path):
+    """The service (its Flask app) on a fresh SQLite store, serving the shop policy (``api.testing.SHOP``)."""
+    from api import create_app
+    from api.testing import SHOP, test_config, write_rules
+
+    app = create_app(test_config(sqlite_url, write_rules(tmp_path / "rules", SHOP)))
+    yield app
+    app.extensions["ordergate"].close()
+
+
 @pytest.fixture(params=["sequential", "parallel"])
 def verify_path(request, monkeypatch):
     """``Store.verify_chain()`` in one process, or ("parallel") with two worker processes verifying

@@ -6,22 +6,14 @@ import json
 
 import pytest
 
-from api import create_app
-from api.testing import ALLOWED, DENIED, SHOP, SHOP_V2, test_config, write_rules
+from api.testing import ALLOWED, DENIED, SHOP, SHOP_V2
 
 SHOP_V3 = {**SHOP, "shop.yaml": SHOP["shop.yaml"].replace("title: a tiny policy", "title: a third tiny policy")}
 
 
 @pytest.fixture
-def app(sqlite_url, tmp_path):
-    app = create_app(test_config(sqlite_url, write_rules(tmp_path / "rules", SHOP)))
-    yield app
-    app.extensions["ordergate"].close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
+def client(shop_app):
+    return shop_app.test_client()
 
 
 def _walk(client, path: str, key: str, limit: int) -> tuple[list, int]:
@@ -54,7 +46,7 @@ def test_versions_and_activations_come_a_page_at_a_time(client):
         assert response.status_code == 400 and response.get_json()["error"]["reason"] == "invalid_parameter"
 
 
-def test_one_bad_item_never_spoils_a_batch(client, app):
+def test_one_bad_item_never_spoils_a_batch(client, shop_app):
     deep = {"action": "order.create", "input": {"context": {"system": "shop"}}}
     node = deep["input"]
     for _ in range(40):
@@ -77,11 +69,11 @@ def test_one_bad_item_never_spoils_a_batch(client, app):
     assert results[2]["rules"] == ["T-01"]
 
 
-def test_every_decision_id_answered_is_in_the_log(client, app):
+def test_every_decision_id_answered_is_in_the_log(client, shop_app):
     answers = [client.post("/v1/decisions", json=body).get_json()
                for body in (ALLOWED, DENIED, {"action": "order.nope", "input": {"context": {"system": "shop"}}})]
     answers += client.post("/v1/decisions/batch", json={"requests": [ALLOWED, 5, {"action": 1}]}).get_json()["results"]
-    runtime = app.extensions["ordergate"]
+    runtime = shop_app.extensions["ordergate"]
     assert runtime.writer.flush(timeout=10)
     logged = {r["decision_id"] for r in runtime.store.query_decisions(limit=100)}
     ids = [a["decision_id"] for a in answers]

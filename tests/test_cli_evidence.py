@@ -9,30 +9,22 @@ from click.testing import CliRunner
 from werkzeug.serving import make_server
 
 import cli
-from api import create_app
-from api.testing import ALLOWED, DENIED, SHOP, SHOP_V2, test_config, write_rules
+from api.testing import ALLOWED, DENIED, SHOP_V2
 
 PORT = 18811
 
 
 @pytest.fixture
-def app(sqlite_url, tmp_path):
-    app = create_app(test_config(sqlite_url, write_rules(tmp_path / "rules", SHOP)))
-    yield app
-    app.extensions["ordergate"].close()
-
-
-@pytest.fixture
-def logged(app):
-    client = app.test_client()
+def logged(shop_app):
+    client = shop_app.test_client()
     ids = [client.post("/v1/decisions", json=r).get_json()["decision_id"] for r in (ALLOWED, DENIED, ALLOWED)]
-    assert app.extensions["ordergate"].writer.flush(timeout=10)
+    assert shop_app.extensions["ordergate"].writer.flush(timeout=10)
     return ids
 
 
 @pytest.fixture
-def service(app):
-    server = make_server("127.0.0.1", PORT, app, threaded=True)
+def service(shop_app):
+    server = make_server("127.0.0.1", PORT, shop_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{PORT}"
@@ -56,8 +48,8 @@ def test_log_filters_and_formats_the_same_from_the_database_and_the_service(logg
         assert len(text) == 1 and logged[1] in text[0] and "DENY" in text[0] and "T-01" in text[0]
 
 
-def test_replay_and_explain_from_the_database_and_the_service(app, logged, sqlite_url, service):
-    client = app.test_client()
+def test_replay_and_explain_from_the_database_and_the_service(shop_app, logged, sqlite_url, service):
+    client = shop_app.test_client()
     v2 = client.post("/v1/versions", json={"files": SHOP_V2, "message": "v2"}).get_json()["id"]
     for where in (("--database", sqlite_url), ("--url", service)):
         same = _run("replay", logged[0], *where)
