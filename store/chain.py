@@ -260,7 +260,7 @@ class PreparedRecord:
     """
 
     __slots__ = ("decision_id", "time", "action", "policy_version", "input_json", "result_json",
-                 "allow", "rules", "caller", "request_id")
+                 "allow", "rules", "caller", "request_id", "_hashed")
 
     def __init__(self, decision_id: str, time: str, action: str, policy_version: str | None,
                  input_json: str, result_json: str, allow: bool, rules: list[str],
@@ -275,26 +275,46 @@ class PreparedRecord:
         self.rules = rules
         self.caller = caller
         self.request_id = request_id
+        self._hashed: tuple[bytes, bytes] | None = None
 
     def hash_body(self, seq: int) -> str:
         """``canonical_json`` of the hashed body, built from the stored texts (same bytes)."""
         return hash_body(seq, self.decision_id, self.time, self.action, self.policy_version, self.input_json,
                          self.result_json, self.caller, self.request_id)
 
+    def hashed_text(self) -> tuple[bytes, bytes]:
+        """The hashed body's UTF-8 bytes before and after its seq, built once: the log writer
+        builds them before it takes the chain head's lock, so that only the hashes themselves
+        (which depend on the entry before) are computed while the lock is held."""
+        if self._hashed is None:
+            before, after = _body_around_seq(self.decision_id, self.time, self.action, self.policy_version,
+                                             self.input_json, self.result_json, self.caller, self.request_id)
+            self._hashed = (before.encode("utf-8"), after.encode("utf-8"))
+        return self._hashed
+
     def entry_hash(self, prev_hash: str, seq: int) -> str:
-        return hashlib.sha256((prev_hash + self.hash_body(seq)).encode("utf-8")).hexdigest()
+        before, after = self.hashed_text()
+        return hashlib.sha256(b"%s%s%d%s" % (prev_hash.encode("utf-8"), before, int(seq), after)).hexdigest()
 
 
 def hash_body(seq: int, decision_id: str, time: str, action: str, policy_version: str | None, input_json: str,
               result_json: str, caller: str | None, request_id: str | None) -> str:
     """``canonical_json`` of an entry's hashed body from its stored texts (input and result are
     stored as canonical JSON, so this is the same text as ``entry_hash`` hashes, without a parse)."""
+    before, after = _body_around_seq(decision_id, time, action, policy_version, input_json, result_json, caller,
+                                     request_id)
+    return f"{before}{int(seq)}{after}"
+
+
+def _body_around_seq(decision_id: str, time: str, action: str, policy_version: str | None, input_json: str,
+                     result_json: str, caller: str | None, request_id: str | None) -> tuple[str, str]:
+    """The hashed body's text before and after the seq (keys sorted: seq comes between result and time)."""
     version = "null" if policy_version is None else _encode_text(policy_version)
     who = "" if caller is None else f'"caller":{_encode_text(caller)},'
     rid = "" if request_id is None else f'"request_id":{_encode_text(request_id)},'
     return (f'{{"action":{_encode_text(action)},{who}"decision_id":{_encode_text(decision_id)},'
-            f'"input":{input_json},"policy_version":{version},{rid}"result":{result_json},'
-            f'"seq":{int(seq)},"time":{_encode_text(time)}}}')
+            f'"input":{input_json},"policy_version":{version},{rid}"result":{result_json},"seq":',
+            f',"time":{_encode_text(time)}}}')
 
 
 def _has_non_text_key(value: Any) -> bool:

@@ -96,6 +96,8 @@ class DecisionLog:
         prepared = _unique(records, seen)
         if not prepared:
             return
+        for p in prepared:  # the hashed text, before the chain head is locked: only the hashes after
+            p.hashed_text()
         joining = (lambda: _unique(more(), seen)) if more is not None else (lambda: [])
         with self._raw_lock, self.db.writer_lock("append_decisions"):
             conn = self._connection()
@@ -191,9 +193,9 @@ class DecisionLog:
                 existing.update(row[0] for row in cursor.fetchall())
             rows, rule_rows, seq, prev = self._chain(prepared, existing, head)
             if rows:
-                cursor.executemany(_INSERT_SQL.replace("%s", "?"), rows)
+                _insert_sqlite(cursor, _INSERT_SQL, rows)
                 if rule_rows:
-                    cursor.executemany(_INSERT_RULES_SQL.replace("%s", "?"), rule_rows)
+                    _insert_sqlite(cursor, _INSERT_RULES_SQL, rule_rows)
                 cursor.execute(_SET_HEAD_SQL.replace("%s", "?"), (seq, prev, HEAD_DECISIONS))
                 self.db.hook("append_before_commit")
             cursor.execute("COMMIT")
@@ -290,6 +292,25 @@ class DecisionLog:
         """Recompute the hash chain from the first entry to the head and report the first break
         (``log_verify.verify``: ``jobs`` worker processes for a long log, the same report)."""
         return log_verify.verify(self.db, jobs=jobs, chunk=chunk)
+
+
+#: SQLite: rows go in multi-row INSERTs of these sizes (largest first), so the driver keeps one
+#: prepared statement per size and steps (and lets the GIL go) once per statement, not per row
+_SQLITE_INSERT_SIZES = (64, 32, 16, 8, 4, 2, 1)
+
+
+def _insert_sqlite(cursor: Any, insert: str, rows: list[tuple]) -> None:
+    """``rows`` inserted with ``insert`` (one row's INSERT, PostgreSQL's parameter style) on SQLite."""
+    head, _, values = insert.partition(" VALUES ")
+    one = values.replace("%s", "?")
+    start = 0
+    for size in _SQLITE_INSERT_SIZES:
+        if len(rows) - start < size:
+            continue
+        sql = f"{head} VALUES {', '.join([one] * size)}"
+        while len(rows) - start >= size:
+            cursor.execute(sql, [value for row in rows[start:start + size] for value in row])
+            start += size
 
 
 def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:

@@ -31,6 +31,23 @@ def test_append_assigns_seq_and_chains_hashes(verify_path, store):
     assert store.decision_count() == 4
 
 
+def test_groups_of_every_size_are_written_whole_and_in_order(store):
+    # SQLite writes a group in multi-row INSERTs of 64, 32, ... 1 rows: every remainder is written
+    sizes = [1, 2, 3, 7, 63, 64, 65, 100, 127, 129]
+    rules = [(), ("E-1",), ("G-1", "E-2", "E-1")]
+    seq = 0
+    for size in sizes:
+        store.append_decisions([record(seq + k, rules=rules[(seq + k) % 3]) for k in range(size)])
+        seq += size
+    rows = store.query_decisions(limit=1000)
+    assert [r["decision_id"] for r in rows] == [record(i)["decision_id"] for i in range(seq)]
+    assert [r["seq"] for r in rows] == list(range(1, seq + 1))
+    assert len(store.query_decisions(rule="E-1", limit=1000)) == len([i for i in range(seq) if i % 3])
+    assert len(store.query_decisions(rule="G-1", limit=1000)) == len([i for i in range(seq) if i % 3 == 2])
+    report = store.verify_chain()
+    assert report.ok and report.checked == seq == sum(sizes)
+
+
 def test_get_and_query_decisions_by_every_filter(store):
     v_a, v_b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     store.append_decisions([record(1, version=v_a), record(2, version=v_a, allow=False, rules=("G-1",)),
