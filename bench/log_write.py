@@ -6,7 +6,8 @@ database, ``--threads`` threads each calling ``record`` with one record (``--gro
 decision) or ``--group 100`` (a batch) in a loop, as answering threads do. Records are built as the
 API builds them (``chain.prepare_decision``: realistic input, result and who-asked fields). Prints
 records/s, p50 and p99 of ``record`` and the CPU time (user + system, all threads) per record of
-every process together, and the load average before each run.
+every process together, and the load average before each run; then checks that every record answered
+as written is in the log and that the chain verifies (exit 1 otherwise).
 
 ``--compare REF`` runs the same measurement with the ``store/`` of git revision REF (exported to a
 temporary directory), alternating with this checkout's, ``--rounds`` times each:
@@ -42,6 +43,8 @@ def _child(args: argparse.Namespace) -> None:
     from store.decision_log import DecisionLogWriter
 
     store = Store(args.database)
+    print("ready", flush=True)  # the parent answers with the start time once every process is ready
+    args.start_at = float(sys.stdin.readline())
     transactions = [0]
     append = store.append_decisions
 
@@ -118,6 +121,17 @@ def _setup(code: Path, database: str) -> None:
     subprocess.run([sys.executable, "-c", script, str(code), database], check=True)
 
 
+def _check_log(code: Path, database: str, answered: int) -> None:
+    """Every record answered as written is in the log, and the chain verifies (else exit 1)."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); from store import Store; s = Store(sys.argv[2]); "
+              "r = s.verify_chain(); print(s.decision_count(), int(r.ok)); s.dispose()")
+    out = subprocess.run([sys.executable, "-c", script, str(code), database], check=True, capture_output=True,
+                         text=True).stdout.split()
+    if int(out[0]) < answered or out[1] != "1":
+        raise SystemExit(f"the log holds {out[0]} decisions (chain ok: {out[1] == '1'}) after {answered} "
+                         f"were answered as written")
+
+
 def _reset_postgres(database: str) -> None:
     """An empty schema on a PostgreSQL database (the previous run's log and tables gone)."""
     import sqlalchemy as sa
@@ -137,17 +151,20 @@ def _measure(code: Path, args: argparse.Namespace, tmp: str, label: str, round_:
         database = f"sqlite:///{os.path.join(tmp, f'log-{label}-{round_}.sqlite')}"
     _setup(code, database)
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
-    start_at = time.time() + 1.5
     env = dict(os.environ, PYTHONPATH=str(code))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--database", database,
            "--threads", str(args.threads), "--group", str(args.group), "--seconds", str(args.seconds),
-           "--durability", args.durability, "--start-at", repr(start_at), "--work-us", str(args.work_us)]
-    procs = [subprocess.Popen([*cmd, "--tag", f"p{p}"], stdout=subprocess.PIPE, env=env, cwd=str(code))
-             for p in range(args.processes)]
-    outs = [json.loads(proc.communicate()[0]) for proc in procs]
+           "--durability", args.durability, "--work-us", str(args.work_us)]
+    procs = [subprocess.Popen([*cmd, "--tag", f"p{p}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                              cwd=str(code), text=True) for p in range(args.processes)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    start_at = time.time() + 0.2
+    outs = [json.loads(proc.communicate(f"{start_at!r}\n")[0]) for proc in procs]
     if any(proc.returncode for proc in procs):
         raise SystemExit(f"{label}: a writer process failed")
     count = sum(o["count"] for o in outs)
+    _check_log(code, database, count)
     lat = sorted(x for o in outs for x in o["latencies"])
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
     return {"label": label, "rate": count / args.seconds, "p50": pick(0.5), "p99": pick(0.99),
@@ -179,7 +196,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare", metavar="REF", default=None, help="git revision whose store/ is the baseline")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each, alternating")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="p0", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:

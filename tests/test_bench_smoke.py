@@ -120,3 +120,12 @@ def test_cli_start_quick_runs_every_command():
     proc = run([str(BENCH / "cli_start.py"), "--quick"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert all(f"  {cmd}" in proc.stdout for cmd in ("--help", "versions", "log", "audit verify", "check"))
+
+
+@pytest.mark.parametrize("group", ["1", "7"])
+def test_log_write_runs_and_every_answered_record_is_logged(group):
+    proc = run([str(BENCH / "log_write.py"), "--seconds", "0.5", "--processes", "2", "--threads", "2",
+                "--group", group, "--work-us", "50"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = proc.stdout.strip().splitlines()[-1].split()
+    assert row[:2] == ["this", "checkout"] and int(row[2].replace(",", "")) > 0 and row[-2] == "0"
