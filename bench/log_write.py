@@ -110,7 +110,8 @@ def _child(args: argparse.Namespace) -> None:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     system = after.ru_stime - before.ru_stime
     switches = (after.ru_nvcsw - before.ru_nvcsw) + (after.ru_nivcsw - before.ru_nivcsw)
-    print(json.dumps({"count": sum(counts), "refused": sum(refused), "cpu": cpu, "system": system, "switches": switches, "transactions": ended - started,
+    print(json.dumps({"count": sum(counts), "refused": sum(refused), "cpu": cpu, "system": system,
+                      "switches": switches, "transactions": ended - started,
                       "latencies": [x for mine in latencies for x in mine]}))
 
 
@@ -211,13 +212,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.processes} processes x {args.threads} threads, {args.group} record(s) a call, "
               f"{args.work_us:g} µs of work a record, "
               f"{args.durability}, {args.seconds:g} s, {'PostgreSQL' if args.database else 'SQLite'}")
-        print(f"{'code':<16} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/rec':>11} {'of it sys':>9} {'switches/rec':>12} {'rec/commit':>10} {'refused':>8} load")
+        print(f"{'code':<16} {'records/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/rec':>11} {'of it sys':>9} "
+              f"{'switches/rec':>12} {'rec/commit':>10} {'refused':>8} load")
         for round_ in range(args.rounds):
             for label, code in codes:
                 r = _measure(code, args, tmp, label.replace(" ", "-").replace("/", "-"), round_)
-                print(f"{label:<16} {r['rate']:>10,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu_us']:>11.0f} {r['sys_us']:>9.0f} {r['switches']:>12.1f} "
-                      f"{r['per_commit']:>10.1f} {r['refused']:>8} {r['load']}", flush=True)
-
+                print(f"{label:<16} {r['rate']:>10,.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['cpu_us']:>11.0f} "
+                      f"{r['sys_us']:>9.0f} {r['switches']:>12.1f} {r['per_commit']:>10.1f} {r['refused']:>8} "
+                      f"{r['load']}", flush=True)
 
 if __name__ == "__main__":
     main()
