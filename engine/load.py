@@ -36,7 +36,7 @@ class SourceMap:
     (``<<``) repeats points at where it is repeated, not into the anchored value.
     """
 
-    __slots__ = ("file", "documents", "spans", "extents", "_parent")
+    __slots__ = ("file", "documents", "spans", "extents", "_parent", "_orders")
 
     def __init__(self, file: str, extents: bool = False) -> None:
         self.file = file
@@ -46,6 +46,7 @@ class SourceMap:
         #: value in order (character offsets in the file: where each value's written text begins and ends)
         self.extents: dict[int, array[int]] | None = {id(self.documents): array("q", [0, 0, 0])} if extents else None
         self._parent: tuple[Path | None, Any, array[int], int] = (None, None, array("q"), 0)
+        self._orders: dict[int, dict[Any, int]] = {}    # a large mapping looked into: key -> its place
 
     def at(self, path: Path, *, key: bool = False) -> Location:
         """The closest known location for ``path`` (its deepest part that was written)."""
@@ -65,7 +66,7 @@ class SourceMap:
         for depth in range(start, last + 1):
             if depth == last:
                 self._parent = (path[:-1], node, span, found)
-            kpos, vpos, child = _entry(node, span, path[depth])
+            kpos, vpos, child = self._entry(node, span, path[depth])
             if depth == last and key and kpos:
                 return kpos
             if not vpos:
@@ -95,14 +96,38 @@ class SourceMap:
         node: Any = self.documents
         here: Written | None = None
         for step in path:
-            if not isinstance(node, (list, dict)):
+            found = self.extents.get(id(node)) if self.extents is not None and isinstance(node, (list, dict)) else None
+            i = None if found is None else self._slot(node, step)
+            if found is None or i is None or 3 * i + 5 >= len(found):
                 return None
-            slots = self.written(node)
-            i = _slot(node, step)
-            if i is None or i >= len(slots):
-                return None
-            here, node = slots[i], node[step]
+            j = 3 * i + 3
+            here, node = Written(self.file, found[j] >> 20, found[j] & 0xFFFFF, found[j + 1], found[j + 2]), node[step]
         return here
+
+    def _slot(self, node: Any, step: Any) -> int | None:
+        """The place of ``step`` among a list's items or a mapping's keys, or None (a large mapping's
+        places are found once, so looking into it stays one step whatever its size)."""
+        if isinstance(node, list):
+            return step if type(step) is int and 0 <= step < len(node) else None
+        try:
+            if len(node) <= 8:
+                return list(node).index(step) if step in node else None
+            order = self._orders.get(id(node))
+            if order is None:
+                order = self._orders[id(node)] = {k: i for i, k in enumerate(node)}
+            return order.get(step)
+        except TypeError:
+            return None
+
+    def _entry(self, node: Any, span: array[int], step: Any) -> tuple[int, int, Any]:
+        """(key position, value position, value) of ``step`` in a list or mapping; zeros when absent."""
+        i = self._slot(node, step) if isinstance(node, (list, dict)) else None
+        if i is None:
+            return 0, 0, None
+        if isinstance(node, list):
+            return (0, span[i + 1], node[i]) if i + 1 < len(span) else (0, 0, None)
+        j = 2 * i + 1
+        return (span[j], span[j + 1], node[step]) if j + 1 < len(span) else (0, 0, None)
 
 
 class Written(NamedTuple):
@@ -113,34 +138,6 @@ class Written(NamedTuple):
     column: int
     start: int
     end: int
-
-
-def _slot(node: Any, step: Any) -> int | None:
-    """The place of ``step`` among a list's items or a mapping's keys, or None."""
-    if isinstance(node, list):
-        return step if type(step) is int and 0 <= step < len(node) else None
-    try:
-        return list(node).index(step) if step in node else None
-    except TypeError:
-        return None
-
-
-def _entry(node: Any, span: array[int], step: Any) -> tuple[int, int, Any]:
-    """(key position, value position, value) of ``step`` in a list or mapping; zeros when absent."""
-    if isinstance(node, list):
-        if type(step) is int and 0 <= step < len(node) and step + 1 < len(span):
-            return 0, span[step + 1], node[step]
-        return 0, 0, None
-    if isinstance(node, dict):
-        try:
-            if step not in node:
-                return 0, 0, None
-        except TypeError:
-            return 0, 0, None
-        i = 2 * list(node).index(step) + 1
-        if i + 1 < len(span):
-            return span[i], span[i + 1], node[step]
-    return 0, 0, None
 
 
 @dataclass

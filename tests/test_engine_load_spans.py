@@ -72,3 +72,15 @@ def test_a_large_table_keeps_every_row_position():
     smap = loaded.source
     assert [smap.at((0, "body", i, 1, "in", 1)).line for i in (0, 1500, 2999)] == [2, 1502, 3001]
     assert str(smap.at((0, "body", 2999, 2))) == "f.yaml:3001:27"
+
+
+def test_a_large_mapping_keeps_every_key_and_value_position():
+    text = "facts:\n" + "".join(f"  f{i}: {{type: string}}\n" for i in range(2000))
+    loaded = _loaded(text, extents=True)
+    smap = loaded.source
+    keys = [str(smap.at((0, "facts", f"f{i}", "type"), key=True)) for i in (0, 1999)]
+    assert keys == ["f.yaml:2:8", "f.yaml:2001:11"]
+    assert str(smap.at((0, "facts", "f1000"))) == "f.yaml:1002:10"
+    assert str(smap.at((0, "facts", "nope"))) == "f.yaml:2:3"
+    w = smap.written_at((0, "facts", "f1999", "type"))
+    assert w is not None and text[w.start:w.end] == "string"
