@@ -42,6 +42,8 @@ def _child(args: argparse.Namespace) -> None:
     from store.chain import format_time, prepare_decision
     from store.decision_log import DecisionLogWriter
 
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval / 1000)
     store = Store(args.database)
     print("ready", flush=True)  # the parent answers with the start time once every process is ready
     args.start_at = float(sys.stdin.readline())
@@ -155,7 +157,8 @@ def _measure(code: Path, args: argparse.Namespace, tmp: str, label: str, round_:
     env = dict(os.environ, PYTHONPATH=str(code))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--database", database,
            "--threads", str(args.threads), "--group", str(args.group), "--seconds", str(args.seconds),
-           "--durability", args.durability, "--work-us", str(args.work_us)]
+           "--durability", args.durability, "--work-us", str(args.work_us),
+           "--switch-interval", str(args.switch_interval)]
     procs = [subprocess.Popen([*cmd, "--tag", f"p{p}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                               cwd=str(code), text=True) for p in range(args.processes)]
     for proc in procs:
@@ -193,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--durability", choices=("commit", "async"), default="commit")
     parser.add_argument("--work-us", type=float, default=0.0,
                         help="µs of Python work a thread does per record before recording (a request's own work)")
+    parser.add_argument("--switch-interval", type=float, default=0.0,
+                        help="ms: the writer processes' GIL switch interval (sys.setswitchinterval; default Python's)")
     parser.add_argument("--database", default=None, help="an empty PostgreSQL database URL (default: SQLite files)")
     parser.add_argument("--compare", metavar="REF", default=None, help="git revision whose store/ is the baseline")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of each, alternating")
