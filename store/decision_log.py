@@ -44,13 +44,22 @@ def record_size(rec: PreparedRecord) -> int:
 
 
 class _Group:
-    """Records submitted together by one caller; ``failed`` holds the ids not written."""
+    """Records submitted together by one caller; ``failed`` holds the ids not written.
 
-    __slots__ = ("pending", "failed")
+    ``done`` (durability ``commit``): a lock held until the last record's fate is known. The
+    caller waits on it alone, and the writer lets it go after leaving its own lock: a commit wakes
+    only the callers it answered, each once, and none of them then waits for the writer's lock.
+    """
 
-    def __init__(self, size: int) -> None:
+    __slots__ = ("pending", "failed", "done")
+
+    def __init__(self, size: int, wait: bool) -> None:
         self.pending = size
         self.failed: set[str] = set()
+        self.done: Any = None
+        if wait:
+            self.done = threading.Lock()
+            self.done.acquire()
 
 
 class DecisionLogWriter:
@@ -82,6 +91,8 @@ class DecisionLogWriter:
         self._inflight = 0
         self._inflight_bytes = 0
         self._room_waiters = 0  # callers waiting for room in the queue (others wait for their commit)
+        self._flush_waiters = 0  # flush() callers waiting for the queue to empty
+        self._to_wake: list[_Group] = []  # groups answered, woken once the lock is let go
         self._closing = False
         self._abandon = False
         self._written = 0
@@ -117,7 +128,7 @@ class DecisionLogWriter:
         ids = {p.decision_id for p in prepared}
         sizes = [record_size(p) for p in prepared]
         total = sum(sizes)
-        group = _Group(len(prepared))
+        group = _Group(len(prepared), self.durability == "commit")
         with self._done:
             if not self._wait_for_room(len(prepared), total):
                 self._rejected += len(prepared)
@@ -128,18 +139,16 @@ class DecisionLogWriter:
             self._work.notify()
             if self.durability == "async":
                 return set()
-            deadline = time.monotonic() + self.commit_timeout
-            while group.pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    # not answered as recorded: the writer skips what is still queued; a record
-                    # already in a transaction may still be written (the log then holds a decision
-                    # its caller was refused, never the other way round)
-                    group.failed.update(ids)
-                    group.pending = -1
-                    self._failed += len(prepared)
-                    break
-                self._done.wait(remaining)
+        if group.done.acquire(timeout=max(self.commit_timeout, 0.0)):
+            return group.failed
+        with self._done:
+            if group.pending > 0:
+                # not answered as recorded: the writer skips what is still queued; a record
+                # already in a transaction may still be written (the log then holds a decision
+                # its caller was refused, never the other way round)
+                group.failed.update(ids)
+                group.pending = -1
+                self._failed += len(prepared)
             return group.failed
 
     def submit(self, record: dict[str, Any] | PreparedRecord) -> bool:
@@ -175,7 +184,11 @@ class DecisionLogWriter:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued so far is written or failed. False when the timeout passed first."""
         with self._done:
-            return self._done.wait_for(lambda: not self._queue and not self._inflight, timeout)
+            self._flush_waiters += 1
+            try:
+                return self._done.wait_for(lambda: not self._queue and not self._inflight, timeout)
+            finally:
+                self._flush_waiters -= 1
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting, write what is queued (up to ``timeout``), stop the thread.
@@ -201,6 +214,8 @@ class DecisionLogWriter:
             self._queue.clear()
             self._queued_bytes = 0
             self._done.notify_all()
+            answered = self._answered()
+        _wake(answered)
         if left:
             log.error("decision log writer closed with %d unwritten decision(s) (%s): last error %s",
                       len(left), "counted as dropped" if self.durability == "async" else "callers refused",
@@ -239,21 +254,27 @@ class DecisionLogWriter:
     # -- writer thread ----------------------------------------------------------------------
 
     def _settle(self, entries: list[tuple[PreparedRecord, _Group, int]], *, written: bool) -> None:
-        """Record the fate of ``entries`` (under the lock)."""
+        """Record the fate of ``entries`` (under the lock); the groups now answered are woken by
+        ``_wake(self._answered())`` once the lock is let go."""
         for rec, group, _size in entries:
             if written:
                 self._written += 1
-                if group.pending > 0:
-                    group.pending -= 1
+            elif group.pending < 0:  # its caller stopped waiting and was answered fail closed
                 continue
-            if group.pending < 0:  # its caller stopped waiting and was answered fail closed
-                continue
-            if self.durability == "async":
+            elif self.durability == "async":
                 self._dropped += 1
             else:
                 self._failed += 1
                 group.failed.add(rec.decision_id)
-            group.pending -= 1
+            if group.pending > 0:
+                group.pending -= 1
+                if not group.pending and group.done is not None:
+                    self._to_wake.append(group)
+
+    def _answered(self) -> list[_Group]:
+        """The groups settled since the last call (under the lock)."""
+        answered, self._to_wake = self._to_wake, []
+        return answered
 
     def _append(self, batch: list[PreparedRecord], more: Any = None) -> list[PreparedRecord]:
         """Write ``batch``; the records the database refuses for their content are set aside.
@@ -276,6 +297,11 @@ class DecisionLogWriter:
                 return batch
         middle = len(batch) // 2
         return self._append(batch[:middle]) + self._append(batch[middle:])
+
+    def _wake_others(self) -> None:
+        """Wake the callers waiting for room or for the queue to empty (under the lock)."""
+        if self._room_waiters or self._flush_waiters:
+            self._done.notify_all()
 
     def _take_batch(self) -> list[tuple[PreparedRecord, _Group, int]] | None:
         """The next batch (under the lock), None when the thread should stop."""
@@ -365,7 +391,10 @@ class DecisionLogWriter:
                         self._queued_bytes += sum(entry[2] for entry in batch)
                     else:  # its callers are answered fail closed now
                         self._settle(batch, written=False)
-                    self._done.notify_all()
+                    self._wake_others()
+                    answered = self._answered()
+                _wake(answered)
+                with self._done:
                     log.warning("decision log: a transaction of %d decision(s) failed (next try in %.2fs): %s",
                                 len(batch), delay, exc)
                     self._work.wait_for(lambda: self._abandon, delay)
@@ -382,4 +411,12 @@ class DecisionLogWriter:
                 self._inflight = self._inflight_bytes = 0
                 self._healthy = True
                 self._last_success = time.monotonic()
-                self._done.notify_all()
+                self._wake_others()
+                answered = self._answered()
+            _wake(answered)
+
+
+def _wake(groups: list[_Group]) -> None:
+    """Let the callers of ``groups`` go (outside the writer's lock)."""
+    for group in groups:
+        group.done.release()
