@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -66,21 +67,32 @@ def _before(commit: str):
     return module.DecisionLog
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the workers of ``--jobs``)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(fn):
-    started, cpu = time.perf_counter(), time.process_time()
+    """(what fn returned, wall seconds, CPU seconds of this process and of the workers it ran)."""
+    started, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
     report = fn()
-    return report, time.perf_counter() - started, time.process_time() - cpu
+    return report, time.perf_counter() - started, time.process_time() - cpu + _children_cpu() - children
 
 
 def _rss(url: str, variant: str) -> str:
-    """Peak RSS of one verify in a child process of its own (and of its workers), in MiB."""
+    """Peak RSS of one verify in a child process of its own (and of its workers), in MiB.
+
+    The child's own peak is its VmHWM: ``ru_maxrss`` would carry over the peak of this process
+    (which the floor's read of a PostgreSQL log, all rows fetched at once, makes large) across exec.
+    """
     code = ("import resource, sys; sys.path.insert(0, sys.argv[1]); from store import Store;"
             "from bench.verify_log import _before;"
             "s = Store(sys.argv[2]); v = sys.argv[3];"
             "r = _before(sys.argv[4])(s.db).verify() if v == 'before' else s.verify_chain(jobs=int(v));"
             "assert r.ok, r; s.dispose();"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-            " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+            "hwm = [line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')][0];"
+            "print(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", code, str(ROOT), url, variant, BEFORE], check=True,
                          capture_output=True, text=True).stdout.split()
     own, workers = int(out[0]) / 1024, int(out[1]) / 1024
@@ -131,9 +143,9 @@ def main(argv: list[str] | None = None) -> None:
         store.dispose()
     print(f"audit verify, {args.entries} entries on {url.split(':')[0]} (filled in {fill:.1f} s), "
           f"load {min(loads):.1f}-{max(loads):.1f} (1-min average during the runs), best of {args.rounds}")
-    # CPU seconds of this process as well: on a shared machine the wall time also counts the
-    # time other processes had the cores (the database work of PostgreSQL is in its own process,
-    # the workers' in theirs)
+    # CPU seconds of this process and its workers as well: on a shared machine the wall time also
+    # counts the time other processes had the cores (the database work of PostgreSQL is in its own
+    # process, not counted)
     print(f"{'':24}{'seconds':>9}{'entries/s':>12}{'CPU s':>9}{'entries/CPU s':>15}")
     for name, (wall, cpu) in best.items():
         print(f"{name:24}{wall:9.2f}{args.entries / wall:12,.0f}{cpu:9.2f}{args.entries / max(cpu, 1e-9):15,.0f}")

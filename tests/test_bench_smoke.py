@@ -102,6 +102,14 @@ def test_verify_quick_runs_and_prints_its_figures():
     assert "- shipped rules/: check " in out and "× compile" in out
 
 
+def test_verify_log_runs_every_verifier_on_the_same_log_and_measures_their_memory():
+    proc = run([str(BENCH / "verify_log.py"), "--entries", "300", "--rounds", "1", "--memory"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "audit verify, 300 entries on sqlite" in out and "read rows (floor)" in out
+    assert "verify --jobs 1" in out and "verify --jobs 2" in out and "peak RSS, verify --jobs 2: " in out
+
+
 def test_impact_quick_replays_the_whole_log():
     proc = run([str(BENCH / "impact.py"), "--quick"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
