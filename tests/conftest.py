@@ -192,4 +192,6 @@ def verify_path(request, monkeypatch):
         for linked, report in calls:
             if linked is not None and "chain head" not in report.reason:
                 assert linked == report.ok, report
-        assert any(linked is not None for linked, _ in calls), "no verify used the worker processes"
+        # a test skipped before it verified (no PostgreSQL configured) made no call to check
+        if calls:
+            assert any(linked is not None for linked, _ in calls), "no verify used the worker processes"
