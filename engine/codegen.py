@@ -330,7 +330,7 @@ class _Gen:
         for unit in plan.units:
             if not isinstance(unit, ir.Guard) and not guards_done:
                 guards_done = True
-                self.emit("if den: return Decision(False, (), tuple(den), None, V, _frozen_trace(tr))")
+                self.emit(self.denial())
             if isinstance(unit, ir.RowTable):
                 code = _TableCode(self, unit)
                 self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
@@ -349,8 +349,15 @@ class _Gen:
                 self.effect(unit)
         if not guards_done or any(isinstance(u, ir.RowTable) and u.no_match is not None for u in plan.units):
             # (a row table's `no_match: deny` denies after the guards)
-            self.emit("if den: return Decision(False, (), tuple(den), None, V, _frozen_trace(tr))")
+            self.emit(self.denial())
         self.emit("return _finish(OVERRIDES, fired, V, tr)")
+
+    def denial(self) -> str:
+        """The line answering the denials so far: one rule denying, without a trace, is a constant."""
+        one = {u.id: Decision(False, (), (u.id,), None, self.version)
+               for u in self.plan.units if isinstance(u, (ir.Guard, ir.RowTable))}
+        return (f"if den: return {self.const('DENIED', one)}[den[0]] if tr is None and len(den) == 1 "
+                f"else Decision(False, (), tuple(den), None, V, _frozen_trace(tr))")
 
     def build(self) -> DecideFn:
         plan = self.plan

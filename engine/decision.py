@@ -82,17 +82,26 @@ class Decision(NamedTuple):
     trace: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        error = self.error
-        out: dict[str, Any] = {   # Obligation.to_dict and DecisionError.to_dict, inline: made for every answer
-            "allow": self.allow,
-            "obligations": [{"name": o.name, "params": thawed(o.params) if o.params else {}}
-                            for o in self.obligations],
-            "rules": list(self.rules),
+        # made for every answer, so built with the fewest calls: Obligation.to_dict and
+        # DecisionError.to_dict inline, and no comprehension (a function call) for the one
+        # obligation most decisions carry
+        allow, obligations, rules, error, version, trace = self
+        if not obligations:
+            obs: list[dict[str, Any]] = []
+        elif len(obligations) == 1:
+            (name, params), = obligations
+            obs = [{"name": name, "params": thawed(params) if params else {}}]
+        else:
+            obs = [{"name": o.name, "params": thawed(o.params) if o.params else {}} for o in obligations]
+        out: dict[str, Any] = {
+            "allow": allow,
+            "obligations": obs,
+            "rules": [*rules],
             "error": None if error is None else {"code": error.code, "field": error.field, "message": error.message},
-            "policy_version": self.policy_version,
+            "policy_version": version,
         }
-        if self.trace is not None:
-            out["trace"] = thawed(list(self.trace))
+        if trace is not None:
+            out["trace"] = thawed([*trace])
         return out
 
 
