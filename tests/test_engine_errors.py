@@ -248,3 +248,16 @@ def test_what_compile_finds_missing_is_one_compile_error():
     text = mutate("    type: enum\n    scale: order_status\n", "    type: enum\n")
     assert errors_for(text) == [           # and only that: the rules reading the fact are not reported too
         "rules/policy.yaml:11:5: compile_missing_field: an `enum` needs `values` or `scale`"]
+
+
+def test_a_table_row_that_is_not_a_list_is_reported_at_the_row():
+    # the rows of a table are checked in one pass, not by jsonschema's descent (validate.py): the
+    # errors must still be jsonschema's, one per row, at the row
+    row = '      - [T-2,  {at_least: 10, below: 100},   {in: [draft]},         big]'
+    assert errors_for(mutate(row, row + "\n      - {T-4: x}\n      - 7")) == [
+        "rules/policy.yaml:126:9: schema_invalid: `body` of rule `sizes` must be a list, not a mapping",
+        "rules/policy.yaml:127:9: schema_invalid: `body` of rule `sizes` must be a list, not a number",
+    ]
+    assert errors_for(mutate(row, "      - T-2 is big")) == [
+        "rules/policy.yaml:125:9: schema_invalid: `body` of rule `sizes` must be a list, not text",
+    ]
