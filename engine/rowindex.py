@@ -103,7 +103,8 @@ Split = tuple[int, int, Callable[[], Node]]       # largest branch, entries in a
 class _Builder:
     def __init__(self, table: ir.RowTable, cell_of: CellOf):
         self.cell_of = cell_of
-        self.rests: dict[tuple[Any, ...], tuple[Any, ...]] = {}     # equal rests shared
+        self.made: dict[int, Any] = {}          # id of a cell -> cell_of of it (compile shares equal cells)
+        self.rests: dict[tuple[int, ...], tuple[Any, ...]] = {}     # equal rests shared, by their cells' ids
         self.cells = [row.cells for row in table.rows]
         self.slots = [fact.slot for fact in table.columns]
         # per column, per row: the values of an exact cell, the band of an integer cell (None: not one)
@@ -117,11 +118,22 @@ class _Builder:
     def leaf(self, rows: Sequence[int], open_columns: frozenset[int]) -> tuple[Entry, ...]:
         self.budget -= len(rows)
         columns = sorted(open_columns)
+        made, rests, every = self.made, self.rests, self.cells
         out = []
         for r in rows:
-            rest = tuple(self.cell_of(r, c) for c in columns if not isinstance(self.cells[r][c], ir.Wildcard))
-            out.append((r, self.rests.setdefault(rest, rest)))
+            cells = every[r]
+            key = tuple([id(cells[c]) for c in columns if not isinstance(cells[c], ir.Wildcard)])
+            rest = rests.get(key)
+            if rest is None:
+                rest = rests[key] = tuple([made[id(cells[c])] if id(cells[c]) in made else self.lowered(r, c)
+                                           for c in columns if not isinstance(cells[c], ir.Wildcard)])
+            out.append((r, rest))
         return tuple(out)
+
+    def lowered(self, r: int, c: int) -> Any:
+        """``cell_of`` of a cell, asked once per distinct cell."""
+        made = self.made[id(self.cells[r][c])] = self.cell_of(r, c)
+        return made
 
     def node(self, rows: list[int], open_columns: frozenset[int]) -> Node:
         best: Split | None = None
