@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 #: a message or help longer than this is cut (a rule file may quote a value of any size)
 MAX_MESSAGE = 1000
@@ -27,6 +27,23 @@ class Location(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.column}"
+
+
+class Locates(Protocol):
+    def at(self, path: tuple[Any, ...], *, key: bool = False) -> Location: ...
+
+
+class SourceRef(NamedTuple):
+    """Where a part of a rule file was written, kept as its path in the file's documents: its
+    ``Location`` is looked up when read (a table has thousands of rows, whose locations are read
+    for an error, a finding or a link to one of them, and looking each up costs microseconds)."""
+
+    source: Locates
+    path: tuple[Any, ...]
+
+    @property
+    def location(self) -> Location:
+        return self.source.at(self.path)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from .decision import DecideFn, Decision, DecisionError
 from .runtime import MissingFact, frozen_trace
 
 if TYPE_CHECKING:
+    from .errors import SourceRef
     from .ir import PolicyIR
 
 __all__ = ["Decision", "DecisionError", "PolicySet", "RuleInfo", "TableRow", "canonical_json"]
@@ -42,8 +43,13 @@ class RuleInfo(NamedTuple):
     system: str
     actions: tuple[str, ...]
     file: str
-    line: int
+    where: int | SourceRef     # the line it begins on, or (a table row) where that line is looked up
     written: dict[str, Any] | TableRow
+
+    @property
+    def line(self) -> int:
+        """The line of ``file`` the rule begins on."""
+        return self.where if isinstance(self.where, int) else self.where.location.line
 
     @property
     def definition(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from .errors import Location
+from .errors import Location, SourceRef
 
 __all__ = [
     "ActionMatrix", "ActionPlan", "AllOf", "Always", "AnyOf", "BooleanType", "Both", "Case", "Compare",
@@ -489,7 +489,11 @@ class Row:
     cells: tuple[RowCell, ...]         # one per column, in the order of RowTable.columns
     outcome: str
     obligations: tuple[ObligationUse, ...]
-    location: Location
+    written: SourceRef                 # where; its location is looked up when read
+
+    @property
+    def location(self) -> Location:
+        return self.written.location
 
 
 @dataclass(frozen=True)

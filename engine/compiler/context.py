@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import ir
-from ..errors import Location, PolicyError, did_you_mean
+from ..errors import Location, PolicyError, SourceRef, did_you_mean
 from ..evaluate import RuleInfo
 from ..load import LoadedFile, SourceMap
 
@@ -96,6 +96,10 @@ class Context:
     def loc(self, path: Path, key: bool = False) -> Location:
         return self.loaded.source.at((self.index,) + tuple(path), key=key)
 
+    def ref(self, path: Path) -> SourceRef:
+        """``loc`` of ``path``, looked up when read."""
+        return SourceRef(self.loaded.source, (self.index,) + tuple(path))
+
     def error(self, code: str, message: str, path: Path, help: str | None = None, key: bool = False) -> None:
         self.errors.append(PolicyError(code, message, self.loc(path, key), help))
 
@@ -119,10 +123,10 @@ class Context:
             self.units.setdefault(action, []).append(unit)
 
     def info(self, rule_id: str, kind: str, says: str, sources: tuple[str, ...], actions: list[str],
-             path: Path | Location, definition: Any) -> None:
-        where = path if isinstance(path, Location) else self.loc(path)
+             path: Path | Location | SourceRef, definition: Any) -> None:
+        line = path if isinstance(path, SourceRef) else (path if isinstance(path, Location) else self.loc(path)).line
         self.rule_infos.append(RuleInfo(rule_id, kind, says, sources, self.system, tuple(actions),
-                                        self.file, where.line, definition))
+                                        self.file, line, definition))
 
     def register_id(self, rule_id: str, path: Path) -> None:
         if rule_id in self.ids:

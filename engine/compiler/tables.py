@@ -198,7 +198,7 @@ class _Body:
         self.used |= oused
         if spec["hit"] == "unique":
             self.check_unique(rid, cells, rpath)
-        where = ctx.loc(rpath)
+        where = ctx.ref(rpath)
         self.rows.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, where))
         ctx.info(rid, "table row", says, sources, self.actions, where, TableRow(spec["id"], header, row))
 
