@@ -98,6 +98,21 @@ def _per_row(table: ir.RowTable, c: int, read: Callable[[ir.RowCell], Any]) -> l
 
 
 Split = tuple[int, int, Callable[[], Node]]       # largest branch, entries in all, the node it makes
+#: a node made: it, the row numbers it was made of, the budget it used, its tightest split's budget
+#: to spare, and the budget when it was made
+Shape = tuple[Node, list[int], int, float, int]
+#: nodes of up to this many rows are looked up by their shape (``_Builder.node``)
+SHAPE_ROWS = 64
+
+
+def _renumbered(node: Node, numbers: dict[int, int]) -> Node:
+    """``node`` with its row numbers replaced."""
+    if type(node) is Exact:
+        return Exact(node.slot, {v: _renumbered(b, numbers) for v, b in node.branches.items()},
+                     _renumbered(node.other, numbers))
+    if type(node) is Band:
+        return Band(node.slot, node.bounds, tuple([_renumbered(b, numbers) for b in node.branches]))
+    return tuple([(numbers[r], rest) for r, rest in node])
 
 
 class _Builder:
@@ -114,6 +129,8 @@ class _Builder:
                       for c, fact in enumerate(table.columns)]
         self.budget = ENTRIES_PER_ROW * len(table.rows) + ENTRIES_EXTRA
         self.bounds: dict[tuple[int, ...], tuple[int, ...]] = {}     # equal bounds shared
+        self.shapes: dict[tuple[Any, ...], Shape] = {}   # rows' open cells (by id) -> the node they made
+        self.slack = math.inf          # the least budget to spare of a split admitted while making a node
 
     def leaf(self, rows: Sequence[int], open_columns: frozenset[int]) -> tuple[Entry, ...]:
         self.budget -= len(rows)
@@ -136,13 +153,40 @@ class _Builder:
         return made
 
     def node(self, rows: list[int], open_columns: frozenset[int]) -> Node:
+        if len(rows) <= LEAF_ROWS or len(rows) > SHAPE_ROWS:
+            return self.made_node(rows, open_columns)
+        # rows whose open cells are the same objects as those of rows seen before (a large table
+        # repeats one pattern under each value of its first column) make the same node but for
+        # their numbers: it is copied, when the budget left still admits every split it made
+        key = (open_columns, tuple([tuple([id(cells[c]) for c in open_columns])
+                                    for cells in map(self.cells.__getitem__, rows)]))
+        known = self.shapes.get(key)
+        if known is not None and self.shape_slack(known) >= 0:
+            template, numbers, used, slack, budget = known
+            self.slack = min(self.slack, self.shape_slack(known))
+            self.budget -= used
+            return _renumbered(template, dict(zip(numbers, rows, strict=True)))
+        outer, self.slack = self.slack, math.inf
+        before = self.budget
+        made = self.made_node(rows, open_columns)
+        self.shapes[key] = (made, rows, before - self.budget, self.slack, before)
+        self.slack = min(outer, self.slack)
+        return made
+
+    def shape_slack(self, known: Shape) -> float:
+        """How far under its budget the tightest split of a known node would be, made again now."""
+        _, _, _, slack, budget = known
+        return slack - (budget - self.budget)
+
+    def made_node(self, rows: list[int], open_columns: frozenset[int]) -> Node:
         best: Split | None = None
         if len(rows) > LEAF_ROWS:
             for c in open_columns:
                 split = self.split(rows, c, open_columns - {c})
-                if split is not None and split[0] < len(rows) and split[1] <= self.budget and (
-                        best is None or split[:2] < best[:2]):
-                    best = split
+                if split is not None and split[0] < len(rows) and split[1] <= self.budget:
+                    self.slack = min(self.slack, self.budget - split[1])
+                    if best is None or split[:2] < best[:2]:
+                        best = split
         return self.leaf(rows, open_columns) if best is None else best[2]()
 
     def split(self, rows: list[int], c: int, rest: frozenset[int]) -> Split | None:

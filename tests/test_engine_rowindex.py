@@ -3,6 +3,7 @@ band and `-` cells, each hit policy, with and without a guard or a second rule b
 by the generated code (through the index) and by the interpreter (every row, in order)."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +116,21 @@ def test_bands_and_values_narrow_a_large_table_to_a_few_rows():
     assert rowindex.lookup(index, ["a0", "USD", "x", "order.price"]) is None   # not a whole number: scan instead
     assert policy.decide("order.price", {"context": {"system": "shop"},
                                          "order": {"group": "a0", "currency": "USD", "total": 5}}).rules == ("R-0",)
+
+
+@pytest.mark.parametrize("extra", [200, 600, 1000, 4096])
+def test_a_repeated_pattern_is_indexed_as_if_each_were_made_anew(monkeypatch, extra):
+    # 200 groups of the same 6 rows (the same cell objects: compile shares equal cells): a group's node
+    # is copied from the first group's (rowindex.SHAPE_ROWS); it must be the node made anew, also when
+    # the entry budget runs out part way (a small `extra`)
+    body = "\n".join(f"      - [R-{i}, g{i // 6}, {'{in: [USD, EUR]}' if i % 2 else 'USD'}, "
+                     f"{{at_least: {(i % 3) * 10}, below: {(i % 3) * 10 + 10}}}, small]" for i in range(1200))
+    policy = engine.compile_files({"t.yaml": policy_text("first", body + '\n      - [R-ANY, "-", "-", "-", big]', "")})
+    table = policy.ir.plan("shop", "order.price").units[0]
+    monkeypatch.setattr(rowindex, "ENTRIES_PER_ROW", 1)
+    monkeypatch.setattr(rowindex, "ENTRIES_EXTRA", extra)
+    copied = rowindex.build(table, lambda r, c: (r, c))
+    monkeypatch.setattr(rowindex, "SHAPE_ROWS", 0)
+    made = rowindex.build(table, lambda r, c: (r, c))
+    assert copied == made
+    assert isinstance(made, rowindex.Exact)
