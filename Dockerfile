@@ -3,9 +3,10 @@
 #   docker compose up        (compose.yaml: the service and PostgreSQL)
 FROM python:3.11-slim
 
-# durable-rules (the connector's event correlation) builds from source: gcc and the C headers
+# durable-rules (the connector's event correlation) builds from source: gcc and the C headers;
+# the loader's C extension (engine/_fastload.c) also needs libyaml's
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libyaml-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

@@ -397,19 +397,21 @@ class _Builder:
             key = (event.value, event.implicit)
             known = self.resolved.get(key, _UNSET)
             if known is _UNSET:
-                known = self.resolved[key] = self.construct(
-                    self.loader.resolve(yaml.ScalarNode, event.value, event.implicit), event)
+                known = self.resolved[key] = _construct(
+                    self.loader, self.loader.resolve(yaml.ScalarNode, event.value, event.implicit), event.value, event)
             return known
         if tag not in _SCALAR_TAGS:
             raise self._refuse("load_tag", f"the tag `{_short(tag)}` is not supported", event.start_mark,
                                "remove the tag; to keep a value as text, quote it")
-        return self.construct(tag, event)
+        return _construct(self.loader, tag, event.value, event)
 
-    def construct(self, tag: str, event: Any) -> Any:
-        if tag == _STR:
-            return event.value  # most scalars of a rule file are text: skip the generic constructor
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        return self.loader.construct_object(node, deep=True)
+
+def _construct(loader: Any, tag: str, text: str, event: Any = None) -> Any:
+    """The value of a scalar written ``text`` with ``tag`` (``event`` gives the marks of an error)."""
+    if tag == _STR:
+        return text  # most scalars of a rule file are text: skip the generic constructor
+    node = yaml.ScalarNode(tag, text, event and event.start_mark, event and event.end_mark, event and event.style)
+    return loader.construct_object(node, deep=True)
 
 
 _YAML_HELP = {
@@ -425,6 +427,12 @@ _YAML_HELP = {
 # libyaml parses large files about 10x faster; the pure-Python parser words syntax errors more
 # helpfully, so it re-reads a file only when the fast one fails.
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# faster still: the common file's documents and positions built in C (engine/_fastload.c, built with
+# the package where a C compiler and libyaml's headers are found; without it the loaders above serve)
+try:
+    from . import _fastload
+except ImportError:  # pragma: no cover - depends on how the package was built
+    _fastload = None  # type: ignore[assignment]
 
 
 def load_text(path: str, text: str, *, extents: bool = False) -> tuple[LoadedFile | None, list[PolicyError]]:
@@ -433,6 +441,10 @@ def load_text(path: str, text: str, *, extents: bool = False) -> tuple[LoadedFil
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         return None, [too_large(path, size)]
+    if _fastload is not None:
+        native = _load_native(path, text, extents)
+        if native is not None:
+            return native, []
     if _FAST_LOADER is not yaml.SafeLoader:
         try:
             return _load_with(_FAST_LOADER, path, text, extents)
@@ -483,6 +495,25 @@ def _syntax_error(path: str, text: str, exc: yaml.YAMLError) -> PolicyError:
                            "rule files are text: remove the character (is this a binary file?)")
     return PolicyError("load_syntax", f"not valid YAML: {_short(str(exc).splitlines()[0] if str(exc) else '', 200)}",
                        Location(path, 1, 1))
+
+
+def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
+    """The file loaded by engine/_fastload.c, or None when it needs the Python path (``_Builder``):
+    anything but plain mappings, lists and untagged scalars, or any error or limit, which the Python
+    path then reports. Both give the same documents and source map; the native one builds them
+    without a Python object per parser event (tests/test_engine_load_native.py holds them equal)."""
+    smap = SourceMap(path, extents)
+    loader = _FAST_LOADER("")  # the resolver and constructor of the scalars
+
+    def resolve(value: str, implicit: tuple[bool, bool]) -> Any:
+        return _construct(loader, loader.resolve(yaml.ScalarNode, value, implicit), value)
+
+    try:
+        assert _fastload is not None
+        done = _fastload.load(text, smap.documents, smap.spans, smap.extents, resolve, MAX_VALUES, MAX_DEPTH)
+    finally:
+        loader.dispose()
+    return LoadedFile(path, smap.documents, smap) if done else None
 
 
 def _load_with(loader_class: Any, path: str, text: str, extents: bool) -> tuple[LoadedFile, list[PolicyError]]:

@@ -1,0 +1,462 @@
+/* The loader's native path (engine/load.py): libyaml's events to the same documents and source-map
+ * arrays that engine.load._Builder builds, without a Python object per event.
+ *
+ * It handles the common file only: plain mappings and lists of untagged scalars. On anything else
+ * (an anchor, an alias, a tag, a merge key, a key that is not a scalar, a key written twice, a
+ * syntax error, a limit crossed, an error of the scalar resolver) it gives up and returns False;
+ * engine/load.py then loads the file with the Python path, whose errors and positions are the
+ * reference. Scalars are resolved by the Python resolver (the callable given), once per distinct
+ * (text, implicit) pair of the file.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <yaml.h>
+
+enum { DONE = 0, GIVE_UP = 1, FAILED = -1 };
+
+/* ---- growable buffers of packed positions ---------------------------------------------------- */
+
+typedef struct {
+    int64_t *items;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_push(Buf *b, int64_t v) {
+    if (b->len == b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap * 2 : 16;
+        int64_t *items = PyMem_Realloc(b->items, (size_t)cap * sizeof(int64_t));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        b->items = items;
+        b->cap = cap;
+    }
+    b->items[b->len++] = v;
+    return DONE;
+}
+
+static void buf_free(Buf *b) {
+    PyMem_Free(b->items);
+    b->items = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- the resolved scalars of this file: (kind, text) -> value -------------------------------- */
+
+typedef struct {
+    uint64_t hash;        /* 0: empty slot */
+    size_t len;
+    int kind;             /* plain_implicit * 2 + quoted_implicit */
+    char *text;
+    PyObject *value;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t cap, used;
+} Cache;
+
+static uint64_t text_hash(const unsigned char *s, size_t n, int kind) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
+static Slot *cache_find(Cache *c, const unsigned char *s, size_t n, int kind, uint64_t h) {
+    size_t mask = c->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        Slot *slot = &c->slots[i];
+        if (slot->hash == 0 || (slot->hash == h && slot->len == n && slot->kind == kind &&
+                                memcmp(slot->text, s, n) == 0))
+            return slot;
+    }
+}
+
+static int cache_grow(Cache *c) {
+    size_t cap = c->cap ? c->cap * 2 : 1024;
+    Slot *slots = PyMem_Calloc(cap, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return FAILED;
+    }
+    Cache bigger = {slots, cap, c->used};
+    for (size_t i = 0; i < c->cap; i++) {
+        Slot *old = &c->slots[i];
+        if (old->hash)
+            *cache_find(&bigger, (const unsigned char *)old->text, old->len, old->kind, old->hash) = *old;
+    }
+    PyMem_Free(c->slots);
+    *c = bigger;
+    return DONE;
+}
+
+static void cache_free(Cache *c) {
+    for (size_t i = 0; i < c->cap; i++) {
+        if (c->slots[i].hash) {
+            PyMem_Free(c->slots[i].text);
+            Py_DECREF(c->slots[i].value);
+        }
+    }
+    PyMem_Free(c->slots);
+    c->slots = NULL;
+    c->cap = c->used = 0;
+}
+
+/* ---- the builder ----------------------------------------------------------------------------- */
+
+typedef struct {
+    yaml_parser_t parser;
+    PyObject *resolve;       /* resolve(text, (plain_implicit, quoted_implicit)) -> value */
+    PyObject *spans;         /* dict: id(container) -> array('q') */
+    PyObject *extents;       /* dict or NULL */
+    Cache cache;
+    PyObject **made;         /* the lists and mappings built, untracked by the GC until the end */
+    Py_ssize_t made_len, made_cap;
+    Py_ssize_t values, max_values;
+    int depth, max_depth;
+    int64_t last[3];         /* the extent of the value built last (with extents) */
+} Builder;
+
+static PyObject *array_one;    /* array('q', [0]): repeated to make an array of any length */
+
+static inline int64_t packed(const yaml_mark_t *m) {
+    return (int64_t)(m->line + 1) << 20 | (int64_t)(m->column + 1);
+}
+
+/* A Python error: the Python path runs instead, except for errors that are not an Exception
+ * (KeyboardInterrupt and the like), which propagate. */
+static int python_failed(void) {
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+        return GIVE_UP;
+    }
+    return FAILED;
+}
+
+static int next(Builder *b, yaml_event_t *ev) {
+    return yaml_parser_parse(&b->parser, ev) ? DONE : GIVE_UP;
+}
+
+/* array('q', <the buffer>) as spans/extents[id(owner)] */
+static int keep(PyObject *dict, PyObject *owner, const Buf *buf) {
+    PyObject *key = PyLong_FromVoidPtr(owner);
+    PyObject *arr = key == NULL ? NULL : PySequence_Repeat(array_one, buf->len);
+    Py_buffer view;
+    int rc = arr == NULL ? -1 : PyObject_GetBuffer(arr, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS);
+    if (rc == 0) {
+        if (view.len == buf->len * (Py_ssize_t)sizeof(int64_t))
+            memcpy(view.buf, buf->items, (size_t)view.len);
+        else {
+            PyErr_SetString(PyExc_SystemError, "array('q') items are not 64 bits");
+            rc = -1;
+        }
+        PyBuffer_Release(&view);
+    }
+    if (rc == 0)
+        rc = PyDict_SetItem(dict, key, arr);
+    Py_XDECREF(key);
+    Py_XDECREF(arr);
+    return rc < 0 ? python_failed() : DONE;
+}
+
+/* A list or mapping complete: the GC need not look into it until the file is loaded (a collection
+ * while loading would otherwise walk every row built so far, again and again). */
+static int made(Builder *b, PyObject *value) {
+    if (!PyObject_GC_IsTracked(value))
+        return DONE;
+    if (b->made_len == b->made_cap) {
+        Py_ssize_t cap = b->made_cap ? b->made_cap * 2 : 256;
+        PyObject **more = PyMem_Realloc(b->made, (size_t)cap * sizeof(PyObject *));
+        if (more == NULL) {
+            PyErr_NoMemory();
+            return FAILED;
+        }
+        b->made = more;
+        b->made_cap = cap;
+    }
+    PyObject_GC_UnTrack(value);
+    b->made[b->made_len++] = value;
+    return DONE;
+}
+
+static int count_value(Builder *b) {
+    return ++b->values > b->max_values ? GIVE_UP : DONE;
+}
+
+static int scalar(Builder *b, yaml_event_t *ev, PyObject **out) {
+    if (ev->data.scalar.anchor != NULL || ev->data.scalar.tag != NULL)
+        return GIVE_UP;
+    const unsigned char *text = ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+    int kind = (ev->data.scalar.plain_implicit == 1) * 2 + (ev->data.scalar.quoted_implicit == 1);
+    uint64_t h = text_hash(text, n, kind);
+    if ((b->cache.used + 1) * 2 > b->cache.cap && cache_grow(&b->cache) != DONE)
+        return FAILED;
+    Slot *slot = cache_find(&b->cache, text, n, kind, h);
+    if (slot->hash == 0) {
+        PyObject *str = PyUnicode_DecodeUTF8((const char *)text, (Py_ssize_t)n, "strict");
+        PyObject *value = str == NULL ? NULL
+            : PyObject_CallFunction(b->resolve, "O(OO)", str, kind & 2 ? Py_True : Py_False,
+                                    kind & 1 ? Py_True : Py_False);
+        Py_XDECREF(str);
+        char *copy = value == NULL ? NULL : PyMem_Malloc(n ? n : 1);
+        if (copy == NULL) {
+            Py_XDECREF(value);
+            if (value != NULL)
+                PyErr_NoMemory();
+            return python_failed();
+        }
+        memcpy(copy, text, n);
+        *slot = (Slot){h, n, kind, copy, value};
+        b->cache.used++;
+    }
+    Py_INCREF(slot->value);
+    *out = slot->value;
+    b->last[0] = packed(&ev->start_mark);
+    b->last[1] = (int64_t)ev->start_mark.index;
+    b->last[2] = (int64_t)ev->end_mark.index;
+    return DONE;
+}
+
+static int build(Builder *b, yaml_event_t *ev, PyObject **out);
+
+/* one item of a list, starting with ``ev`` */
+static int item(Builder *b, PyObject *list, Buf *span, Buf *ext, yaml_event_t *ev) {
+    PyObject *value = NULL;
+    int rc = buf_push(span, packed(&ev->start_mark));
+    if (rc == DONE)
+        rc = build(b, ev, &value);
+    if (rc == DONE && PyList_Append(list, value) < 0)
+        rc = python_failed();
+    Py_XDECREF(value);
+    for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
+        rc = buf_push(ext, b->last[i]);
+    return rc;
+}
+
+/* one entry of a mapping, starting with its key's event ``kev`` */
+static int entry(Builder *b, PyObject *dict, Buf *span, Buf *ext, yaml_event_t *kev) {
+    if (kev->type != YAML_SCALAR_EVENT)
+        return GIVE_UP;         /* a key that is a list or a mapping, or an alias */
+    if (kev->data.scalar.length == 2 && memcmp(kev->data.scalar.value, "<<", 2) == 0)
+        return GIVE_UP;         /* a merge key */
+    int64_t kpos = packed(&kev->start_mark);
+    PyObject *key = NULL, *value = NULL;
+    int rc = build(b, kev, &key);
+    if (rc == DONE) {
+        int seen = PyDict_Contains(dict, key);
+        rc = seen < 0 ? python_failed() : seen ? GIVE_UP : DONE;      /* unhashable, or written twice */
+    }
+    yaml_event_t ev;
+    if (rc == DONE && (rc = next(b, &ev)) == DONE) {
+        int64_t vpos = packed(&ev.start_mark);
+        rc = build(b, &ev, &value);
+        yaml_event_delete(&ev);
+        if (rc == DONE && PyDict_SetItem(dict, key, value) < 0)
+            rc = python_failed();
+        if (rc == DONE && (rc = buf_push(span, kpos)) == DONE)
+            rc = buf_push(span, vpos);
+        for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
+            rc = buf_push(ext, b->last[i]);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return rc;
+}
+
+/* the items of a list or the entries of a mapping, up to the event that ends it (kept in ``end``) */
+static int members(Builder *b, PyObject *value, Buf *span, Buf *ext, yaml_event_t *end, int is_list) {
+    for (;;) {
+        yaml_event_t ev;
+        if (next(b, &ev) != DONE)
+            return GIVE_UP;
+        if (ev.type == (is_list ? YAML_SEQUENCE_END_EVENT : YAML_MAPPING_END_EVENT)) {
+            *end = ev;
+            return DONE;
+        }
+        int rc = (is_list ? item : entry)(b, value, span, ext, &ev);
+        yaml_event_delete(&ev);
+        if (rc != DONE)
+            return rc;
+    }
+}
+
+static int collection(Builder *b, yaml_event_t *ev, PyObject **out) {
+    int is_list = ev->type == YAML_SEQUENCE_START_EVENT;
+    if (is_list ? (ev->data.sequence_start.anchor != NULL || ev->data.sequence_start.tag != NULL)
+                : (ev->data.mapping_start.anchor != NULL || ev->data.mapping_start.tag != NULL))
+        return GIVE_UP;
+    if (++b->depth > b->max_depth)
+        return GIVE_UP;
+    int64_t own = packed(&ev->start_mark);
+    Buf span = {0}, ext = {0};
+    Buf *extp = b->extents != NULL ? &ext : NULL;
+    PyObject *value = is_list ? PyList_New(0) : PyDict_New();
+    int rc = value == NULL ? python_failed() : buf_push(&span, own);
+    if (rc == DONE && extp != NULL && (rc = buf_push(extp, own)) == DONE && (rc = buf_push(extp, (int64_t)ev->start_mark.index)) == DONE)
+        rc = buf_push(extp, 0);
+    yaml_event_t end;
+    if (rc == DONE && (rc = members(b, value, &span, extp, &end, is_list)) == DONE) {
+        rc = keep(b->spans, value, &span);
+        if (rc == DONE && extp != NULL) {
+            ext.items[2] = (int64_t)end.end_mark.index;
+            rc = keep(b->extents, value, extp);
+            memcpy(b->last, ext.items, sizeof b->last);
+        }
+        if (rc == DONE)
+            rc = made(b, value);
+        yaml_event_delete(&end);
+    }
+    buf_free(&span);
+    buf_free(&ext);
+    b->depth--;
+    if (rc != DONE) {
+        Py_XDECREF(value);
+        return rc;
+    }
+    *out = value;
+    return DONE;
+}
+
+/* the value that starts with ``ev`` (the caller keeps and deletes ``ev``) */
+static int build(Builder *b, yaml_event_t *ev, PyObject **out) {
+    if (count_value(b) != DONE)
+        return GIVE_UP;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        return scalar(b, ev, out);
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        return collection(b, ev, out);
+    default:
+        return GIVE_UP;      /* an alias */
+    }
+}
+
+/* one document: appended to ``documents``, its position and extent to the buffers */
+static int document(Builder *b, PyObject *documents, Buf *span, Buf *ext) {
+    yaml_event_t ev;
+    if (next(b, &ev) != DONE)
+        return GIVE_UP;
+    PyObject *value = NULL;
+    int64_t pos = 0;
+    int rc = DONE;
+    if (ev.type == YAML_DOCUMENT_END_EVENT) {
+        Py_INCREF(Py_None);
+        value = Py_None;
+        memset(b->last, 0, sizeof b->last);
+    } else {
+        pos = packed(&ev.start_mark);
+        rc = build(b, &ev, &value);
+    }
+    int ended = ev.type == YAML_DOCUMENT_END_EVENT;
+    yaml_event_delete(&ev);
+    if (rc == DONE && PyList_Append(documents, value) < 0)
+        rc = python_failed();
+    Py_XDECREF(value);
+    if (rc == DONE)
+        rc = buf_push(span, pos);
+    for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
+        rc = buf_push(ext, b->last[i]);
+    if (rc == DONE && !ended) {
+        if (next(b, &ev) != DONE)
+            return GIVE_UP;
+        rc = ev.type == YAML_DOCUMENT_END_EVENT ? DONE : GIVE_UP;
+        yaml_event_delete(&ev);
+    }
+    return rc;
+}
+
+static int stream(Builder *b, PyObject *documents) {
+    Buf span = {0}, ext = {0};
+    Buf *extp = b->extents != NULL ? &ext : NULL;
+    yaml_event_t ev;
+    int rc = next(b, &ev);
+    if (rc == DONE) {
+        rc = ev.type == YAML_STREAM_START_EVENT ? DONE : GIVE_UP;
+        yaml_event_delete(&ev);
+    }
+    if (rc == DONE)
+        rc = buf_push(&span, 0);
+    for (int i = 0; rc == DONE && extp != NULL && i < 3; i++)
+        rc = buf_push(extp, 0);
+    while (rc == DONE) {
+        if ((rc = next(b, &ev)) != DONE)
+            break;
+        yaml_event_type_t type = ev.type;
+        yaml_event_delete(&ev);
+        if (type == YAML_STREAM_END_EVENT)
+            break;
+        rc = type == YAML_DOCUMENT_START_EVENT ? document(b, documents, &span, extp) : GIVE_UP;
+    }
+    if (rc == DONE)
+        rc = keep(b->spans, documents, &span);
+    if (rc == DONE && extp != NULL)
+        rc = keep(b->extents, documents, extp);
+    buf_free(&span);
+    buf_free(&ext);
+    return rc;
+}
+
+static PyObject *load(PyObject *self, PyObject *args) {
+    PyObject *text, *documents, *spans, *extents, *resolve;
+    Py_ssize_t max_values;
+    int max_depth;
+    if (!PyArg_ParseTuple(args, "UO!O!OOni:load", &text, &PyList_Type, &documents, &PyDict_Type, &spans,
+                          &extents, &resolve, &max_values, &max_depth))
+        return NULL;
+    if (extents != Py_None && !PyDict_Check(extents)) {
+        PyErr_SetString(PyExc_TypeError, "extents must be a dict or None");
+        return NULL;
+    }
+    Py_ssize_t size;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
+    if (utf8 == NULL)
+        return python_failed() == GIVE_UP ? Py_NewRef(Py_False) : NULL;   /* lone surrogates */
+    Builder b = {0};
+    if (!yaml_parser_initialize(&b.parser))
+        return PyErr_NoMemory();
+    yaml_parser_set_input_string(&b.parser, (const unsigned char *)utf8, (size_t)size);
+    b.resolve = resolve;
+    b.spans = spans;
+    b.extents = extents == Py_None ? NULL : extents;
+    b.max_values = max_values;
+    b.max_depth = max_depth;
+    int rc = stream(&b, documents);
+    for (Py_ssize_t i = 0; rc == DONE && i < b.made_len; i++)
+        PyObject_GC_Track(b.made[i]);     /* all alive: the documents hold them */
+    PyMem_Free(b.made);
+    yaml_parser_delete(&b.parser);
+    cache_free(&b.cache);
+    if (rc == FAILED)
+        return NULL;
+    return Py_NewRef(rc == DONE ? Py_True : Py_False);
+}
+
+static PyMethodDef methods[] = {
+    {"load", load, METH_VARARGS,
+     "load(text, documents, spans, extents, resolve, max_values, max_depth) -> bool\n\n"
+     "Append the documents of ``text`` to ``documents`` and their packed positions to ``spans`` (and "
+     "``extents`` unless None), as engine.load._Builder does; False, with the containers in any state, "
+     "when the file needs the Python path."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "engine._fastload", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__fastload(void) {
+    PyObject *array_module = PyImport_ImportModule("array");
+    if (array_module == NULL)
+        return NULL;
+    array_one = PyObject_CallMethod(array_module, "array", "s[i]", "q", 0);
+    Py_DECREF(array_module);
+    if (array_one == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}

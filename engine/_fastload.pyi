@@ -1,0 +1,6 @@
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+def load(text: str, documents: list[Any], spans: dict[int, array[int]], extents: dict[int, array[int]] | None,
+         resolve: Callable[[str, tuple[bool, bool]], Any], max_values: int, max_depth: int, /) -> bool: ...
