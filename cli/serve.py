@@ -6,6 +6,7 @@ reading every request whole before the Flask app sees it) or gunicorn (``--serve
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import multiprocessing
@@ -53,15 +54,38 @@ def prepare_store(database_url: str, rules_dir: Path) -> str | None:
         store.dispose()  # never hand a connection pool to forked workers
 
 
+#: a worker's first-generation threshold of the cyclic garbage collector (Python's default: 700)
+GC_YOUNG_THRESHOLD = 50_000
+
+
 def app_loader(config: dict[str, t.Any]) -> t.Callable[[], t.Any]:
     """What each worker calls (after the fork) to build its own app."""
 
     def load_app() -> t.Any:
         from api import create_app
 
-        return create_app(dict(config))
+        app = create_app(dict(config))
+        settle_gc()
+        return app
 
     return load_app
+
+
+def settle_gc() -> None:
+    """Tune a worker's cyclic garbage collector once its app is built.
+
+    A batch of decisions allocates thousands of dicts and lists (the parsed body, the answers, the
+    log records), nearly all freed by reference counting, never by the collector; at Python's
+    default threshold a worker collected every 700 allocations and walked the objects of every
+    request in flight each time, and now and then every object of the app (a fifth of a serving
+    worker's CPU in a batch load). The app's own objects (the compiled policy, Flask, the store)
+    live as long as the worker: ``gc.freeze`` takes them out of every later collection, and a
+    higher first threshold collects the young ones less often. Cycles are still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 class GunicornServer:

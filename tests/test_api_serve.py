@@ -107,6 +107,7 @@ def test_the_missing_tokens_warning_is_printed_once_per_server_not_per_worker(tm
     import subprocess
     import sys
     import time
+    import urllib.error
     import urllib.request
 
     from conftest import O2C_RULES, ROOT
@@ -124,11 +125,40 @@ def test_the_missing_tokens_warning_is_printed_once_per_server_not_per_worker(tm
         end = time.monotonic() + 60
         while time.monotonic() < end and out.read_text().count("now answering with policy version") < 2:
             time.sleep(0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as ready:
-            assert ready.status == 200, out.read_text()
+        while True:  # a worker listens once its app is built, a moment after it logs its version
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as ready:
+                    assert ready.status == 200, out.read_text()
+                    break
+            except urllib.error.URLError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=60)
     text = out.read_text()
     assert text.count("now answering with policy version") == 2, text  # both workers started
     assert text.count("no access tokens configured") == 1, text
+
+
+def test_a_worker_freezes_its_app_out_of_the_cyclic_collector_and_still_collects_cycles(monkeypatch, tmp_path):
+    import gc
+
+    from cli import serve
+
+    built = []
+    monkeypatch.setattr("api.create_app", lambda config: built.append(config) or object())
+    threshold = gc.get_threshold()
+    try:
+        app = serve.app_loader({"database_url": "sqlite://"})()
+        assert built == [{"database_url": "sqlite://"}] and app is not None
+        assert gc.get_freeze_count() > 0  # what lived before the first request is never walked again
+        assert gc.get_threshold()[0] == serve.GC_YOUNG_THRESHOLD
+        cycle: list = []
+        cycle.append(cycle)
+        del cycle
+        assert gc.collect() >= 1  # a cycle made after the freeze is still found
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
