@@ -118,6 +118,9 @@ typedef struct {
     Cache cache;
     PyObject **made;         /* the lists and mappings built, untracked by the GC until the end */
     Py_ssize_t made_len, made_cap;
+    Buf *spans_at, *extents_at;  /* the buffers of the lists and mappings being built, by depth */
+    const char *needs;       /* 128 flags: a plain scalar starting with this character may not be text; NULL: any */
+    char needs_table[128];
     Py_ssize_t values, max_values;
     int depth, max_depth;
     int64_t last[3];         /* the extent of the value built last (with extents) */
@@ -158,15 +161,20 @@ static int keep(PyObject *dict, PyObject *owner, const Buf *buf) {
         }
         PyBuffer_Release(&view);
     }
-    if (rc == 0)
+    if (rc == 0) {
+        /* an array holds no references: the GC never needs to look into it */
+        if (PyObject_GC_IsTracked(arr))
+            PyObject_GC_UnTrack(arr);
         rc = PyDict_SetItem(dict, key, arr);
+    }
     Py_XDECREF(key);
     Py_XDECREF(arr);
     return rc < 0 ? python_failed() : DONE;
 }
 
-/* A list or mapping complete: the GC need not look into it until the file is loaded (a collection
- * while loading would otherwise walk every row built so far, again and again). */
+/* A list just made, or a mapping complete: the GC need not look into it until the file is loaded
+ * (a collection while loading would otherwise walk every row built so far, again and again). A
+ * mapping is tracked only when it holds a list or a mapping, as CPython decides for every dict. */
 static int made(Builder *b, PyObject *value) {
     if (!PyObject_GC_IsTracked(value))
         return DONE;
@@ -201,10 +209,15 @@ static int scalar(Builder *b, yaml_event_t *ev, PyObject **out) {
     Slot *slot = cache_find(&b->cache, text, n, kind, h);
     if (slot->hash == 0) {
         PyObject *str = PyUnicode_DecodeUTF8((const char *)text, (Py_ssize_t)n, "strict");
-        PyObject *value = str == NULL ? NULL
-            : PyObject_CallFunction(b->resolve, "O(OO)", str, kind & 2 ? Py_True : Py_False,
-                                    kind & 1 ? Py_True : Py_False);
-        Py_XDECREF(str);
+        PyObject *value = str;
+        /* the resolver is asked unless its table says the value is the text: quoted, or plain
+         * with a first character that no implicit resolver takes */
+        if (str != NULL && !(b->needs != NULL && (kind == 1 || (kind == 2 && n > 0 && text[0] < 128 &&
+                                                                !b->needs[text[0]])))) {
+            value = PyObject_CallFunction(b->resolve, "O(OO)", str, kind & 2 ? Py_True : Py_False,
+                                          kind & 1 ? Py_True : Py_False);
+            Py_DECREF(str);
+        }
         char *copy = value == NULL ? NULL : PyMem_Malloc(n ? n : 1);
         if (copy == NULL) {
             Py_XDECREF(value);
@@ -295,26 +308,30 @@ static int collection(Builder *b, yaml_event_t *ev, PyObject **out) {
     if (++b->depth > b->max_depth)
         return GIVE_UP;
     int64_t own = packed(&ev->start_mark);
-    Buf span = {0}, ext = {0};
-    Buf *extp = b->extents != NULL ? &ext : NULL;
+    Buf *span = &b->spans_at[b->depth];     /* the buffers of this depth, reused */
+    Buf *ext = b->extents != NULL ? &b->extents_at[b->depth] : NULL;
+    span->len = 0;
     PyObject *value = is_list ? PyList_New(0) : PyDict_New();
-    int rc = value == NULL ? python_failed() : buf_push(&span, own);
-    if (rc == DONE && extp != NULL && (rc = buf_push(extp, own)) == DONE && (rc = buf_push(extp, (int64_t)ev->start_mark.index)) == DONE)
-        rc = buf_push(extp, 0);
+    int rc = value == NULL ? python_failed() : buf_push(span, own);
+    if (rc == DONE && is_list)
+        rc = made(b, value);
+    if (rc == DONE && ext != NULL) {
+        ext->len = 0;
+        if ((rc = buf_push(ext, own)) == DONE && (rc = buf_push(ext, (int64_t)ev->start_mark.index)) == DONE)
+            rc = buf_push(ext, 0);
+    }
     yaml_event_t end;
-    if (rc == DONE && (rc = members(b, value, &span, extp, &end, is_list)) == DONE) {
-        rc = keep(b->spans, value, &span);
-        if (rc == DONE && extp != NULL) {
-            ext.items[2] = (int64_t)end.end_mark.index;
-            rc = keep(b->extents, value, extp);
-            memcpy(b->last, ext.items, sizeof b->last);
+    if (rc == DONE && (rc = members(b, value, span, ext, &end, is_list)) == DONE) {
+        rc = keep(b->spans, value, span);
+        if (rc == DONE && ext != NULL) {
+            ext->items[2] = (int64_t)end.end_mark.index;
+            rc = keep(b->extents, value, ext);
+            memcpy(b->last, ext->items, sizeof b->last);
         }
-        if (rc == DONE)
+        if (rc == DONE && !is_list)
             rc = made(b, value);
         yaml_event_delete(&end);
     }
-    buf_free(&span);
-    buf_free(&ext);
     b->depth--;
     if (rc != DONE) {
         Py_XDECREF(value);
@@ -405,12 +422,16 @@ static int stream(Builder *b, PyObject *documents) {
 }
 
 static PyObject *load(PyObject *self, PyObject *args) {
-    PyObject *text, *documents, *spans, *extents, *resolve;
+    PyObject *text, *documents, *spans, *extents, *resolve, *needs;
     Py_ssize_t max_values;
     int max_depth;
-    if (!PyArg_ParseTuple(args, "UO!O!OOni:load", &text, &PyList_Type, &documents, &PyDict_Type, &spans,
-                          &extents, &resolve, &max_values, &max_depth))
+    if (!PyArg_ParseTuple(args, "UO!O!OOOni:load", &text, &PyList_Type, &documents, &PyDict_Type, &spans,
+                          &extents, &resolve, &needs, &max_values, &max_depth))
         return NULL;
+    if (max_depth < 0 || max_depth > 10000) {
+        PyErr_SetString(PyExc_ValueError, "max_depth must be from 0 to 10000");
+        return NULL;
+    }
     if (extents != Py_None && !PyDict_Check(extents)) {
         PyErr_SetString(PyExc_TypeError, "extents must be a dict or None");
         return NULL;
@@ -428,10 +449,36 @@ static PyObject *load(PyObject *self, PyObject *args) {
     b.extents = extents == Py_None ? NULL : extents;
     b.max_values = max_values;
     b.max_depth = max_depth;
-    int rc = stream(&b, documents);
+    if (needs != Py_None) {
+        Py_ssize_t count;
+        const char *firsts = PyUnicode_Check(needs) ? PyUnicode_AsUTF8AndSize(needs, &count) : NULL;
+        if (firsts == NULL) {
+            yaml_parser_delete(&b.parser);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "needs must be a str or None");
+            return NULL;
+        }
+        b.needs = b.needs_table;
+        for (Py_ssize_t i = 0; i < count; i++) {
+            unsigned char c = (unsigned char)firsts[i];
+            if (c < 128)
+                b.needs_table[c] = 1;
+            else
+                b.needs = NULL;     /* a resolver for a character beyond ASCII: resolve sees every scalar */
+        }
+    }
+    b.spans_at = PyMem_Calloc((size_t)max_depth + 2, sizeof(Buf));
+    b.extents_at = PyMem_Calloc((size_t)max_depth + 2, sizeof(Buf));
+    int rc = b.spans_at == NULL || b.extents_at == NULL ? (PyErr_NoMemory(), FAILED) : stream(&b, documents);
     for (Py_ssize_t i = 0; rc == DONE && i < b.made_len; i++)
         PyObject_GC_Track(b.made[i]);     /* all alive: the documents hold them */
     PyMem_Free(b.made);
+    for (int i = 0; i < max_depth + 2 && b.spans_at != NULL && b.extents_at != NULL; i++) {
+        buf_free(&b.spans_at[i]);
+        buf_free(&b.extents_at[i]);
+    }
+    PyMem_Free(b.spans_at);
+    PyMem_Free(b.extents_at);
     yaml_parser_delete(&b.parser);
     cache_free(&b.cache);
     if (rc == FAILED)
@@ -441,9 +488,11 @@ static PyObject *load(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"load", load, METH_VARARGS,
-     "load(text, documents, spans, extents, resolve, max_values, max_depth) -> bool\n\n"
+     "load(text, documents, spans, extents, resolve, needs, max_values, max_depth) -> bool\n\n"
      "Append the documents of ``text`` to ``documents`` and their packed positions to ``spans`` (and "
-     "``extents`` unless None), as engine.load._Builder does; False, with the containers in any state, "
+     "``extents`` unless None), as engine.load._Builder does (``resolve(text, implicit)``: an untagged "
+     "scalar's value; ``needs``: the first characters of a plain scalar that resolve needs to see, None "
+     "when every scalar needs it); False, with the containers in any state, "
      "when the file needs the Python path."},
     {NULL, NULL, 0, NULL},
 };

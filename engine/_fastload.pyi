@@ -3,4 +3,5 @@ from collections.abc import Callable
 from typing import Any
 
 def load(text: str, documents: list[Any], spans: dict[int, array[int]], extents: dict[int, array[int]] | None,
-         resolve: Callable[[str, tuple[bool, bool]], Any], max_values: int, max_depth: int, /) -> bool: ...
+         resolve: Callable[[str, tuple[bool, bool]], Any], needs: str | None, max_values: int, max_depth: int,
+         /) -> bool: ...

@@ -510,10 +510,20 @@ def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
 
     try:
         assert _fastload is not None
-        done = _fastload.load(text, smap.documents, smap.spans, smap.extents, resolve, MAX_VALUES, MAX_DEPTH)
+        done = _fastload.load(text, smap.documents, smap.spans, smap.extents, resolve, _resolved_firsts(loader),
+                              MAX_VALUES, MAX_DEPTH)
     finally:
         loader.dispose()
     return LoadedFile(path, smap.documents, smap) if done else None
+
+
+def _resolved_firsts(loader: Any) -> str | None:
+    """The first characters of a plain scalar that the loader's implicit resolvers look at (the value
+    of any other untagged scalar is its text), or None when they may look at any scalar."""
+    table = loader.yaml_implicit_resolvers
+    if None in table or loader.yaml_path_resolvers:
+        return None
+    return "".join(first for first in table if first)
 
 
 def _load_with(loader_class: Any, path: str, text: str, extents: bool) -> tuple[LoadedFile, list[PolicyError]]:
