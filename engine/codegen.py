@@ -400,6 +400,9 @@ class _SlotGen(_Gen):
         return repr(self.plan.action) if fact.name == "action" else f"vals[{fact.slot}]"
 
 
+_MADE_COMPARE = {"is": "==", "is_not": "!="}     # a table cell of one of these is made by a maker
+
+
 class _TableCode:
     """A row table as generated functions: a test per distinct cell, an obligation builder per
     outcome, the table's `when`; ``lowered`` assembles them once they are defined."""
@@ -420,19 +423,31 @@ class _TableCode:
         nm = table.no_match
         if nm is not None and nm.outcome not in ("deny", "error"):
             self.outcomes[nm.outcome] = self.obligations(f"outcome_{table.id}_{nm.outcome}", nm.obligations)
-        self.cells: dict[tuple[int, ir.Test], str] = {}
-        seen: set[int] = set()
+        self.cells: dict[tuple[int, ir.Test], str | tuple[str, Any]] = {}   # a function, or a maker and its value
+        self.makers: dict[str, str] = {}
         for row in table.rows:
             if row.outcome not in self.outcomes:
                 self.outcomes[row.outcome] = self.obligations(f"outcome_{table.id}_{row.outcome}", row.obligations)
-            for cell in row.cells:
-                if id(cell) in seen:
-                    continue
-                seen.add(id(cell))
-                if isinstance(cell, ir.FactCondition) and (cell.fact.slot, cell.test) not in self.cells:
-                    expr = self.slots.test(cell.test, "v", self.slots.value)
-                    self.cells[(cell.fact.slot, cell.test)] = self.function(f"cell_{cell.fact.name}", "v, vals",
-                                                                            [f"return {expr}"])
+        # each distinct cell once (compile shares equal cells), in the order first written
+        self.distinct = {id(cell): cell for row in table.rows for cell in row.cells}
+        for cell in self.distinct.values():
+            if isinstance(cell, ir.FactCondition) and (cell.fact.slot, cell.test) not in self.cells:
+                self.cells[(cell.fact.slot, cell.test)] = self.cell(cell)
+
+    def cell(self, cell: ir.FactCondition) -> str | tuple[str, Any]:
+        """The function testing a cell; a cell that compares with one value (a table's most common,
+        thousands of them in a large table) is a closure of one generated maker per comparison, not
+        generated source of its own (compiling it would cost more than all the rest)."""
+        test = cell.test
+        if isinstance(test, ir.Compare) and test.op in _MADE_COMPARE and not isinstance(test.value, bool):
+            maker = self.makers.get(test.op)
+            if maker is None:
+                maker = self.makers[test.op] = self.function(   # as ``compare`` writes it, the value named K
+                    f"cells_{test.op}", "K", ["def cell(v, vals):", f"    return v {_MADE_COMPARE[test.op]} K",
+                                              "return cell"])
+            return maker, test.value
+        expr = self.slots.test(test, "v", self.slots.value)
+        return self.function(f"cell_{cell.fact.name}", "v, vals", [f"return {expr}"])
 
     def function(self, hint: str, params: str, body: list[str]) -> str:
         name = self.ns.add(hint, object())     # reserve the name; the definition replaces it
@@ -467,21 +482,24 @@ class _TableCode:
     def tested(self) -> dict[int, runtime.Cell]:
         """The check of each distinct tested cell, by its id (compile shares equal cells; `-` is not tested)."""
         defined = self.ns.values
-        distinct = {id(c): c for row in self.table.rows for c in row.cells if isinstance(c, ir.FactCondition)}
-        return {i: runtime.Cell(c.fact.slot, defined[self.cells[(c.fact.slot, c.test)]],
+        functions: dict[tuple[int, ir.Test], Any] = {}
+        for key, made in self.cells.items():
+            functions[key] = defined[made] if isinstance(made, str) else defined[made[0]](made[1])
+        return {i: runtime.Cell(c.fact.slot, functions[(c.fact.slot, c.test)],
                                 runtime.Leaf(c.fact.name, c.fact.dotted, c.words, c.fact.label))
-                for i, c in distinct.items()}
+                for i, c in self.distinct.items() if isinstance(c, ir.FactCondition)}
 
     def rows(self, tested: dict[int, runtime.Cell]) -> tuple[runtime.LoweredRow, ...]:
         defined = self.ns.values
-        static: dict[str, bool] = {}
+        made: dict[str, tuple[Any, bool]] = {}
         for r in self.table.rows:
-            if r.outcome not in static:
-                static[r.outcome] = all(u.is_static and u.when is None for u in r.obligations)
-        made = {name: (defined[fn], static[name]) for name, fn in self.outcomes.items() if name in static}
-        return tuple(runtime.LoweredRow(row.id, row.says, tuple([tested[id(c)] for c in row.cells if id(c) in tested]),
-                                        *made[row.outcome])
-                     for row in self.table.rows)
+            if r.outcome not in made:
+                made[r.outcome] = (defined[self.outcomes[r.outcome]],
+                                   all(u.is_static and u.when is None for u in r.obligations))
+        test = tested.get
+        lowered = runtime.LoweredRow._make
+        return tuple([lowered((row.id, row.says, tuple([t for c in row.cells if (t := test(id(c))) is not None]))
+                              + made[row.outcome]) for row in self.table.rows])
 
 
 def generate(plan: ir.ActionPlan, version: str) -> DecideFn:

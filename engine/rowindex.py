@@ -90,9 +90,13 @@ def _band(cell: ir.RowCell) -> tuple[float, float] | None:
     return (low, high)
 
 
-def _per_row(table: ir.RowTable, c: int, read: Callable[[ir.RowCell], Any]) -> list[Any]:
-    """``read`` of column ``c`` of every row, once per distinct cell (compile shares equal cells)."""
-    cells = [row.cells[c] for row in table.rows]
+def _columns(table: ir.RowTable) -> list[tuple[ir.RowCell, ...]]:
+    """The cells of each column, row by row."""
+    return list(zip(*[row.cells for row in table.rows], strict=True)) or [() for _ in table.columns]
+
+
+def _per_row(cells: tuple[ir.RowCell, ...], read: Callable[[ir.RowCell], Any]) -> list[Any]:
+    """``read`` of each cell of a column, once per distinct cell (compile shares equal cells)."""
     made = {id(cell): read(cell) for cell in {id(cell): cell for cell in cells}.values()}
     return list(map(made.__getitem__, map(id, cells)))
 
@@ -123,9 +127,10 @@ class _Builder:
         self.cells = [row.cells for row in table.rows]
         self.slots = [fact.slot for fact in table.columns]
         # per column, per row: the values of an exact cell, the band of an integer cell (None: not one)
-        self.values = [_per_row(table, c, _exact_values) if fact.type.kind in ir.SCALAR_KINDS else None
+        columns = _columns(table)
+        self.values = [_per_row(columns[c], _exact_values) if fact.type.kind in ir.SCALAR_KINDS else None
                        for c, fact in enumerate(table.columns)]
-        self.bands = [_per_row(table, c, _band) if isinstance(fact.type, ir.IntegerType) else None
+        self.bands = [_per_row(columns[c], _band) if isinstance(fact.type, ir.IntegerType) else None
                       for c, fact in enumerate(table.columns)]
         self.budget = ENTRIES_PER_ROW * len(table.rows) + ENTRIES_EXTRA
         self.bounds: dict[tuple[int, ...], tuple[int, ...]] = {}     # equal bounds shared
@@ -284,32 +289,35 @@ def lookup(node: Node, vals: list[Any]) -> tuple[Entry, ...] | None:
 Scan = tuple[int | None, Mapping[Any, tuple[int, ...]], tuple[int, ...]]
 
 
-def _best_column(table: ir.RowTable) -> int | None:
-    """The scalar column whose cells are all literals, `in:` lists or `-`, with the most distinct values."""
-    best: tuple[int, int] | None = None
+def _best_column(table: ir.RowTable) -> tuple[int, list[tuple[Any, ...] | None]] | None:
+    """The scalar column whose cells are all literals, `in:` lists or `-`, with the most distinct
+    values, and those cells' values."""
+    best: tuple[int, int, list[tuple[Any, ...] | None]] | None = None
+    columns = _columns(table)
     for c, fact in enumerate(table.columns):
         if fact.type.kind not in ir.SCALAR_KINDS:
             continue
-        column = _per_row(table, c, _exact_values)
+        column = _per_row(columns[c], _exact_values)
         if any(k is None for k in column):
             continue
         distinct = len({v for k in column for v in k or ()})
         if distinct > 1 and (best is None or distinct > best[1]):
-            best = (c, distinct)
-    return None if best is None else best[0]
+            best = (c, distinct, column)
+    return None if best is None else (best[0], best[2])
 
 
 def scan(table: ir.RowTable) -> Scan:
     """What an explained decision tries: the rows listing the request's value in the scalar column
     whose literal cells best split the rows, with the `-` rows of that column (value -> rows)."""
-    c = _best_column(table)
-    if c is None:
+    best = _best_column(table)
+    if best is None:
         return None, {}, ()
-    cells = _per_row(table, c, _exact_values)
+    c, cells = best
     wildcards = tuple(i for i, k in enumerate(cells) if not k)
     lists: dict[Any, list[int]] = {}
     for i, k in enumerate(cells):
         for v in k or ():
             lists.setdefault(v, []).append(i)
-    buckets = {v: tuple(sorted(set(rows) | set(wildcards))) for v, rows in lists.items()}
+    # a value's rows and the `-` rows are apart, each in order: sorting their concatenation merges them
+    buckets = {v: tuple(sorted(rows + list(wildcards))) for v, rows in lists.items()}
     return table.columns[c].slot, buckets, wildcards

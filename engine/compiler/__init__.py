@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .. import ir
-from ..errors import Location, PolicyError
+from ..errors import Location, PolicyError, SourceRef
 from ..evaluate import RuleInfo, canonical_json
-from ..load import LoadedFile, Path, SourceMap
+from ..load import LoadedFile
 from ..validate import SchemaProblem
 from .catalogue import check_coverage, declare_actions
 from .context import Context
@@ -68,7 +68,7 @@ def rules_at_fault(problems: list[SchemaProblem]) -> frozenset[int] | None:
 def lower(files: list[LoadedFile], docs: list[Document], errors: list[PolicyError],
           display_root: str = "") -> tuple[ir.PolicyIR, tuple[RuleInfo, ...]]:
     """The IR of the documents and the rules' descriptions; problems go to ``errors``."""
-    ids: dict[str, tuple[SourceMap, Path]] = {}
+    ids: dict[str, SourceRef] = {}
     systems: dict[str, ir.SystemIR] = {}
     infos: list[RuleInfo] = []
     seen: dict[str, Location] = {}

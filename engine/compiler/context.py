@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from .. import ir
 from ..errors import Location, PolicyError, SourceRef, did_you_mean
 from ..evaluate import RuleInfo
-from ..load import LoadedFile, SourceMap
+from ..load import LoadedFile
 
 _BRACES = re.compile(r"\{([^{}]*)\}")
 
@@ -71,7 +71,7 @@ class Context:
     index: int
     doc: dict[str, Any]
     errors: list[PolicyError]
-    ids: dict[str, tuple[SourceMap, Path]]          # rule id -> where first defined (all systems)
+    ids: dict[str, SourceRef]                      # rule id -> where first defined (all systems)
     scales: dict[str, ir.Scale] = field(default_factory=dict)
     facts: dict[str, ir.Fact] = field(default_factory=dict)
     obligations: dict[str, ir.ObligationDecl] = field(default_factory=dict)
@@ -100,8 +100,10 @@ class Context:
         """``loc`` of ``path``, looked up when read."""
         return SourceRef(self.loaded.source, (self.index,) + tuple(path))
 
-    def error(self, code: str, message: str, path: Path, help: str | None = None, key: bool = False) -> None:
-        self.errors.append(PolicyError(code, message, self.loc(path, key), help))
+    def error(self, code: str, message: str, path: Path | SourceRef, help: str | None = None,
+              key: bool = False) -> None:
+        where = path.location if isinstance(path, SourceRef) else self.loc(path, key)
+        self.errors.append(PolicyError(code, message, where, help))
 
     def reject(self, code: str, message: str, path: Path, help: str | None = None, key: bool = False) -> Rejected:
         """Report an error; the caller raises the returned exception to skip what depends on it."""
@@ -122,21 +124,20 @@ class Context:
         for action in actions:
             self.units.setdefault(action, []).append(unit)
 
-    def info(self, rule_id: str, kind: str, says: str, sources: tuple[str, ...], actions: list[str],
+    def info(self, rule_id: str, kind: str, says: str, sources: tuple[str, ...], actions: list[str] | tuple[str, ...],
              path: Path | Location | SourceRef, definition: Any) -> None:
         line = path if isinstance(path, SourceRef) else (path if isinstance(path, Location) else self.loc(path)).line
         self.rule_infos.append(RuleInfo(rule_id, kind, says, sources, self.system, tuple(actions),
                                         self.file, line, definition))
 
-    def register_id(self, rule_id: str, path: Path) -> None:
-        if rule_id in self.ids:
-            source, where = self.ids[rule_id]
-            first = source.at(where)
+    def register_id(self, rule_id: str, path: Path | SourceRef) -> None:
+        first = self.ids.get(rule_id)
+        if first is not None:
             self.error("compile_duplicate_rule", f"rule id `{rule_id}` is used twice", path,
-                       f"the first `{rule_id}` is at {first}")
+                       f"the first `{rule_id}` is at {first.location}")
         else:
             # its location is looked up only for an error
-            self.ids[rule_id] = (self.loaded.source, (self.index,) + tuple(path))
+            self.ids[rule_id] = path if isinstance(path, SourceRef) else self.ref(path)
 
     def sources_of(self, value: Any, path: Path) -> tuple[str, ...]:
         declared = self.doc.get("sources") or {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ir
-from ..errors import did_you_mean
+from ..errors import SourceRef, did_you_mean
 from ..evaluate import TableRow
 from .catalogue import actions_of, check_reads
 from .conditions import condition, fact_condition
@@ -172,15 +172,19 @@ class _Body:
         self.seen: dict[tuple[Any, ...], int] = {}       # single-value rows of a `unique` table
         self.tests: dict[tuple[Any, ...], ir.RowCell] = {}  # (column, cell as written) -> the cell, shared
         self.sources = ctx.sources_of(spec["source"], path + ("source",))
+        self.header = spec["header"]
+        self.body = (ctx.index,) + path + ("body",)    # the path of the rows in the file's documents
+        self.covered = tuple(actions)
 
     def row(self, r: int, row: list[Any]) -> None:
-        ctx, spec, header = self.ctx, self.spec, self.spec["header"]
+        ctx, spec, header = self.ctx, self.spec, self.header
         rpath = self.path + ("body", r)
         if len(row) != len(header):
             ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
             return
         rid = str(row[0])
-        ctx.register_id(rid, rpath + (0,))
+        where = SourceRef(ctx.loaded.source, self.body + (r,))
+        ctx.register_id(rid, SourceRef(ctx.loaded.source, where.path + (0,)))
         if spec.get("rules"):
             says, sources = row_meta(ctx, spec, rid, rpath, self.path)
         else:
@@ -190,17 +194,18 @@ class _Body:
             ctx.error("compile_unknown_outcome", f"unknown outcome `{outcome}`", rpath + (len(row) - 1,),
                       did_you_mean(str(outcome), self.outcomes))
             return
-        try:
-            cells = _row_cells(ctx, self.columns, row, rpath, self.tests)
-        except Rejected:
-            return
+        cells = _row_cells(self.columns, row, self.tests)
+        if cells is None:     # a cell seen for the first time: lowered (and located) as written
+            try:
+                cells = _new_row_cells(ctx, self.columns, row, rpath, self.tests)
+            except Rejected:
+                return
         chosen, oused = self.outcomes[outcome]
         self.used |= oused
         if spec["hit"] == "unique":
             self.check_unique(rid, cells, rpath)
-        where = ctx.ref(rpath)
         self.rows.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, where))
-        ctx.info(rid, "table row", says, sources, self.actions, where, TableRow(spec["id"], header, row))
+        ctx.info(rid, "table row", says, sources, self.covered, where, TableRow(spec["id"], header, row))
 
     def check_unique(self, rid: str, cells: tuple[ir.RowCell, ...], rpath: Path) -> None:
         """Two rows of single values only, equal in every column: both always match together."""
@@ -256,17 +261,36 @@ def no_match(ctx: Context, spec: dict[str, Any], path: Path, outcomes: Outcomes)
     return ir.NoMatch(chosen, outcomes[chosen][0].obligations, ctx.loc(npath))
 
 
-def _row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], rpath: Path,
-               shared: dict[tuple[Any, ...], ir.RowCell]) -> tuple[ir.RowCell, ...]:
+def _memo(c: int, written: Any) -> tuple[Any, ...]:
+    """The key of a cell as written in column ``c``: equal keys, equal cells."""
+    if written is None or written == "-":
+        return (c, "-")
+    return (c, repr(written)) if isinstance(written, (dict, list)) else (c, type(written).__name__, written)
+
+
+def _row_cells(columns: tuple[ir.Fact, ...], row: list[Any],
+               shared: dict[tuple[Any, ...], ir.RowCell]) -> tuple[ir.RowCell, ...] | None:
+    """The cells of one row when each was seen before in its column (the shared objects), else None.
+    A large table repeats a few cells thousands of times: this is the path of nearly every row."""
+    cells = []
+    for c in range(len(columns)):
+        known = shared.get(_memo(c, row[c + 1]))
+        if known is None:
+            return None
+        cells.append(known)
+    return tuple(cells)
+
+
+def _new_row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], rpath: Path,
+                   shared: dict[tuple[Any, ...], ir.RowCell]) -> tuple[ir.RowCell, ...]:
     """The cells of one row. Equal cells of a column are one shared object, located where the first
-    of them was written (a large table repeats a few cells thousands of times)."""
+    of them was written."""
     cells: list[ir.RowCell] = []
     refused = False
     for c, fact in enumerate(columns):
         written = row[c + 1]
         wildcard = written is None or written == "-"
-        memo = (c, "-" if wildcard else repr(written) if isinstance(written, (dict, list))
-                else (type(written).__name__, written))
+        memo = _memo(c, written)
         known = shared.get(memo)
         if known is not None:
             cells.append(known)
