@@ -475,8 +475,9 @@ class _TableCode:
         unmatched = None if nm is None else runtime.LoweredNoMatch(
             nm.outcome, defined[self.outcomes[nm.outcome]] if nm.outcome in self.outcomes else None)
         absent = tuple(f.slot for f in table.columns if f.slot in self.absent or f.slot not in self.read)
+        tree, scan = rowindex.index(table, cell_of)
         return runtime.LoweredTable(table.id, table.says, table.hit, defined[self.when] if self.when else None,
-                                    rows, rowindex.build(table, cell_of), absent, rowindex.scan(table), unmatched,
+                                    rows, tree, absent, scan, unmatched,
                                     self.plan.overrides if self.alone else None, {})
 
     def tested(self) -> dict[int, runtime.Cell]:

@@ -119,17 +119,24 @@ def _renumbered(node: Node, numbers: dict[int, int]) -> Node:
     return tuple([(numbers[r], rest) for r, rest in node])
 
 
+Exacts = list[list[tuple[Any, ...] | None] | None]   # per column (None: not scalar), per row: _exact_values
+
+
+def _exacts(table: ir.RowTable, columns: list[tuple[ir.RowCell, ...]]) -> Exacts:
+    return [_per_row(columns[c], _exact_values) if fact.type.kind in ir.SCALAR_KINDS else None
+            for c, fact in enumerate(table.columns)]
+
+
 class _Builder:
-    def __init__(self, table: ir.RowTable, cell_of: CellOf):
+    def __init__(self, table: ir.RowTable, cell_of: CellOf, columns: list[tuple[ir.RowCell, ...]],
+                 exacts: Exacts):
         self.cell_of = cell_of
         self.made: dict[int, Any] = {}          # id of a cell -> cell_of of it (compile shares equal cells)
         self.rests: dict[tuple[int, ...], tuple[Any, ...]] = {}     # equal rests shared, by their cells' ids
         self.cells = [row.cells for row in table.rows]
         self.slots = [fact.slot for fact in table.columns]
         # per column, per row: the values of an exact cell, the band of an integer cell (None: not one)
-        columns = _columns(table)
-        self.values = [_per_row(columns[c], _exact_values) if fact.type.kind in ir.SCALAR_KINDS else None
-                       for c, fact in enumerate(table.columns)]
+        self.values = exacts
         self.bands = [_per_row(columns[c], _band) if isinstance(fact.type, ir.IntegerType) else None
                       for c, fact in enumerate(table.columns)]
         self.budget = ENTRIES_PER_ROW * len(table.rows) + ENTRIES_EXTRA
@@ -264,8 +271,16 @@ class _Builder:
 def build(table: ir.RowTable, cell_of: CellOf) -> Node:
     """The index of a row table (see the module's docstring); ``cell_of`` gives the test of one cell
     as the entries carry it."""
-    builder = _Builder(table, cell_of)
-    return builder.node(list(range(len(table.rows))), frozenset(range(len(table.columns))))
+    return index(table, cell_of)[0]
+
+
+def index(table: ir.RowTable, cell_of: CellOf) -> tuple[Node, Scan]:
+    """``build`` and ``scan`` of a table, its cells read once for both."""
+    columns = _columns(table)
+    exacts = _exacts(table, columns)
+    builder = _Builder(table, cell_of, columns, exacts)
+    tree = builder.node(list(range(len(table.rows))), frozenset(range(len(table.columns))))
+    return tree, _scan(table, exacts)
 
 
 def lookup(node: Node, vals: list[Any]) -> tuple[Entry, ...] | None:
@@ -289,16 +304,12 @@ def lookup(node: Node, vals: list[Any]) -> tuple[Entry, ...] | None:
 Scan = tuple[int | None, Mapping[Any, tuple[int, ...]], tuple[int, ...]]
 
 
-def _best_column(table: ir.RowTable) -> tuple[int, list[tuple[Any, ...] | None]] | None:
+def _best_column(exacts: Exacts) -> tuple[int, list[tuple[Any, ...] | None]] | None:
     """The scalar column whose cells are all literals, `in:` lists or `-`, with the most distinct
     values, and those cells' values."""
     best: tuple[int, int, list[tuple[Any, ...] | None]] | None = None
-    columns = _columns(table)
-    for c, fact in enumerate(table.columns):
-        if fact.type.kind not in ir.SCALAR_KINDS:
-            continue
-        column = _per_row(columns[c], _exact_values)
-        if any(k is None for k in column):
+    for c, column in enumerate(exacts):
+        if column is None or any(k is None for k in column):
             continue
         distinct = len({v for k in column for v in k or ()})
         if distinct > 1 and (best is None or distinct > best[1]):
@@ -309,7 +320,11 @@ def _best_column(table: ir.RowTable) -> tuple[int, list[tuple[Any, ...] | None]]
 def scan(table: ir.RowTable) -> Scan:
     """What an explained decision tries: the rows listing the request's value in the scalar column
     whose literal cells best split the rows, with the `-` rows of that column (value -> rows)."""
-    best = _best_column(table)
+    return _scan(table, _exacts(table, _columns(table)))
+
+
+def _scan(table: ir.RowTable, exacts: Exacts) -> Scan:
+    best = _best_column(exacts)
     if best is None:
         return None, {}, ()
     c, cells = best

@@ -69,7 +69,7 @@ def _combined(ctx: Context, key: str, spec: Any, path: Path, used: set[str]) -> 
 
 
 def fact_condition(ctx: Context, fact: ir.Fact, spec: Any, path: Path, used: set[str]) -> ir.FactCondition:
-    return ir.FactCondition(fact, test(ctx, spec, fact.type, path, f"fact `{fact.name}`", used), ctx.loc(path))
+    return ir.FactCondition(fact, test(ctx, spec, fact.type, path, f"fact `{fact.name}`", used), ctx.ref(path))
 
 
 def test(ctx: Context, spec: Any, ftype: ir.FactType, path: Path, what: str, used: set[str]) -> ir.Test:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from .. import ir
@@ -85,7 +86,7 @@ class Context:
     skip: frozenset[int] = frozenset()            # rules the schema refused: not compiled
     refused_facts: set[str] = field(default_factory=set)   # declared, but refused: uses are not reported
 
-    @property
+    @cached_property
     def system(self) -> str:
         return str(self.doc["system"])
 

@@ -297,7 +297,7 @@ def _new_row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], r
             continue
         cpath = rpath + (c + 1,)
         try:
-            made: ir.RowCell = ir.Wildcard(ctx.loc(cpath)) if wildcard else fact_condition(ctx, fact, written, cpath,
+            made: ir.RowCell = ir.Wildcard(ctx.ref(cpath)) if wildcard else fact_condition(ctx, fact, written, cpath,
                                                                                           set())
         except Rejected:
             refused = True
