@@ -6,8 +6,9 @@ does for these two routes after routing: the JSON content-type rule, authenticat
 loopback-only rule when it is off), ``X-Request-Id``, the body's size, depth and text limits, the
 envelope, the decision, its durable log record, the metrics and every error body. The Flask views
 of the two routes call it (``api.decisions.register``, for gunicorn, ``--dev`` and the test
-client), and ``cli.front.BufferedFront`` calls it straight from its answering threads, with no
-WSGI environ, werkzeug request or Flask context in between: one implementation, two doors.
+client): it waits for the log's commit on the calling thread. ``cli.front.BufferedFront`` runs
+its ``steps`` on granian's event loop instead, with no WSGI environ, werkzeug request, Flask
+context or thread in between, and awaits the commit there: one implementation, two doors.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from api.decisions import WHY_NOT, Decided, Decider, check_envelope, encode_json
 from api.errors import ApiError, bad_request
 from api.ids import new_ids
 from api.metrics import Metrics
+from store.chain import PreparedRecord
 
 log = logging.getLogger("ordergate.api")
 
@@ -71,6 +73,33 @@ def defect_answer(exc: BaseException, method: str, path: str) -> tuple[int, byte
     return 500, encode_json(error.to_dict())
 
 
+#: a request's answer in two steps around the log commit of its decisions (``DecisionEndpoint.steps``)
+Steps = t.Generator[list[PreparedRecord], set[str], Answer]
+
+
+def start(steps: Steps) -> list[PreparedRecord] | Answer:
+    """Run ``steps`` up to its decisions: their log records (a list), or the answer (a tuple) when
+    there is nothing to record (an error answered before any decision)."""
+    try:
+        return next(steps)
+    except StopIteration as stop:
+        return t.cast(Answer, stop.value)
+
+
+def finish(steps: Steps, unrecorded: set[str] | None = None, *, error: Exception | None = None) -> Answer:
+    """The answer of ``steps`` once its records' fate is known: ``unrecorded``, the ids the log did
+    NOT record, or ``error``, what recording raised (answered as the defect it is)."""
+    try:
+        if error is not None:
+            steps.throw(error)
+        else:
+            assert unrecorded is not None, "finish() needs the ids not recorded, or the error"
+            steps.send(unrecorded)
+    except StopIteration as stop:
+        return t.cast(Answer, stop.value)
+    raise RuntimeError("a request's decisions are recorded in one step")
+
+
 def _answer(status: int, body: bytes) -> Answer:
     return status, [("Content-Type", _JSON), ("Content-Length", str(len(body)))], body
 
@@ -97,15 +126,38 @@ class DecisionEndpoint:
         self.authenticator = authenticator
         self._views = {self.paths[0]: self._single, self.paths[1]: self._batch}
 
+    @property
+    def writer(self) -> t.Any:
+        """The decision log writer the decisions are recorded by (``DecisionLogWriter``)."""
+        return self.runtime.writer
+
     def __call__(self, method: str, path: str, headers: Headers, body: bytes | t.Callable[[], bytes],
                  remote_addr: str | None, host: str) -> Answer:
+        """Answer a request, waiting here for its decisions' log commit (``DecisionLogWriter.record``)."""
+        steps = self.steps(method, path, headers, body, remote_addr, host)
+        records = start(steps)
+        if isinstance(records, tuple):  # answered before any decision
+            return records
+        try:
+            unrecorded = self.writer.record(records)
+        except Exception as exc:
+            return finish(steps, error=exc)
+        return finish(steps, unrecorded)
+
+    def steps(self, method: str, path: str, headers: Headers, body: bytes | t.Callable[[], bytes],
+              remote_addr: str | None, host: str) -> Steps:
+        """The answer to a request, in two steps around its log commit, for a caller that records
+        the decisions itself (``__call__`` waits on a thread; ``cli.front`` awaits it on the event
+        loop): ``start`` runs up to the decisions and gives their prepared log records (or the
+        answer, when there is nothing to record); ``finish`` takes the ids the log did NOT record
+        (or the exception the log raised) and gives the answer."""
         try:
             require_json(method, media_type(headers.get("content-type")))
             principal = self.authenticator.require_request("decide", headers.get("authorization"), remote_addr,
                                                            host)
             who = who_asked(principal.name, headers.get("x-request-id"))
             started = time.perf_counter()
-            status, payload = self._views[path](body if isinstance(body, bytes) else body(), who)
+            status, payload = yield from self._views[path](body if isinstance(body, bytes) else body(), who)
             self.metrics.latency(time.perf_counter() - started)
             return _answer(status, payload)
         except ApiError as exc:
@@ -113,14 +165,16 @@ class DecisionEndpoint:
         except Exception as exc:
             return _answer(*defect_answer(exc, method, path))
 
-    def _single(self, data: bytes, who: t.Any) -> tuple[int, bytes]:
+    def _single(self, data: bytes, who: t.Any) -> t.Generator[list[PreparedRecord], set[str], tuple[int, bytes]]:
         body, by_orjson = parse_body(data, max_bytes=self.max_bytes, max_depth=self.max_depth)
         check_parsed(body, self.max_depth, by_orjson)
         action, facts, explain = check_envelope(body)
-        answer, status = self.decider.decide(action, facts, explain, who)
+        decided = self.decider.evaluate(action, facts, explain, who)
+        unrecorded = yield [decided.record]
+        answer, status = self.decider.answer(decided, unrecorded)
         return status, encode_json(answer)
 
-    def _batch(self, data: bytes, who: t.Any) -> tuple[int, bytes]:
+    def _batch(self, data: bytes, who: t.Any) -> t.Generator[list[PreparedRecord], set[str], tuple[int, bytes]]:
         max_depth, metrics, runtime, decider = self.max_depth, self.metrics, self.runtime, self.decider
         # each item is checked on its own below (depth, text), so one bad item never spoils the batch
         body, by_orjson = parse_body(data, max_bytes=self.max_bytes, max_depth=max_depth + 2)
@@ -157,7 +211,7 @@ class DecisionEndpoint:
                 refused["error"]["reason"] = exc.extra.get("reason")
                 decided.append(refused)
         # one call for the whole batch: its decisions share the log's transactions
-        unrecorded = runtime.writer.record([d.record for d in decided if isinstance(d, Decided)])
+        unrecorded = yield [d.record for d in decided if isinstance(d, Decided)]
         results = [decider.answer(d, unrecorded, counted)[0] if isinstance(d, Decided) else d for d in decided]
         metrics.decisions(counted)
         return 200, encode_json({"results": results})

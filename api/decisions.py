@@ -119,19 +119,15 @@ class Decided:
 
 
 class Decider:
-    """Decides well-formed requests, records them in the decision log and builds the answers.
+    """Decides well-formed requests, prepares their log records and builds the answers.
 
-    A decision is answered as made only once the log has recorded it (``DecisionLogWriter.record``
-    returns after the commit); one that the log did not record is answered fail closed (503
-    ``decision_log_unavailable``, ``decision_id`` null: there is no logged decision to look up).
+    A decision is answered as made only once the log has recorded it (``answer`` is given, after
+    the commit, the ids the log did not record); one that the log did not record is answered fail
+    closed (503 ``decision_log_unavailable``, ``decision_id`` null: no logged decision to look up).
     """
 
     def __init__(self, runtime: t.Any) -> None:
         self.rt = runtime
-
-    def decide(self, action: str, facts: dict, explain: bool | str, who: Who) -> tuple[dict[str, t.Any], int]:
-        decided = self.evaluate(action, facts, explain, who)
-        return self.answer(decided, self.rt.writer.record([decided.record]))
 
     def evaluate(self, action: str, facts: dict, explain: bool | str, who: Who, decision_id: str | None = None,
                  asked_at: str | None = None) -> Decided:

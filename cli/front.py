@@ -9,8 +9,12 @@ that answer decisions; when its deadline passes it gets 408 and the connection i
 
 The POSTs an app lists in ``app.extensions["ordergate.direct_posts"]`` (``{path: endpoint}``: the
 two decision routes, ``api.decide_http.DecisionEndpoint``) skip the WSGI environ, werkzeug and
-Flask: the answering thread calls the endpoint with the request's values, under the same body
-limits and request timeout. Every other request goes through the WSGI app.
+Flask, under the same body limits and request timeout. An endpoint with ``steps`` (the decision
+routes) is answered on the event loop itself, with no answering thread: the loop decides (the
+engine takes microseconds), hands the prepared log records to the log writer without waiting
+(``DecisionLogWriter.record_nowait``) and sends the answer once the writer reports their commit,
+which it does with one wake-up of the loop per commit for all the requests it settled. Any other
+direct endpoint is called by an answering thread. Every other request goes through the WSGI app.
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import threading
 import typing as t
 
 from werkzeug.sansio.utils import get_host
+
+from api.decide_http import Answer, finish, start
 
 log = logging.getLogger("ordergate.serve")
 
@@ -69,6 +75,14 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
+def _settle(settled: list[tuple[asyncio.Future, set[str]]]) -> None:
+    """The fate of the log records of waiting requests (in the event loop, once per commit): the
+    ids of each request's decisions NOT recorded (a request already answered or gone is skipped)."""
+    for waiting, failed in settled:
+        if not waiting.done():
+            waiting.set_result(failed)
+
+
 class BodyRefused(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: t.Any) -> None:
         super().__init__(message)
@@ -77,6 +91,13 @@ class BodyRefused(Exception):
 
 def _error(status: int, code: str, message: str, **extra: t.Any) -> bytes:
     return json.dumps({"error": {"code": code, "message": message, **extra}}).encode()
+
+
+def _failed(exc: BaseException) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The answer when the app failed outside its own error handlers (logged): 500, nothing allowed."""
+    log.exception("ordergate: the app failed outside its error handlers", exc_info=exc)
+    return 500, [("content-type", "application/json")], _error(
+        500, "internal_error", f"internal error ({type(exc).__name__}); nothing was allowed")
 
 
 class BufferedFront:
@@ -89,10 +110,14 @@ class BufferedFront:
         (the thread finishes its work, but its late answer is dropped).
     :param max_body: bytes accepted in a body; larger ones get 413 without being read.
     :param on_close: called with the app when the worker stops (after its last answer).
+    :param decide_on_loop: answer the direct endpoints that have ``steps`` on the event loop (False:
+        on the answering threads, as every other direct endpoint).
     """
 
     def __init__(self, load_app: t.Callable[[], t.Any], *, threads: int, body_timeout: float,
-                 request_timeout: float, max_body: int, on_close: t.Callable[[t.Any], None] | None = None) -> None:
+                 request_timeout: float, max_body: int, on_close: t.Callable[[t.Any], None] | None = None,
+                 decide_on_loop: bool = True) -> None:
+        self._decide_on_loop = decide_on_loop
         self._load_app = load_app
         self._threads = threads
         self._body_timeout = body_timeout
@@ -108,6 +133,11 @@ class BufferedFront:
         self.app = self._load_app()
         self._direct: dict[str, t.Any] = getattr(self.app, "extensions", {}).get("ordergate.direct_posts") or {}
         self._queue: queue.SimpleQueue[t.Any] = queue.SimpleQueue()
+        def committed(settled: list[tuple[asyncio.Future, set[str]]]) -> None:
+            loop.call_soon_threadsafe(_settle, settled)
+
+        # what the log writer's thread calls once per commit: one wake-up of this loop for all
+        self._committed = committed
         self._workers = [threading.Thread(target=self._serve, name=f"ordergate-http-{i}", daemon=True)
                          for i in range(self._threads)]
         for thread in self._workers:
@@ -124,12 +154,7 @@ class BufferedFront:
                 status, headers, payload = answer(*request)
                 proto.response_bytes(status, headers, payload)
             except BaseException as exc:
-                log.exception("ordergate: the app failed outside its error handlers")
-                proto.response_bytes(
-                    500,
-                    [("content-type", "application/json")],
-                    _error(500, "internal_error", f"internal error ({type(exc).__name__}); nothing was allowed"),
-                )
+                proto.response_bytes(*_failed(exc))
             finally:
                 # a closed loop: the worker is stopping, nobody waits
                 with contextlib.suppress(RuntimeError):
@@ -177,8 +202,11 @@ class BufferedFront:
             return
         finally:
             timer.cancel()
-        done = loop.create_future()
         direct = self._direct.get(scope.path) if scope.method == "POST" else None
+        if direct is not None and self._decide_on_loop and hasattr(direct, "steps"):
+            await self._answer_on_loop(direct, scope, proto, body, loop)
+            return
+        done = loop.create_future()
         if direct is not None:
             self._queue.put((self._call_direct, (direct, scope, body), proto, loop, done))
         else:
@@ -193,11 +221,83 @@ class BufferedFront:
         """The app has not answered in time: answer 503 (whichever answer comes first is sent)."""
         if done.done():
             return
+        self._answer_late(scope, proto)
+        done.set_result(None)
+
+    def _answer_late(self, scope: t.Any, proto: t.Any) -> None:
         log.error("ordergate: %s %s took longer than %g s; answered 503", scope.method, scope.path,
                   self._request_timeout)
         proto.response_bytes(503, [("content-type", "application/json")], _error(
             503, "timeout", f"the request took longer than {self._request_timeout:g} s; nothing was allowed"))
-        done.set_result(None)
+
+    # -- a decision answered on the event loop ---------------------------------------------------
+
+    async def _answer_on_loop(self, endpoint: t.Any, scope: t.Any, proto: t.Any, body: bytes,
+                              loop: asyncio.AbstractEventLoop) -> None:
+        """Decide in the loop, let the log writer commit the records, answer once it has.
+
+        Everything but the wait for the commit happens here, without a thread hop: the endpoint's
+        ``steps`` up to its log records, then (once their fate is known, or what recording raised)
+        up to the answer. The request timeout answers 503 as for any request; the log's
+        ``commit_timeout`` answers the decisions fail closed as ``DecisionLogWriter.record`` does.
+        """
+        late: list[bool] = []  # the request timeout answered first; the answer is then dropped
+        try:
+            steps = endpoint.steps(*self._direct_values(scope, body))
+            records = start(steps)
+            answer = records if isinstance(records, tuple) else await self._recorded(
+                endpoint.writer, steps, records, scope, proto, loop, late)
+        except Exception as exc:
+            answer = _failed(exc)
+        if not late:
+            proto.response_bytes(*answer)
+
+    async def _recorded(self, writer: t.Any, steps: t.Any, records: list[t.Any], scope: t.Any, proto: t.Any,
+                        loop: asyncio.AbstractEventLoop, late: list[bool]) -> Answer:
+        """The answer of ``steps`` once ``records`` are committed (or not) by ``writer``."""
+        waiting: asyncio.Future[set[str]] = loop.create_future()
+        try:
+            nowait = getattr(writer, "record_nowait", None)
+            group = None if nowait is None else nowait(records, self._committed, waiting)
+            if isinstance(group, set):  # known at once: refused, or queued by an `async` log
+                return finish(steps, group)
+            if group is None:  # it would wait for room in the log's queue (or can only wait): on a thread
+                waiting = t.cast(asyncio.Future, loop.run_in_executor(None, writer.record, records))
+            timers: list[asyncio.TimerHandle] = []
+            if group is not None and writer.commit_timeout < self._request_timeout:
+                timers.append(loop.call_later(max(writer.commit_timeout, 0.0), self._give_up, writer, group, waiting))
+            else:
+                timers.append(loop.call_later(self._request_timeout, self._overdue, writer, group, waiting, scope,
+                                              proto, late, timers))
+            try:
+                unrecorded = await waiting
+            finally:
+                for timer in timers:
+                    timer.cancel()
+        except Exception as exc:
+            return finish(steps, error=exc)
+        except BaseException:  # cancelled (the worker is stopping): its records stay queued
+            steps.close()
+            raise
+        return finish(steps, unrecorded)
+
+    def _overdue(self, writer: t.Any, group: t.Any, waiting: asyncio.Future, scope: t.Any, proto: t.Any,
+                 late: list[bool], timers: list[asyncio.TimerHandle]) -> None:
+        """The request timeout passed while its records wait for their commit: answer 503 now, and
+        stop waiting at the log's ``commit_timeout`` (the decision is counted then, as on a thread)."""
+        if waiting.done():
+            return
+        late.append(True)
+        self._answer_late(scope, proto)
+        if group is not None:
+            timers.append(waiting.get_loop().call_later(max(writer.commit_timeout - self._request_timeout, 0.0),
+                                                        self._give_up, writer, group, waiting))
+
+    @staticmethod
+    def _give_up(writer: t.Any, group: t.Any, waiting: asyncio.Future) -> None:
+        """The log's ``commit_timeout`` passed: the decisions not committed yet are answered fail closed."""
+        if not waiting.done():
+            waiting.set_result(writer.give_up(group))
 
     async def _read_body(self, scope: t.Any, proto: t.Any) -> bytes:
         declared = scope.headers.get("content-length")
@@ -249,13 +349,17 @@ class BufferedFront:
         return environ
 
     @staticmethod
-    def _call_direct(endpoint: t.Callable[..., t.Any], scope: t.Any,
-                     body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        """A request answered by a direct endpoint: the values a WSGI app would read of it."""
+    def _direct_values(scope: t.Any, body: bytes) -> tuple[str, str, dict[str, str], bytes, str, str]:
+        """What a direct endpoint is called with: the values a WSGI app would read of the request."""
         headers = _header_values(scope)
         server_host, _, server_port = scope.server.rpartition(":")
         host = get_host(scope.scheme, headers.get("host"), (server_host, int(server_port) if server_port else None))
-        return endpoint(scope.method, scope.path, headers, body, _client_address(scope), host)
+        return scope.method, scope.path, headers, body, _client_address(scope), host
+
+    @classmethod
+    def _call_direct(cls, endpoint: t.Callable[..., t.Any], scope: t.Any, body: bytes) -> Answer:
+        """A request answered by a direct endpoint on an answering thread."""
+        return endpoint(*cls._direct_values(scope, body))
 
     def _call(self, environ: dict[str, t.Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         captured: list[t.Any] = []

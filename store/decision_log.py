@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .chain import PreparedRecord, prepare_record
@@ -46,17 +46,22 @@ def record_size(rec: PreparedRecord) -> int:
 class _Group:
     """Records submitted together by one caller; ``failed`` holds the ids not written.
 
-    ``done`` (durability ``commit``): a lock held until the last record's fate is known. The
-    caller waits on it alone, and the writer lets it go after leaving its own lock: a commit wakes
-    only the callers it answered, each once, and none of them then waits for the writer's lock.
+    How its caller learns their fate (durability ``commit``), once the last one is known:
+    ``done``, a lock held until then (``record``): the caller waits on it alone, and the writer
+    lets it go after leaving its own lock, so a commit wakes only the callers it answered, each
+    once, and none of them then waits for the writer's lock; or ``notify`` (``record_nowait``):
+    called by the writer thread with ``(token, failed)`` of every group of that ``notify`` the
+    commit settled, one call a commit.
     """
 
-    __slots__ = ("pending", "failed", "done")
+    __slots__ = ("pending", "failed", "done", "notify", "token", "records")
 
-    def __init__(self, size: int, wait: bool) -> None:
-        self.pending = size
+    def __init__(self, records: list[PreparedRecord], wait: bool, notify: Any = None, token: Any = None) -> None:
+        self.pending = len(records)
+        self.records = records
         self.failed: set[str] = set()
         self.done: Any = None
+        self.notify, self.token = notify, token
         if wait:
             self.done = threading.Lock()
             self.done.acquire()
@@ -125,31 +130,73 @@ class DecisionLogWriter:
         prepared = [prepare_record(r) for r in records]
         if not prepared:
             return set()
-        ids = {p.decision_id for p in prepared}
-        sizes = [record_size(p) for p in prepared]
-        total = sum(sizes)
-        group = _Group(len(prepared), self.durability == "commit")
+        group = _Group(prepared, self.durability == "commit")
         with self._done:
-            if not self._wait_for_room(len(prepared), total):
-                self._rejected += len(prepared)
-                return ids
-            for rec, size in zip(prepared, sizes, strict=False):
-                self._queue.append((rec, group, size))
-            self._queued_bytes += total
-            self._work.notify()
-            if self.durability == "async":
-                return set()
+            queued = self._enqueue(group, wait=True)
+        if not queued:
+            return {p.decision_id for p in prepared}
+        if self.durability == "async":
+            return set()
         if group.done.acquire(timeout=max(self.commit_timeout, 0.0)):
             return group.failed
+        return self.give_up(group)
+
+    def record_nowait(self, records: Iterable[dict[str, Any] | PreparedRecord],
+                      notify: Callable[[list[tuple[Any, set[str]]]], None], token: Any) -> set[str] | _Group | None:
+        """Log ``records`` without waiting (for a caller that must not block, such as an event loop).
+
+        Returns the ids NOT recorded when that is known at once (durability ``async``: an empty
+        set once queued; no room and ``on_full`` ``"fail_closed"``, or closing: all of them);
+        None when there is no room now and ``on_full`` is ``"block"`` (nothing queued: call
+        ``record`` where waiting is allowed); else the pending group: the writer thread calls
+        ``notify([(token, failed ids), ...])`` once per commit with every group of that
+        ``notify`` the commit settled (``failed``: the ids NOT recorded), and ``give_up(group)``
+        ends the wait at the caller's ``commit_timeout``. Raises InvalidInput as ``record`` does.
+        """
+        prepared = [prepare_record(r) for r in records]
+        if not prepared:
+            return set()
+        commit = self.durability == "commit"
+        group = _Group(prepared, False, notify if commit else None, token)
+        with self._done:
+            queued = self._enqueue(group, wait=False)
+        if queued is None:
+            return None
+        if not queued:
+            return {p.decision_id for p in prepared}
+        return group if commit else set()
+
+    def give_up(self, group: _Group) -> set[str]:
+        """Stop waiting for ``group`` (its ``commit_timeout`` passed); the ids NOT recorded."""
         with self._done:
             if group.pending > 0:
                 # not answered as recorded: the writer skips what is still queued; a record
                 # already in a transaction may still be written (the log then holds a decision
                 # its caller was refused, never the other way round)
-                group.failed.update(ids)
+                group.failed.update(rec.decision_id for rec in group.records)
                 group.pending = -1
-                self._failed += len(prepared)
+                self._failed += len(group.records)
             return group.failed
+
+    def _enqueue(self, group: _Group, *, wait: bool) -> bool | None:
+        """Queue ``group``'s records (under the lock): True once queued, False when refused for
+        want of room (``wait``: after waiting for it as ``on_full`` says); None, with nothing
+        queued, when it does not fit now, ``on_full`` is ``"block"`` and ``wait`` is False."""
+        prepared = group.records
+        sizes = [record_size(p) for p in prepared]
+        total = sum(sizes)
+        room = self._wait_for_room(len(prepared), total, wait)
+        if room is None:
+            return None
+        if not room:
+            self._rejected += len(prepared)
+            return False
+        queue = self._queue
+        for rec, size in zip(prepared, sizes, strict=True):
+            queue.append((rec, group, size))
+        self._queued_bytes += total
+        self._work.notify()
+        return True
 
     def submit(self, record: dict[str, Any] | PreparedRecord) -> bool:
         """Log one record; True when it was recorded (``commit``) or queued (``async``)."""
@@ -162,13 +209,17 @@ class DecisionLogWriter:
         return (len(self._queue) + self._inflight + count <= self.max_queue
                 and self._queued_bytes + self._inflight_bytes + size <= self.max_queue_bytes)
 
-    def _wait_for_room(self, count: int, size: int) -> bool:
+    def _wait_for_room(self, count: int, size: int, wait: bool = True) -> bool | None:
+        """Room for ``count`` records of ``size`` bytes (under the lock): True, False (none), or
+        None when there is none now and ``on_full`` says wait but ``wait`` is False."""
         if self._closing:
             return False
         if self._fits(count, size):
             return True
         if self.on_full == "fail_closed":
             return False
+        if not wait:
+            return None
         deadline = None if self.block_timeout is None else time.monotonic() + self.block_timeout
         while not self._closing and not self._fits(count, size):
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -268,7 +319,7 @@ class DecisionLogWriter:
                 group.failed.add(rec.decision_id)
             if group.pending > 0:
                 group.pending -= 1
-                if not group.pending and group.done is not None:
+                if not group.pending and (group.done is not None or group.notify is not None):
                     self._to_wake.append(group)
 
     def _answered(self) -> list[_Group]:
@@ -417,6 +468,16 @@ class DecisionLogWriter:
 
 
 def _wake(groups: list[_Group]) -> None:
-    """Let the callers of ``groups`` go (outside the writer's lock)."""
+    """Let the callers of ``groups`` go (outside the writer's lock): release each waiting caller,
+    and call each ``notify`` once with the ``(token, failed)`` of all its groups."""
+    notified: dict[Any, list[tuple[Any, set[str]]]] = {}
     for group in groups:
-        group.done.release()
+        if group.done is not None:
+            group.done.release()
+        else:
+            notified.setdefault(group.notify, []).append((group.token, group.failed))
+    for notify, settled in notified.items():
+        try:
+            notify(settled)
+        except Exception:  # a caller gone (its event loop closed) must not stop the writer
+            log.exception("decision log: telling %d caller(s) their decisions' fate failed", len(settled))

@@ -540,3 +540,88 @@ def test_a_refused_record_that_joined_a_transaction_is_set_aside_alone(store):
         assert store.verify_chain().ok
     finally:
         writer.close()
+
+
+# -- record_nowait: for a caller that must not wait (an event loop) ---------------------------------
+
+
+class _Notices:
+    """A ``notify`` for record_nowait: keeps each call (one a commit), from the writer's thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[object, set[str]]]] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, settled):
+        self.threads.add(threading.current_thread().name)
+        self.calls.append(list(settled))
+
+    def settled(self) -> dict:
+        return {token: failed for call in self.calls for token, failed in call}
+
+
+def test_record_nowait_queues_and_tells_each_commit_once_with_every_group_it_settled(store):
+    flaky = FlakyStore(store)
+    w = DecisionLogWriter(flaky)
+    notices = _Notices()
+    flaky.stall.set()  # the first group's transaction waits: the next three queue behind it
+    first = w.record_nowait([record(1)], notices, "first")
+    assert _wait_for(lambda: flaky.calls == 1)
+    groups = [w.record_nowait([record(i), record(i + 10)], notices, f"g{i}") for i in (2, 3, 4)]
+    assert notices.calls == [] and all(g is not None and not isinstance(g, set) for g in [first, *groups])
+    flaky.stall.clear()
+    assert w.flush(10)
+    assert _wait_for(lambda: len(notices.settled()) == 4)
+    # two commits (the first group, then the three queued behind it): two calls, on the writer's thread
+    assert [sorted(token for token, _ in call) for call in notices.calls] == [["first"], ["g2", "g3", "g4"]]
+    assert notices.settled() == {"first": set(), "g2": set(), "g3": set(), "g4": set()}
+    assert notices.threads == {"ordergate-decision-log"}
+    assert {r["decision_id"] for r in store.query_decisions()} == {
+        "d-000001", "d-000002", "d-000003", "d-000004", "d-000012", "d-000013", "d-000014"}
+    assert w.close()
+
+
+def test_record_nowait_reports_a_failed_commit_and_give_up_ends_the_wait(store):
+    flaky = FlakyStore(store)
+    w = DecisionLogWriter(flaky, max_retry_delay=0.05)
+    notices = _Notices()
+    flaky.down.set()
+    assert w.record_nowait([record(1)], notices, "down") is not None
+    assert _wait_for(lambda: "down" in notices.settled())
+    assert notices.settled()["down"] == {"d-000001"}  # failed: its caller answers fail closed
+    flaky.down.clear()
+    flaky.stall.set()
+    stalled = w.record_nowait([record(2)], notices, "stalled")
+    assert _wait_for(lambda: flaky.calls >= 2)
+    queued = w.record_nowait([record(3)], notices, "queued")
+    assert w.give_up(queued) == {"d-000003"} and w.give_up(stalled) == {"d-000002"}
+    flaky.stall.clear()
+    assert w.flush(10)
+    assert "queued" not in notices.settled() and "stalled" not in notices.settled()  # nobody waits for them
+    assert store.get_decision("d-000003") is None  # skipped: its caller was refused
+    assert w.stats()["failed"] == 3 and w.close()
+
+
+def test_record_nowait_never_waits_for_room(store):
+    flaky = FlakyStore(store)
+    flaky.stall.set()
+    blocking = DecisionLogWriter(flaky, max_queue=2, on_full="block", block_timeout=60)
+    notices = _Notices()
+    assert blocking.record_nowait([record(1), record(2)], notices, "a") is not None
+    started = time.monotonic()
+    # no room now: nothing queued, the caller is told to wait elsewhere (on a thread, with record())
+    assert blocking.record_nowait([record(3)], notices, "b") is None
+    refusing = DecisionLogWriter(FlakyStore(store), max_queue=1, on_full="fail_closed")
+    refusing._store.stall.set()
+    assert refusing.record_nowait([record(4)], notices, "c") is not None
+    assert _wait_for(lambda: refusing._store.calls == 1)
+    assert refusing.record_nowait([record(5), record(6)], notices, "d") == {"d-000005", "d-000006"}
+    assert time.monotonic() - started < 5
+    async_writer = DecisionLogWriter(store, durability="async")
+    assert async_writer.record_nowait([record(7)], notices, "e") == set()  # queued: nothing to wait for
+    assert async_writer.record_nowait([], notices, "f") == set()
+    for writer in (blocking, refusing):
+        writer._store.stall.clear()
+        assert writer.close()
+    assert async_writer.close()
+    assert blocking.stats()["rejected"] == 0 and refusing.stats()["rejected"] == 2
