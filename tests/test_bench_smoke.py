@@ -87,6 +87,16 @@ def test_a_disagreement_aborts_with_exit_2(broken):
     assert "DISAGREE" in proc.stdout and "not timing" in proc.stdout
 
 
+def test_yaml_load_quick_compares_the_two_load_paths():
+    proc = run([str(BENCH / "yaml_load.py"), "--quick"])
+    if importlib.util.find_spec("engine._fastload") is None:
+        assert proc.returncode == 1 and "is not built" in proc.stdout, proc.stdout + proc.stderr
+        return
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Agreement: both paths give the same documents (100 rows" in proc.stdout
+    assert "| 100 rows, extents |" in proc.stdout
+
+
 def test_hotspots_quick_profiles_every_workload():
     proc = run([str(BENCH / "hotspots.py"), "--quick", "--top", "3"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
