@@ -251,3 +251,24 @@ def test_loading_the_same_file_again_and_again_does_not_grow_memory():
             load._load_native("f.yaml", text, True)
         gc.collect()
         assert _rss_kb() - before < 2_048, "RSS grew by 2 MB or more over 1,000 loads"
+
+
+@native
+def test_loads_leave_no_reference_behind():
+    """The values every file shares (None, True, False, small numbers) neither keep nor lose a reference
+    per load, whether the file is loaded natively or given up on (a leak of one per load would show
+    as 1,000 here; the interpreter's own bookkeeping moves a count by one or two)."""
+    text = "- [~, true, false, 1, 2.5, '', x]\n" * 50
+    shared = [None, True, False, 1]
+
+    def counts() -> list[int]:
+        gc.collect()
+        return [sys.getrefcount(v) for v in shared]
+
+    for tail in ("", "- *nope\n"):
+        for _ in range(10):
+            load._load_native("f.yaml", text + tail, True)
+        first = counts()
+        for _ in range(1_000):
+            load._load_native("f.yaml", text + tail, True)
+        assert all(abs(now - then) < 10 for now, then in zip(counts(), first, strict=True))
