@@ -10,11 +10,14 @@ that answer decisions; when its deadline passes it gets 408 and the connection i
 The POSTs an app lists in ``app.extensions["ordergate.direct_posts"]`` (``{path: endpoint}``: the
 two decision routes, ``api.decide_http.DecisionEndpoint``) skip the WSGI environ, werkzeug and
 Flask, under the same body limits and request timeout. An endpoint with ``steps`` (the decision
-routes) is answered on the event loop itself, with no answering thread: the loop decides (the
-engine takes microseconds), hands the prepared log records to the log writer without waiting
-(``DecisionLogWriter.record_nowait``) and sends the answer once the writer reports their commit,
-which it does with one wake-up of the loop per commit for all the requests it settled. Any other
-direct endpoint is called by an answering thread. Every other request goes through the WSGI app.
+routes) is answered on the event loop itself when its body is small (``loop_body``: a single
+decision), with no answering thread: the loop decides (the engine takes microseconds), hands the
+prepared log records to the log writer without waiting (``DecisionLogWriter.record_nowait``) and
+sends the answer once the writer reports their commit, which it does with one wake-up of the loop
+per commit for all the requests it settled. A larger body (a batch) and any other direct endpoint
+are answered by an answering thread, which waits for the commit itself: deciding a batch of 100
+on the loop held every other request of the worker behind it (a third fewer batch decisions/s,
+bench/README.md). Every other request goes through the WSGI app.
 """
 from __future__ import annotations
 
@@ -111,13 +114,16 @@ class BufferedFront:
     :param max_body: bytes accepted in a body; larger ones get 413 without being read.
     :param on_close: called with the app when the worker stops (after its last answer).
     :param decide_on_loop: answer the direct endpoints that have ``steps`` on the event loop (False:
-        on the answering threads, as every other direct endpoint).
+        on the answering threads, as every other direct endpoint) ...
+    :param loop_body: ... when their body has at most this many bytes.
     """
 
     def __init__(self, load_app: t.Callable[[], t.Any], *, threads: int, body_timeout: float,
                  request_timeout: float, max_body: int, on_close: t.Callable[[t.Any], None] | None = None,
-                 decide_on_loop: bool = True) -> None:
-        self._decide_on_loop = decide_on_loop
+                 decide_on_loop: bool = True, loop_body: int = 4096) -> None:
+        # the largest body decided on the loop (a larger one, a batch, holds the loop for longer
+        # than the requests waiting behind it should wait: it is decided on an answering thread)
+        self._loop_body = loop_body if decide_on_loop else -1
         self._load_app = load_app
         self._threads = threads
         self._body_timeout = body_timeout
@@ -203,7 +209,7 @@ class BufferedFront:
         finally:
             timer.cancel()
         direct = self._direct.get(scope.path) if scope.method == "POST" else None
-        if direct is not None and self._decide_on_loop and hasattr(direct, "steps"):
+        if direct is not None and len(body) <= self._loop_body and hasattr(direct, "steps"):
             await self._answer_on_loop(direct, scope, proto, body, loop)
             return
         done = loop.create_future()

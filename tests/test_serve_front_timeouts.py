@@ -41,8 +41,9 @@ def _scope(length: int, method: str = "POST", path: str = "/v1/decisions") -> ty
                                                                   "content-length": str(length)}))
 
 
-def _serve(app, proto: Proto, length: int, *, method: str = "POST", path: str = "/v1/decisions", **limits) -> list:
-    front = BufferedFront(lambda: app, threads=1, max_body=1024, **limits)
+def _serve(app, proto: Proto, length: int, *, method: str = "POST", path: str = "/v1/decisions",
+           max_body: int = 1024, **limits) -> list:
+    front = BufferedFront(lambda: app, threads=1, max_body=max_body, **limits)
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -125,3 +126,34 @@ def test_a_post_to_a_direct_path_skips_the_wsgi_app_and_every_other_request_goes
 def test_a_direct_endpoint_slower_than_the_request_timeout_is_answered_503():
     answers = _serve(_AppWithDirectPosts(seconds=0.5), Proto(b"{}"), 2, body_timeout=5, request_timeout=0.1)
     assert answers[0][0] == 503 and answers[0][1]["error"]["code"] == "timeout"
+
+
+class _LoopEndpoint:
+    """A direct endpoint that can also be answered on the event loop (``steps``, as
+    api.decide_http.DecisionEndpoint); it says which door answered."""
+
+    def __init__(self) -> None:
+        self.doors: list[tuple[str, str]] = []
+        self.writer = types.SimpleNamespace(record=lambda records: set())
+
+    def __call__(self, method, path, headers, body, remote_addr, host):
+        self.doors.append(("thread", threading.current_thread().name))
+        return 200, [("Content-Type", "application/json")], b'{"door": "thread"}'
+
+    def steps(self, method, path, headers, body, remote_addr, host):
+        self.doors.append(("loop", threading.current_thread().name))
+        unrecorded = yield ["a record"]
+        assert unrecorded == set()
+        return 200, [("Content-Type", "application/json")], b'{"door": "loop"}'
+
+
+def test_a_small_body_is_decided_on_the_loop_and_a_large_one_on_an_answering_thread():
+    endpoint = _LoopEndpoint()
+    app = _AppWithDirectPosts()
+    app.extensions["ordergate.direct_posts"]["/v1/decisions"] = endpoint
+    assert _serve(app, Proto(b"{}"), 2, body_timeout=5, request_timeout=5) == [(200, {"door": "loop"})]
+    large = b"{" + b" " * 4096 + b"}"  # more than the front decides on its loop (a batch, say)
+    assert _serve(app, Proto(large), len(large), max_body=8192, body_timeout=5, request_timeout=5) \
+        == [(200, {"door": "thread"})]
+    assert [door for door, _thread in endpoint.doors] == ["loop", "thread"]
+    assert endpoint.doors[0][1] == "MainThread" and endpoint.doors[1][1].startswith("ordergate-http-")
