@@ -428,10 +428,13 @@ _YAML_HELP = {
 # helpfully, so it re-reads a file only when the fast one fails.
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # faster still: the common file's documents and positions built in C (engine/_fastload.c, built with
-# the package where a C compiler and libyaml's headers are found; without it the loaders above serve)
+# the package where a C compiler and libyaml's headers are found; without it the loaders above serve).
+# It drives libyaml as PyYAML's CSafeLoader does, so it serves only where that is the reference.
 try:
     from . import _fastload
 except ImportError:  # pragma: no cover - depends on how the package was built
+    _fastload = None  # type: ignore[assignment]
+if _FAST_LOADER is yaml.SafeLoader:  # pragma: no cover - PyYAML built without libyaml
     _fastload = None  # type: ignore[assignment]
 
 
