@@ -154,20 +154,26 @@ def check_value(value: t.Any, max_depth: int) -> None:
 def check_depth(value: t.Any, max_depth: int) -> None:
     """``check_value``'s depth rule alone, for values whose strings are known to be UTF-8 text
     (orjson parsed them): only containers are visited, one level at a time."""
+    if not within_depth(value, max_depth):
+        raise bad_request(
+            f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
+        )
+
+
+def within_depth(value: t.Any, max_depth: int) -> bool:
+    """Whether ``value`` is nested at most ``max_depth`` levels (``check_depth``'s rule)."""
     if type(value) is not dict and type(value) is not list:
-        return
+        return True
     level: list[t.Any] = [value]
     depth = 1
     while True:
         below = [child for item in level for child in (item.values() if type(item) is dict else item)
                  if type(child) is dict or type(child) is list]
         if not below:
-            return
+            return True
         depth += 1
         if depth > max_depth:
-            raise bad_request(
-                f"the JSON body is nested deeper than {max_depth} levels", "too_deep", limit=max_depth
-            )
+            return False
         level = below
 
 

@@ -19,7 +19,7 @@ import typing as t
 from werkzeug.http import parse_options_header
 
 from api.auth import Authenticator
-from api.body import check_parsed, parse_body
+from api.body import check_parsed, parse_body, within_depth
 from api.decisions import WHY_NOT, Decided, Decider, check_envelope, encode_json, now_text, refused_body, who_asked
 from api.errors import ApiError, bad_request
 from api.ids import new_ids
@@ -169,7 +169,7 @@ class DecisionEndpoint:
         body, by_orjson = parse_body(data, max_bytes=self.max_bytes, max_depth=self.max_depth)
         check_parsed(body, self.max_depth, by_orjson)
         action, facts, explain = check_envelope(body)
-        decided = self.decider.evaluate(action, facts, explain, who)
+        decided = self.decider.evaluate(action, facts, explain, who, parsed=by_orjson)
         unrecorded = yield [decided.record]
         answer, status = self.decider.answer(decided, unrecorded)
         return status, encode_json(answer)
@@ -195,13 +195,16 @@ class DecisionEndpoint:
         decided: list[Decided | dict[str, t.Any]] = []
         counted: list[tuple[bool, str | None]] = []  # the metrics of the batch, counted at once
         ids, asked_at = new_ids(len(items)), now_text()  # one time for the batch: its decisions were asked together
+        # orjson's values hold UTF-8 text only: when the list is within the depth, so is every item
+        checked = by_orjson and within_depth(items, max_depth + 1)
         for index, item in enumerate(items):
             if isinstance(item, dict) and "explain" not in item and default_explain:
                 item = {**item, "explain": default_explain}
             try:
-                check_parsed(item, max_depth, by_orjson)
-                action, facts, explain = check_envelope(item, where=f"requests[{index}]")
-                decided.append(decider.evaluate(action, facts, explain, who, ids[index], asked_at))
+                if not checked:
+                    check_parsed(item, max_depth, by_orjson)
+                action, facts, explain = check_envelope(item, index=index)
+                decided.append(decider.evaluate(action, facts, explain, who, ids[index], asked_at, parsed=by_orjson))
             except ApiError as exc:
                 # one bad item never spoils the others: it gets its own error result, unrecorded
                 metrics.bad_request(exc.extra.get("reason", "bad_request"))

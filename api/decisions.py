@@ -65,8 +65,16 @@ def refused_body(version: str | None, code: str, message: str, *, decision_id: s
 EXPLAIN_VALUES = (False, True, WHY_NOT := "why_not")
 
 
-def check_envelope(item: t.Any, *, where: str = "the body") -> tuple[str, dict, bool | str]:
-    """``(action, input, explain)`` of a request object, or ``ApiError(bad_request)``."""
+def check_envelope(item: t.Any, *, where: str = "the body", index: int | None = None) -> tuple[str, dict, bool | str]:
+    """``(action, input, explain)`` of a request object, or ``ApiError(bad_request)``; ``index``: the
+    item of a batch it is (its errors say ``requests[index]``)."""
+    if type(item) is dict:
+        action, facts, explain = item.get("action"), item.get("input"), item.get("explain", False)
+        if (type(action) is str and 0 < len(action) <= MAX_ACTION and type(facts) is dict
+                and (explain is False or explain is True)):
+            return action, facts, explain  # the common request, checked in one step
+    if index is not None:
+        where = f"requests[{index}]"
     if not isinstance(item, dict):
         raise bad_request(f"{where} must be a JSON object with `action` and `input`", "not_object")
     action = item.get("action")
@@ -106,7 +114,7 @@ def who_asked(caller: str, request_id: str | None) -> Who:
     return Who(caller, request_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decided:
     """One decision before it is answered: its log record is prepared, not yet recorded."""
 
@@ -130,11 +138,12 @@ class Decider:
         self.rt = runtime
 
     def evaluate(self, action: str, facts: dict, explain: bool | str, who: Who, decision_id: str | None = None,
-                 asked_at: str | None = None) -> Decided:
+                 asked_at: str | None = None, *, parsed: bool = False) -> Decided:
         """Decide, and prepare the log record (ApiError ``not_recordable`` when it cannot be logged).
 
         ``decision_id``: a new id (``api.ids``; one is made when None); ``asked_at``: the log's
-        text of the time of the request (``now_text``; now when None).
+        text of the time of the request (``now_text``; now when None); ``parsed``: ``facts`` is
+        what orjson parsed from the body (``api.body.parse_body``'s ``by_orjson``), unchanged.
         """
         decision_id = new_ids()[0] if decision_id is None else decision_id
         asked_at = now_text() if asked_at is None else asked_at
@@ -153,8 +162,8 @@ class Decider:
             found = whatif.why_not(loaded.policy_set, action, facts)
             why_not = None if found is None else found.to_dict()
         return Decided(decision_id, result, trace, explain if loaded is not None else False,
-                        self._prepare(decision_id, asked_at, action, facts, result,
-                                      None if loaded is None else loaded.version_id, who), why_not)
+                       self._prepare(decision_id, asked_at, action, facts, result,
+                                     None if loaded is None else loaded.version_id, who, parsed), why_not)
 
     @staticmethod
     def _decide(loaded: t.Any, action: str, facts: dict, explain: bool | str) -> dict[str, t.Any]:
@@ -212,14 +221,15 @@ class Decider:
 
     @staticmethod
     def _prepare(decision_id: str, asked_at: str, action: str, facts: dict, result: dict, version: str | None,
-                 who: Who) -> PreparedRecord:
+                 who: Who, parsed: bool) -> PreparedRecord:
         """The log record, validated and serialised before the answer exists, so a decision that
         cannot be recorded is a visible 400 and never an unlogged answer. ``facts`` was parsed
-        from the JSON body, so its keys are text (prepare_decision skips that walk).
+        from the JSON body, so its keys are text (prepare_decision skips that walk); by orjson
+        (``parsed``), so its values are plain JSON too.
         """
         try:
             return prepare_decision(decision_id, asked_at, action, facts, result, version, who.caller, who.request_id,
-                                    input_has_text_keys=True)
+                                    input_has_text_keys=True, input_parsed=parsed)
         except ValueError as exc:  # store.InvalidInput: the record cannot be logged as it is
             raise bad_request(f"the request cannot be recorded in the decision log: {exc}", "not_recordable") from None
 

@@ -8,7 +8,9 @@ memory.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -164,16 +166,17 @@ class DecisionLog:
         if head is None:
             raise StoreError("append_decisions: the store's schema is not initialised; run migrations")
         seq, prev = int(head[0]), head[1] or chain.GENESIS
+        if existing:
+            prepared = [p for p in prepared if p.decision_id not in existing]
+        hashes = chain.chain_hashes(prepared, prev, seq + 1)
         rows: list[tuple] = []
         rule_rows: list[tuple[str, int]] = []
-        for p in prepared:
-            if p.decision_id in existing:
-                continue
+        for p, h in zip(prepared, hashes, strict=True):
             seq += 1
-            h = p.entry_hash(prev, seq)
             rows.append((seq, p.decision_id, p.time, p.action, p.allow, p.policy_version,
                          p.input_json, p.result_json, prev, h, p.caller, p.request_id))
-            rule_rows += [(rid, seq) for rid in p.rules]
+            for rid in p.rules:
+                rule_rows.append((rid, seq))
             prev = h
         return rows, rule_rows, seq, prev
 
@@ -295,21 +298,28 @@ class DecisionLog:
 
 
 #: SQLite: rows go in multi-row INSERTs of these sizes (largest first), so the driver keeps one
-#: prepared statement per size and steps (and lets the GIL go) once per statement, not per row
-_SQLITE_INSERT_SIZES = (64, 32, 16, 8, 4, 2, 1)
+#: prepared statement per size and steps (and lets the GIL go, and must take it back) once per
+#: statement, not per row; a statement's parameters stay within the driver's limit
+_SQLITE_INSERT_SIZES = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+_SQLITE_INSERTS: dict[tuple[str, int], str] = {}
 
 
 def _insert_sqlite(cursor: Any, insert: str, rows: list[tuple]) -> None:
     """``rows`` inserted with ``insert`` (one row's INSERT, PostgreSQL's parameter style) on SQLite."""
-    head, _, values = insert.partition(" VALUES ")
-    one = values.replace("%s", "?")
+    if not rows:
+        return
+    width = len(rows[0])
+    most = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
     start = 0
     for size in _SQLITE_INSERT_SIZES:
-        if len(rows) - start < size:
+        if len(rows) - start < size or size > most:
             continue
-        sql = f"{head} VALUES {', '.join([one] * size)}"
+        sql = _SQLITE_INSERTS.get((insert, size))
+        if sql is None:
+            head, _, values = insert.partition(" VALUES ")
+            sql = _SQLITE_INSERTS[(insert, size)] = f"{head} VALUES {', '.join([values.replace('%s', '?')] * size)}"
         while len(rows) - start >= size:
-            cursor.execute(sql, [value for row in rows[start:start + size] for value in row])
+            cursor.execute(sql, list(itertools.chain.from_iterable(rows[start:start + size])))
             start += size
 
 

@@ -69,6 +69,29 @@ def test_one_bad_item_never_spoils_a_batch(client, shop_app):
     assert results[2]["rules"] == ["T-01"]
 
 
+def test_a_batch_checks_depth_item_by_item_also_when_orjson_parsed_it(client, shop_app):
+    """Plain JSON (orjson's path): the whole list is checked at once, and item by item when it
+    is deeper, so only the item beyond the depth is refused, and one at the depth passes."""
+    max_depth = shop_app.extensions["ordergate"].config["max_depth"]
+
+    def nested(levels):  # an item of exactly ``levels`` levels: itself, its input, then inner objects
+        item = {"action": "order.create",
+                "input": {"context": {"system": "shop"}, "resource": {"customer": {"blocked": False}}}}
+        node = item["input"]
+        for _ in range(levels - 2):
+            node["x"] = {}
+            node = node["x"]
+        return item
+
+    for deepest in (max_depth, max_depth + 1):
+        body = {"requests": [ALLOWED, nested(deepest), DENIED]}
+        response = client.post("/v1/decisions/batch", json=body)
+        results = response.get_json()["results"]
+        reasons = [r["error"] and r["error"].get("reason") for r in results]
+        assert reasons == [None, None if deepest <= max_depth else "too_deep", None], (deepest, results)
+        assert [r["allow"] for r in results] == [True, deepest <= max_depth, False]
+
+
 def test_every_decision_id_answered_is_in_the_log(client, shop_app):
     answers = [client.post("/v1/decisions", json=body).get_json()
                for body in (ALLOWED, DENIED, {"action": "order.nope", "input": {"context": {"system": "shop"}}})]

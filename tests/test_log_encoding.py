@@ -46,13 +46,35 @@ def test_canonical_json_is_the_standard_librarys_text(value):
     assert canonical_json(orjson.loads(expected)) == expected  # what orjson parsed from a body
 
 
+def _prepared_input(value):
+    return prepare_decision("01J0000000000000000000000A", "2026-11-29T00:00:00.000000Z", "a.b", value,
+                            {"allow": True, "rules": []}, None, input_has_text_keys=True, input_parsed=True).input_json
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSON)
+def test_an_input_orjson_parsed_is_stored_as_the_standard_librarys_text(value):
+    parsed = orjson.loads(stdlib(value))  # what a request body gives (``input_parsed``: no walk)
+    assert _prepared_input(parsed) == stdlib(parsed)
+
+
 @pytest.mark.parametrize("number", [
     1e16, 1e-5, 1e-7, 0.0001, 0.00012, 1.5e300, 5e-324, -0.0, 0.0, 1e15, 9999999999999998.0, 123456789.125,
-    1.7976931348623157e308, -2.5e-10, 1e22, 3.0,
+    1.7976931348623157e308, -2.5e-10, 1e22, 3.0, 1e-4, 12345678901234567890.0, 1.5e-5, -1e16,
 ])
 def test_floats_written_differently_by_orjson_take_the_slow_path(number):
     value = {"n": number, "list": [number, "0.00001", "2e5"]}
     assert canonical_json(value) == stdlib(value)
+    for alone in ({"n": number}, [[number]]):
+        assert canonical_json(alone) == stdlib(alone)
+        assert _prepared_input({"v": orjson.loads(stdlib(alone))}) == stdlib({"v": alone})
+
+
+def test_an_input_deeper_than_orjson_writes_is_stored_by_the_standard_library():
+    value: dict = {}
+    for _ in range(300):
+        value = {"a": value, "f": 1e-7}
+    assert _prepared_input(value) == stdlib(value)
 
 
 class Colour(enum.Enum):
@@ -111,6 +133,10 @@ def test_a_record_prepared_from_its_fields_equals_one_prepared_from_a_dict(plain
     ({"caller": ""}, "caller must be"), ({"request_id": "r\ud800"}, "lone surrogate"),
     ({"result": {"allow": "yes"}}, "boolean `allow`"), ({"result": {"allow": True, "rules": [""]}}, "rule ids"),
     ({"input": {"x": float("nan")}}, "not JSON-serialisable"), ({"input": {"x": "\ud800"}}, "lone surrogate"),
+    ({"action": "é\ud800"}, "action contains a lone surrogate"), ({"caller": "c\x00"}, "caller contains a NUL"),
+    ({"result": {"allow": True, "rules": ["R\x00"]}}, "a rule id contains a NUL"),
+    ({"result": {"allow": True, "rules": ["R-1", 7]}}, "rule ids"), ({"decision_id": "x" * 65}, "decision_id must"),
+    ({"result": {"allow": 1}}, "boolean `allow`"), ({"policy_version": "v\x00"}, "policy_version contains a NUL"),
 ])
 def test_a_record_prepared_from_its_fields_is_refused_as_a_dict_would_be(change, message):
     rec = {**record(1), "caller": "crm", "request_id": None, **change}
