@@ -385,6 +385,33 @@ def _has_non_text_key(value: Any) -> bool:
     return False
 
 
+def _result_text(result: dict[str, Any]) -> str | None:
+    """``_orjson_text`` of a decision's result made of text, booleans, None, lists of text, dicts of
+    text or None, and obligations without parameters (the common result: plain and without floats
+    once its shape is seen, no walk), or None for any other (``_serialise`` walks it)."""
+    for key, value in result.items():
+        kind = type(value)
+        if kind is list and key == "obligations":
+            for obligation in value:
+                if (type(obligation) is not dict or len(obligation) != 2 or type(obligation.get("name")) is not str
+                        or type(obligation.get("params")) is not dict or obligation["params"]):
+                    return None
+        elif kind is list:
+            for item in value:
+                if type(item) is not str:
+                    return None
+        elif kind is dict:
+            for item in value.values():
+                if type(item) is not str and item is not None:
+                    return None
+        elif kind is not bool and kind is not str and value is not None:
+            return None
+    try:  # keys that are not text: refused
+        return orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except TypeError:
+        return None
+
+
 def _serialise(value: Any, what: str, *, text_keys: bool = False) -> str:
     fast = _orjson_text(value)
     if fast is not None:  # plain JSON: text keys only, and orjson wrote no lone surrogate
@@ -418,7 +445,7 @@ def prepare_decision(decision_id: str, time: str, action: str, input: Any, resul
     return PreparedRecord(
         decision_id, time, action, policy_version,
         _serialise(input, "input", text_keys=input_has_text_keys or input_parsed) if input_json is None else input_json,
-        _serialise(result, "result"),
+        _result_text(result) or _serialise(result, "result"),
         result["allow"], sorted(set(rules)) if len(rules) > 1 else list(rules), caller, request_id,
     )
 

@@ -21,7 +21,7 @@ from ulid import ULID
 
 from api.ids import IdMaker, new_ids
 from store import InvalidInput
-from store.chain import canonical_json, format_time, prepare_decision, prepare_record
+from store.chain import _result_text, canonical_json, format_time, prepare_decision, prepare_record
 
 
 def stdlib(value):
@@ -56,6 +56,35 @@ def _prepared_input(value):
 def test_an_input_orjson_parsed_is_stored_as_the_standard_librarys_text(value):
     parsed = orjson.loads(stdlib(value))  # what a request body gives (``input_parsed``: no walk)
     assert _prepared_input(parsed) == stdlib(parsed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TEXT, JSON | st.lists(TEXT, max_size=3), max_size=6),
+       st.lists(st.dictionaries(TEXT, JSON, max_size=3) | st.builds(lambda n: {"name": n, "params": {}}, TEXT),
+                max_size=3))
+def test_a_result_is_stored_as_the_standard_librarys_text(members, obligations):
+    result = {**members, "allow": True, "rules": ["R-1"]}
+    as_given = prepare_decision("01J0000000000000000000000A", "2026-11-29T00:00:00.000000Z", "a.b", {}, result, None)
+    assert as_given.result_json == stdlib(result)
+    with_obligations = {**result, "obligations": obligations}
+    try:
+        expected = stdlib(with_obligations)
+    except ValueError:  # NaN or an infinity: refused either way
+        with pytest.raises(InvalidInput):
+            prepare_decision("01J0000000000000000000000A", "2026-11-29T00:00:00.000000Z", "a.b", {}, with_obligations,
+                             None)
+        return
+    assert prepare_decision("01J0000000000000000000000A", "2026-11-29T00:00:00.000000Z", "a.b", {}, with_obligations,
+                            None).result_json == expected
+
+
+def test_the_common_result_is_written_without_a_walk():
+    result = {"allow": False, "obligations": [{"name": "notify", "params": {}}], "rules": ["R-2", "R-1"],
+              "error": {"code": "c", "field": None, "message": "é"}, "policy_version": "sha256:ab"}
+    assert _result_text(result) == stdlib(result)
+    for odd in ({"obligations": [{"name": "n", "params": {"x": 1.5}}]}, {"rules": ["R", 1]}, {"n": 1e16},
+                {"error": {"code": float("nan")}}, {"obligations": [{"name": "n", "params": {}, "x": 1}]}):
+        assert _result_text({**result, **odd}) is None  # walked: these may need the standard library
 
 
 @pytest.mark.parametrize("number", [
