@@ -312,8 +312,6 @@ def test_with_authentication_off_only_this_machine_is_served_by_every_door(tmp_p
 class _RefusingWriter:
     """A decision log that records nothing (its queue full, on_full=fail_closed)."""
 
-    commit_timeout = 30.0
-
     def record(self, records):
         return {r.decision_id for r in records}
 
