@@ -391,25 +391,32 @@ def _result_text(result: dict[str, Any]) -> str | None:
     once its shape is seen, no walk), or None for any other (``_serialise`` walks it)."""
     for key, value in result.items():
         kind = type(value)
-        if kind is list and key == "obligations":
-            for obligation in value:
-                if (type(obligation) is not dict or len(obligation) != 2 or type(obligation.get("name")) is not str
-                        or type(obligation.get("params")) is not dict or obligation["params"]):
-                    return None
-        elif kind is list:
-            for item in value:
-                if type(item) is not str:
-                    return None
+        if kind is list:
+            if not (_bare_obligations(value) if key == "obligations" else _texts(value)):
+                return None
         elif kind is dict:
-            for item in value.values():
-                if type(item) is not str and item is not None:
-                    return None
+            if not _texts(value.values()):
+                return None
         elif kind is not bool and kind is not str and value is not None:
             return None
     try:  # keys that are not text: refused
         return orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode("utf-8")
     except TypeError:
         return None
+
+
+def _texts(values: Any) -> bool:
+    """Whether every one of ``values`` is text or None."""
+    return all(type(v) is str or v is None for v in values)
+
+
+def _bare_obligations(obligations: list[Any]) -> bool:
+    """Whether every obligation is ``{"name": text, "params": {}}``."""
+    for obligation in obligations:
+        if (type(obligation) is not dict or len(obligation) != 2 or type(obligation.get("name")) is not str
+                or type(obligation.get("params")) is not dict or obligation["params"]):
+            return False
+    return True
 
 
 def _serialise(value: Any, what: str, *, text_keys: bool = False) -> str:
