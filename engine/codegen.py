@@ -499,7 +499,8 @@ class _TableCode:
                                    all(u.is_static and u.when is None for u in r.obligations))
         test = tested.get
         lowered = runtime.LoweredRow._make
-        return tuple([lowered((row.id, row.says, tuple([t for c in row.cells if (t := test(id(c))) is not None]))
+        # a row's tested cells: filter drops the `-` cells (no test), whose look-up gives None
+        return tuple([lowered((row.id, row.says, tuple(filter(None, map(test, map(id, row.cells)))))
                               + made[row.outcome]) for row in self.table.rows])
 
 

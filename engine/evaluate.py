@@ -155,5 +155,8 @@ class PolicySet:
 _t = frozen_trace
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+def canonical_json(value: Any, *, acyclic: bool = False) -> str:
+    """Sorted keys, no spaces, UTF-8 text. ``acyclic``: the caller knows ``value`` holds no cycle
+    (loaded documents: the loader refuses an alias inside its own anchor), so it is not checked."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+                      check_circular=not acyclic)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from . import ir
@@ -170,8 +172,12 @@ class _Builder:
         # rows whose open cells are the same objects as those of rows seen before (a large table
         # repeats one pattern under each value of its first column) make the same node but for
         # their numbers: it is copied, when the budget left still admits every split it made
-        key = (open_columns, tuple([tuple([id(cells[c]) for c in open_columns])
-                                    for cells in map(self.cells.__getitem__, rows)]))
+        every = map(self.cells.__getitem__, rows)
+        if len(open_columns) == 1:
+            (only,) = open_columns
+            key = (open_columns, tuple(map(id, map(itemgetter(only), every))))
+        else:
+            key = (open_columns, tuple(map(id, chain.from_iterable(map(itemgetter(*open_columns), every)))))
         known = self.shapes.get(key)
         if known is not None and self.shape_slack(known) >= 0:
             template, numbers, used, slack, budget = known
@@ -212,18 +218,13 @@ class _Builder:
 
     def split_exact(self, rows: list[int], c: int, values: list[tuple[Any, ...] | None],
                     rest: frozenset[int]) -> Split | None:
-        counts: dict[Any, int] = {}          # value -> rows listing it, in first-written order
-        wild = 0
-        for r in rows:
-            listed = values[r]
-            if listed is None:
-                return None
-            if not listed:
-                wild += 1
-            for v in listed:
-                counts[v] = counts.get(v, 0) + 1
+        each = list(map(values.__getitem__, rows))     # (counted in C: the first node has every row)
+        if None in each:
+            return None
+        counts = Counter(chain.from_iterable(each))  # type: ignore[arg-type]  # value -> rows listing it, in first-written order
         if not counts:
             return None
+        wild = each.count(())
 
         def make() -> Node:
             branches: dict[Any, list[int]] = {v: [] for v in counts}
@@ -243,13 +244,14 @@ class _Builder:
 
     def split_band(self, rows: list[int], c: int, bands: list[tuple[float, float] | None],
                    rest: frozenset[int]) -> Split | None:
-        if any(bands[r] is None for r in rows):
+        each = list(map(bands.__getitem__, rows))
+        if None in each:
             return None
-        bounds = sorted({e for r in rows for e in bands[r] or () if not math.isinf(e)})
+        bounds = sorted(set(chain.from_iterable(each)) - {-math.inf, math.inf})   # type: ignore[arg-type]
         if not bounds:
             return None
         at = {b: i + 1 for i, b in enumerate(bounds)} | {-math.inf: 0, math.inf: len(bounds) + 1}
-        spans = [(r, at[band[0]], at[band[1]]) for r in rows if (band := bands[r]) is not None]
+        spans = [(r, at[band[0]], at[band[1]]) for r, band in zip(rows, each, strict=True)]  # type: ignore[index]
         sizes = [0] * (len(bounds) + 2)          # branch i holds the rows whose span covers it
         for _, lo, hi in spans:
             sizes[lo] += 1

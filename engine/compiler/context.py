@@ -128,8 +128,8 @@ class Context:
     def info(self, rule_id: str, kind: str, says: str, sources: tuple[str, ...], actions: list[str] | tuple[str, ...],
              path: Path | Location | SourceRef, definition: Any) -> None:
         line = path if isinstance(path, SourceRef) else (path if isinstance(path, Location) else self.loc(path)).line
-        self.rule_infos.append(RuleInfo(rule_id, kind, says, sources, self.system, tuple(actions),
-                                        self.file, line, definition))
+        self.rule_infos.append(RuleInfo._make((rule_id, kind, says, sources, self.system, tuple(actions),
+                                               self.file, line, definition)))
 
     def register_id(self, rule_id: str, path: Path | SourceRef) -> None:
         first = self.ids.get(rule_id)

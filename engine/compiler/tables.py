@@ -183,8 +183,9 @@ class _Body:
             ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
             return
         rid = str(row[0])
-        where = SourceRef(ctx.loaded.source, self.body + (r,))
-        ctx.register_id(rid, SourceRef(ctx.loaded.source, where.path + (0,)))
+        # (named tuples made by _make: a C call, not the generated __new__; thousands of rows)
+        where = SourceRef._make((ctx.loaded.source, self.body + (r,)))
+        ctx.register_id(rid, SourceRef._make((ctx.loaded.source, where.path + (0,))))
         if spec.get("rules"):
             says, sources = row_meta(ctx, spec, rid, rpath, self.path)
         else:
@@ -204,8 +205,8 @@ class _Body:
         self.used |= oused
         if spec["hit"] == "unique":
             self.check_unique(rid, cells, rpath)
-        self.rows.append(ir.Row(rid, says, cells, str(outcome), chosen.obligations, where))
-        ctx.info(rid, "table row", says, sources, self.covered, where, TableRow(spec["id"], header, row))
+        self.rows.append(ir.Row._make((rid, says, cells, str(outcome), chosen.obligations, where)))
+        ctx.info(rid, "table row", says, sources, self.covered, where, TableRow._make((spec["id"], header, row)))
 
     def check_unique(self, rid: str, cells: tuple[ir.RowCell, ...], rpath: Path) -> None:
         """Two rows of single values only, equal in every column: both always match together."""
