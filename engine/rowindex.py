@@ -99,8 +99,9 @@ def _columns(table: ir.RowTable) -> list[tuple[ir.RowCell, ...]]:
 
 def _per_row(cells: tuple[ir.RowCell, ...], read: Callable[[ir.RowCell], Any]) -> list[Any]:
     """``read`` of each cell of a column, once per distinct cell (compile shares equal cells)."""
-    made = {id(cell): read(cell) for cell in {id(cell): cell for cell in cells}.values()}
-    return list(map(made.__getitem__, map(id, cells)))
+    ids = list(map(id, cells))
+    made = {i: read(cell) for i, cell in dict(zip(ids, cells, strict=True)).items()}
+    return list(map(made.__getitem__, ids))
 
 
 Split = tuple[int, int, Callable[[], Node]]       # largest branch, entries in all, the node it makes
@@ -167,7 +168,7 @@ class _Builder:
         return made
 
     def node(self, rows: list[int], open_columns: frozenset[int]) -> Node:
-        if len(rows) <= LEAF_ROWS or len(rows) > SHAPE_ROWS:
+        if len(rows) <= LEAF_ROWS or len(rows) > SHAPE_ROWS or not open_columns:
             return self.made_node(rows, open_columns)
         # rows whose open cells are the same objects as those of rows seen before (a large table
         # repeats one pattern under each value of its first column) make the same node but for
@@ -313,7 +314,7 @@ def _best_column(exacts: Exacts) -> tuple[int, list[tuple[Any, ...] | None]] | N
     for c, column in enumerate(exacts):
         if column is None or any(k is None for k in column):
             continue
-        distinct = len({v for k in column for v in k or ()})
+        distinct = len(set(chain.from_iterable(column)))  # type: ignore[arg-type]
         if distinct > 1 and (best is None or distinct > best[1]):
             best = (c, distinct, column)
     return None if best is None else (best[0], best[2])
@@ -333,8 +334,9 @@ def _scan(table: ir.RowTable, exacts: Exacts) -> Scan:
     wildcards = tuple(i for i, k in enumerate(cells) if not k)
     lists: dict[Any, list[int]] = {}
     for i, k in enumerate(cells):
-        for v in k or ():
-            lists.setdefault(v, []).append(i)
+        if k:
+            for v in k:
+                lists.setdefault(v, []).append(i)
     # a value's rows and the `-` rows are apart, each in order: sorting their concatenation merges them
     buckets = {v: tuple(sorted(rows + list(wildcards))) for v, rows in lists.items()}
     return table.columns[c].slot, buckets, wildcards

@@ -261,3 +261,31 @@ def test_a_table_row_that_is_not_a_list_is_reported_at_the_row():
     assert errors_for(mutate(row, "      - T-2 is big")) == [
         "rules/policy.yaml:125:9: schema_invalid: `body` of rule `sizes` must be a list, not text",
     ]
+
+
+def test_each_row_of_a_table_without_row_rules_reports_its_own_problem():
+    # such a table's rows are lowered on a short path (compiler/tables.py `_Body.all`); a row with
+    # anything to report goes the long way, so each problem is reported as before, at its cell
+    from test_engine_rowindex import policy_text
+    body = "\n".join([
+        "      - [R-0, a, USD, {at_least: 0, below: 10}, small]",
+        "      - [R-1, a, USD, {at_least: 10, below: 20}, smal]",
+        "      - [R-0, b, USD, {at_least: 0, below: 10}, big]",
+        "      - [R-3, b, USD, big]",
+        "      - [R-4, c, YEN, {at_least: 0, below: 10}, big]",
+        "      - [R-5, c, USD, {at_least: x}, big]",
+        "      - [R-6, c, USD, {at_least: 0, below: 10}, 7]",
+        "      - [R-7, a, USD, {at_least: 0, below: 10}, small]",
+    ])
+    with pytest.raises(engine.PolicyErrors) as info:
+        engine.compile_files({"t.yaml": policy_text("first", body, "")})
+    assert [e.render() for e in info.value.errors] == [
+        "t.yaml:29:50: compile_unknown_outcome: unknown outcome `smal`\n    help: did you mean `small`?",
+        "t.yaml:30:10: compile_duplicate_rule: rule id `R-0` is used twice\n"
+        "    help: the first `R-0` is at t.yaml:28:10",
+        "t.yaml:31:9: compile_bad_table: row has 4 cells but the header has 5",
+        "t.yaml:32:18: compile_unknown_value: `YEN` is not a value of fact `currency`\n"
+        "    help: expected one of `USD`, `EUR`, `GBP`",
+        "t.yaml:33:34: compile_bad_value: `at_least` on fact `total` needs a whole number, not `x`",
+        "t.yaml:34:49: compile_unknown_outcome: unknown outcome `7`",
+    ]

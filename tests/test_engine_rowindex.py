@@ -134,3 +134,15 @@ def test_a_repeated_pattern_is_indexed_as_if_each_were_made_anew(monkeypatch, ex
     made = rowindex.build(table, lambda r, c: (r, c))
     assert copied == made
     assert isinstance(made, rowindex.Exact)
+
+
+def test_rows_alike_in_every_column_make_a_leaf():
+    # more rows than a leaf holds, equal in every column: once each column is split on, none is left
+    # to split (nor to look the node up by, rowindex.SHAPE_ROWS)
+    body = "\n".join([f"      - [R-{i}, a, USD, {{at_least: 0, below: 10}}, small]" for i in range(4)] + [
+        "      - [R-4, a, USD, {at_least: 10, below: 20}, big]", "      - [R-5, a, EUR, {at_least: 0, below: 10}, big]",
+        "      - [R-6, b, USD, {at_least: 0, below: 10}, big]"])
+    policy = engine.compile_files({"t.yaml": policy_text("first", body, "")})
+    request = {"context": {"system": "shop"}, "order": {"group": "a", "currency": "USD", "total": 5}}
+    assert policy.decide("order.price", request).rules == ("R-0",)
+    assert policy.decide("order.price", request) == policy.interpret("order.price", request)

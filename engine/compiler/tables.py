@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import ir
 from ..errors import SourceRef, did_you_mean
-from ..evaluate import TableRow
+from ..evaluate import RuleInfo, TableRow
 from .catalogue import actions_of, check_reads
 from .conditions import condition, fact_condition
 from .context import Context, Path, Rejected, expand
@@ -176,6 +176,38 @@ class _Body:
         self.body = (ctx.index,) + path + ("body",)    # the path of the rows in the file's documents
         self.covered = tuple(actions)
 
+    def all(self, rows: list[Any]) -> None:
+        """Every row, in order. A row with nothing to report (the right length, a known outcome, a new
+        id, cells all seen before in their columns) of a table without per-row `rules` or `unique`
+        checks is lowered here in a few steps (a large table's rows nearly all are); any other row
+        goes through ``row``, which reports what is wrong with it."""
+        spec, ctx = self.spec, self.ctx
+        if spec.get("rules") or spec["hit"] == "unique":
+            for r, row in enumerate(rows):
+                self.row(r, row)
+            return
+        width, outcomes, shared, columns, ids = len(self.header), self.outcomes, self.tests, self.columns, ctx.ids
+        source, body, says, sources = ctx.loaded.source, self.body, spec["says"], self.sources
+        lowered, infos, chosen_ones = self.rows, ctx.rule_infos, set[str]()
+        info = (self.covered, ctx.file)
+        ref, new_row, new_info, written = SourceRef._make, ir.Row._make, RuleInfo._make, TableRow._make
+        for r, row in enumerate(rows):
+            outcome = row[-1] if type(row) is list and len(row) == width else None
+            chosen = outcomes.get(outcome) if type(outcome) is str else None
+            cells = _row_cells(columns, row, shared) if chosen is not None else None
+            rid = str(row[0]) if cells is not None else ""
+            if cells is None or rid in ids or chosen is None:
+                self.row(r, row)
+                continue
+            where = ref((source, body + (r,)))
+            ids[rid] = ref((source, where.path + (0,)))
+            chosen_ones.add(str(outcome))
+            lowered.append(new_row((rid, says, cells, outcome, chosen[0].obligations, where)))
+            infos.append(new_info((rid, "table row", says, sources, ctx.system, info[0], info[1], where,
+                                   written((spec["id"], self.header, row)))))
+        for outcome in chosen_ones:
+            self.used |= outcomes[outcome][1]
+
     def row(self, r: int, row: list[Any]) -> None:
         ctx, spec, header = self.ctx, self.spec, self.header
         rpath = self.path + ("body", r)
@@ -232,8 +264,7 @@ def rows(ctx: Context, spec: dict[str, Any], path: Path, header: list[Any], outc
     used: set[str] = {f.name for f in columns}
     when = condition(ctx, spec["when"], path + ("when",), used) if "when" in spec else None
     body = _Body(ctx, spec, path, columns, actions, outcomes, used)
-    for r, row in enumerate(spec["body"]):
-        body.row(r, row)
+    body.all(spec["body"])
     unmatched = no_match(ctx, spec, path, outcomes)
     if unmatched is not None and unmatched.outcome in outcomes:
         used |= outcomes[unmatched.outcome][1]
