@@ -294,10 +294,13 @@ def no_match(ctx: Context, spec: dict[str, Any], path: Path, outcomes: Outcomes)
 
 
 def _memo(c: int, written: Any) -> tuple[Any, ...]:
-    """The key of a cell as written in column ``c``: equal keys, equal cells."""
-    if written is None or written == "-":
+    """The key of a cell as written in column ``c``: equal keys, equal cells (text, most cells, is its
+    own key; `-` and an empty cell share the key of `-`)."""
+    if type(written) is str:
+        return (c, written)
+    if written is None:
         return (c, "-")
-    return (c, repr(written)) if isinstance(written, (dict, list)) else (c, type(written).__name__, written)
+    return (c, "", repr(written)) if isinstance(written, (dict, list)) else (c, type(written).__name__, written)
 
 
 def _row_cells(columns: tuple[ir.Fact, ...], row: list[Any],
