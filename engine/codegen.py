@@ -322,7 +322,11 @@ class _Gen:
 
     def units(self) -> None:
         plan = self.plan
-        self.emit("den = []")
+        guards = any(isinstance(u, ir.Guard) for u in plan.units)
+        # only guards and row tables (`no_match: deny`) deny: without them there is no list to keep
+        denies = guards or any(isinstance(u, ir.RowTable) for u in plan.units)
+        if denies:
+            self.emit("den = []")
         self.emit("fired = []")
         self.single = (sum(1 for u in plan.units if not isinstance(u, ir.Guard)) == 1
                        and not any(isinstance(u, ir.RowTable) for u in plan.units))
@@ -330,27 +334,32 @@ class _Gen:
         for unit in plan.units:
             if not isinstance(unit, ir.Guard) and not guards_done:
                 guards_done = True
-                self.emit(self.denial())
-            if isinstance(unit, ir.RowTable):
-                code = _TableCode(self, unit)
-                self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
-                self.emit(f"# table {unit.id}")
-                if unit.no_match is None and not code.alone:
-                    self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
-                else:
-                    self.emit(f"stop = _run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
-                    self.emit("if stop is not None: return stop")
-                continue
-            self.emit(f"# {unit.id}")
-            self.emit("t = None if tr is None else []")
-            if isinstance(unit, ir.Guard):
-                self.guard(unit)
-            else:
-                self.effect(unit)
-        if not guards_done or any(isinstance(u, ir.RowTable) and u.no_match is not None for u in plan.units):
+                if guards:
+                    self.emit(self.denial())
+            self.unit(unit)
+        if denies and (not guards_done or any(isinstance(u, ir.RowTable) and u.no_match is not None
+                                              for u in plan.units)):
             # (a row table's `no_match: deny` denies after the guards)
             self.emit(self.denial())
         self.emit("return _finish(OVERRIDES, fired, V, tr)")
+
+    def unit(self, unit: ir.Unit) -> None:
+        if isinstance(unit, ir.RowTable):
+            code = _TableCode(self, unit)
+            self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
+            self.emit(f"# table {unit.id}")
+            if unit.no_match is None and not code.alone:
+                self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
+            else:
+                self.emit(f"stop = _run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
+                self.emit("if stop is not None: return stop")
+            return
+        self.emit(f"# {unit.id}")
+        self.emit("t = None if tr is None else []")
+        if isinstance(unit, ir.Guard):
+            self.guard(unit)
+        else:
+            self.effect(unit)
 
     def denial(self) -> str:
         """The line answering the denials so far: one rule denying, without a trace, is a constant."""
