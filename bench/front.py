@@ -5,8 +5,10 @@ starts the bare Flask app of ``bench/bare_app.py`` (parse + answer, no policy, n
 ``ordergate serve`` (decision log on, fresh SQLite store or --database), each with the same server
 settings, and drives them with wrk (a C load generator, not Python) on the same machine: single
 ``POST /v1/decisions`` and, for both, ``POST /v1/decisions/batch`` with 100 requests a body.
-Prints decisions/s, p50 and p99 of each, ordergate / bare ratios, and the load average around
-every measurement. ordergate's log is checked afterwards: every answered decision must be in it.
+Prints decisions/s, p50 and p99 of each, ordergate / bare ratios, the CPU time the server's
+processes spent per decision, and the load average around every measurement. ordergate's log is
+checked afterwards: every answered decision must be in it. ``--first-port`` puts the servers on
+given ports (a machine where each user has a range), else they take free ones.
 
     .venv/bin/python bench/front.py --seconds 10
     .venv/bin/python bench/front.py --servers granian --modes single --seconds 5
@@ -122,6 +124,22 @@ def start(command: list[str], workdir: Path, name: str, args: argparse.Namespace
     raise SystemExit(f"front: {name} did not start:\n" + (workdir / f"{name}.log").read_text()[-3000:])
 
 
+def session_cpu(session: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of ``session`` (a server and its
+    workers, started in a session of their own)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -133,7 +151,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def measure(server: str, app: str, args: argparse.Namespace, workdir: Path, scripts: dict[str, Path]) -> dict:
-    port = _free_port()
+    port = next(args.port_numbers) if args.port_numbers else _free_port()
     settings = [*SERVERS[server][0]]
     if args.workers:
         settings += ["--workers", str(args.workers)]
@@ -152,10 +170,13 @@ def measure(server: str, app: str, args: argparse.Namespace, workdir: Path, scri
     try:
         before = logged_count(database) or 0 if database else 0
         for mode in args.modes:
-            load_start = _loadavg()
+            load_start, cpu_start = _loadavg(), session_cpu(process.pid)
             result = run_wrk(url, scripts[mode], args)
+            per_request = 1 if mode == "single" else args.batch_size
+            cpu = session_cpu(process.pid) - cpu_start
             result.update(load_start=load_start, load_end=_loadavg(),
-                          decisions_per_s=result["requests_per_s"] * (1 if mode == "single" else args.batch_size))
+                          decisions_per_s=result["requests_per_s"] * per_request,
+                          cpu_us=cpu / max(1, result["requests"] * per_request) * 1e6)
             results[mode] = result
     finally:
         stop(process)
@@ -210,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", default=None, metavar="FILE",
                         help="JSON list of decision requests to send in turn (default: d365_sales requests of the "
                              "shipped rules, all answered 200)")
+    parser.add_argument("--first-port", type=int, default=None,
+                        help="the servers listen on this port and the next ones (default: free ports)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
+    args.port_numbers = None if args.first_port is None else iter(range(args.first_port, args.first_port + 100))
     args.modes = args.modes.split(",")
     requests = json.loads(Path(args.requests).read_text()) if args.requests else ANSWERED
     servers = args.servers.split(",")
@@ -244,7 +268,7 @@ def _print(summary: dict, args: argparse.Namespace) -> None:
     print(f"front: wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s on {summary['cpus']} CPUs; "
           f"load average {summary['load_start']} at start, {summary['load_end']} at the end")
     print(f"{'server':<17} {'mode':<6} {'bare dec/s':>11} {'p50':>7} {'p99':>7}   {'ordergate dec/s':>15} {'p50':>7} "
-          f"{'p99':>7} {'ratio':>6}  load (bare / ordergate)")
+          f"{'p99':>7} {'ratio':>6}  {'CPU us/dec (bare / ordergate)':>29}  load (bare / ordergate)")
     table = summary["results"]
     for server, apps in table.items():
         for mode in args.modes:
@@ -253,7 +277,7 @@ def _print(summary: dict, args: argparse.Namespace) -> None:
                 f"{server:<17} {mode:<6} {bare['decisions_per_s']:>11,.0f} {bare['p50_ms']:>6.2f}m "
                 f"{bare['p99_ms']:>6.1f}m   {og['decisions_per_s']:>15,.0f} {og['p50_ms']:>6.2f}m "
                 f"{og['p99_ms']:>6.1f}m {og['decisions_per_s'] / bare['decisions_per_s']:>5.2f}x  "
-                f"{bare['load_start']} / {og['load_start']}"
+                f"{bare['cpu_us']:>13.1f} / {og['cpu_us']:>13.1f}  {bare['load_start']} / {og['load_start']}"
             )
     for mode in args.modes:
         if "granian" in table and len(table) > 1:
