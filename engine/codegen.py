@@ -88,8 +88,6 @@ class _Gen:
         self.read: dict[int, ir.FactRead] = {r.fact.slot: r for r in plan.reads}
         self.maybe_absent = {r.fact.slot for r in plan.reads if r.mode == "conditional"}
         self.tables: list[tuple[str, _TableCode]] = []
-        self.made_tables: dict[str, tuple[str, _TableCode]] = {}
-        self.t: str | None = "t"        # the trace list conditions record into; None: no trace
 
     # -- names and constants ----------------------------------------------------------------------
     def const(self, hint: str, value: Any) -> str:
@@ -262,7 +260,7 @@ class _Gen:
         items = ", ".join(f"{p.name!r}: {self.param(p, value)}" for p in use.params)
         return f"_obligation({use.name!r}, {{{items}}})"
 
-    def uses(self, uses: tuple[ir.ObligationUse, ...], depth: int, t: str | None, rid: str) -> str:
+    def uses(self, uses: tuple[ir.ObligationUse, ...], depth: int, t: str, rid: str) -> str:
         """Emit statements building the obligation list; returns its variable or constant."""
         if all(u.is_static and u.when is None for u in uses):
             items = tuple(static_obligation(u) for u in uses)
@@ -293,50 +291,36 @@ class _Gen:
 
     # -- rules ----------------------------------------------------------------------------------------
     def guard(self, unit: ir.Guard) -> None:
-        rid, says, t = unit.id, self.lit(unit.says), self.t
+        rid, says = unit.id, self.lit(unit.says)
         if unit.when is not None:
-            self.emit(f"w = {self.cond(unit.when, t)}")
-            self.emit(f"h = w and {self.cond(unit.deny, t)}")
+            self.emit(f"w = {self.cond(unit.when, 't')}")
+            self.emit(f"h = w and {self.cond(unit.deny, 't')}")
         else:
             self.emit("w = True")
-            self.emit(f"h = {self.cond(unit.deny, t)}")
+            self.emit(f"h = {self.cond(unit.deny, 't')}")
         self.emit(f"if h: den.append({rid!r})")
-        if t is not None:
-            self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'guard', 'says': {says}, "
-                      f"'outcome': 'denied' if h else ('passed' if w else 'not applicable'), 'conditions': t}})")
+        self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'guard', 'says': {says}, "
+                  f"'outcome': 'denied' if h else ('passed' if w else 'not applicable'), 'conditions': t}})")
 
     def effect(self, unit: ir.Effect) -> None:
-        rid, says, t = unit.id, self.lit(unit.says), self.t
-        self.emit(f"w = {self.cond(unit.when, t) if unit.when is not None else 'True'}")
+        rid, says = unit.id, self.lit(unit.says)
+        self.emit(f"w = {self.cond(unit.when, 't') if unit.when is not None else 'True'}")
         self.emit("if w:")
         depth = 2
         for i, case in enumerate(unit.cases):
-            self.emit(f"{'if' if i == 0 else 'elif'} {self.cond(case.condition, t)}:", depth)
-            self.emit_obligations(self.uses(case.obligations, depth + 1, t, rid), depth + 1)
+            self.emit(f"{'if' if i == 0 else 'elif'} {self.cond(case.condition, 't')}:", depth)
+            self.emit_obligations(self.uses(case.obligations, depth + 1, "t", rid), depth + 1)
         if unit.cases:
             self.emit("else:", depth)
-            self.emit_obligations(self.uses(unit.otherwise, depth + 1, t, rid), depth + 1)
+            self.emit_obligations(self.uses(unit.otherwise, depth + 1, "t", rid), depth + 1)
         else:
-            self.emit_obligations(self.uses(unit.otherwise, depth, t, rid), depth)
+            self.emit_obligations(self.uses(unit.otherwise, depth, "t", rid), depth)
         self.emit(f"fired.append(({rid!r}, ob))", depth)
-        if t is not None:
-            self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'effect', 'says': {says}, "
-                      f"'outcome': 'fired' if w else 'not applicable', "
-                      f"'obligations': [o.to_dict() for o, _ in ob] if w else [], 'conditions': t}})")
+        self.emit(f"if tr is not None: tr.append({{'rule': {rid!r}, 'kind': 'effect', 'says': {says}, "
+                  f"'outcome': 'fired' if w else 'not applicable', "
+                  f"'obligations': [o.to_dict() for o, _ in ob] if w else [], 'conditions': t}})")
 
     def units(self) -> None:
-        """The rules, twice: without a trace (no test of ``t`` in every condition, no record), then
-        with one; the facts before them are read once."""
-        traced, self.lines = self.lines, []
-        self.t = None
-        self.rules()
-        untraced, self.lines = self.lines, traced
-        self.emit("if tr is None:")
-        self.lines.extend("    " + line for line in untraced)
-        self.t = "t"
-        self.rules()
-
-    def rules(self) -> None:
         plan = self.plan
         guards = any(isinstance(u, ir.Guard) for u in plan.units)
         # only guards and row tables (`no_match: deny`) deny: without them there is no list to keep
@@ -361,22 +345,17 @@ class _Gen:
 
     def unit(self, unit: ir.Unit) -> None:
         if isinstance(unit, ir.RowTable):
-            made = self.made_tables.get(unit.id)
-            if made is None:      # (made once: the rules are written twice)
-                code = _TableCode(self, unit)
-                made = self.made_tables[unit.id] = (self.const(f"TABLE_{unit.id}", code), code)
-                self.tables.append(made)
-            name, code = made
+            code = _TableCode(self, unit)
+            self.tables.append((self.const(f"TABLE_{unit.id}", code), code))
             self.emit(f"# table {unit.id}")
             if unit.no_match is None and not code.alone:
-                self.emit(f"_run_rows({name}, vals, tr, fired, den, V)")
+                self.emit(f"_run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
             else:
-                self.emit(f"stop = _run_rows({name}, vals, tr, fired, den, V)")
+                self.emit(f"stop = _run_rows({self.tables[-1][0]}, vals, tr, fired, den, V)")
                 self.emit("if stop is not None: return stop")
             return
         self.emit(f"# {unit.id}")
-        if self.t is not None:
-            self.emit("t = None if tr is None else []")
+        self.emit("t = None if tr is None else []")
         if isinstance(unit, ir.Guard):
             self.guard(unit)
         else:
