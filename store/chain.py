@@ -356,12 +356,25 @@ def hash_body(seq: int, decision_id: str, time: str, action: str, policy_version
 def _body_around_seq(decision_id: str, time: str, action: str, policy_version: str | None, input_json: str,
                      result_json: str, caller: str | None, request_id: str | None) -> tuple[str, str]:
     """The hashed body's text before and after the seq (keys sorted: seq comes between result and time)."""
-    version = "null" if policy_version is None else _encode_text(policy_version)
-    who = "" if caller is None else f'"caller":{_encode_text(caller)},'
+    quoted = _QUOTED.get
+    version = "null" if policy_version is None else quoted(policy_version) or _quote(policy_version)
+    who = "" if caller is None else f'"caller":{quoted(caller) or _quote(caller)},'
     rid = "" if request_id is None else f'"request_id":{_encode_text(request_id)},'
     return (f'{{"action":{_encode_text(action)},{who}"decision_id":{_encode_text(decision_id)},'
             f'"input":{input_json},"policy_version":{version},{rid}"result":{result_json},"seq":',
-            f',"time":{_encode_text(time)}}}')
+            f',"time":{quoted(time) or _quote(time)}}}')
+
+
+#: the quoted text of what entries repeat (the version, a caller, the time of a batch: one object each)
+_QUOTED: dict[str, str] = {}
+
+
+def _quote(text: str) -> str:
+    """``_encode_text(text)``, kept in ``_QUOTED`` (a few thousand texts at most)."""
+    if len(_QUOTED) >= 4096:
+        _QUOTED.clear()
+    quoted = _QUOTED[text] = _encode_text(text)
+    return quoted
 
 
 def _has_non_text_key(value: Any) -> bool:

@@ -327,7 +327,7 @@ def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:
     """``records`` prepared (validated), without the decision ids in ``seen`` (which gets theirs)."""
     prepared: list[chain.PreparedRecord] = []
     for rec in records:
-        p = chain.prepare_record(rec)
+        p = rec if type(rec) is chain.PreparedRecord else chain.prepare_record(rec)
         if p.decision_id in seen:
             continue
         seen.add(p.decision_id)
