@@ -91,8 +91,10 @@ def _parsed_text(value: Any) -> str | None:
     with text keys, lists, text without lone surrogates, 64-bit integers, finite floats, booleans
     and None only, so plain without a walk; only its floats need a look (``_may_differ``)."""
     try:
-        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # nested deeper than orjson writes
+        # the same options as _orjson_text: should anything but parsed JSON reach here (a datetime,
+        # a subclass), orjson refuses it and the standard library writes or refuses it as ever
+        text = orjson.dumps(value, default=_refuse, option=_ORJSON_OPTIONS)
+    except TypeError:  # nested deeper than orjson writes, or not parsed JSON
         return None
     return None if _may_differ(text) else text.decode("utf-8")
 

@@ -67,6 +67,10 @@ class _Group:
             self.done.acquire()
 
 
+#: the longest ``commit_timeout``: a day (waits on a lock or a loop timer need a finite number)
+_LONGEST_WAIT = 86400.0
+
+
 class DecisionLogWriter:
     def __init__(self, store: Any, *, durability: str = "commit", batch_size: int = 2000,
                  flush_interval: float = 0.05, max_queue: int = 50000, max_queue_bytes: int = 64 << 20,
@@ -78,6 +82,9 @@ class DecisionLogWriter:
             raise ValueError(f"durability must be one of {DURABILITY}, got {durability!r}")
         if batch_size < 1 or max_queue < 1 or max_queue_bytes < 1 or flush_interval < 0:
             raise ValueError("batch_size, max_queue and max_queue_bytes must be positive, flush_interval >= 0")
+        if not 0.0 <= float(commit_timeout) <= _LONGEST_WAIT:
+            # a caller waits on a lock or an event loop timer for this long: both need a finite number
+            raise ValueError(f"commit_timeout must be between 0 and {_LONGEST_WAIT:g} seconds, got {commit_timeout!r}")
         self._store = store
         self.durability = durability
         self.batch_size = int(batch_size)
@@ -137,7 +144,7 @@ class DecisionLogWriter:
             return {p.decision_id for p in prepared}
         if self.durability == "async":
             return set()
-        if group.done.acquire(timeout=max(self.commit_timeout, 0.0)):
+        if group.done.acquire(timeout=self.commit_timeout):
             return group.failed
         return self.give_up(group)
 

@@ -321,6 +321,9 @@ def _insert_sqlite(cursor: Any, insert: str, rows: list[tuple]) -> None:
         while len(rows) - start >= size:
             cursor.execute(sql, list(itertools.chain.from_iterable(rows[start:start + size])))
             start += size
+    if start != len(rows):  # never silently short: the transaction fails and nothing is answered as logged
+        raise StoreError(f"append_decisions: {len(rows) - start} row(s) of {width} values do not fit in one "
+                         f"SQLite statement (at most {most * width} values)")
 
 
 def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:

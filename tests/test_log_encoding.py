@@ -106,6 +106,17 @@ def test_an_input_deeper_than_orjson_writes_is_stored_by_the_standard_library():
     assert _prepared_input(value) == stdlib(value)
 
 
+def test_an_input_said_parsed_that_holds_other_types_is_written_as_the_standard_library_does():
+    # a value said to come from orjson.loads but holding what a parse never gives (a datetime, a
+    # str subclass): the stored text is still the standard library's, or refused as it refuses it
+    class Text(str):
+        pass
+
+    assert _prepared_input({"name": Text("x"), "n": 1}) == stdlib({"name": "x", "n": 1})
+    with pytest.raises(InvalidInput):
+        _prepared_input({"when": dt.datetime(2026, 11, 29)})
+
+
 class Colour(enum.Enum):
     RED = "red"
 

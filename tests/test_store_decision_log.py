@@ -625,3 +625,30 @@ def test_record_nowait_never_waits_for_room(store):
         assert writer.close()
     assert async_writer.close()
     assert blocking.stats()["rejected"] == 0 and refusing.stats()["rejected"] == 2
+
+
+@pytest.mark.parametrize("timeout", [-1.0, float("inf"), float("nan"), 1e12])
+def test_a_commit_timeout_a_caller_cannot_wait_for_is_refused_at_start(timeout):
+    with pytest.raises(ValueError, match="commit_timeout"):
+        DecisionLogWriter(None, commit_timeout=timeout, start=False)
+
+
+def test_rows_too_wide_for_one_sqlite_statement_fail_the_append_instead_of_being_left_out():
+    from store.log import _insert_sqlite
+
+    class Connection:
+        def getlimit(self, _limit: int) -> int:
+            return 5   # fewer parameters than one row has
+
+    class Cursor:
+        connection = Connection()
+        executed: list = []
+
+        def execute(self, sql, params):  # pragma: no cover - must not be reached
+            self.executed.append(sql)
+
+    cursor = Cursor()
+    with pytest.raises(StoreError, match="do not fit"):
+        _insert_sqlite(cursor, "INSERT INTO t (a, b, c, d, e, f) VALUES (%s, %s, %s, %s, %s, %s)",
+                       [(1, 2, 3, 4, 5, 6)] * 3)
+    assert cursor.executed == []
