@@ -57,9 +57,11 @@ class SourceMap:
     def packed(self, path: Path, *, key: bool = False) -> int:
         """``at`` as a packed position, 0 when nothing of ``path`` is known."""
         last = len(path) - 1
-        if last > 0 and path[:-1] == self._parent[0]:
+        # read once: a compiled policy looks locations up when read, from any thread
+        parent_path, parent_node, parent_span, parent_found = self._parent
+        if last > 0 and path[:-1] == parent_path:
             # the parent of the last path asked (compile asks for every row of a table in turn)
-            _, node, span, found = self._parent
+            node, span, found = parent_node, parent_span, parent_found
             start = last
         else:
             node, span, found, start = self.documents, self.spans[id(self.documents)], 0, 0

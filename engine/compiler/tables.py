@@ -209,13 +209,14 @@ class _Body:
             self.used |= outcomes[outcome][1]
 
     def row(self, r: int, row: list[Any]) -> None:
+        """One row, with every check a row has. ``all`` lowers the rows that pass them all without
+        coming here: a check added here must also send the rows it can fail from ``all`` to here."""
         ctx, spec, header = self.ctx, self.spec, self.header
         rpath = self.path + ("body", r)
         if len(row) != len(header):
             ctx.error("compile_bad_table", f"row has {len(row)} cells but the header has {len(header)}", rpath)
             return
         rid = str(row[0])
-        # (named tuples made by _make: a C call, not the generated __new__; thousands of rows)
         where = SourceRef._make((ctx.loaded.source, self.body + (r,)))
         ctx.register_id(rid, SourceRef._make((ctx.loaded.source, where.path + (0,))))
         if spec.get("rules"):
