@@ -256,3 +256,18 @@ def test_grid_diff_marks_changed_cells_added_and_removed_rows_and_settings(o2c):
     assert table.row("PRC-02").status == "removed" and table.row("PRC-09X").status == "added"
     assert {r.key for r in table.rows if r.status == "same"} == {"PRC-01", "PRC-03", "PRC-05", "PRC-06", "PRC-07",
                                                                   "PRC-08"}
+
+
+def test_a_table_without_a_recorded_place_refuses_the_file(o2c, monkeypatch):
+    """A grid is never drawn at a guessed place: with no extent for its table, the file is refused
+    by name (an error the workbench shows), whatever Python's optimisation level."""
+    path = next(p for p in sorted(o2c) if grids.file_sections(p, o2c[p]) and any(
+        s.grids for s in grids.file_sections(p, o2c[p])))
+    original = engine.load.SourceMap.written_at
+
+    def no_table_place(self, where):
+        return None if len(where) == 3 and where[1] == "rules" else original(self, where)
+
+    monkeypatch.setattr(engine.load.SourceMap, "written_at", no_table_place)
+    with pytest.raises(grids.UnreadableFile, match=rf"{path}: table `[^`]+` has no recorded place"):
+        grids.file_sections(path, o2c[path])

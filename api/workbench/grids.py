@@ -204,7 +204,8 @@ def _grid(source: str, smap: SourceMap, system: str, spec: dict[str, Any], path:
         rows.append(GridRow(str(row[0]), str(meta.get("says", "")), _refs(meta.get("source", spec.get("source"))),
                             tuple(cells[:labels]), tuple(cells[labels:])))
     span = smap.written_at(path)
-    assert span is not None       # the table was read from this very path
+    if span is None:  # the loader kept no extent for a table it read: refuse the file, never guess a place
+        raise UnreadableFile(f"{smap.file}: table `{spec.get('id')}` has no recorded place in the file")
     return Grid(
         system=system, id=str(spec.get("id")), layout=layout, says=str(spec.get("says", "")),
         sources=_refs(spec.get("source")), hit=str(spec.get("hit")),
