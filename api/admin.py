@@ -161,13 +161,11 @@ class _WholeLogBusy(Exception):
     """Another read of the whole decision log runs in this process (``api.whole_log``)."""
 
 
-def _busy(what: str) -> Response:
-    """429 ``busy``: another whole-log read runs here; ``Retry-After`` says when to ask again."""
-    error = ApiError("busy", f"this server is already reading the whole decision log for another request; {what} "
-                             "was not started: try again when it has finished", retry_after=whole_log.RETRY_AFTER)
-    response = json_response(error.to_dict(), error.status)
-    response.headers["Retry-After"] = str(whole_log.RETRY_AFTER)
-    return response
+def _busy(what: str) -> ApiError:
+    """429 ``busy``: another whole-log read runs here; ``retry_after`` (and so ``Retry-After``) says
+    when to ask again."""
+    return ApiError("busy", f"this server is already reading the whole decision log for another request; {what} "
+                            "was not started: try again when it has finished", retry_after=whole_log.RETRY_AFTER)
 
 
 def _impact_fields(body: dict[str, t.Any]) -> tuple[str | None, int | None]:
@@ -330,7 +328,7 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                 report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive,
                               **filters)
         except _WholeLogBusy:
-            return _busy("the replay")
+            raise _busy("the replay") from None
         return json_response(report)
 
     def impact_gate(files: dict[str, str], since: str, max_risky_flips: int | None) -> dict[str, t.Any] | None:
@@ -485,5 +483,5 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             with whole_log.one_at_a_time(_WholeLogBusy):
                 report = call(store().verify_chain)
         except _WholeLogBusy:
-            return _busy("the verification")
+            raise _busy("the verification") from None
         return json_response(report.to_dict())

@@ -150,7 +150,10 @@ def _register_errors(app: Flask, metrics: Metrics) -> None:
     @app.errorhandler(ApiError)
     def on_api_error(exc: ApiError) -> Response:
         status, body = error_answer(exc, metrics)
-        return Response(body, status=status, mimetype=_JSON)
+        response = Response(body, status=status, mimetype=_JSON)
+        if "retry_after" in exc.extra:  # the error says when to ask again: so does the header (RFC 9110)
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException) -> t.Any:
