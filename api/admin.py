@@ -157,10 +157,6 @@ def _compile_candidate(files: dict[str, str]) -> t.Any:
                        errors=[e.to_dict() for e in exc.errors], test_failures=[]) from None
 
 
-class _WholeLogBusy(Exception):
-    """Another read of the whole decision log runs in this process (``api.whole_log``)."""
-
-
 def _busy(what: str) -> ApiError:
     """429 ``busy``: another whole-log read runs here; ``retry_after`` (and so ``Retry-After``) says
     when to ask again."""
@@ -323,12 +319,8 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
                               "invalid_parameter")
         else:
             candidate = policy_set(resolve(ref))
-        try:
-            with whole_log.one_at_a_time(_WholeLogBusy):
-                report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive,
-                              **filters)
-        except _WholeLogBusy:
-            raise _busy("the replay") from None
+        with whole_log.one_at_a_time(lambda: _busy("the replay")):
+            report = call(evidence.impact, store(), candidate, examples=examples, exhaustive=exhaustive, **filters)
         return json_response(report)
 
     def impact_gate(files: dict[str, str], since: str, max_risky_flips: int | None) -> dict[str, t.Any] | None:
@@ -341,7 +333,8 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
             candidate = engine.compile_files(files)
         except engine.PolicyErrors:
             return None
-        report: dict[str, t.Any] = call(evidence.impact, store(), candidate, since=since)
+        with whole_log.one_at_a_time(lambda: _busy("the publish (its impact replay)")):
+            report: dict[str, t.Any] = call(evidence.impact, store(), candidate, since=since)
         if max_risky_flips is not None and report["risky_flips"] > max_risky_flips:
             raise ApiError("impact_refused",
                            f"not published: {report['risky_flips']} logged decisions would go from DENY to ALLOW "
@@ -479,9 +472,6 @@ def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> 
     @app.get("/v1/audit/verify")
     def verify() -> Response:
         requires("audit")
-        try:
-            with whole_log.one_at_a_time(_WholeLogBusy):
-                report = call(store().verify_chain)
-        except _WholeLogBusy:
-            raise _busy("the verification") from None
+        with whole_log.one_at_a_time(lambda: _busy("the verification")):
+            report = call(store().verify_chain)
         return json_response(report.to_dict())

@@ -231,6 +231,15 @@ def test_the_api_publish_gate_refuses_with_409_and_changes_nothing(logged, candi
         assert error["impact_report"] == expected
         assert store.active_version_id() == active and len(store.list_versions()) == versions
 
+        # the gate replays the log: while another whole-log read runs here it is refused, nothing stored
+        from api import whole_log
+        with whole_log.one_at_a_time(AssertionError):
+            busy = client.post("/v1/versions", json={"files": files, "message": "B", "impact_since": since,
+                                                     "max_risky_flips": refused_at})
+        assert busy.status_code == 429 and busy.headers["Retry-After"] == str(whole_log.RETRY_AFTER)
+        assert busy.get_json()["error"]["code"] == "busy" and "impact replay" in busy.get_json()["error"]["message"]
+        assert store.active_version_id() == active and len(store.list_versions()) == versions
+
         bad_fields = ({"max_risky_flips": 0}, {"impact_since": "last week"}, {"impact_since": 7},
                       {"impact_since": since, "max_risky_flips": -1}, {"impact_since": since, "max_risky_flips": True},
                       {"max_risky_flip": 0})
