@@ -6,10 +6,14 @@
  * syntax error, a limit crossed, an error of the scalar resolver) it gives up and returns False;
  * engine/load.py then loads the file with the Python path, whose errors and positions are the
  * reference. Scalars are resolved by the Python resolver (the callable given), once per distinct
- * (text, implicit) pair of the file.
+ * (text, implicit) pair of the file. It also tells whether the documents are plain JSON that orjson
+ * writes as the standard library's json does (engine.evaluate.canonical_json, the policy version):
+ * keys all text, values all text, booleans, None, 64-bit integers or finite floats written without
+ * an exponent; this is found once per distinct scalar, so the version needs no walk over the values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <yaml.h>
@@ -124,6 +128,7 @@ typedef struct {
     Py_ssize_t values, max_values;
     int depth, max_depth;
     int64_t last[3];         /* the extent of the value built last (with extents) */
+    int plain;               /* every key text and every scalar plain_scalar so far */
 } Builder;
 
 static PyObject *array_one;    /* array('q', [0]): repeated to make an array of any length */
@@ -197,6 +202,31 @@ static int count_value(Builder *b) {
     return ++b->values > b->max_values ? GIVE_UP : DONE;
 }
 
+/* Whether orjson writes ``value`` as json.dumps does: text, a boolean, None, a 64-bit integer, or a
+ * finite float whose repr has no exponent (orjson writes 1e16 and 0.00001 where json writes 1e+16 and
+ * 1e-05; NaN and infinities as null). 1: plain, 0: not, FAILED: a Python error. */
+static int plain_scalar(PyObject *value) {
+    if (PyUnicode_CheckExact(value) || value == Py_None || value == Py_True || value == Py_False)
+        return 1;
+    if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return FAILED;
+        return overflow == 0;
+    }
+    if (PyFloat_CheckExact(value)) {
+        if (!isfinite(PyFloat_AS_DOUBLE(value)))
+            return 0;
+        PyObject *repr = PyObject_Repr(value);
+        const char *text = repr == NULL ? NULL : PyUnicode_AsUTF8(repr);
+        int plain = text == NULL ? FAILED : strpbrk(text, "eE") == NULL;
+        Py_XDECREF(repr);
+        return plain;
+    }
+    return 0;
+}
+
 static int scalar(Builder *b, yaml_event_t *ev, PyObject **out) {
     if (ev->data.scalar.anchor != NULL || ev->data.scalar.tag != NULL)
         return GIVE_UP;
@@ -218,13 +248,15 @@ static int scalar(Builder *b, yaml_event_t *ev, PyObject **out) {
                                           kind & 1 ? Py_True : Py_False);
             Py_DECREF(str);
         }
-        char *copy = value == NULL ? NULL : PyMem_Malloc(n ? n : 1);
+        int plain = value == NULL ? 0 : plain_scalar(value);
+        char *copy = value == NULL || plain == FAILED ? NULL : PyMem_Malloc(n ? n : 1);
         if (copy == NULL) {
             Py_XDECREF(value);
-            if (value != NULL)
+            if (value != NULL && plain != FAILED)
                 PyErr_NoMemory();
             return python_failed();
         }
+        b->plain &= plain;
         memcpy(copy, text, n);
         *slot = (Slot){h, n, kind, copy, value};
         b->cache.used++;
@@ -262,6 +294,8 @@ static int entry(Builder *b, PyObject *dict, Buf *span, Buf *ext, yaml_event_t *
     int64_t kpos = packed(&kev->start_mark);
     PyObject *key = NULL, *value = NULL;
     int rc = build(b, kev, &key);
+    if (rc == DONE && !PyUnicode_CheckExact(key))
+        b->plain = 0;
     if (rc == DONE) {
         int seen = PyDict_Contains(dict, key);
         rc = seen < 0 ? python_failed() : seen ? GIVE_UP : DONE;      /* unhashable, or written twice */
@@ -449,6 +483,7 @@ static PyObject *load(PyObject *self, PyObject *args) {
     b.extents = extents == Py_None ? NULL : extents;
     b.max_values = max_values;
     b.max_depth = max_depth;
+    b.plain = 1;
     if (needs != Py_None) {
         Py_ssize_t count;
         const char *firsts = PyUnicode_Check(needs) ? PyUnicode_AsUTF8AndSize(needs, &count) : NULL;
@@ -483,17 +518,19 @@ static PyObject *load(PyObject *self, PyObject *args) {
     cache_free(&b.cache);
     if (rc == FAILED)
         return NULL;
-    return Py_NewRef(rc == DONE ? Py_True : Py_False);
+    return PyLong_FromLong(rc != DONE ? 0 : b.plain ? 2 : 1);
 }
 
 static PyMethodDef methods[] = {
     {"load", load, METH_VARARGS,
-     "load(text, documents, spans, extents, resolve, needs, max_values, max_depth) -> bool\n\n"
+     "load(text, documents, spans, extents, resolve, needs, max_values, max_depth) -> int\n\n"
      "Append the documents of ``text`` to ``documents`` and their packed positions to ``spans`` (and "
      "``extents`` unless None), as engine.load._Builder does (``resolve(text, implicit)``: an untagged "
      "scalar's value; ``needs``: the first characters of a plain scalar that resolve needs to see, None "
-     "when every scalar needs it); False, with the containers in any state, "
-     "when the file needs the Python path."},
+     "when every scalar needs it): 1, or 2 when the documents are also plain JSON that orjson writes "
+     "as json.dumps does (keys text; values text, booleans, None, 64-bit integers, finite floats "
+     "whose repr has no exponent); 0, with the containers in any state, when the file needs the "
+     "Python path."},
     {NULL, NULL, 0, NULL},
 };
 

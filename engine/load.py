@@ -147,6 +147,9 @@ class LoadedFile:
     path: str
     documents: list[Any]
     source: SourceMap
+    #: the loader found the documents plain JSON (``engine.evaluate.canonical_json``'s ``plain``);
+    #: False when it did not look (the Python path), which is never wrong
+    plain: bool = False
 
 
 def _loc(file: str, mark: Any) -> Location:
@@ -506,7 +509,8 @@ def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
     """The file loaded by engine/_fastload.c, or None when it needs the Python path (``_Builder``):
     anything but plain mappings, lists and untagged scalars, or any error or limit, which the Python
     path then reports. Both give the same documents and source map; the native one builds them
-    without a Python object per parser event (tests/test_engine_load_native.py holds them equal)."""
+    without a Python object per parser event (tests/test_engine_load_native.py holds them equal);
+    it also says whether the documents are plain JSON (``LoadedFile.plain``)."""
     smap = SourceMap(path, extents)
     loader = _FAST_LOADER("")  # the resolver and constructor of the scalars
 
@@ -519,7 +523,10 @@ def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
                               MAX_VALUES, MAX_DEPTH)
     finally:
         loader.dispose()
-    return LoadedFile(path, smap.documents, smap) if done else None
+    return LoadedFile(path, smap.documents, smap, done == _PLAIN) if done else None
+
+
+_PLAIN = 2     # what _fastload.load answers for a file it loaded whose documents are plain JSON
 
 
 def _resolved_firsts(loader: Any) -> str | None:

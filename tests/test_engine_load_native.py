@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import load
+from engine.evaluate import canonical_json
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -57,6 +58,20 @@ def _canon(value: Any) -> Any:
     return [type(value).__name__, value]
 
 
+def _plain(value: Any) -> bool:
+    """What ``LoadedFile.plain`` promises, walked in Python: text keys; text, booleans, None, 64-bit
+    integers and finite floats written without an exponent."""
+    if isinstance(value, list):
+        return all(map(_plain, value))
+    if isinstance(value, dict):
+        return all(type(k) is str for k in value) and all(map(_plain, value.values()))
+    if type(value) is int:
+        return -2**63 <= value < 2**63
+    if type(value) is float:
+        return math.isfinite(value) and "e" not in repr(value)
+    return value is None or type(value) in (str, bool)
+
+
 def _containers(value: Any, path: tuple[Any, ...] = ()):
     """(path, container) of every list and mapping, the value itself first."""
     if isinstance(value, (list, dict)):
@@ -84,6 +99,11 @@ def assert_same(text: str, extents: bool, probe_every: int = 1) -> bool:
     loaded, errors = expected
     assert errors == [] and loaded is not None
     assert _canon(native.documents) == _canon(loaded.documents)
+    assert loaded.plain is False      # the Python path does not look
+    assert native.plain == _plain(native.documents)
+    if native.plain:
+        content = {"f.yaml": native.documents}
+        assert canonical_json(content, acyclic=True, plain=True) == canonical_json(content, acyclic=True)
     nmap, pmap = native.source, loaded.source
     pairs = list(zip(_containers(native.documents), _containers(loaded.documents), strict=True))
     assert len(nmap.spans) == len(pmap.spans) == len(pairs)
@@ -133,6 +153,32 @@ def test_every_shipped_rule_file_loads_the_same_and_natively(path):
     """The native path is the one that serves: every shipped file is plain mappings and lists."""
     text = path.read_text(encoding="utf-8")
     assert assert_same(text, False) and assert_same(text, True)
+
+
+@native
+@pytest.mark.parametrize("text, plain", [
+    ("a: [x, 1, -9223372036854775808, 9223372036854775807, 0.5, 1.0, 123456789012345.5, true, ~, '']\n", True),
+    ("a: 9223372036854775808\n", False), ("a: -9223372036854775809\n", False), ("a: 1.0e+16\n", False),
+    ("a: 0.00001\n", False), ("a: .inf\n", False), ("a: .nan\n", False), ("a: 2024-01-31\n", False),
+    ("1: a\n", False), ("~: a\n", False), ("true: a\n", False), ("a: {1: b}\n", False),
+    ("a: 1\n---\nb: 2024-01-31\n", False), ("", True), ("---\n...\n", True),
+])
+def test_the_native_path_says_which_documents_are_plain_json(text, plain):
+    loaded = load._load_native("f.yaml", text, False)
+    assert loaded is not None and loaded.plain is plain
+    assert_same(text, False)
+
+
+@pytest.mark.parametrize("value", [{"d": __import__("datetime").date(2024, 1, 31)}, {1: "a", "b": 2},
+                                   {"s": {1, 2}}, {"t": (1, 2)}, {"big": 2**64}, ["x" * 3, [{"é": "😀"}]]])
+def test_a_value_that_is_not_plain_after_all_gets_the_standard_librarys_text(value):
+    try:
+        expected = canonical_json(value, acyclic=True)
+    except TypeError:       # keys that do not sort: refused either way
+        with pytest.raises(TypeError):
+            canonical_json(value, acyclic=True, plain=True)
+        return
+    assert canonical_json(value, acyclic=True, plain=True) == expected
 
 
 @native

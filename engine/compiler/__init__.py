@@ -41,7 +41,8 @@ def version_of(files: list[LoadedFile], display_root: str) -> str:
     folder was named on the command line, so the same files give the same id everywhere."""
     content = {f.path[len(display_root):] if f.path.startswith(display_root) else f.path: f.documents
                for f in files}
-    return "sha256:" + hashlib.sha256(canonical_json(content, acyclic=True).encode()).hexdigest()
+    text = canonical_json(content, acyclic=True, plain=all(f.plain for f in files))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 class Document(NamedTuple):
