@@ -1,5 +1,6 @@
 /* The loader's native path (engine/load.py): libyaml's events to the same documents and source-map
- * arrays that engine.load._Builder builds, without a Python object per event.
+ * blocks that engine.load._Builder builds, without a Python object per event (and without one per
+ * list or mapping for its positions: they are blocks of one array, see engine.load.SourceMap).
  *
  * It handles the common file only: plain mappings and lists of untagged scalars. On anything else
  * (an anchor, an alias, a tag, a merge key, a key that is not a scalar, a key written twice, a
@@ -117,7 +118,8 @@ static void cache_free(Cache *c) {
 typedef struct {
     yaml_parser_t parser;
     PyObject *resolve;       /* resolve(text, (plain_implicit, quoted_implicit)) -> value */
-    PyObject *spans;         /* dict: id(container) -> array('q') */
+    Buf flat;                /* the source map's blocks, each list's or mapping's once it is built */
+    int64_t block;           /* the offset of the block of the value built last; -1: a scalar */
     PyObject *extents;       /* dict or NULL */
     Cache cache;
     PyObject **made;         /* the lists and mappings built, untracked by the GC until the end */
@@ -151,10 +153,9 @@ static int next(Builder *b, yaml_event_t *ev) {
     return yaml_parser_parse(&b->parser, ev) ? DONE : GIVE_UP;
 }
 
-/* array('q', <the buffer>) as spans/extents[id(owner)] */
-static int keep(PyObject *dict, PyObject *owner, const Buf *buf) {
-    PyObject *key = PyLong_FromVoidPtr(owner);
-    PyObject *arr = key == NULL ? NULL : PySequence_Repeat(array_one, buf->len);
+/* array('q', <the buffer>), untracked by the GC (an array holds no references); NULL on an error */
+static PyObject *to_array(const Buf *buf) {
+    PyObject *arr = PySequence_Repeat(array_one, buf->len);
     Py_buffer view;
     int rc = arr == NULL ? -1 : PyObject_GetBuffer(arr, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS);
     if (rc == 0) {
@@ -166,15 +167,38 @@ static int keep(PyObject *dict, PyObject *owner, const Buf *buf) {
         }
         PyBuffer_Release(&view);
     }
-    if (rc == 0) {
-        /* an array holds no references: the GC never needs to look into it */
-        if (PyObject_GC_IsTracked(arr))
-            PyObject_GC_UnTrack(arr);
-        rc = PyDict_SetItem(dict, key, arr);
+    if (rc < 0) {
+        Py_XDECREF(arr);
+        return NULL;
     }
+    if (PyObject_GC_IsTracked(arr))
+        PyObject_GC_UnTrack(arr);
+    return arr;
+}
+
+/* to_array of the buffer as extents[id(owner)] */
+static int keep(PyObject *dict, PyObject *owner, const Buf *buf) {
+    PyObject *key = PyLong_FromVoidPtr(owner);
+    PyObject *arr = key == NULL ? NULL : to_array(buf);
+    int rc = arr == NULL ? -1 : PyDict_SetItem(dict, key, arr);
     Py_XDECREF(key);
     Py_XDECREF(arr);
     return rc < 0 ? python_failed() : DONE;
+}
+
+/* The block of a list or mapping whose entries are in ``span`` (its own position, then per item its
+ * position and block, or per entry its key's and value's positions and the value's block), ``width``
+ * numbers an entry, appended to the flat buffer: its own position, the number of entries, the entries.
+ * Its offset becomes the block of the value built last. */
+static int emit(Builder *b, const Buf *span, Py_ssize_t width) {
+    int64_t offset = (int64_t)b->flat.len;
+    int rc = buf_push(&b->flat, span->items[0]);
+    if (rc == DONE)
+        rc = buf_push(&b->flat, (int64_t)((span->len - 1) / width));
+    for (Py_ssize_t i = 1; rc == DONE && i < span->len; i++)
+        rc = buf_push(&b->flat, span->items[i]);
+    b->block = offset;
+    return rc;
 }
 
 /* A list just made, or a mapping complete: the GC need not look into it until the file is loaded
@@ -263,6 +287,7 @@ static int scalar(Builder *b, yaml_event_t *ev, PyObject **out) {
     }
     Py_INCREF(slot->value);
     *out = slot->value;
+    b->block = -1;
     b->last[0] = packed(&ev->start_mark);
     b->last[1] = (int64_t)ev->start_mark.index;
     b->last[2] = (int64_t)ev->end_mark.index;
@@ -280,6 +305,8 @@ static int item(Builder *b, PyObject *list, Buf *span, Buf *ext, yaml_event_t *e
     if (rc == DONE && PyList_Append(list, value) < 0)
         rc = python_failed();
     Py_XDECREF(value);
+    if (rc == DONE)
+        rc = buf_push(span, b->block);
     for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
         rc = buf_push(ext, b->last[i]);
     return rc;
@@ -307,8 +334,8 @@ static int entry(Builder *b, PyObject *dict, Buf *span, Buf *ext, yaml_event_t *
         yaml_event_delete(&ev);
         if (rc == DONE && PyDict_SetItem(dict, key, value) < 0)
             rc = python_failed();
-        if (rc == DONE && (rc = buf_push(span, kpos)) == DONE)
-            rc = buf_push(span, vpos);
+        if (rc == DONE && (rc = buf_push(span, kpos)) == DONE && (rc = buf_push(span, vpos)) == DONE)
+            rc = buf_push(span, b->block);
         for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
             rc = buf_push(ext, b->last[i]);
     }
@@ -356,14 +383,15 @@ static int collection(Builder *b, yaml_event_t *ev, PyObject **out) {
     }
     yaml_event_t end;
     if (rc == DONE && (rc = members(b, value, span, ext, &end, is_list)) == DONE) {
-        rc = keep(b->spans, value, span);
-        if (rc == DONE && ext != NULL) {
+        if (ext != NULL) {
             ext->items[2] = (int64_t)end.end_mark.index;
             rc = keep(b->extents, value, ext);
             memcpy(b->last, ext->items, sizeof b->last);
         }
         if (rc == DONE && !is_list)
             rc = made(b, value);
+        if (rc == DONE)
+            rc = emit(b, span, is_list ? 2 : 3);     /* its entries' blocks are in place before it */
         yaml_event_delete(&end);
     }
     b->depth--;
@@ -390,7 +418,7 @@ static int build(Builder *b, yaml_event_t *ev, PyObject **out) {
     }
 }
 
-/* one document: appended to ``documents``, its position and extent to the buffers */
+/* one document: appended to ``documents``, its position, block and extent to the buffers */
 static int document(Builder *b, PyObject *documents, Buf *span, Buf *ext) {
     yaml_event_t ev;
     if (next(b, &ev) != DONE)
@@ -402,6 +430,7 @@ static int document(Builder *b, PyObject *documents, Buf *span, Buf *ext) {
         Py_INCREF(Py_None);
         value = Py_None;
         memset(b->last, 0, sizeof b->last);
+        b->block = -1;
     } else {
         pos = packed(&ev.start_mark);
         rc = build(b, &ev, &value);
@@ -411,8 +440,8 @@ static int document(Builder *b, PyObject *documents, Buf *span, Buf *ext) {
     if (rc == DONE && PyList_Append(documents, value) < 0)
         rc = python_failed();
     Py_XDECREF(value);
-    if (rc == DONE)
-        rc = buf_push(span, pos);
+    if (rc == DONE && (rc = buf_push(span, pos)) == DONE)
+        rc = buf_push(span, b->block);
     for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
         rc = buf_push(ext, b->last[i]);
     if (rc == DONE && !ended) {
@@ -447,7 +476,7 @@ static int stream(Builder *b, PyObject *documents) {
         rc = type == YAML_DOCUMENT_START_EVENT ? document(b, documents, &span, extp) : GIVE_UP;
     }
     if (rc == DONE)
-        rc = keep(b->spans, documents, &span);
+        rc = emit(b, &span, 2);     /* the documents' block, last: engine.load.SourceMap.root */
     if (rc == DONE && extp != NULL)
         rc = keep(b->extents, documents, extp);
     buf_free(&span);
@@ -456,11 +485,11 @@ static int stream(Builder *b, PyObject *documents) {
 }
 
 static PyObject *load(PyObject *self, PyObject *args) {
-    PyObject *text, *documents, *spans, *extents, *resolve, *needs;
+    PyObject *text, *documents, *extents, *resolve, *needs;
     Py_ssize_t max_values;
     int max_depth;
-    if (!PyArg_ParseTuple(args, "UO!O!OOOni:load", &text, &PyList_Type, &documents, &PyDict_Type, &spans,
-                          &extents, &resolve, &needs, &max_values, &max_depth))
+    if (!PyArg_ParseTuple(args, "UO!OOOni:load", &text, &PyList_Type, &documents, &extents, &resolve, &needs,
+                          &max_values, &max_depth))
         return NULL;
     if (max_depth < 0 || max_depth > 10000) {
         PyErr_SetString(PyExc_ValueError, "max_depth must be from 0 to 10000");
@@ -473,13 +502,12 @@ static PyObject *load(PyObject *self, PyObject *args) {
     Py_ssize_t size;
     const char *utf8 = PyUnicode_AsUTF8AndSize(text, &size);
     if (utf8 == NULL)
-        return python_failed() == GIVE_UP ? Py_NewRef(Py_False) : NULL;   /* lone surrogates */
+        return python_failed() == GIVE_UP ? Py_NewRef(Py_None) : NULL;   /* lone surrogates */
     Builder b = {0};
     if (!yaml_parser_initialize(&b.parser))
         return PyErr_NoMemory();
     yaml_parser_set_input_string(&b.parser, (const unsigned char *)utf8, (size_t)size);
     b.resolve = resolve;
-    b.spans = spans;
     b.extents = extents == Py_None ? NULL : extents;
     b.max_values = max_values;
     b.max_depth = max_depth;
@@ -516,21 +544,27 @@ static PyObject *load(PyObject *self, PyObject *args) {
     PyMem_Free(b.extents_at);
     yaml_parser_delete(&b.parser);
     cache_free(&b.cache);
-    if (rc == FAILED)
+    PyObject *flat = rc == DONE ? to_array(&b.flat) : NULL;
+    int64_t root = b.block;
+    buf_free(&b.flat);
+    if (rc == FAILED || (rc == DONE && flat == NULL && python_failed() == FAILED))
         return NULL;
-    return PyLong_FromLong(rc != DONE ? 0 : b.plain ? 2 : 1);
+    if (flat == NULL)
+        return Py_NewRef(Py_None);
+    return Py_BuildValue("NLO", flat, (long long)root, b.plain ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
     {"load", load, METH_VARARGS,
-     "load(text, documents, spans, extents, resolve, needs, max_values, max_depth) -> int\n\n"
-     "Append the documents of ``text`` to ``documents`` and their packed positions to ``spans`` (and "
-     "``extents`` unless None), as engine.load._Builder does (``resolve(text, implicit)``: an untagged "
-     "scalar's value; ``needs``: the first characters of a plain scalar that resolve needs to see, None "
-     "when every scalar needs it): 1, or 2 when the documents are also plain JSON that orjson writes "
-     "as json.dumps does (keys text; values text, booleans, None, 64-bit integers, finite floats "
-     "whose repr has no exponent); 0, with the containers in any state, when the file needs the "
-     "Python path."},
+     "load(text, documents, extents, resolve, needs, max_values, max_depth) -> (flat, root, plain) | None\n\n"
+     "Append the documents of ``text`` to ``documents`` (and the extents of their lists and mappings "
+     "to ``extents`` unless None), as engine.load._Builder does (``resolve(text, implicit)``: an "
+     "untagged scalar's value; ``needs``: the first characters of a plain scalar that resolve needs to "
+     "see, None when every scalar needs it). Answers the source map's blocks (array('q')), the offset "
+     "of the documents' block, and whether the documents are plain JSON that orjson writes as "
+     "json.dumps does (keys text; values text, booleans, None, 64-bit integers, finite floats whose "
+     "repr has no exponent); None, with the containers in any state, when the file needs the Python "
+     "path."},
     {NULL, NULL, 0, NULL},
 };
 

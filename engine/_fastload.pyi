@@ -2,6 +2,6 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-def load(text: str, documents: list[Any], spans: dict[int, array[int]], extents: dict[int, array[int]] | None,
+def load(text: str, documents: list[Any], extents: dict[int, array[int]] | None,
          resolve: Callable[[str, tuple[bool, bool]], Any], needs: str | None, max_values: int, max_depth: int,
-         /) -> int: ...
+         /) -> tuple[array[int], int, bool] | None: ...

@@ -28,24 +28,29 @@ Path = tuple[Any, ...]
 class SourceMap:
     """Where each value (and each mapping key) of a file's documents was written.
 
-    Positions are kept per list and mapping of the documents (keyed by the object's id, the
-    documents kept alive here): an array of packed positions (``line << 20 | column``; 0 when
-    not written there) holding the container's own position, then each list item's, or each
-    mapping entry's key and value in the mapping's order. ``at`` walks a path down the documents
-    and gives back the deepest position known as a ``Location``; a value an alias or a merge key
-    (``<<``) repeats points at where it is repeated, not into the anchored value.
+    Positions are packed (``line << 20 | column``; 0 when not written there) and kept in one
+    array, ``flat``, a *block* per list and mapping of the documents (and one for the list of the
+    documents, at ``root``): the container's own position, the number of its entries, then per
+    list item its position and the offset of its block, per mapping entry (in the mapping's order)
+    its key's and its value's positions and the offset of the value's block; -1 where the value is
+    not a list or mapping (or is one that an alias repeats). A block follows the blocks of its
+    values. ``at`` walks a path down the documents and their blocks and gives back the deepest
+    position known as a ``Location``; a value an alias or a merge key (``<<``) repeats points at
+    where it is repeated, not into the anchored value. One array, not an array per list and
+    mapping keyed by its id: a 10,000-row table has 40,000 of them.
     """
 
-    __slots__ = ("file", "documents", "spans", "extents", "_parent", "_orders")
+    __slots__ = ("file", "documents", "flat", "root", "extents", "_parent", "_orders")
 
     def __init__(self, file: str, extents: bool = False) -> None:
         self.file = file
         self.documents: list[Any] = []
-        self.spans: dict[int, array[int]] = {id(self.documents): array("q", [0])}
+        self.flat: array[int] = array("q", [0, 0])      # no documents, until a loader gives its blocks
+        self.root = 0
         #: with ``extents``: per list and mapping, (position, start, end) of itself, then of each item or
         #: value in order (character offsets in the file: where each value's written text begins and ends)
         self.extents: dict[int, array[int]] | None = {id(self.documents): array("q", [0, 0, 0])} if extents else None
-        self._parent: tuple[Path | None, Any, array[int], int] = (None, None, array("q"), 0)
+        self._parent: tuple[Path | None, Any, int, int] = (None, None, 0, 0)
         self._orders: dict[int, dict[Any, int]] = {}    # a large mapping looked into: key -> its place
 
     def at(self, path: Path, *, key: bool = False) -> Location:
@@ -58,28 +63,25 @@ class SourceMap:
         """``at`` as a packed position, 0 when nothing of ``path`` is known."""
         last = len(path) - 1
         # read once: a compiled policy looks locations up when read, from any thread
-        parent_path, parent_node, parent_span, parent_found = self._parent
+        parent_path, parent_node, parent_block, parent_found = self._parent
         if last > 0 and path[:-1] == parent_path:
             # the parent of the last path asked (compile asks for every row of a table in turn)
-            node, span, found = parent_node, parent_span, parent_found
+            node, block, found = parent_node, parent_block, parent_found
             start = last
         else:
-            node, span, found, start = self.documents, self.spans[id(self.documents)], 0, 0
+            node, block, found, start = self.documents, self.root, 0, 0
         for depth in range(start, last + 1):
             if depth == last:
-                self._parent = (path[:-1], node, span, found)
-            kpos, vpos, child = self._entry(node, span, path[depth])
+                self._parent = (path[:-1], node, block, found)
+            kpos, vpos, child, inner = self._entry(node, block, path[depth])
             if depth == last and key and kpos:
                 return kpos
             if not vpos:
                 break
             found = vpos
-            if depth == last or not isinstance(child, (list, dict)):
-                break
-            span = self.spans.get(id(child))  # type: ignore[assignment]
-            if span is None or span[0] != vpos:
-                break       # repeated by an alias or a merge: its parts were written elsewhere
-            node = child
+            if depth == last or inner < 0:
+                break       # a scalar, or repeated by an alias or a merge: its parts were written elsewhere
+            node, block = child, inner
         return found
 
 
@@ -121,15 +123,18 @@ class SourceMap:
         except TypeError:
             return None
 
-    def _entry(self, node: Any, span: array[int], step: Any) -> tuple[int, int, Any]:
-        """(key position, value position, value) of ``step`` in a list or mapping; zeros when absent."""
+    def _entry(self, node: Any, block: int, step: Any) -> tuple[int, int, Any, int]:
+        """(key position, value position, value, the value's block) of ``step`` in a list or mapping
+        whose block is at ``block``; zeros and -1 when absent."""
         i = self._slot(node, step) if isinstance(node, (list, dict)) else None
-        if i is None:
-            return 0, 0, None
+        flat = self.flat
+        if i is None or i >= flat[block + 1]:
+            return 0, 0, None, -1
         if isinstance(node, list):
-            return (0, span[i + 1], node[i]) if i + 1 < len(span) else (0, 0, None)
-        j = 2 * i + 1
-        return (span[j], span[j + 1], node[step]) if j + 1 < len(span) else (0, 0, None)
+            j = block + 2 + 2 * i
+            return 0, flat[j], node[i], flat[j + 1]
+        j = block + 2 + 3 * i
+        return flat[j], flat[j + 1], node[step], flat[j + 2]
 
 
 class Written(NamedTuple):
@@ -203,7 +208,8 @@ class _Builder:
     def __init__(self, loader: Any, smap: SourceMap, errors: list[PolicyError]):
         self.loader = loader
         self.get = loader.get_event
-        self.spans = smap.spans
+        self.flat = array("q")    # the source map's blocks, as they are made
+        self.block = -1        # the offset of the block of the value built last (-1: none of its own)
         self.extents = smap.extents     # None unless asked for (``load_text(..., extents=True)``)
         self.last: tuple[int, int, int] = (0, 0, 0)   # the extent of the value built last, when kept
         self.errors = errors
@@ -227,10 +233,12 @@ class _Builder:
         cls = type(event)
         if cls is _SCALAR:
             value = self.scalar(event)
+            self.block = -1
             if self.extents is not None:
                 mark = event.start_mark
                 self.last = ((mark.line + 1) << 20 | (mark.column + 1), mark.index, event.end_mark.index)
         elif cls is _ALIAS:
+            self.block = -1     # what an alias repeats has its block where it was written
             return self.alias(event)
         else:
             value = self.collection(event)
@@ -282,30 +290,39 @@ class _Builder:
         get = self.get
         resolved = self.resolved
         value: list[Any] = []
-        span = array("q", (own,))
+        span = array("q", (own,))       # its own position, then per item: position, block
         while True:
             event: Any = get()
             cls = type(event)
             mark: Any = event.start_mark
+            pos = (mark.line + 1) << 20 | (mark.column + 1)
             if cls is _SCALAR and event.tag is None and event.anchor is None:
                 # the common item, a plain value already seen: what ``build`` does, inline
                 known = resolved.get((event.value, event.implicit), _UNSET)
                 if known is not _UNSET and self.values < MAX_VALUES:
                     self.values += 1
-                    span.append((mark.line + 1) << 20 | (mark.column + 1))
+                    span.extend((pos, -1))
                     value.append(known)
                     if written is not None:
-                        written.extend((span[-1], mark.index, event.end_mark.index))
+                        written.extend((pos, mark.index, event.end_mark.index))
                     continue
             elif cls is _SEQ_END:
                 break
-            span.append((mark.line + 1) << 20 | (mark.column + 1))
             value.append(self.build(event))
+            span.extend((pos, self.block))
             if written is not None:
                 written.extend(self.last)
-        self.spans[id(value)] = span
+        self.emit(span, 2)
         self.ended(value, written, event)
         return value
+
+    def emit(self, span: array[int], width: int) -> None:
+        """A list's or mapping's block (``SourceMap``), after the blocks of its values; its offset
+        becomes the block of the value built last."""
+        flat = self.flat
+        self.block = len(flat)
+        flat.extend((span[0], (len(span) - 1) // width))
+        flat.extend(span[1:])
 
     def ended(self, value: Any, written: array[int] | None, event: Any) -> None:
         """Keep the extents of a list or mapping that ``event`` ends, when they are asked for."""
@@ -326,7 +343,7 @@ class _Builder:
     def mapping(self, own: int, written: array[int] | None) -> dict[Any, Any]:
         get = self.get
         value: dict[Any, Any] = {}
-        span = array("q", (own,))
+        span = array("q", (own,))       # its own position, then per entry: key's and value's positions, block
         first_seen: dict[Any, int] = {}
         while True:
             event: Any = get()
@@ -348,22 +365,23 @@ class _Builder:
             mark = event.start_mark
             vpos = (mark.line + 1) << 20 | (mark.column + 1)
             item = self.plain(event)
+            block = -1
             if item is not _UNSET and written is not None:
                 self.last = (vpos, mark.index, event.end_mark.index)
             elif item is _UNSET:
                 item = self.build(event)
+                block = self.block
             if key in value:       # merged in before: this key overrides it where the merge put it
                 i = list(value).index(key)
-                span[2 * i + 1], span[2 * i + 2] = kpos, vpos
+                span[3 * i + 1:3 * i + 4] = array("q", (kpos, vpos, block))
                 if written is not None:
                     written[3 * i + 3:3 * i + 6] = array("q", self.last)
             else:
-                span.append(kpos)
-                span.append(vpos)
+                span.extend((kpos, vpos, block))
                 if written is not None:
                     written.extend(self.last)
             value[key] = item
-        self.spans[id(value)] = span
+        self.emit(span, 3)
         self.ended(value, written, event)
         return value
 
@@ -390,7 +408,7 @@ class _Builder:
                 for k, v in m.items():
                     if k not in value:
                         value[k] = v
-                        span.extend((0, 0))
+                        span.extend((0, 0, -1))
                         if written is not None:
                             written.extend((0, 0, 0))
 
@@ -519,14 +537,14 @@ def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
 
     try:
         assert _fastload is not None
-        done = _fastload.load(text, smap.documents, smap.spans, smap.extents, resolve, _resolved_firsts(loader),
-                              MAX_VALUES, MAX_DEPTH)
+        done = _fastload.load(text, smap.documents, smap.extents, resolve, _resolved_firsts(loader), MAX_VALUES,
+                              MAX_DEPTH)
     finally:
         loader.dispose()
-    return LoadedFile(path, smap.documents, smap, done == _PLAIN) if done else None
-
-
-_PLAIN = 2     # what _fastload.load answers for a file it loaded whose documents are plain JSON
+    if done is None:
+        return None
+    smap.flat, smap.root, plain = done
+    return LoadedFile(path, smap.documents, smap, plain)
 
 
 def _resolved_firsts(loader: Any) -> str | None:
@@ -542,7 +560,7 @@ def _load_with(loader_class: Any, path: str, text: str, extents: bool) -> tuple[
     smap = SourceMap(path, extents)
     errors: list[PolicyError] = []
     documents = smap.documents
-    positions = smap.spans[id(documents)]
+    positions = array("q", [0])     # the documents' block: its own position, then each document's and block
     loader = loader_class(text)
     builder = _Builder(loader, smap, errors)
     try:
@@ -552,17 +570,19 @@ def _load_with(loader_class: Any, path: str, text: str, extents: bool) -> tuple[
             builder.anchors.clear()
             if loader.check_event(yaml.DocumentEndEvent):
                 documents.append(None)
-                positions.append(0)
+                positions.extend((0, -1))
                 builder.last = (0, 0, 0)
             else:
                 event = loader.get_event()
-                positions.append((event.start_mark.line + 1) << 20 | (event.start_mark.column + 1))
                 documents.append(builder.build(event))
+                positions.extend(((event.start_mark.line + 1) << 20 | (event.start_mark.column + 1), builder.block))
             if smap.extents is not None:
                 smap.extents[id(documents)].extend(builder.last)
             loader.get_event()  # document end
     finally:
         loader.dispose()
+    builder.emit(positions, 2)
+    smap.flat, smap.root = builder.flat, builder.block
     return LoadedFile(path, documents, smap), errors
 
 
