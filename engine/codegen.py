@@ -507,10 +507,10 @@ class _TableCode:
                 made[r.outcome] = (defined[self.outcomes[r.outcome]],
                                    all(u.is_static and u.when is None for u in r.obligations))
         test = tested.get
-        lowered = runtime.LoweredRow._make
+        new, lowered = tuple.__new__, runtime.LoweredRow   # made without a Python-level call a row
         # a row's tested cells: filter drops the `-` cells (no test), whose look-up gives None
-        return tuple([lowered((row.id, row.says, tuple(filter(None, map(test, map(id, row.cells)))))
-                              + made[row.outcome]) for row in self.table.rows])
+        return tuple([new(lowered, (row.id, row.says, tuple(filter(None, map(test, map(id, row.cells)))))
+                          + made[row.outcome]) for row in self.table.rows])
 
 
 def generate(plan: ir.ActionPlan, version: str) -> DecideFn:

@@ -113,12 +113,13 @@ SHAPE_ROWS = 64
 
 
 def _renumbered(node: Node, numbers: dict[int, int]) -> Node:
-    """``node`` with its row numbers replaced."""
+    """``node`` with its row numbers replaced (its nodes made without their Python-level constructors:
+    a large table copies thousands)."""
     if type(node) is Exact:
-        return Exact(node.slot, {v: _renumbered(b, numbers) for v, b in node.branches.items()},
-                     _renumbered(node.other, numbers))
+        return tuple.__new__(Exact, (node.slot, {v: _renumbered(b, numbers) for v, b in node.branches.items()},
+                                     _renumbered(node.other, numbers)))
     if type(node) is Band:
-        return Band(node.slot, node.bounds, tuple([_renumbered(b, numbers) for b in node.branches]))
+        return tuple.__new__(Band, (node.slot, node.bounds, tuple([_renumbered(b, numbers) for b in node.branches])))
     return tuple([(numbers[r], rest) for r, rest in node])
 
 
@@ -146,6 +147,7 @@ class _Builder:
         self.bounds: dict[tuple[int, ...], tuple[int, ...]] = {}     # equal bounds shared
         self.shapes: dict[tuple[Any, ...], Shape] = {}   # rows' open cells (by id) -> the node they made
         self.slack = math.inf          # the least budget to spare of a split admitted while making a node
+        self.getters: dict[frozenset[int], Callable[[tuple[ir.RowCell, ...]], Any]] = {}   # open columns' cells
 
     def leaf(self, rows: Sequence[int], open_columns: frozenset[int]) -> tuple[Entry, ...]:
         self.budget -= len(rows)
@@ -174,11 +176,13 @@ class _Builder:
         # repeats one pattern under each value of its first column) make the same node but for
         # their numbers: it is copied, when the budget left still admits every split it made
         every = map(self.cells.__getitem__, rows)
+        cells_of = self.getters.get(open_columns)
+        if cells_of is None:
+            cells_of = self.getters[open_columns] = itemgetter(*open_columns)
         if len(open_columns) == 1:
-            (only,) = open_columns
-            key = (open_columns, tuple(map(id, map(itemgetter(only), every))))
+            key = (open_columns, tuple(map(id, map(cells_of, every))))
         else:
-            key = (open_columns, tuple(map(id, chain.from_iterable(map(itemgetter(*open_columns), every)))))
+            key = (open_columns, tuple(map(id, chain.from_iterable(map(cells_of, every)))))
         known = self.shapes.get(key)
         if known is not None and self.shape_slack(known) >= 0:
             template, numbers, used, slack, budget = known

@@ -177,34 +177,39 @@ class _Body:
         self.covered = tuple(actions)
 
     def all(self, rows: list[Any]) -> None:
-        """Every row, in order. A row with nothing to report (the right length, a known outcome, a new
-        id, cells all seen before in their columns) of a table without per-row `rules` or `unique`
-        checks is lowered here in a few steps (a large table's rows nearly all are); any other row
-        goes through ``row``, which reports what is wrong with it."""
+        """Every row, in order. A row with the right length, a known outcome and a new id, of a table
+        without per-row `rules` or `unique` checks, is lowered here in a few steps (a large table's rows
+        nearly all are; a cell not seen before in its column is lowered, and reported, as ``row`` does);
+        any other row goes through ``row``, which reports what is wrong with it."""
         spec, ctx = self.spec, self.ctx
         if spec.get("rules") or spec["hit"] == "unique":
             for r, row in enumerate(rows):
                 self.row(r, row)
             return
-        width, outcomes, shared, columns, ids = len(self.header), self.outcomes, self.tests, self.columns, ctx.ids
+        width, outcomes, shared, ids = len(self.header), self.outcomes, self.tests, ctx.ids
         source, body, says, sources = ctx.loaded.source, self.body, spec["says"], self.sources
         lowered, infos, chosen_ones = self.rows, ctx.rule_infos, set[str]()
-        info = (self.covered, ctx.file)
-        ref, new_row, new_info, written = SourceRef._make, ir.Row._make, RuleInfo._make, TableRow._make
+        system, covered, file, table_id, header = ctx.system, self.covered, ctx.file, spec["id"], self.header
+        new = tuple.__new__     # each named tuple made without a Python-level call
         for r, row in enumerate(rows):
             outcome = row[-1] if type(row) is list and len(row) == width else None
             chosen = outcomes.get(outcome) if type(outcome) is str else None
-            cells = _row_cells(columns, row, shared) if chosen is not None else None
-            rid = str(row[0]) if cells is not None else ""
-            if cells is None or rid in ids or chosen is None:
+            rid = (row[0] if type(row[0]) is str else str(row[0])) if chosen is not None else ""
+            if chosen is None or rid in ids:
                 self.row(r, row)
                 continue
-            where = ref((source, body + (r,)))
-            ids[rid] = ref((source, where.path + (0,)))
-            chosen_ones.add(str(outcome))
-            lowered.append(new_row((rid, says, cells, outcome, chosen[0].obligations, where)))
-            infos.append(new_info((rid, "table row", says, sources, ctx.system, info[0], info[1], where,
-                                   written((spec["id"], self.header, row)))))
+            where = new(SourceRef, (source, body + (r,)))
+            ids[rid] = new(SourceRef, (source, body + (r, 0)))
+            cells = _row_cells(width - 2, row, shared)
+            if cells is None:     # a cell seen for the first time: lowered (and located) as written
+                try:
+                    cells = _new_row_cells(ctx, self.columns, row, self.path + ("body", r), shared)
+                except Rejected:
+                    continue
+            chosen_ones.add(outcome)
+            lowered.append(new(ir.Row, (rid, says, cells, outcome, chosen[0].obligations, where)))
+            infos.append(new(RuleInfo, (rid, "table row", says, sources, system, covered, file, where,
+                                        new(TableRow, (table_id, header, row)))))
         for outcome in chosen_ones:
             self.used |= outcomes[outcome][1]
 
@@ -228,7 +233,7 @@ class _Body:
             ctx.error("compile_unknown_outcome", f"unknown outcome `{outcome}`", rpath + (len(row) - 1,),
                       did_you_mean(str(outcome), self.outcomes))
             return
-        cells = _row_cells(self.columns, row, self.tests)
+        cells = _row_cells(len(self.columns), row, self.tests)
         if cells is None:     # a cell seen for the first time: lowered (and located) as written
             try:
                 cells = _new_row_cells(ctx, self.columns, row, rpath, self.tests)
@@ -304,13 +309,15 @@ def _memo(c: int, written: Any) -> tuple[Any, ...]:
     return (c, "", repr(written)) if isinstance(written, (dict, list)) else (c, type(written).__name__, written)
 
 
-def _row_cells(columns: tuple[ir.Fact, ...], row: list[Any],
+def _row_cells(columns: int, row: list[Any],
                shared: dict[tuple[Any, ...], ir.RowCell]) -> tuple[ir.RowCell, ...] | None:
-    """The cells of one row when each was seen before in its column (the shared objects), else None.
-    A large table repeats a few cells thousands of times: this is the path of nearly every row."""
+    """The cells of one row (of ``columns`` cells after its id) when each was seen before in its column
+    (the shared objects), else None. A large table repeats a few cells thousands of times: this is the
+    path of nearly every row."""
     cells = []
-    for c in range(len(columns)):
-        known = shared.get(_memo(c, row[c + 1]))
+    for c in range(columns):
+        written = row[c + 1]
+        known = shared.get((c, written) if type(written) is str else _memo(c, written))   # _memo of text, inline
         if known is None:
             return None
         cells.append(known)
