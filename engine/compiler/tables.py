@@ -206,7 +206,7 @@ class _Body:
                     cells = _new_row_cells(ctx, self.columns, row, self.path + ("body", r), shared)
                 except Rejected:
                     continue
-            chosen_ones.add(outcome)
+            chosen_ones.add(str(outcome))
             lowered.append(new(ir.Row, (rid, says, cells, outcome, chosen[0].obligations, where)))
             infos.append(new(RuleInfo, (rid, "table row", says, sources, system, covered, file, where,
                                         new(TableRow, (table_id, header, row)))))
