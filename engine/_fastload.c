@@ -20,6 +20,8 @@
 #include <yaml.h>
 
 enum { DONE = 0, GIVE_UP = 1, FAILED = -1 };
+/* the version of load()'s arguments and answer: engine/load.py uses the extension only when it agrees */
+enum { INTERFACE = 2 };
 
 /* ---- growable buffers of packed positions ---------------------------------------------------- */
 
@@ -578,5 +580,9 @@ PyMODINIT_FUNC PyInit__fastload(void) {
     Py_DECREF(array_module);
     if (array_one == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* what engine/load.py checks: an extension built from an older engine/_fastload.c is not used */
+    if (m != NULL && PyModule_AddIntConstant(m, "INTERFACE", INTERFACE) < 0)
+        Py_CLEAR(m);
+    return m;
 }

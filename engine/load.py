@@ -459,6 +459,11 @@ except ImportError:  # pragma: no cover - depends on how the package was built
     _fastload = None  # type: ignore[assignment]
 if _FAST_LOADER is yaml.SafeLoader:  # pragma: no cover - PyYAML built without libyaml
     _fastload = None  # type: ignore[assignment]
+#: the interface of engine/_fastload.c this module calls; an extension built from another version of
+#: it (an install not rebuilt since) is not used, and the Python path serves
+_FASTLOAD_INTERFACE = 2
+if getattr(_fastload, "INTERFACE", None) != _FASTLOAD_INTERFACE:  # pragma: no cover - a stale build
+    _fastload = None  # type: ignore[assignment]
 
 
 def load_text(path: str, text: str, *, extents: bool = False) -> tuple[LoadedFile | None, list[PolicyError]]:
