@@ -206,9 +206,12 @@ def publish_candidate(runtime: t.Any, files: dict[str, str], author: str, messag
     if config["publish_in_child"] and config.get("store") is None and url and not in_memory:
         from api import publisher
 
+        folder = runtime.artifacts.folder if runtime.artifacts is not None else None
         return publisher.publish(runtime.store, url, files, author=author, message=message, activate=activate,
-                                 impact=impact)
-    return runtime.store.publish(files, author=author, message=message, activate=activate, impact=impact)
+                                 impact=impact, artifacts=folder)
+    sharing = runtime.artifacts.sharing if runtime.artifacts is not None else None
+    return runtime.store.publish(files, author=author, message=message, activate=activate, impact=impact,
+                                 checking=sharing)
 
 
 def register(app: Flask, runtime: t.Any, requires: t.Callable[[str], t.Any]) -> None:

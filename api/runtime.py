@@ -41,6 +41,9 @@ class PolicyHolder:
         return previous
 
 
+COMPILED = "compiled"
+
+
 class StartupError(RuntimeError):
     """The service cannot start at all (e.g. the shipped rules do not compile)."""
 
@@ -60,6 +63,9 @@ class Runtime:
         self.startup_error: str | None = None
         self._owns_store = False
         self.workers = ServerWorkers(config.get("server_state_dir"))
+        from api.compiled import Artifacts
+
+        self.artifacts = Artifacts.of_server(config.get("server_state_dir"))
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -156,12 +162,14 @@ class Runtime:
         return self._watcher is not None and not self._closed.is_set()
 
     def load(self, version_id: str) -> Loaded:
-        """Compile (or take from the cache) ``version_id`` and make it the one that answers."""
+        """Load (from the cache, the server's compiled artifact, or by compiling) ``version_id``
+        completely, then make it the one that answers."""
         current = self.holder.current
         if current is not None and current.version_id == version_id:
             return current
+        started, cpu = time.monotonic(), time.thread_time()
         try:
-            policy_set = self.store.policy_set(version_id)  # the store caches compiled versions
+            policy_set, how = self._policy_set(version_id)
         except Exception:
             self.metrics.reload(False)
             raise
@@ -170,8 +178,29 @@ class Runtime:
         self.workers.announce(version_id)
         self.metrics.reload(True)
         if previous is None or previous.version_id != version_id:
-            log.info("ordergate: now answering with policy version %s", version_id)
+            log.info("ordergate: now answering with policy version %s (%s in %.1f ms, %.1f ms of CPU)", version_id,
+                     how, (time.monotonic() - started) * 1000, (time.thread_time() - cpu) * 1000)
+        if how == COMPILED and self.artifacts is not None:
+            # none was written, or it was refused: the workers that load this version later take this one
+            from api.compiled import pause
+
+            self.artifacts.write(policy_set, step=pause)
         return loaded
+
+    def _policy_set(self, version_id: str) -> tuple[t.Any, str]:
+        """The compiled version and where it came from: the store's cache, else the artifact the
+        publishing process wrote (``api.compiled``: loaded in small steps), else compiled here from
+        the stored files."""
+        compiled = self.store.compiled
+        policy_set = compiled.cached(version_id)
+        if policy_set is not None:
+            return policy_set, "kept in memory"
+        if self.artifacts is not None:
+            policy_set = self.artifacts.load(version_id)
+            if policy_set is not None:
+                compiled.remember(version_id, policy_set)
+                return policy_set, "loaded from the server's compiled artifact"
+        return self.store.policy_set(version_id), COMPILED
 
     @property
     def active_version_id(self) -> str | None:

@@ -71,12 +71,14 @@ class Store:
     # -- versions ---------------------------------------------------------------------------
 
     def publish(self, files: Mapping[str, str], *, author: str, message: str, activate: bool = True,
-                impact: Mapping[str, Any] | None = None) -> Version:
+                impact: Mapping[str, Any] | None = None,
+                checking: Callable[[Callable[[], Any]], Any] | None = None) -> Version:
         """Compile, run the YAML tests, then store (and activate) in one transaction, with the
         summary of the impact report it passed when given; raises PublishRejected with every
-        error when the candidate is broken (nothing is written)."""
+        error when the candidate is broken (nothing is written). ``checking`` runs the check
+        (see ``store.publish.publish``)."""
         return publishing.publish(self.db, self.versions, self.compiled, files, author=author, message=message,
-                                  activate=activate, impact=impact)[0]
+                                  activate=activate, impact=impact, checking=checking)[0]
 
     def publish_initial(self, files: Mapping[str, str], *, author: str, message: str) -> tuple[Version, bool]:
         """Publish and activate into a store with no active version: ``(version, True)``; when a

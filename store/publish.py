@@ -2,7 +2,7 @@
 transaction. A broken candidate raises ``PublishRejected`` and writes nothing."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,7 +50,8 @@ def compile_and_test(files: dict[str, str]) -> Any:
 
 def publish(db: Database, versions: Versions, compiled: CompiledVersions, files: Mapping[str, str], *,
             author: str, message: str, activate: bool = True, unless_active: bool = False,
-            impact: Mapping[str, Any] | None = None) -> tuple[Version, bool]:
+            impact: Mapping[str, Any] | None = None,
+            checking: Callable[[Callable[[], Any]], Any] | None = None) -> tuple[Version, bool]:
     """Compile, run the YAML tests, then store (and activate) in one transaction; ``(version, True)``.
 
     The id is ``PolicySet.version``, a hash of the rule files (paths relative to the folder, tests
@@ -61,11 +62,14 @@ def publish(db: Database, versions: Versions, compiled: CompiledVersions, files:
     False)`` (servers starting at once on an empty store publish once; the others find it).
     ``impact`` (the summary of the impact report the candidate passed: ``hash``, ``risky_flips``,
     ``since``) is recorded in the same transaction, so a version is never live without it.
+    ``checking(check)``, when given, runs ``check`` (compile and test the candidate, raising
+    ``PublishRejected``) and returns its PolicySet, before the transaction: on a thread of lower
+    priority, or sharing the compiled version with the processes that will load it.
     """
     checked = check_candidate(files)
     author = check_text(author, "author", max_len=200)
     message = check_text(message, "message", max_len=10000)
-    ps = compile_and_test(checked)
+    ps = compile_and_test(checked) if checking is None else checking(lambda: compile_and_test(checked))
     version_id = ps.version
     with db.write("publish", HEAD_ACTIVE) as (conn, head):
         if unless_active and head.value is not None:

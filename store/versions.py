@@ -169,6 +169,11 @@ class CompiledVersions:
             while len(self._cache) > self._size:
                 self._cache.popitem(last=False)
 
+    def cached(self, version_id: str) -> Any:
+        """The compiled PolicySet of ``version_id`` when it is in memory, else None."""
+        with self._lock:
+            return self._cache.get(version_id)
+
     def get(self, version_id: str) -> Any:
         """The compiled PolicySet of a stored version (compiled once, then cached by id)."""
         with self._lock:

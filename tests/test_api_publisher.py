@@ -4,30 +4,78 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
+import threading
+import typing as t
+
+import pytest
 
 import api.publisher as publisher
+from api.compiled import Artifacts
+from api.testing import SHOP
 
 
-def test_the_publishing_child_lowers_its_cpu_priority_before_it_compiles(tmp_path, monkeypatch, capsys):
-    niced: list[int] = []
-    monkeypatch.setattr(os, "nice", lambda increment: niced.append(increment) or increment)
-    request = {"database_url": f"sqlite:///{tmp_path / 'store.sqlite'}", "files": {"broken.yaml": "a: [1"},
-               "author": "analyst", "message": "a broken file", "activate": True}
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(request)))
+def _request(tmp_path, files, **more):
+    return {"database_url": f"sqlite:///{tmp_path / 'store.sqlite'}", "files": files, "author": "analyst",
+            "message": "a change", "activate": True, **more}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own CPU priority is Linux's")
+def test_the_child_checks_at_a_lower_priority_and_stores_at_the_servers(tmp_path, monkeypatch, capsys):
+    """The compile and the tests run on a thread of lower CPU priority; the transaction, which holds the
+    writer lock the workers' decision logs wait for, at the server's own; the compiled version is
+    written for the workers before that transaction."""
+    from store import Store
+    from store import publish as publishing
+    from store.versions import Versions
+
+    Store(f"sqlite:///{tmp_path / 'store.sqlite'}").migrate()
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: dict[str, t.Any] = {}
+    check = publishing.compile_and_test
+
+    def compile_and_test(files):
+        seen["check"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return check(files)
+
+    monkeypatch.setattr(publishing, "compile_and_test", compile_and_test)
+    activate = Versions.activate_locked
+    folder = tmp_path / "compiled"
+
+    def activate_locked(self, conn, head, version_id, **kwargs):
+        seen["store"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["shared before"] = Artifacts(folder).path(version_id).exists()
+        return activate(self, conn, head, version_id, **kwargs)
+
+    monkeypatch.setattr(Versions, "activate_locked", activate_locked)
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(_request(tmp_path, SHOP, artifacts=str(folder)))))
     assert publisher._main() == 0
-    assert niced == [publisher.NICENESS] and publisher.NICENESS > 0
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "version" in answer, answer
+    assert seen == {"check": min(base + publisher.NICENESS, 19), "store": base, "shared before": True}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
+    assert Artifacts(folder).load(answer["version"]) is not None
+
+
+def test_a_child_that_may_not_lower_its_priority_still_publishes(tmp_path, monkeypatch, capsys):
+    def refuse(*args: int) -> int:
+        raise PermissionError("not permitted")
+
+    monkeypatch.setattr(os, "nice", refuse)
+    monkeypatch.setattr(os, "setpriority", refuse)
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(_request(tmp_path, {"broken.yaml": "a: [1"}))))
+    assert publisher._main() == 0
     answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     # the publish itself still ran: the broken file is rejected with its error, nothing stored
     assert answer["rejected"]["errors"][0]["code"] == "load_syntax"
 
 
-def test_a_child_that_may_not_lower_its_priority_still_publishes(tmp_path, monkeypatch, capsys):
-    def refuse(increment: int) -> int:
-        raise PermissionError("not permitted")
+def test_a_rejected_candidate_raised_on_the_checking_thread_reaches_the_caller():
+    from store import PublishRejected
 
-    monkeypatch.setattr(os, "nice", refuse)
-    request = {"database_url": f"sqlite:///{tmp_path / 'store.sqlite'}", "files": {"broken.yaml": "a: [1"},
-               "author": "analyst", "message": "a broken file", "activate": True}
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(request)))
-    assert publisher._main() == 0
-    assert "rejected" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    def check() -> None:
+        raise PublishRejected(errors=[{"code": "x"}])
+
+    with pytest.raises(PublishRejected):
+        publisher.lowered(check)
+    assert publisher.lowered(lambda: 42) == 42
