@@ -2,9 +2,10 @@
 
 Starts ``ordergate serve`` (fresh SQLite store, or --database) on the shipped rules, runs wrk for
 --seconds with no publish, then again for --seconds while this script publishes a new version of
-the same rules (a comment changed, so a new version id: a full compile and every YAML test) one
-after the other through ``POST /v1/versions``. Prints decisions/s and p50/p99/max of both phases
-and how many publishes were made and how long each took.
+the same rules (a title changed, so a new version id: a full compile and every YAML test, then
+every worker loads it) one after the other through ``POST /v1/versions``. Prints decisions/s and
+p50/p99/max of both phases, how many publishes were made and how long each took, and how the
+workers loaded the versions (from their log).
 
     .venv/bin/python bench/publish_load.py --seconds 10
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import statistics
 import sys
@@ -35,22 +38,38 @@ def _rules_files(rules: Path) -> dict[str, str]:
 
 def publisher(url: str, files: dict[str, str], stop_at: threading.Event, took: list[float],
               failures: list[str]) -> None:
-    rule_file = next(p for p in files if not p.startswith("tests/"))
+    rule_file = next(p for p in files if not p.startswith("tests/") and "\ntitle: " in files[p])
     number = 0
     while not stop_at.is_set():
         number += 1
         candidate = dict(files)
-        candidate[rule_file] = files[rule_file] + f"\n# publish_load {time.time_ns()} {number}\n"
+        # a new title: a new version id (a comment alone changes no document, so not the id either)
+        candidate[rule_file] = files[rule_file].replace("\ntitle: ", f"\ntitle: publish_load {time.time_ns()} - ", 1)
         body = json.dumps({"files": candidate, "message": f"publish_load {number}"}).encode()
         request = urllib.request.Request(f"{url}/v1/versions", data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(request, timeout=120) as answer:
-                answer.read()
+                published = json.loads(answer.read())
             took.append(time.perf_counter() - started)
+            workers = published.get("workers") or {}
+            if published.get("serving") != published.get("id") or workers.get("serving") != workers.get("total"):
+                failures.append(f"version {published.get('id')} is not served by every worker: {workers}")
         except Exception as exc:  # reported, never hidden
             failures.append(repr(exc))
+
+
+LOADED = re.compile(r"now answering with policy version \S+ \((.+?) in ([0-9.]+) ms, ([0-9.]+) ms of CPU\)")
+
+
+def worker_loads(log: str) -> str:
+    """How the workers loaded the published versions (from their log lines): count, median wall and CPU ms."""
+    found: dict[str, list[tuple[float, float]]] = {}
+    for how, wall, cpu in LOADED.findall(log):
+        found.setdefault(how, []).append((float(wall), float(cpu)))
+    return "; ".join(f"{how}: {len(v)}, median {statistics.median(w for w, _ in v):.1f} ms "
+                     f"({statistics.median(c for _, c in v):.1f} ms CPU)" for how, v in found.items()) or "none logged"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", default=None, choices=["granian", "gunicorn"], help="default: serve's")
     parser.add_argument("--database", default=None)
     parser.add_argument("--rules", default=str(ROOT / "rules"))
+    parser.add_argument("--port", type=int, default=None, help="default: a free one")
     args = parser.parse_args(argv)
     args.wrk_threads = 1
     workdir = Path(tempfile.mkdtemp(prefix="ordergate-publish-load-"))
@@ -67,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         script = workdir / "single.lua"
         script.write_text(_lua(_bodies("single", 1), PATHS["single"]))
         database = args.database or f"sqlite:///{workdir / 'publish.sqlite'}"
-        port = _free_port()
+        port = args.port or _free_port()
         server = ["--server", args.server] if args.server else []
         process, url = start([*_ordergate(), "serve", "--port", str(port), "--database", database, *server,
                               "--rules", args.rules], workdir, "serve", args)
@@ -91,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  load {r['load']}")
         print(f"  p99 publishing / no publish: {busy['p99_ms'] / quiet['p99_ms']:.2f}x; {len(took)} publishes, "
               f"median {statistics.median(took) if took else float('nan'):.2f} s each; failures: {failures[:3]}")
+        print(f"  worker loads: {worker_loads((workdir / 'serve.log').read_text(errors='replace'))}")
         return 1 if failures or quiet["non_2xx"] or busy["non_2xx"] else 0
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("PUBLISH_LOAD_KEEP"):
+            print(f"  kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
