@@ -38,7 +38,8 @@ _NAME = re.compile(r"sha256:([0-9a-f]{64})")
 @functools.lru_cache(maxsize=1)
 def engine_build() -> str:
     """A fingerprint of the engine's code and the Python running it: an artifact of another build is
-    refused (generated code objects only load in the Python that made them)."""
+    refused (generated code objects only load in the Python that made them). Taken from the engine's
+    files when first asked: a worker asks when it starts, the publishing child right after its imports."""
     import engine
 
     digest = hashlib.sha256(f"{sys.implementation.cache_tag} {sys.version}".encode())

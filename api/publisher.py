@@ -103,6 +103,9 @@ def lowered(work: t.Callable[[], T]) -> T:
 def _imports() -> None:
     import engine.verify  # noqa: F401
     import store  # noqa: F401
+    from api.compiled import engine_build
+
+    engine_build()  # of the engine just imported
 
 
 def _main() -> int:

@@ -63,9 +63,11 @@ class Runtime:
         self.startup_error: str | None = None
         self._owns_store = False
         self.workers = ServerWorkers(config.get("server_state_dir"))
-        from api.compiled import Artifacts
+        from api.compiled import Artifacts, engine_build
 
         self.artifacts = Artifacts.of_server(config.get("server_state_dir"))
+        if self.artifacts is not None:
+            engine_build()  # now, of the engine this process imported (not of files replaced on disk later)
 
     # -- start-up -------------------------------------------------------------------------------
 
