@@ -113,7 +113,7 @@ def _compile(files: Mapping[str, str], display_root: str) -> PolicySet:
         raise PolicyErrors([PolicyError(
             "load_no_rules", "no rule files (*.yaml) found",
             help="rule files live directly in the rules folder; tests in its tests/ folder")])
-    loaded, errors = load_files(rule_files)                        # YAML -> documents + source maps
+    loaded, errors = load_files(rule_files, share=True)           # YAML -> documents + source maps
     docs = []
     for f in loaded:
         for i, doc in enumerate(f.documents):

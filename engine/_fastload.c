@@ -21,7 +21,7 @@
 
 enum { DONE = 0, GIVE_UP = 1, FAILED = -1 };
 /* the version of load()'s arguments and answer: engine/load.py uses the extension only when it agrees */
-enum { INTERFACE = 2 };
+enum { INTERFACE = 3 };
 
 /* ---- growable buffers of packed positions ---------------------------------------------------- */
 
@@ -59,6 +59,7 @@ typedef struct {
     int kind;             /* plain_implicit * 2 + quoted_implicit */
     char *text;
     PyObject *value;
+    int64_t serial;       /* its place among the file's distinct scalars: what a shape names it by */
 } Slot;
 
 typedef struct {
@@ -115,6 +116,77 @@ static void cache_free(Cache *c) {
     c->cap = c->used = 0;
 }
 
+/* ---- shared lists and mappings: (kind, the shapes of its items) -> the one object ------------------ *
+ * With ``share``, a small list or mapping written inside a flow list or mapping (``[a, {b: c}]``),
+ * whose items are scalars or shared lists and mappings, is one object wherever it is written the same
+ * way (as an alias would make it): the cells a large table repeats thousands of times, written in its
+ * rows. (Only there: a row, unlike its cells, is seldom written twice, and trying every row costs.) A shape names a value: 2 * serial for a scalar, 2 * k + 1 for the k-th
+ * shared list or mapping, -1 for a value that is not shared. */
+
+enum { SHARE_ITEMS = 16 };      /* a list or mapping of more shapes than this is never shared */
+enum { FLOW_DEPTHS = 256 };     /* flow styles kept for this many depths (deeper: nothing is shared) */
+
+typedef struct {
+    uint64_t hash;        /* 0: empty slot */
+    int is_list;
+    Py_ssize_t n;
+    int64_t ids[SHARE_ITEMS];
+    PyObject *value;
+    int64_t shape;
+} Shared;
+
+typedef struct {
+    Shared *slots;
+    size_t cap, used;
+} Shapes;
+
+static uint64_t shape_hash(const int64_t *ids, Py_ssize_t n, int is_list) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(is_list + 2 * n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (uint64_t)ids[i];
+        h *= 1099511628211ULL;
+        h ^= h >> 29;
+    }
+    return h ? h : 1;
+}
+
+static Shared *shapes_find(Shapes *t, const int64_t *ids, Py_ssize_t n, int is_list, uint64_t h) {
+    size_t mask = t->cap - 1;
+    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+        Shared *slot = &t->slots[i];
+        if (slot->hash == 0 || (slot->hash == h && slot->n == n && slot->is_list == is_list &&
+                                memcmp(slot->ids, ids, (size_t)n * sizeof(int64_t)) == 0))
+            return slot;
+    }
+}
+
+static int shapes_grow(Shapes *t) {
+    size_t cap = t->cap ? t->cap * 2 : 256;
+    Shared *slots = PyMem_Calloc(cap, sizeof(Shared));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return FAILED;
+    }
+    Shapes bigger = {slots, cap, t->used};
+    for (size_t i = 0; i < t->cap; i++) {
+        Shared *old = &t->slots[i];
+        if (old->hash)
+            *shapes_find(&bigger, old->ids, old->n, old->is_list, old->hash) = *old;
+    }
+    PyMem_Free(t->slots);
+    *t = bigger;
+    return DONE;
+}
+
+static void shapes_free(Shapes *t) {
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].hash)
+            Py_DECREF(t->slots[i].value);
+    PyMem_Free(t->slots);
+    t->slots = NULL;
+    t->cap = t->used = 0;
+}
+
 /* ---- the builder ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -133,6 +205,11 @@ typedef struct {
     int depth, max_depth;
     int64_t last[3];         /* the extent of the value built last (with extents) */
     int plain;               /* every key text and every scalar plain_scalar so far */
+    int share;               /* equal small lists and mappings made one object (see Shapes) */
+    Shapes shapes;
+    int64_t shape;           /* the shape of the value built last */
+    Buf *shapes_at;          /* the shapes of the items of the lists and mappings being built, by depth */
+    char flow_at[FLOW_DEPTHS];   /* whether the list or mapping being built at a depth is written in flow style */
 } Builder;
 
 static PyObject *array_one;    /* array('q', [0]): repeated to make an array of any length */
@@ -284,12 +361,13 @@ static int scalar(Builder *b, yaml_event_t *ev, PyObject **out) {
         }
         b->plain &= plain;
         memcpy(copy, text, n);
-        *slot = (Slot){h, n, kind, copy, value};
+        *slot = (Slot){h, n, kind, copy, value, (int64_t)b->cache.used};
         b->cache.used++;
     }
     Py_INCREF(slot->value);
     *out = slot->value;
     b->block = -1;
+    b->shape = 2 * slot->serial;
     b->last[0] = packed(&ev->start_mark);
     b->last[1] = (int64_t)ev->start_mark.index;
     b->last[2] = (int64_t)ev->end_mark.index;
@@ -309,6 +387,8 @@ static int item(Builder *b, PyObject *list, Buf *span, Buf *ext, yaml_event_t *e
     Py_XDECREF(value);
     if (rc == DONE)
         rc = buf_push(span, b->block);
+    if (rc == DONE && b->share)
+        rc = buf_push(&b->shapes_at[b->depth], b->shape);
     for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
         rc = buf_push(ext, b->last[i]);
     return rc;
@@ -323,6 +403,7 @@ static int entry(Builder *b, PyObject *dict, Buf *span, Buf *ext, yaml_event_t *
     int64_t kpos = packed(&kev->start_mark);
     PyObject *key = NULL, *value = NULL;
     int rc = build(b, kev, &key);
+    int64_t kshape = b->shape;
     if (rc == DONE && !PyUnicode_CheckExact(key))
         b->plain = 0;
     if (rc == DONE) {
@@ -338,6 +419,8 @@ static int entry(Builder *b, PyObject *dict, Buf *span, Buf *ext, yaml_event_t *
             rc = python_failed();
         if (rc == DONE && (rc = buf_push(span, kpos)) == DONE && (rc = buf_push(span, vpos)) == DONE)
             rc = buf_push(span, b->block);
+        if (rc == DONE && b->share && (rc = buf_push(&b->shapes_at[b->depth], kshape)) == DONE)
+            rc = buf_push(&b->shapes_at[b->depth], b->shape);
         for (int i = 0; rc == DONE && ext != NULL && i < 3; i++)
             rc = buf_push(ext, b->last[i]);
     }
@@ -363,6 +446,35 @@ static int members(Builder *b, PyObject *value, Buf *span, Buf *ext, yaml_event_
     }
 }
 
+/* With ``share``: the list or mapping just built (``*value``, whose items' shapes are in the buffer of
+ * this depth) replaced by the one object of its shape when there is one, else made that object; its
+ * shape in ``b->shape`` (-1: not shared, as a list or mapping holding one that is not, or too many). A
+ * list replaced is dropped from ``made`` (it was recorded there when it was made, at ``made_at``). */
+static int shared(Builder *b, PyObject **value, int is_list, Py_ssize_t made_at) {
+    const Buf *ids = &b->shapes_at[b->depth];
+    if (ids->len > SHARE_ITEMS || b->depth >= FLOW_DEPTHS || !b->flow_at[b->depth - 1])
+        return DONE;
+    for (Py_ssize_t i = 0; i < ids->len; i++)
+        if (ids->items[i] < 0)
+            return DONE;
+    if ((b->shapes.used + 1) * 2 > b->shapes.cap && shapes_grow(&b->shapes) != DONE)
+        return FAILED;
+    uint64_t h = shape_hash(ids->items, ids->len, is_list);
+    Shared *slot = shapes_find(&b->shapes, ids->items, ids->len, is_list, h);
+    if (slot->hash != 0) {
+        if (is_list)
+            b->made[made_at] = NULL;     /* freed below: never tracked again */
+        Py_SETREF(*value, Py_NewRef(slot->value));
+    } else {
+        *slot = (Shared){.hash = h, .is_list = is_list, .n = ids->len, .value = Py_NewRef(*value),
+                         .shape = 2 * (int64_t)b->shapes.used + 1};
+        memcpy(slot->ids, ids->items, (size_t)ids->len * sizeof(int64_t));
+        b->shapes.used++;
+    }
+    b->shape = slot->shape;
+    return DONE;
+}
+
 static int collection(Builder *b, yaml_event_t *ev, PyObject **out) {
     int is_list = ev->type == YAML_SEQUENCE_START_EVENT;
     if (is_list ? (ev->data.sequence_start.anchor != NULL || ev->data.sequence_start.tag != NULL)
@@ -374,8 +486,15 @@ static int collection(Builder *b, yaml_event_t *ev, PyObject **out) {
     Buf *span = &b->spans_at[b->depth];     /* the buffers of this depth, reused */
     Buf *ext = b->extents != NULL ? &b->extents_at[b->depth] : NULL;
     span->len = 0;
+    if (b->share) {
+        b->shapes_at[b->depth].len = 0;
+        if (b->depth < FLOW_DEPTHS)
+            b->flow_at[b->depth] = is_list ? ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE
+                                           : ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE;
+    }
     PyObject *value = is_list ? PyList_New(0) : PyDict_New();
     int rc = value == NULL ? python_failed() : buf_push(span, own);
+    Py_ssize_t made_at = b->made_len;
     if (rc == DONE && is_list)
         rc = made(b, value);
     if (rc == DONE && ext != NULL) {
@@ -390,7 +509,11 @@ static int collection(Builder *b, yaml_event_t *ev, PyObject **out) {
             rc = keep(b->extents, value, ext);
             memcpy(b->last, ext->items, sizeof b->last);
         }
-        if (rc == DONE && !is_list)
+        PyObject *built = value;
+        b->shape = -1;
+        if (rc == DONE && b->share)
+            rc = shared(b, &value, is_list, made_at);
+        if (rc == DONE && !is_list && value == built)     /* (a mapping shared before was made then) */
             rc = made(b, value);
         if (rc == DONE)
             rc = emit(b, span, is_list ? 2 : 3);     /* its entries' blocks are in place before it */
@@ -489,9 +612,9 @@ static int stream(Builder *b, PyObject *documents) {
 static PyObject *load(PyObject *self, PyObject *args) {
     PyObject *text, *documents, *extents, *resolve, *needs;
     Py_ssize_t max_values;
-    int max_depth;
-    if (!PyArg_ParseTuple(args, "UO!OOOni:load", &text, &PyList_Type, &documents, &extents, &resolve, &needs,
-                          &max_values, &max_depth))
+    int max_depth, share;
+    if (!PyArg_ParseTuple(args, "UO!OOOnip:load", &text, &PyList_Type, &documents, &extents, &resolve, &needs,
+                          &max_values, &max_depth, &share))
         return NULL;
     if (max_depth < 0 || max_depth > 10000) {
         PyErr_SetString(PyExc_ValueError, "max_depth must be from 0 to 10000");
@@ -513,6 +636,7 @@ static PyObject *load(PyObject *self, PyObject *args) {
     b.extents = extents == Py_None ? NULL : extents;
     b.max_values = max_values;
     b.max_depth = max_depth;
+    b.share = share && b.extents == NULL;     /* extents are kept per object: nothing is shared then */
     b.plain = 1;
     if (needs != Py_None) {
         Py_ssize_t count;
@@ -533,19 +657,28 @@ static PyObject *load(PyObject *self, PyObject *args) {
         }
     }
     b.spans_at = PyMem_Calloc((size_t)max_depth + 2, sizeof(Buf));
+    b.shapes_at = PyMem_Calloc((size_t)max_depth + 2, sizeof(Buf));
     b.extents_at = PyMem_Calloc((size_t)max_depth + 2, sizeof(Buf));
-    int rc = b.spans_at == NULL || b.extents_at == NULL ? (PyErr_NoMemory(), FAILED) : stream(&b, documents);
+    int rc = b.spans_at == NULL || b.shapes_at == NULL || b.extents_at == NULL ? (PyErr_NoMemory(), FAILED)
+                                                                                : stream(&b, documents);
     for (Py_ssize_t i = 0; rc == DONE && i < b.made_len; i++)
-        PyObject_GC_Track(b.made[i]);     /* all alive: the documents hold them */
+        if (b.made[i] != NULL)
+            PyObject_GC_Track(b.made[i]);     /* all alive: the documents hold them */
     PyMem_Free(b.made);
-    for (int i = 0; i < max_depth + 2 && b.spans_at != NULL && b.extents_at != NULL; i++) {
-        buf_free(&b.spans_at[i]);
-        buf_free(&b.extents_at[i]);
+    for (int i = 0; i < max_depth + 2; i++) {
+        if (b.spans_at != NULL)
+            buf_free(&b.spans_at[i]);
+        if (b.shapes_at != NULL)
+            buf_free(&b.shapes_at[i]);
+        if (b.extents_at != NULL)
+            buf_free(&b.extents_at[i]);
     }
     PyMem_Free(b.spans_at);
+    PyMem_Free(b.shapes_at);
     PyMem_Free(b.extents_at);
     yaml_parser_delete(&b.parser);
     cache_free(&b.cache);
+    shapes_free(&b.shapes);
     PyObject *flat = rc == DONE ? to_array(&b.flat) : NULL;
     int64_t root = b.block;
     buf_free(&b.flat);
@@ -558,11 +691,12 @@ static PyObject *load(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"load", load, METH_VARARGS,
-     "load(text, documents, extents, resolve, needs, max_values, max_depth) -> (flat, root, plain) | None\n\n"
+     "load(text, documents, extents, resolve, needs, max_values, max_depth, share) -> (flat, root, plain) | None\n\n"
      "Append the documents of ``text`` to ``documents`` (and the extents of their lists and mappings "
      "to ``extents`` unless None), as engine.load._Builder does (``resolve(text, implicit)``: an "
      "untagged scalar's value; ``needs``: the first characters of a plain scalar that resolve needs to "
-     "see, None when every scalar needs it). Answers the source map's blocks (array('q')), the offset "
+     "see, None when every scalar needs it; ``share``, without extents: a small list or mapping of "
+     "scalars, or of such lists and mappings, is one object wherever it is written alike). Answers the source map's blocks (array('q')), the offset "
      "of the documents' block, and whether the documents are plain JSON that orjson writes as "
      "json.dumps does (keys text; values text, booleans, None, 64-bit integers, finite floats whose "
      "repr has no exponent); None, with the containers in any state, when the file needs the Python "

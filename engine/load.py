@@ -461,19 +461,23 @@ if _FAST_LOADER is yaml.SafeLoader:  # pragma: no cover - PyYAML built without l
     _fastload = None  # type: ignore[assignment]
 #: the interface of engine/_fastload.c this module calls; an extension built from another version of
 #: it (an install not rebuilt since) is not used, and the Python path serves
-_FASTLOAD_INTERFACE = 2
+_FASTLOAD_INTERFACE = 3
 if getattr(_fastload, "INTERFACE", None) != _FASTLOAD_INTERFACE:  # pragma: no cover - a stale build
     _fastload = None  # type: ignore[assignment]
 
 
-def load_text(path: str, text: str, *, extents: bool = False) -> tuple[LoadedFile | None, list[PolicyError]]:
+def load_text(path: str, text: str, *, extents: bool = False,
+              share: bool = False) -> tuple[LoadedFile | None, list[PolicyError]]:
     """Parse one file into documents (one per ``---`` section) and its source map; with ``extents``
-    the source map also says where each value's written text begins and ends (``SourceMap.written``)."""
+    the source map also says where each value's written text begins and ends (``SourceMap.written``).
+    ``share`` (for a caller that only reads the documents, such as the compiler): a small list or
+    mapping may be one object wherever it is written alike, as if by an alias (the native path does
+    so: the cells a large table repeats are then one object each, not thousands)."""
     size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         return None, [too_large(path, size)]
     if _fastload is not None:
-        native = _load_native(path, text, extents)
+        native = _load_native(path, text, extents, share)
         if native is not None:
             return native, []
     if _FAST_LOADER is not yaml.SafeLoader:
@@ -528,7 +532,7 @@ def _syntax_error(path: str, text: str, exc: yaml.YAMLError) -> PolicyError:
                        Location(path, 1, 1))
 
 
-def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
+def _load_native(path: str, text: str, extents: bool, share: bool = False) -> LoadedFile | None:
     """The file loaded by engine/_fastload.c, or None when it needs the Python path (``_Builder``):
     anything but plain mappings, lists and untagged scalars, or any error or limit, which the Python
     path then reports. Both give the same documents and source map; the native one builds them
@@ -543,7 +547,7 @@ def _load_native(path: str, text: str, extents: bool) -> LoadedFile | None:
     try:
         assert _fastload is not None
         done = _fastload.load(text, smap.documents, smap.extents, resolve, _resolved_firsts(loader), MAX_VALUES,
-                              MAX_DEPTH)
+                              MAX_DEPTH, share)
     finally:
         loader.dispose()
     if done is None:
@@ -591,10 +595,10 @@ def _load_with(loader_class: Any, path: str, text: str, extents: bool) -> tuple[
     return LoadedFile(path, documents, smap), errors
 
 
-def load_files(files: Mapping[str, str]) -> tuple[list[LoadedFile], list[PolicyError]]:
+def load_files(files: Mapping[str, str], *, share: bool = False) -> tuple[list[LoadedFile], list[PolicyError]]:
     loaded, errors = [], []
     for path in sorted(files):
-        item, errs = load_text(path, files[path])
+        item, errs = load_text(path, files[path], share=share)
         errors.extend(errs)
         if item is not None:
             loaded.append(item)

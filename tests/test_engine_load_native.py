@@ -132,7 +132,24 @@ def assert_same(text: str, extents: bool, probe_every: int = 1) -> bool:
                 assert nmap.at((*full, "deeper"), key=key) == pmap.at((*full, "deeper"), key=key), full
             assert nmap.written_at(full) == pmap.written_at(full), full
         assert nmap.written(mine) == pmap.written(theirs), path
+    assert_shared_alike(text, extents, native)
     return True
+
+
+def assert_shared_alike(text: str, extents: bool, native: Any) -> None:
+    """Loaded with ``share`` (what the compiler asks), the same documents by value and the same blocks;
+    only small lists and mappings written alike inside flow lists and mappings are one object."""
+    shared = load._load_native("f.yaml", text, extents, True)
+    assert shared is not None
+    assert _canon(shared.documents) == _canon(native.documents)
+    assert (shared.source.flat, shared.source.root, shared.plain) == (native.source.flat, native.source.root,
+                                                                      native.plain)
+    seen: dict[int, Any] = {}
+    for (path, mine), (_, theirs) in zip(_containers(shared.documents), _containers(native.documents), strict=True):
+        assert gc.is_tracked(mine) == gc.is_tracked(theirs), path
+        if id(mine) in seen:      # one object for two places: written alike, small, not the documents' top
+            assert not extents and len(path) >= 2 and _canon(seen[id(mine)]) == _canon(theirs), path
+        seen[id(mine)] = theirs
 
 
 def _files(*folders: str) -> list[Path]:
@@ -280,6 +297,27 @@ def test_mutated_documents_load_the_same(doc, cuts):
     assert_same(text, True)
 
 
+@native
+def test_cells_written_alike_are_one_object_when_shared():
+    text = rowtable.ordergate_yaml(rowtable.rows(40))
+    body = load._load_native("f.yaml", text, False, True).documents[0]["rules"][0]["body"]
+    ranges = {}
+    for row in body[:-1]:
+        ranges.setdefault(repr(row[3]), set()).add(id(row[3]))
+    assert len(ranges) == 4 and all(len(ids) == 1 for ids in ranges.values())    # 40 rows, 4 bands
+    assert len({id(row) for row in body}) == len(body)                            # rows are not shared
+    alone = load._load_native("f.yaml", text, False, False).documents[0]["rules"][0]["body"]
+    assert len({id(row[3]) for row in alone[:-1]}) == len(alone) - 1
+    # not shared: a block list or mapping, one of more than 16 items, anything when extents are kept
+    block = "a:\n  - [[x, y], [x, y]]\n  - - - x\n      - y\n    - - x\n      - y\n  - [%s]\n  - [%s]\n" % (
+        ("[" + ", ".join("z" * 17) + "]",) * 2)
+    docs = load._load_native("f.yaml", block, False, True).documents[0]["a"]
+    assert docs[0][0] is docs[0][1] and docs[1][0] is not docs[1][1] and docs[2][0] is not docs[3][0]
+    kept = load._load_native("f.yaml", block, True, True).documents[0]["a"]
+    assert kept[0][0] is not kept[0][1]
+    assert_same(block, False) and assert_same(block, True)
+
+
 def _rss_kb() -> int:
     with open(f"/proc/{os.getpid()}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
@@ -290,13 +328,14 @@ def _rss_kb() -> int:
 def test_loading_the_same_file_again_and_again_does_not_grow_memory():
     table = rowtable.ordergate_yaml(rowtable.rows(300))
     given_up = table + "\nlast: *nope\n"   # built almost whole, then left to the Python path
-    for text in (table, given_up):
+    for text, extents, share in ((table, True, False), (given_up, True, False), (table, False, True),
+                                 (given_up, False, True)):
         for _ in range(100):
-            load._load_native("f.yaml", text, True)
+            load._load_native("f.yaml", text, extents, share)
         gc.collect()
         before = _rss_kb()
         for _ in range(1_000):
-            load._load_native("f.yaml", text, True)
+            load._load_native("f.yaml", text, extents, share)
         gc.collect()
         assert _rss_kb() - before < 2_048, "RSS grew by 2 MB or more over 1,000 loads"
 
@@ -306,17 +345,17 @@ def test_loads_leave_no_reference_behind():
     """The values every file shares (None, True, False, small numbers) neither keep nor lose a reference
     per load, whether the file is loaded natively or given up on (a leak of one per load would show
     as 1,000 here; the interpreter's own bookkeeping moves a count by one or two)."""
-    text = "- [~, true, false, 1, 2.5, '', x]\n" * 50
+    text = "- [~, true, false, 1, 2.5, '', x, [1, x], {a: [1, x]}]\n" * 50
     shared = [None, True, False, 1]
 
     def counts() -> list[int]:
         gc.collect()
         return [sys.getrefcount(v) for v in shared]
 
-    for tail in ("", "- *nope\n"):
+    for tail, share in (("", False), ("- *nope\n", False), ("", True), ("- *nope\n", True)):
         for _ in range(10):
-            load._load_native("f.yaml", text + tail, True)
+            load._load_native("f.yaml", text + tail, not share, share)
         first = counts()
         for _ in range(1_000):
-            load._load_native("f.yaml", text + tail, True)
+            load._load_native("f.yaml", text + tail, not share, share)
         assert all(abs(now - then) < 10 for now, then in zip(counts(), first, strict=True))

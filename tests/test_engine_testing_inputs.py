@@ -36,7 +36,8 @@ def test_an_unchanged_test_file_is_parsed_once_across_runs(monkeypatch):
 
     read: list[str] = []
     load_text = load.load_text
-    monkeypatch.setattr(load, "load_text", lambda path, text: read.append(path) or load_text(path, text))
+    monkeypatch.setattr(load, "load_text",
+                        lambda path, text, **options: read.append(path) or load_text(path, text, **options))
     tests = TESTS.replace("the next test", "a test kept between runs")  # text no other test has used
     files = {"shop.yaml": LIMIT_POLICY, "tests/shop.yaml": tests}
     policy = engine.compile_files(files)

@@ -301,7 +301,8 @@ def no_match(ctx: Context, spec: dict[str, Any], path: Path, outcomes: Outcomes)
 
 def _memo(c: int, written: Any) -> tuple[Any, ...]:
     """The key of a cell as written in column ``c``: equal keys, equal cells (text, most cells, is its
-    own key; `-` and an empty cell share the key of `-`)."""
+    own key; `-` and an empty cell share the key of `-`). A list or mapping is also found by
+    ``_same``, without its repr."""
     if type(written) is str:
         return (c, written)
     if written is None:
@@ -317,11 +318,29 @@ def _row_cells(columns: int, row: list[Any],
     cells = []
     for c in range(columns):
         written = row[c + 1]
-        known = shared.get((c, written) if type(written) is str else _memo(c, written))   # _memo of text, inline
+        kind = type(written)
+        if kind is str:
+            known = shared.get((c, written))    # _memo of text, inline
+        elif kind is dict or kind is list:
+            known = shared.get(_same(c, written))
+            if known is None:
+                known = shared.get(_memo(c, written))
+                if known is not None:
+                    shared[_same(c, written)] = known
+        else:
+            known = shared.get(_memo(c, written))
         if known is None:
             return None
         cells.append(known)
     return tuple(cells)
+
+
+def _same(c: int, written: list[Any] | dict[Any, Any]) -> tuple[int, int]:
+    """The key of a list or mapping cell as the object it is: the compiler's loader makes a small list
+    or mapping one object wherever it is written alike (``load_text(share=True)``), so a large table's
+    repeated cells are found without their repr. The documents outlive the lowering of their tables,
+    so no other object takes the id meanwhile."""
+    return (c, id(written))
 
 
 def _new_row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], rpath: Path,
@@ -346,6 +365,8 @@ def _new_row_cells(ctx: Context, columns: tuple[ir.Fact, ...], row: list[Any], r
             refused = True
             continue
         shared[memo] = made
+        if isinstance(written, (dict, list)):
+            shared[_same(c, written)] = made
         cells.append(made)
     if refused:
         raise Rejected()
