@@ -17,6 +17,8 @@ from __future__ import annotations
 import linecache
 import re
 from collections.abc import Callable
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from . import ir, rowindex, runtime
@@ -438,7 +440,8 @@ class _TableCode:
             if row.outcome not in self.outcomes:
                 self.outcomes[row.outcome] = self.obligations(f"outcome_{table.id}_{row.outcome}", row.obligations)
         # each distinct cell once (compile shares equal cells), in the order first written
-        self.distinct = {id(cell): cell for row in table.rows for cell in row.cells}
+        every = list(chain.from_iterable(map(attrgetter("cells"), table.rows)))
+        self.distinct = dict(zip(map(id, every), every, strict=True))
         for cell in self.distinct.values():
             if isinstance(cell, ir.FactCondition) and (cell.fact.slot, cell.test) not in self.cells:
                 self.cells[(cell.fact.slot, cell.test)] = self.cell(cell)

@@ -16,10 +16,11 @@ is then tested (and recorded in the trace).
 from __future__ import annotations
 
 import math
+import operator
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from itertools import accumulate, chain
+from itertools import accumulate, chain, compress
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -316,7 +317,7 @@ def _best_column(exacts: Exacts) -> tuple[int, list[tuple[Any, ...] | None]] | N
     values, and those cells' values."""
     best: tuple[int, int, list[tuple[Any, ...] | None]] | None = None
     for c, column in enumerate(exacts):
-        if column is None or any(k is None for k in column):
+        if column is None or None in column:      # (an item is a tuple or None: `in` tells them apart)
             continue
         distinct = len(set(chain.from_iterable(column)))  # type: ignore[arg-type]
         if distinct > 1 and (best is None or distinct > best[1]):
@@ -335,7 +336,7 @@ def _scan(table: ir.RowTable, exacts: Exacts) -> Scan:
     if best is None:
         return None, {}, ()
     c, cells = best
-    wildcards = tuple(i for i, k in enumerate(cells) if not k)
+    wildcards = tuple(compress(range(len(cells)), map(operator.not_, cells)))
     lists: dict[Any, list[int]] = {}
     for i, k in enumerate(cells):
         if k:
