@@ -17,8 +17,8 @@ from __future__ import annotations
 import linecache
 import re
 from collections.abc import Callable
-from itertools import chain
-from operator import attrgetter
+from itertools import chain, repeat
+from operator import add, attrgetter
 from typing import Any
 
 from . import ir, rowindex, runtime
@@ -503,17 +503,19 @@ class _TableCode:
                 for i, c in self.distinct.items() if isinstance(c, ir.FactCondition)}
 
     def rows(self, tested: dict[int, runtime.Cell]) -> tuple[runtime.LoweredRow, ...]:
-        defined = self.ns.values
-        made: dict[str, tuple[Any, bool]] = {}
-        for r in self.table.rows:
-            if r.outcome not in made:
-                made[r.outcome] = (defined[self.outcomes[r.outcome]],
-                                   all(u.is_static and u.when is None for u in r.obligations))
-        test = tested.get
-        new, lowered = tuple.__new__, runtime.LoweredRow   # made without a Python-level call a row
-        # a row's tested cells: filter drops the `-` cells (no test), whose look-up gives None
-        return tuple([new(lowered, (row.id, row.says, tuple(filter(None, map(test, map(id, row.cells)))))
-                          + made[row.outcome]) for row in self.table.rows])
+        defined, rows = self.ns.values, self.table.rows
+        # an outcome's obligations are the same in every row that chooses it: one row of each
+        one = dict(zip(map(attrgetter("outcome"), rows), rows, strict=True))
+        made = {outcome: (defined[self.outcomes[outcome]], all(u.is_static and u.when is None for u in r.obligations))
+                for outcome, r in one.items()}
+        # per row, each step a call made in C (a large table has thousands of rows): its tested cells,
+        # where filter drops the `-` cells (no test, their look-up gives None), then the row's id, says
+        # and tested cells with its outcome's obligations, made a LoweredRow without a Python-level call
+        tests = map(tuple, map(filter, repeat(None), map(map, repeat(tested.get),
+                                                        map(map, repeat(id), map(attrgetter("cells"), rows)))))
+        parts = map(add, zip(map(attrgetter("id"), rows), map(attrgetter("says"), rows), tests, strict=True),
+                    map(made.__getitem__, map(attrgetter("outcome"), rows)))
+        return tuple(map(tuple.__new__, repeat(runtime.LoweredRow), parts))
 
 
 def generate(plan: ir.ActionPlan, version: str) -> DecideFn:
