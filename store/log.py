@@ -160,9 +160,13 @@ class DecisionLog:
         return self.db.engine.dialect.dbapi
 
     @staticmethod
-    def _chain(prepared: list[chain.PreparedRecord], existing: set[str], head: Any
+    def _chain(prepared: list[chain.PreparedRecord], existing: set[str], head: Any, *, sqlite: bool = False
                ) -> tuple[list[tuple], list[tuple], int, str]:
-        """The rows extending the chain after ``head`` (seq, hash), skipping the ``existing`` ids."""
+        """The rows extending the chain after ``head`` (seq, hash), skipping the ``existing`` ids.
+
+        ``sqlite``: ``allow`` as the integer SQLite stores (the driver binds an int as it is, a
+        bool through its adapter lookup, for every row).
+        """
         if head is None:
             raise StoreError("append_decisions: the store's schema is not initialised; run migrations")
         seq, prev = int(head[0]), head[1] or chain.GENESIS
@@ -173,8 +177,8 @@ class DecisionLog:
         rule_rows: list[tuple[str, int]] = []
         for p, h in zip(prepared, hashes, strict=True):
             seq += 1
-            rows.append((seq, p.decision_id, p.time, p.action, p.allow, p.policy_version,
-                         p.input_json, p.result_json, prev, h, p.caller, p.request_id))
+            rows.append((seq, p.decision_id, p.time, p.action, (1 if p.allow else 0) if sqlite else p.allow,
+                         p.policy_version, p.input_json, p.result_json, prev, h, p.caller, p.request_id))
             for rid in p.rules:
                 rule_rows.append((rid, seq))
             prev = h
@@ -187,23 +191,32 @@ class DecisionLog:
             cursor.execute("BEGIN IMMEDIATE")
             head = cursor.execute(_HEAD_SQL.replace("%s", "?"), (HEAD_DECISIONS,)).fetchone()
             prepared = prepared + joining()
-            existing: set[str] = set()
-            ids = [p.decision_id for p in prepared]
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                cursor.execute("SELECT decision_id FROM decisions WHERE decision_id IN ("
-                               + ", ".join("?" * len(chunk)) + ")", chunk)
-                existing.update(row[0] for row in cursor.fetchall())
-            rows, rule_rows, seq, prev = self._chain(prepared, existing, head)
-            if rows:
-                _insert_sqlite(cursor, _INSERT_SQL, rows)
-                if rule_rows:
-                    _insert_sqlite(cursor, _INSERT_RULES_SQL, rule_rows)
-                cursor.execute(_SET_HEAD_SQL.replace("%s", "?"), (seq, prev, HEAD_DECISIONS))
-                self.db.hook("append_before_commit")
+            try:
+                # a record is new nearly always (its id was made for it): written without looking
+                # its id up first; the unique index on decision_id refuses one logged already
+                self._write_sqlite(cursor, prepared, set(), head)
+            except sqlite3.IntegrityError as exc:
+                if "decision_id" not in str(exc):
+                    raise
+                # a retried record: the transaction again, without the ids logged already
+                cursor.execute("ROLLBACK")
+                cursor.execute("BEGIN IMMEDIATE")
+                head = cursor.execute(_HEAD_SQL.replace("%s", "?"), (HEAD_DECISIONS,)).fetchone()
+                self._write_sqlite(cursor, prepared, _logged_sqlite(cursor, prepared), head)
             cursor.execute("COMMIT")
         finally:
             cursor.close()
+
+    def _write_sqlite(self, cursor: Any, prepared: list[chain.PreparedRecord], existing: set[str], head: Any) -> None:
+        """The rows of ``prepared`` (less the ``existing`` ids) and the new chain head, written by
+        ``cursor`` in the transaction it holds."""
+        rows, rule_rows, seq, prev = self._chain(prepared, existing, head, sqlite=True)
+        if rows:
+            _insert_sqlite(cursor, _INSERT_SQL, rows)
+            if rule_rows:
+                _insert_sqlite(cursor, _INSERT_RULES_SQL, rule_rows)
+            cursor.execute(_SET_HEAD_SQL.replace("%s", "?"), (seq, prev, HEAD_DECISIONS))
+            self.db.hook("append_before_commit")
 
     def _append_postgres(self, conn: Any, prepared: list[chain.PreparedRecord],
                          joining: Callable[[], list[chain.PreparedRecord]]) -> None:
@@ -324,6 +337,18 @@ def _insert_sqlite(cursor: Any, insert: str, rows: list[tuple]) -> None:
     if start != len(rows):  # never silently short: the transaction fails and nothing is answered as logged
         raise StoreError(f"append_decisions: {len(rows) - start} row(s) of {width} values do not fit in one "
                          f"SQLite statement (at most {most * width} values)")
+
+
+def _logged_sqlite(cursor: Any, prepared: list[chain.PreparedRecord]) -> set[str]:
+    """The decision ids of ``prepared`` that the log holds already (SQLite)."""
+    existing: set[str] = set()
+    ids = [p.decision_id for p in prepared]
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        cursor.execute("SELECT decision_id FROM decisions WHERE decision_id IN (" + ", ".join("?" * len(chunk)) + ")",
+                       chunk)
+        existing.update(row[0] for row in cursor.fetchall())
+    return existing
 
 
 def _unique(records: Any, seen: set[str]) -> list[chain.PreparedRecord]:

@@ -652,3 +652,16 @@ def test_rows_too_wide_for_one_sqlite_statement_fail_the_append_instead_of_being
         _insert_sqlite(cursor, "INSERT INTO t (a, b, c, d, e, f) VALUES (%s, %s, %s, %s, %s, %s)",
                        [(1, 2, 3, 4, 5, 6)] * 3)
     assert cursor.executed == []
+
+
+def test_a_retried_record_after_many_new_ones_is_written_once(verify_path, store):
+    # the rows go in several statements; the one logged already is in the last of them, so the
+    # transaction is rolled back after rows were inserted, and written again without it
+    store.append_decisions([record(600)])
+    store.append_decisions([record(i) for i in range(1, 601)])
+    logged = store.query_decisions(limit=1000)
+    assert [r["decision_id"] for r in logged] == ["d-000600"] + [f"d-{i:06d}" for i in range(1, 600)]
+    assert [r["seq"] for r in logged] == list(range(1, 601))
+    assert store.decision_count() == 600 and store.verify_chain().ok
+    store.append_decisions([record(5), record(600)])  # every one logged already: nothing written
+    assert store.decision_count() == 600 and store.verify_chain().ok
