@@ -147,3 +147,12 @@ def test_log_write_runs_and_every_answered_record_is_logged(group):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     row = proc.stdout.strip().splitlines()[-1].split()
     assert row[:2] == ["this", "checkout"] and int(row[2].replace(",", "")) > 0 and row[-2] == "0"
+
+
+def test_log_layouts_quick_appends_every_row_of_every_layout():
+    proc = run([str(BENCH / "log_layouts.py"), "--quick"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[2:]}
+    assert set(lines) == {"current", "rules-without-rowid", "no-prev-hash", "key-runs", "id-only"}
+    # fewer B-trees, fewer WAL frames a commit: the layouts differ in what they write, not only in time
+    assert float(lines["id-only"][5]) < float(lines["key-runs"][5]) < float(lines["current"][5])
