@@ -242,6 +242,28 @@ class _Reader:
             return cursor.fetchone()
         return self._cursor_run("verify_chain", read)
 
+    def rules_beyond(self) -> int | None:
+        """The first seq past the chain head that the rule index names (a rule row of no appended
+        entry), or None: a range of the (rule_id, seq) index per rule id, each statement against
+        the head it reads itself (entries appended meanwhile are not beyond it)."""
+        def read(cursor: Any) -> int | None:
+            found: list[int] = []
+            head = f"(SELECT seq FROM store_heads WHERE name = {self.mark})"
+            for i in range(0, len(self.rule_ids), _RULES_PER_QUERY):
+                chunk = self.rule_ids[i:i + _RULES_PER_QUERY]
+                if self.postgres:
+                    cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id = ANY(%s) AND seq > {head}",
+                                   (chunk, HEAD_DECISIONS))
+                else:
+                    cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id IN "
+                                   f"({', '.join('?' * len(chunk))}) AND seq > {head}", (*chunk, HEAD_DECISIONS))
+                first = cursor.fetchone()[0]
+                if first is not None:
+                    found.append(int(first))
+            return min(found) if found else None
+        result: int | None = self._cursor_run("verify_chain", read)
+        return result
+
 
 # -- scanning ---------------------------------------------------------------------------------
 
@@ -312,10 +334,21 @@ def _ending(reader: _Reader, head_seq: int, head_hash: str, scan: _Scan) -> Chai
                                "the entry was replaced: its hash is not the one the chain head keeps")
         return ChainReport(False, checked, head_seq or None, last[1] if last is not None else None,
                            "the chain head's hash does not match the last entry")
+    return _nothing_beyond(reader, checked)
+
+
+def _nothing_beyond(reader: _Reader, checked: int) -> ChainReport:
+    """The report of a chain whose ``checked`` entries verified: ok unless an entry or a rule row
+    lies beyond the chain head (neither was appended through the log)."""
     beyond = reader.beyond()
     if beyond is not None:
         return ChainReport(False, checked, int(beyond[0]), beyond[1],
                            f"entry {beyond[0]} lies beyond the chain head: it was not appended through the log")
+    stray = reader.rules_beyond()
+    if stray is not None:
+        return ChainReport(False, checked, stray, None,
+                           f"the rule index names entry {stray}, beyond the chain head: it was not appended "
+                           "through the log")
     return ChainReport(True, checked, None, None, f"chain ok: {checked} decisions")
 
 
@@ -383,7 +416,7 @@ def verify(db: Any, *, jobs: int = 1, chunk: int | None = None) -> ChainReport:
         except Exception:  # a worker that failed or could not run: the sequential scan finds out why
             linked, last_hash = False, None
         if linked and last_hash == head_hash:
-            beyond = reader.beyond()
-            if beyond is None:
-                return ChainReport(True, head_seq, None, None, f"chain ok: {head_seq} decisions")
+            report = _nothing_beyond(reader, head_seq)
+            if report.ok:
+                return report
     return _ending(reader, head_seq, head_hash, _scan(reader, 1, head_seq, chain.GENESIS))

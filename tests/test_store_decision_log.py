@@ -665,3 +665,40 @@ def test_a_retried_record_after_many_new_ones_is_written_once(verify_path, store
     assert store.decision_count() == 600 and store.verify_chain().ok
     store.append_decisions([record(5), record(600)])  # every one logged already: nothing written
     assert store.decision_count() == 600 and store.verify_chain().ok
+
+
+def test_a_rule_row_beyond_the_chain_head_is_reported(verify_path, store):
+    store.append_decisions([record(1), record(2), record(3)])
+    assert store.verify_chain().ok
+    with store.engine.begin() as conn:  # an insert is all the append-only guards let through
+        conn.execute(sa.text("INSERT INTO decision_rules (rule_id, seq) VALUES ('G-9', 7)"))
+    report = store.verify_chain()
+    assert not report.ok and report.checked == 3 and report.first_broken_seq == 7
+    assert "rule index names entry 7, beyond the chain head" in report.reason
+
+
+def test_the_rule_index_migration_keeps_a_logged_history(db_url):
+    """Revision 0006 drops the rule index's foreign key on a log that has entries: every entry,
+    rule row and guard is still there, the chain verifies, and appending goes on."""
+    from alembic import command
+
+    s = Store(db_url)
+    cfg = s.db._alembic_config()
+    with s.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+    s.append_decisions([record(i, rules=("E-1", "G-1") if i % 2 else ("E-1",)) for i in range(1, 41)])
+    assert sa.inspect(s.engine).get_foreign_keys("decision_rules") != []
+    s.migrate()
+    assert s.db.schema_revision() == "0006"
+    assert sa.inspect(s.engine).get_foreign_keys("decision_rules") == []
+    assert [r["seq"] for r in s.query_decisions(rule="G-1", limit=100)] == list(range(1, 41, 2))
+    assert len(s.query_decisions(rule="E-1", limit=100)) == 40
+    s.append_decisions([record(41, rules=("G-1",))])
+    assert s.verify_chain().ok and s.verify_chain().checked == 41
+    with pytest.raises(sa.exc.DBAPIError), s.engine.begin() as conn:  # still append-only
+        conn.execute(sa.text("DELETE FROM decision_rules WHERE seq = 1"))
+    with pytest.raises(sa.exc.DBAPIError), s.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE decision_rules SET rule_id = 'X' WHERE seq = 2"))
+    assert len(s.query_decisions(rule="G-1", limit=100)) == 21
+    s.dispose()
