@@ -10,7 +10,7 @@ SQLite), then ``--decisions`` rows in transactions of ``--group`` decisions made
 turn), appended in statements of up to 512 rows as ``store/log.py`` does. Layouts:
 
 - ``current``: a row a decision with the five secondary indexes and ``decision_rules`` (rowid
-  table + primary key), the schema at the head revision;
+  table + primary key, no foreign key), the schema at the head revision;
 - ``rules-without-rowid``: the same, ``decision_rules`` as a WITHOUT ROWID table;
 - ``no-prev-hash``: the same as ``current`` without the ``prev_hash`` column (the hash of the row before);
 - ``key-runs``: a row a decision with only ``decision_id`` unique; the filters' keys as one row
@@ -60,7 +60,7 @@ def create(conn: sqlite3.Connection, layout: str) -> None:
             conn.execute(f"CREATE INDEX ix_{i} ON decisions {columns}")
         without = " WITHOUT ROWID" if layout == "rules-without-rowid" else ""
         conn.execute(f"CREATE TABLE decision_rules (rule_id VARCHAR(100) NOT NULL, seq INTEGER NOT NULL, "
-                     f"PRIMARY KEY (rule_id, seq), FOREIGN KEY(seq) REFERENCES decisions (seq)){without}")
+                     f"PRIMARY KEY (rule_id, seq)){without}")
     elif layout == "key-runs":
         conn.execute("CREATE TABLE decision_keys (kind CHAR(1) NOT NULL, value VARCHAR(200) NOT NULL, "
                      "first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, PRIMARY KEY (kind, value, first_seq)) "
