@@ -60,6 +60,7 @@ DEFAULTS: dict[str, t.Any] = {
     "migrate": True,
     "store": None,                   # an already built store.Store (tests)
     "decision_log_writer": None,     # an already built DecisionLogWriter (tests)
+    "log_socket": None,              # set by `ordergate serve`: its decision log writer process's socket
 }
 
 _ENV = {

@@ -48,6 +48,21 @@ class StartupError(RuntimeError):
     """The service cannot start at all (e.g. the shipped rules do not compile)."""
 
 
+def writer_options(config: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The ``DecisionLogWriter`` settings of a merged configuration (a worker's own writer, or
+    the writer process of ``ordergate serve``)."""
+    return {
+        "durability": config["log_durability"],
+        "batch_size": int(config["log_batch_size"]),
+        "flush_interval": float(config["log_flush_interval"]),
+        "max_queue": int(config["log_max_queue"]),
+        "max_queue_bytes": int(config["log_max_queue_bytes"]),
+        "on_full": config["log_on_full"],
+        "block_timeout": float(config["log_block_timeout"]),
+        "commit_timeout": float(config["log_commit_timeout"]),
+    }
+
+
 class Runtime:
     """The per-process state behind the app; built by ``create_app``."""
 
@@ -80,20 +95,19 @@ class Runtime:
             self._owns_store = True
         self.store = store
         writer = self.config.get("decision_log_writer")
+        if writer is None and self.config.get("log_socket"):
+            # `ordergate serve`: the server's one writer process commits every worker's decisions
+            from store.log_process import RemoteLogWriter
+
+            writer = RemoteLogWriter(
+                self.config["log_socket"], durability=self.config["log_durability"],
+                on_full=self.config["log_on_full"], commit_timeout=float(self.config["log_commit_timeout"]),
+                max_queue=int(self.config["log_max_queue"]),
+                max_queue_bytes=int(self.config["log_max_queue_bytes"]))
         if writer is None:
             from store.decision_log import DecisionLogWriter
 
-            writer = DecisionLogWriter(
-                store,
-                durability=self.config["log_durability"],
-                batch_size=int(self.config["log_batch_size"]),
-                flush_interval=float(self.config["log_flush_interval"]),
-                max_queue=int(self.config["log_max_queue"]),
-                max_queue_bytes=int(self.config["log_max_queue_bytes"]),
-                on_full=self.config["log_on_full"],
-                block_timeout=float(self.config["log_block_timeout"]),
-                commit_timeout=float(self.config["log_commit_timeout"]),
-            )
+            writer = DecisionLogWriter(store, **writer_options(self.config))
         self.writer = writer
         try:
             self._initialise()

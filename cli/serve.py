@@ -303,6 +303,33 @@ def _run(config: dict[str, t.Any], *, host: str, port: int, rules_dir: Path, ser
         finally:
             app.extensions["ordergate"].close()
         return
+    writer = _start_log_writer(config)
+    try:
+        _run_server(config, host=host, port=port, server=server, options=options, announce=announce)
+    finally:
+        writer.stop(timeout=float(config.get("log_close_timeout", 25.0)) + 5.0)
+
+
+def _start_log_writer(config: dict[str, t.Any]) -> t.Any:
+    """Start the server's decision log writer process (its workers hand it their decisions)."""
+    from api.app import load_config
+    from api.runtime import writer_options
+    from store.log_process import LogWriterProcess
+
+    settings = load_config(config)
+    # hidden: the workers list the folder's other files as theirs (api.runtime.ServerWorkers)
+    config["log_socket"] = os.path.join(config["server_state_dir"], ".decision-log.sock")
+    writer = LogWriterProcess({"database_url": config["database_url"], "socket": config["log_socket"],
+                               "writer": writer_options(settings), "close_timeout": settings["log_close_timeout"]})
+    try:
+        writer.start()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    return writer
+
+
+def _run_server(config: dict[str, t.Any], *, host: str, port: int, server: str, options: dict[str, t.Any],
+                announce: t.Callable[[], None]) -> None:
     opts = options  # every option the command line gave; each server takes its own
     if server == "granian":
         GranianServer.run(app_loader(config), granian_options(

@@ -256,6 +256,70 @@ def test_a_graceful_reload_under_load_loses_no_decision(live, tmp_path):
     assert server.log.read_text().count("now answering with policy version") >= 4
 
 
+def _log_writer_pid(server: LiveServer) -> int:
+    """The pid of the server's decision log writer process."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (b"store.log_process" in (entry / "cmdline").read_bytes()
+                        and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == server.process.pid):
+                    return int(entry.name)
+    raise AssertionError("no decision log writer process")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
+def test_a_killed_log_writer_process_fails_closed_and_the_server_recovers(live, tmp_path, server_name):
+    """kill -9 of the server's decision log writer process under load: the decisions waiting for it
+    and those asked before it is back are answered 503 (never allowed), every 200 is in the log,
+    and the server answers 200 again once its new writer process runs."""
+    server = live("--server", server_name, "--workers", "2", "--threads", "2")
+    answered: list[tuple[str, int, dict]] = []
+    stop = threading.Event()
+
+    def hammer(caller: int) -> None:
+        with requests.Session() as session:
+            number = 0
+            while not stop.is_set():
+                number += 1
+                request_id = f"kill-{caller}-{number}"
+                response = session.post(f"{server.url}/v1/decisions", json=ALLOWED, timeout=30,
+                                        headers={"X-Request-Id": request_id})
+                answered.append((request_id, response.status_code, response.json()))
+
+    threads = [threading.Thread(target=hammer, args=(caller,)) for caller in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        first = _log_writer_pid(server)
+        killed_at = len(answered)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                len(answered) > killed_at + 50 and all(status == 200 for _, status, _ in answered[-20:])):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert _log_writer_pid(server) != first
+    server.stop()
+    statuses = [status for _, status, _ in answered]
+    assert set(statuses) <= {200, 503} and statuses[-20:] == [200] * 20 and killed_at > 0
+    refused = [body for _, status, body in answered if status == 503]
+    assert all(body["allow"] is False and body["error"]["code"] == "decision_log_unavailable"
+               for body in refused)
+    store = Store(f"sqlite:///{tmp_path / 'serve.sqlite'}")
+    try:
+        logged = {entry["request_id"] for entry in store.query_decisions(limit=100_000)}
+        assert store.verify_chain().ok
+    finally:
+        store.dispose()
+    assert {request_id for request_id, status, _ in answered if status == 200} <= logged
+    assert "the decision log writer process exited" in server.log.read_text()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
 def test_publish_and_activate_return_once_every_worker_of_the_server_has_switched(live, server_name):

@@ -1,0 +1,587 @@
+"""One decision-log writer for every worker of a server, in a process of its own.
+
+``ordergate serve`` starts ``python -m store.log_process`` (``LogWriterProcess``) before its
+workers: a ``DecisionLogWriter`` on the server's database behind a Unix socket in the server's
+private state folder (``LogServer``). Each worker hands its prepared records to it through that
+socket (``RemoteLogWriter``, the worker's ``Runtime.writer``) instead of committing them itself,
+so the decisions of all the workers share one group commit: no two writers take turns on the
+chain head's lock, and no worker thread waits for its process's interpreter lock to commit.
+
+The guarantees are the writer's own (``store.decision_log``): with durability ``commit`` the
+writer process answers a group once its transaction committed (or failed: its ids are then
+answered fail closed); with ``async`` once it is queued there. A worker whose connection to the
+writer process breaks (the process died) answers every decision still waiting fail closed, and
+every later one too until the process is back (``LogWriterProcess`` restarts it). What a worker
+stopped waiting for (its ``commit_timeout``) may still be written: the log then holds a decision
+its caller was refused, never the other way round.
+
+Wire format, both ways: frames of a 4-byte big-endian length and a ``marshal`` payload (the
+socket sits in a folder only the server's user can enter; ``marshal`` reads plain values only).
+Worker to writer: ``(token, [record fields, ...])`` to record (``token`` 0: the writer's stats);
+writer to worker: ``[(token, failed ids or the stats), ...]``, one frame per commit.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import marshal
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .chain import PreparedRecord, prepare_record
+
+log = logging.getLogger("ordergate.store")
+
+_LENGTH = struct.Struct("!I")
+#: the largest frame either side accepts (a batch of 1,000 decisions of 1 MiB bodies fits)
+MAX_FRAME = 1 << 30
+#: seconds a worker waits for the writer process's stats (``/readyz``, ``/metrics``)
+STATS_TIMEOUT = 2.0
+#: seconds between a worker's attempts to reach a writer process that does not answer
+RECONNECT_INTERVAL = 0.05
+#: seconds a worker's send may block before its connection counts as broken
+SEND_TIMEOUT = 5.0
+_STATS = 0
+#: the token of each group a worker sends (0 asks for the stats)
+_KEYS = itertools.count(1)
+
+
+def _frame(value: Any) -> bytes:
+    data = marshal.dumps(value)
+    return _LENGTH.pack(len(data)) + data
+
+
+def _fields(rec: PreparedRecord) -> tuple:
+    return (rec.decision_id, rec.time, rec.action, rec.policy_version, rec.input_json, rec.result_json,
+            bool(rec.allow), list(rec.rules), rec.caller, rec.request_id)
+
+
+class _Frames:
+    """Reads whole frames from a blocking socket; None at the end of the stream."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray()
+
+    def read(self) -> Any:
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= 4:
+                (size,) = _LENGTH.unpack_from(buffer)
+                if size > MAX_FRAME:
+                    raise OSError(f"a frame of {size} bytes is larger than {MAX_FRAME}")
+                if len(buffer) >= 4 + size:
+                    value = marshal.loads(bytes(buffer[4:4 + size]))
+                    del buffer[:4 + size]
+                    return value
+            chunk = self._sock.recv(1 << 18)
+            if not chunk:
+                return None
+            buffer += chunk
+
+
+# -- the writer process's side -------------------------------------------------------------------
+
+
+class LogServer:
+    """Serves ``writer`` (a ``DecisionLogWriter``) to the workers connecting to ``path``.
+
+    One thread a connection reads the records a worker sends and queues them with
+    ``writer.record_nowait``; the writer's thread sends each worker the fate of its groups once a
+    commit settled them (one frame a commit). A group that has to wait for room in the queue
+    (``on_full`` ``block``) waits on a thread of a small pool, so the connection keeps reading.
+    """
+
+    def __init__(self, writer: Any, path: str) -> None:
+        self.writer = writer
+        self.path = path
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # a socket left by a writer process that died
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        os.chmod(path, 0o600)
+        self._listener.listen(64)
+        self._connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._waiting = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ordergate-log-wait")
+
+    def serve(self, stop: threading.Event) -> None:
+        """Accept workers until ``stop`` is set."""
+        self._listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if stop.is_set():
+                    return
+                raise
+            sock.settimeout(None)
+            with self._lock:
+                self._connections.add(sock)
+            threading.Thread(target=self._serve_worker, args=(sock,), name="ordergate-log-peer", daemon=True).start()
+
+    def close(self, timeout: float) -> bool:
+        """Stop accepting, write what is queued (answering its workers), close: ``writer.close``."""
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        clean = self.writer.close(timeout=timeout)
+        self._waiting.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for sock in self._connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        return clean
+
+    def _serve_worker(self, sock: socket.socket) -> None:
+        sending = threading.Lock()
+        writer = self.writer
+
+        def send(settled: list[tuple[int, Any]]) -> None:
+            frame = _frame(settled)
+            # the worker gone: nobody waits for these answers
+            with sending, contextlib.suppress(OSError):
+                sock.sendall(frame)
+
+        def committed(settled: list[tuple[int, set[str]]]) -> None:
+            send([(token, list(failed)) for token, failed in settled])
+
+        def blocking(token: int, records: list[PreparedRecord]) -> None:
+            try:
+                failed = writer.record(records)
+            except Exception:
+                log.exception("decision log: recording a group that waited for room failed")
+                failed = {rec.decision_id for rec in records}
+            send([(token, list(failed))])
+
+        frames = _Frames(sock)
+        try:
+            while True:
+                message = frames.read()
+                if message is None:
+                    return
+                token, rows = message
+                if token == _STATS:  # (0, the token to answer with)
+                    send([(rows, writer.stats())])
+                    continue
+                records = [PreparedRecord(*row) for row in rows]
+                group = writer.record_nowait(records, committed, token)
+                if isinstance(group, set):  # known at once: queued (async) or refused
+                    send([(token, list(group))])
+                elif group is None:  # no room now and `block`: wait for it off this thread
+                    self._waiting.submit(blocking, token, records)
+        except (OSError, ValueError, EOFError, TypeError) as exc:
+            log.error("decision log: a worker's connection failed: %s", exc)
+        finally:
+            with self._lock:
+                self._connections.discard(sock)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def main() -> None:
+    """``python -m store.log_process``: the settings arrive as one JSON line on stdin.
+
+    Prints ``ready`` once it accepts workers. Stops (writing what is queued) on SIGTERM, or when
+    stdin ends: every process that could hand it records (the server and its workers, which
+    inherit the pipe) is gone. SIGINT and SIGHUP are the server's to handle: a Ctrl-C or a
+    graceful reload stops or replaces the workers, which still need their writer meanwhile.
+    """
+    from . import Store
+    from .decision_log import DecisionLogWriter
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ordergate").setLevel(logging.INFO)
+    settings = json.loads(sys.stdin.readline())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def orphaned() -> None:
+        with contextlib.suppress(Exception):
+            sys.stdin.read()
+        stop.set()
+
+    store = Store(settings["database_url"])
+    writer = DecisionLogWriter(store, **settings["writer"])
+    server = LogServer(writer, settings["socket"])
+    threading.Thread(target=orphaned, name="ordergate-log-stdin", daemon=True).start()
+    print("ready", flush=True)
+    try:
+        server.serve(stop)
+    finally:
+        if not server.close(timeout=float(settings.get("close_timeout", 25.0))):
+            log.error("decision log writer process: decisions still unwritten at exit: %s", writer.stats())
+        store.dispose()
+
+
+# -- the worker's side ---------------------------------------------------------------------------
+
+
+class _Waiting:
+    """One group a worker waits for: its ids, and how its caller hears their fate."""
+
+    __slots__ = ("key", "link", "ids", "notify", "token", "done", "failed")
+
+    def __init__(self, ids: list[str], notify: Any = None, token: Any = None) -> None:
+        self.key = next(_KEYS)  # never reused: a late answer can only reach its own group
+        self.link: _Link | None = None
+        self.ids, self.notify, self.token = ids, notify, token
+        self.failed: Any = None
+        self.done: threading.Lock | None = None
+        if notify is None:
+            self.done = threading.Lock()
+            self.done.acquire()
+
+
+class _Link:
+    """One connection to the writer process and the groups waiting for its answers."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sending = threading.Lock()
+        self.pending: dict[int, _Waiting] = {}
+        self.broken = False
+
+
+class RemoteLogWriter:
+    """A worker's decision-log writer: hands records to the server's writer process.
+
+    The same calls as ``DecisionLogWriter`` (``record``, ``record_nowait``, ``give_up``,
+    ``stats``, ``healthy``, ``close``). One thread reads the writer process's answers and tells
+    the waiting callers (``notify`` once per answer frame, as the writer does once per commit).
+    When the writer process cannot be reached or its connection breaks, the decisions are
+    answered not recorded (fail closed) until it is back.
+    """
+
+    def __init__(self, path: str, *, durability: str = "commit", on_full: str = "block",
+                 commit_timeout: float = 30.0, max_queue: int = 0, max_queue_bytes: int = 0) -> None:
+        self.path = path
+        self.durability = durability
+        self.on_full = on_full
+        self.commit_timeout = float(commit_timeout)
+        self._limits = {"max_queue": max_queue, "max_queue_bytes": max_queue_bytes}
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+        self._last_attempt = 0.0
+        self._closing = False
+        self._failed = 0     # waiting decisions answered fail closed here (connection lost, timeout)
+        self._rejected = 0   # decisions refused here: the writer process could not be reached
+        self._last_error: str | None = None
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def record(self, records: Iterable[dict[str, Any] | PreparedRecord]) -> set[str]:
+        """Log ``records``; the ids NOT recorded, once their fate is known (or ``commit_timeout`` passed)."""
+        prepared = [prepare_record(r) for r in records]
+        if not prepared:
+            return set()
+        waiting = _Waiting([p.decision_id for p in prepared])
+        refused = self._send(prepared, waiting)
+        if refused is not None:
+            return refused
+        assert waiting.done is not None
+        if waiting.done.acquire(timeout=self.commit_timeout):
+            return waiting.failed
+        return self.give_up(waiting)
+
+    def record_nowait(self, records: Iterable[dict[str, Any] | PreparedRecord],
+                      notify: Callable[[list[tuple[Any, set[str]]]], None], token: Any) -> set[str] | _Waiting:
+        """Log ``records`` without waiting: the ids NOT recorded when known at once (the writer
+        process cannot be reached), else the pending group: ``notify([(token, failed ids)])`` is
+        called (on the reader thread) once their fate is known; ``give_up(group)`` ends the wait."""
+        prepared = [prepare_record(r) for r in records]
+        if not prepared:
+            return set()
+        waiting = _Waiting([p.decision_id for p in prepared], notify, token)
+        refused = self._send(prepared, waiting)
+        return waiting if refused is None else refused
+
+    def give_up(self, waiting: _Waiting) -> set[str]:
+        """Stop waiting for ``waiting`` (its ``commit_timeout`` passed): every id counts as NOT
+        recorded unless its answer already arrived (it may still be written)."""
+        with self._lock:
+            link = waiting.link
+            claimed = link is not None and link.pending.pop(waiting.key, None) is not None
+            if claimed or waiting.failed is None:
+                waiting.failed = set(waiting.ids)
+                self._failed += len(waiting.ids)
+            return waiting.failed
+
+    def _send(self, prepared: list[PreparedRecord], waiting: _Waiting) -> set[str] | None:
+        """Send a group; None once sent, else the ids NOT recorded (the writer process is out of reach)."""
+        frame = _frame((waiting.key, [_fields(p) for p in prepared]))
+        link = self._connected()
+        if link is not None and self._deliver(link, waiting, frame):
+            return None
+        with self._lock:
+            self._rejected += len(waiting.ids)
+        return set(waiting.ids)
+
+    def _deliver(self, link: _Link, waiting: _Waiting, frame: bytes) -> bool:
+        """Send ``frame`` for ``waiting`` on ``link``: True once it waits there for its answer."""
+        waiting.link = link
+        link.pending[waiting.key] = waiting
+        try:
+            with link.sending:
+                link.sock.sendall(frame)
+        except OSError as exc:
+            link.pending.pop(waiting.key, None)
+            self._broken(link, f"sending to the decision log writer process failed: {exc}")
+            return False
+        # the connection broke while this was sent: nobody will answer it there
+        return not (link.broken and link.pending.pop(waiting.key, None) is not None)
+
+    # -- the connection -------------------------------------------------------------------------
+
+    def _connected(self) -> _Link | None:
+        """The live connection to the writer process, made now if there is none (at most every
+        ``RECONNECT_INTERVAL``); None when the writer process cannot be reached."""
+        link = self._link
+        if link is not None and not link.broken:
+            return link
+        with self._lock:
+            link = self._link
+            if link is not None and not link.broken:
+                return link
+            now = time.monotonic()
+            if self._closing or now - self._last_attempt < RECONNECT_INTERVAL:
+                return None
+            self._last_attempt = now
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+            except OSError as exc:
+                sock.close()
+                self._last_error = f"the decision log writer process does not answer: {exc.strerror or exc}"
+                return None
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(SEND_TIMEOUT), 0))
+            link = self._link = _Link(sock)
+            self._last_error = None
+        threading.Thread(target=self._read, args=(link,), name="ordergate-log-answers", daemon=True).start()
+        return link
+
+    def _read(self, link: _Link) -> None:
+        """The reader thread of one connection: tell each waiting caller its group's fate."""
+        frames = _Frames(link.sock)
+        reason = "the decision log writer process closed the connection"
+        try:
+            while True:
+                settled = frames.read()
+                if settled is None:
+                    break
+                _answer(link, settled)
+        except (OSError, ValueError, EOFError, TypeError) as exc:
+            reason = f"reading the decision log writer process's answers failed: {exc}"
+        self._broken(link, reason)
+
+    def _broken(self, link: _Link, reason: str) -> None:
+        """The connection is lost: every group still waiting on it is answered fail closed."""
+        with self._lock:
+            if link.broken:
+                return
+            link.broken = True
+            left = list(link.pending.values())
+            link.pending.clear()
+            self._failed += sum(len(w.ids) for w in left)
+            if not self._closing:
+                self._last_error = reason
+        with contextlib.suppress(OSError):
+            link.sock.close()
+        if left and not self._closing:
+            log.error("decision log: %s; %d waiting decision(s) answered fail closed", reason,
+                      sum(len(w.ids) for w in left))
+        elif not self._closing:
+            log.error("decision log: %s", reason)
+        _tell([(w, set(w.ids)) for w in left])
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """The writer process's stats (every worker's decisions), with this worker's own refusals
+        added; ``healthy`` False when the writer process does not answer."""
+        remote = self._remote_stats()
+        with self._lock:
+            mine = {"failed": self._failed, "rejected": self._rejected}
+            error = self._last_error
+        if remote is None:
+            remote = {"durability": self.durability, "healthy": False, "running": False, "queued": 0,
+                      "queued_bytes": 0, "written": 0, "failed": 0, "failed_batches": 0, "rejected": 0,
+                      "set_aside": 0, "dropped": 0, "at_risk": 0, "on_full": self.on_full,
+                      "last_error": error or "the decision log writer process does not answer",
+                      "seconds_since_last_write": None, **self._limits}
+        remote["failed"] = int(remote.get("failed") or 0) + mine["failed"]
+        remote["rejected"] = int(remote.get("rejected") or 0) + mine["rejected"]
+        remote["writer_process"] = remote.get("running", False)
+        return remote
+
+    def _remote_stats(self) -> dict[str, Any] | None:
+        waiting = _Waiting([])
+        link = self._connected()
+        if link is None or not self._deliver(link, waiting, _frame((_STATS, waiting.key))):
+            return None
+        assert waiting.done is not None
+        if not waiting.done.acquire(timeout=STATS_TIMEOUT):
+            link.pending.pop(waiting.key, None)
+            return None
+        return waiting.failed if isinstance(waiting.failed, dict) else None
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.stats().get("healthy"))
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Wait (up to ``timeout``) for the answers of the groups still waiting, then disconnect.
+        True when none was left waiting (those left are answered fail closed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        link = self._link
+        while link is not None and link.pending and not link.broken:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        with self._lock:
+            self._closing = True
+            left = 0 if link is None or link.broken else len(link.pending)
+        if link is not None:
+            self._broken(link, "closed")
+        return not left
+
+
+def _answer(link: _Link, settled: list[tuple[int, Any]]) -> None:
+    """Hand each answered group its fate (on the reader thread)."""
+    told: list[tuple[_Waiting, Any]] = []
+    for token, outcome in settled:
+        waiting = link.pending.pop(token, None)
+        if waiting is not None:
+            told.append((waiting, outcome if isinstance(outcome, dict) else set(outcome)))
+    _tell(told)
+
+
+def _tell(told: list[tuple[_Waiting, Any]]) -> None:
+    """Release each waiting caller, and call each ``notify`` once with all of its groups."""
+    notified: dict[Any, list[tuple[Any, set[str]]]] = {}
+    for waiting, outcome in told:
+        waiting.failed = outcome
+        if waiting.done is not None:
+            waiting.done.release()
+        else:
+            notified.setdefault(waiting.notify, []).append((waiting.token, outcome))
+    for notify, groups in notified.items():
+        try:
+            notify(groups)
+        except Exception:  # a caller gone (its event loop closed) must not stop the reader
+            log.exception("decision log: telling %d caller(s) their decisions' fate failed", len(groups))
+
+
+# -- the server's side: starting, watching and stopping the writer process ------------------------
+
+
+class LogWriterProcess:
+    """The writer process of one ``ordergate serve``, restarted whenever it exits unasked.
+
+    ``settings``: ``database_url``, ``socket`` (a path in a folder only this user can enter),
+    ``writer`` (``DecisionLogWriter`` keyword arguments) and ``close_timeout``.
+    """
+
+    def __init__(self, settings: dict[str, Any], *, start_timeout: float = 60.0,
+                 restart_delay: float = 0.2) -> None:
+        self.settings = settings
+        self.start_timeout = start_timeout
+        self.restart_delay = restart_delay
+        self.process: subprocess.Popen | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._owner = os.getpid()  # a forked worker leaving through the same code stops nothing
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Start the process and wait until it accepts workers; raises RuntimeError when it does not."""
+        self.process = self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="ordergate-log-process", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "store.log_process"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, close_fds=True)
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(json.dumps(self.settings).encode() + b"\n")
+            process.stdin.flush()
+            ready, _, _ = select.select([process.stdout], [], [], self.start_timeout)
+            line = process.stdout.readline() if ready else b""
+        except OSError:
+            line = b""
+        if line.strip() != b"ready":
+            with contextlib.suppress(OSError):
+                process.kill()
+            process.wait()
+            _release(process)
+            raise RuntimeError("the decision log writer process did not start (its errors are above)")
+        return process
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            process = self.process
+            assert process is not None
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            _release(process)
+            log.error("ordergate: the decision log writer process exited (%s); restarting it (meanwhile "
+                      "decisions are answered fail closed)", code)
+            while not self._stopping.wait(self.restart_delay):
+                try:
+                    self.process = self._spawn()
+                    self.restarts += 1
+                    log.warning("ordergate: the decision log writer process is back")
+                    break
+                except (RuntimeError, OSError) as exc:
+                    log.error("ordergate: %s; trying again", exc)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the process once the workers are gone: it writes what is queued first."""
+        if os.getpid() != self._owner:
+            return
+        self._stopping.set()
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.error("ordergate: the decision log writer process did not stop in %g s; killed", timeout)
+                process.kill()
+                process.wait()
+        _release(process)
+        if self._watcher is not None:
+            self._watcher.join(5)
+
+
+def _release(process: subprocess.Popen) -> None:
+    """Close our ends of an exited writer process's pipes."""
+    for stream in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            if stream is not None:
+                stream.close()
+
+
+if __name__ == "__main__":
+    main()
