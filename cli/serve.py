@@ -162,6 +162,8 @@ def _worker_exit(server: t.Any, worker: t.Any) -> None:
 
 
 SERVERS = ("granian", "gunicorn")
+#: who commits the decision log under `ordergate serve` (`--log-writer`)
+LOG_WRITERS = ("worker", "process")
 
 
 @click.command()
@@ -198,6 +200,10 @@ SERVERS = ("granian", "gunicorn")
               help="gunicorn: restart a worker gracefully after this many requests.")
 @click.option("--log-on-full", type=click.Choice(["block", "fail_closed"]), default=None,
               help="When the decision log cannot keep up: wait, or answer fail closed (default: block).")
+@click.option("--log-writer", type=click.Choice(LOG_WRITERS), default="worker", show_default=True,
+              envvar="ORDERGATE_LOG_WRITER",
+              help="Who commits the decision log: each worker process its own decisions, or one writer process "
+                   "for all the workers (docs/operations.md).")
 @click.option("--access-log", is_flag=True, help="Write an access log line per request to stderr.")
 @click.option("--dev", is_flag=True, help="Flask's development server in one process (not for production).")
 @click.option("--watch", is_flag=True, help="Development: check, test and publish the rules folder whenever it "
@@ -206,7 +212,8 @@ SERVERS = ("granian", "gunicorn")
 def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None, server: str,
           workers: int | None, threads: int | None, worker_class: str, timeout: float, header_timeout: float,
           body_timeout: float, max_connections: int, max_worker_rss: int | None, max_worker_age: int | None,
-          max_requests: int | None, log_on_full: str | None, access_log: bool, dev: bool, watch: bool) -> None:
+          max_requests: int | None, log_on_full: str | None, log_writer: str, access_log: bool, dev: bool,
+          watch: bool) -> None:
     """Run the decision service on the active policy version (SQLite in ./var by default).
 
     An empty store first gets the rules folder published. Without access tokens
@@ -255,7 +262,7 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
     main_pid = os.getpid()
     try:
         _run(config, host=host, port=port, rules_dir=rules_dir, server=server, dev=dev, watch=watch,
-             log_on_full=log_on_full, options={
+             log_on_full=log_on_full, log_writer=log_writer, options={
                  "workers": workers, "threads": threads, "worker_class": worker_class, "timeout": timeout,
                  "header_timeout": header_timeout, "body_timeout": body_timeout,
                  "max_connections": max_connections, "max_worker_rss": max_worker_rss,
@@ -266,7 +273,7 @@ def serve(host: str, port: int, rules_dir: Path | None, database_url: str | None
 
 
 def _run(config: dict[str, t.Any], *, host: str, port: int, rules_dir: Path, server: str, dev: bool,
-         watch: bool, log_on_full: str | None, options: dict[str, t.Any]) -> None:
+         watch: bool, log_on_full: str | None, options: dict[str, t.Any], log_writer: str = "worker") -> None:
     from api.runtime import ServerWorkers
     from cli.watch import WORKER_INTERVAL, watch_rules
 
@@ -303,11 +310,12 @@ def _run(config: dict[str, t.Any], *, host: str, port: int, rules_dir: Path, ser
         finally:
             app.extensions["ordergate"].close()
         return
-    writer = _start_log_writer(config)
+    writer = _start_log_writer(config) if log_writer == "process" else None
     try:
         _run_server(config, host=host, port=port, server=server, options=options, announce=announce)
     finally:
-        writer.stop(timeout=float(config.get("log_close_timeout", 25.0)) + 5.0)
+        if writer is not None:
+            writer.stop(timeout=float(config.get("log_close_timeout", 25.0)) + 5.0)
 
 
 def _start_log_writer(config: dict[str, t.Any]) -> t.Any:

@@ -192,7 +192,8 @@ def test_a_body_larger_than_the_limit_is_refused_unread(live):
 
 
 @pytest.mark.slow
-def test_a_graceful_reload_under_load_loses_no_decision(live, tmp_path):
+@pytest.mark.parametrize("log_writer", ["worker", "process"])
+def test_a_graceful_reload_under_load_loses_no_decision(live, tmp_path, log_writer):
     """SIGHUP replaces the workers while callers hammer the server on new connections: every answer
     is a 200 whose decision is in the log, and a request that got no answer was never read.
 
@@ -201,7 +202,7 @@ def test_a_graceful_reload_under_load_loses_no_decision(live, tmp_path):
     so); its caller sees the connection closed without an answer. What must never happen is a request that was
     decided (logged) and then not answered: the caller would retry a decision that was made.
     """
-    server = live("--workers", "2", "--threads", "2")
+    server = live("--workers", "2", "--threads", "2", "--log-writer", log_writer)
     callers = 3
     answered: list[tuple[str, int]] = []
     unanswered: list[tuple[str, str]] = []
@@ -273,7 +274,7 @@ def test_a_killed_log_writer_process_fails_closed_and_the_server_recovers(live, 
     """kill -9 of the server's decision log writer process under load: the decisions waiting for it
     and those asked before it is back are answered 503 (never allowed), every 200 is in the log,
     and the server answers 200 again once its new writer process runs."""
-    server = live("--server", server_name, "--workers", "2", "--threads", "2")
+    server = live("--server", server_name, "--workers", "2", "--threads", "2", "--log-writer", "process")
     answered: list[tuple[str, int, dict]] = []
     stop = threading.Event()
 
