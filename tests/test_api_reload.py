@@ -201,6 +201,8 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
          "--database", f"sqlite:///{tmp_path / 'live.sqlite'}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
     try:
         session = requests.Session()
 
@@ -216,7 +218,6 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
             "id"
         ]
         names = {v1: "v1", v2: "v2"}
-        stop = threading.Event()
         answers: list[tuple[int, str, list]] = []
         failures: list[str] = []
 
@@ -230,7 +231,7 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
                 except Exception as exc:  # a failed request is what this test looks for
                     failures.append(repr(exc))
 
-        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        threads.extend(threading.Thread(target=hammer, daemon=True) for _ in range(3))
         for thread in threads:
             thread.start()
         for flip, target in enumerate([v2, v1, v2, v1]):
@@ -255,6 +256,9 @@ def test_a_live_gunicorn_server_flips_under_load_with_no_failed_request(tmp_path
         for _, version, obligations in answers:
             assert obligations == [{"name": OBLIGATION[names[version]], "params": {}}]
     finally:
+        stop.set()  # a failed assertion must not leave the hammers running against the next tests
+        for thread in threads:
+            thread.join(30)
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
