@@ -79,3 +79,33 @@ def test_a_rejected_candidate_raised_on_the_checking_thread_reaches_the_caller()
     with pytest.raises(PublishRejected):
         publisher.lowered(check)
     assert publisher.lowered(lambda: 42) == 42
+
+
+@pytest.mark.skipif(not publisher.FORKSERVER, reason="the platform has no fork server")
+def test_a_publish_in_a_forked_child_is_stored_and_a_slow_one_is_stopped_with_nothing_stored(tmp_path):
+    from store import Store, StoreError
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    store = Store(url)
+    store.migrate()
+    try:
+        with pytest.raises(StoreError, match="took longer than 0.001 s and was stopped; nothing changed"):
+            publisher.publish(store, url, SHOP, author="analyst", message="too slow", activate=True, timeout=0.001)
+        assert store.list_versions() == []
+        version = publisher.publish(store, url, SHOP, author="analyst", message="v1", activate=True)
+        assert store.active_version_id() == version.id and version.files == SHOP
+    finally:
+        store.dispose()
+
+
+@pytest.mark.skipif(not publisher.FORKSERVER, reason="the platform has no fork server")
+def test_a_forked_child_that_ends_without_an_answer_is_a_store_error(tmp_path):
+    from store import StoreError
+
+    with pytest.raises(StoreError, match=r"the publishing process failed \(exit 1\)"):
+        publisher._forked({"database_url": f"sqlite:///{tmp_path / 'store.sqlite'}"}, 60)
+
+
+def test_the_spawned_child_answers_as_the_forked_one(tmp_path):
+    answer = publisher._spawned(_request(tmp_path, {"broken.yaml": "a: [1"}), 120)
+    assert answer["rejected"]["errors"][0]["code"] == "load_syntax"
