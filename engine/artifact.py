@@ -6,12 +6,14 @@ produced takes a few milliseconds. ``dump`` writes a PolicySet as an artifact; `
 PolicySet that decides exactly as the compiled one did (the same generated code objects, row
 indexes, constants and IR), or raises ``ArtifactError``: the caller compiles instead.
 
-An artifact is only as trustworthy as the place it was read from: ``load`` checks that the bytes
-are whole (a SHA-256 of the body), that they were written for the expected version and by the
-same engine build (``build``: the caller's fingerprint of the engine's code and of the Python that
-runs it; code objects only load in the Python that made them), and only rebuilds objects of this
-engine and of a few built-in types. It never makes a bad artifact into a policy set: any mismatch
-or damage is an ``ArtifactError`` naming what was wrong.
+An artifact holds code: loading one runs what its writer generated, so it is only as trustworthy
+as the place it was read from (the caller reads it from a folder only its own user can write).
+Within that, ``load`` checks that the bytes are whole (a SHA-256 of the body), that they were
+written for the expected version and by the same engine build (``build``: the caller's
+fingerprint of the engine's code and of the Python that runs it; code objects only load in the
+Python that made them), and rebuilds only classes and functions defined by this engine and a few
+built-in types, by their plain names. It never makes a damaged or foreign artifact into a policy
+set: any mismatch or damage is an ``ArtifactError`` naming what was wrong.
 
 The body is a sequence of small pieces (one per action plan, then the rules and the IR) sharing one
 pickle memo: ``dump`` and ``load`` call ``pause`` between two pieces, so a caller answering requests on other
@@ -119,6 +121,10 @@ def _cell(*contents: Any) -> types.CellType:
 def _method(owner: Any, name: str) -> Any:
     if name.startswith("_") and name != "__contains__":
         raise ArtifactError(f"the artifact asks for the private attribute {name!r}")
+    if isinstance(owner, (dict, types.ModuleType, type)):
+        # a bound method of a policy set's objects: never a look-up in a namespace (the builtins'
+        # dict, a module) or on a class, which would reach any function
+        raise ArtifactError(f"the artifact asks for {name!r} of a {type(owner).__name__}, which no policy set holds")
     return getattr(owner, name)
 
 
@@ -167,10 +173,21 @@ class _Unpickler(pickle.Unpickler):
                        "_source_map": _source_map}
             if name in allowed:
                 return allowed[name]
-        elif ((module == "engine" or module.startswith("engine.")) and not name.startswith("__")) \
-                or (module == "builtins" and name in _BUILTINS) or (module, name) in _OTHER:
+        elif "." in name:  # a dotted name walks attributes (pickle protocol 4): anything reachable
+            pass
+        elif (module == "engine" or module.startswith("engine.")) and not name.startswith("__"):
+            found = super().find_class(module, name)
+            # a class or function this engine defines, not a name one of its modules imported
+            if isinstance(found, (type, types.FunctionType)) and _engine_made(found):
+                return found
+        elif (module == "builtins" and name in _BUILTINS) or (module, name) in _OTHER:
             return super().find_class(module, name)
         raise ArtifactError(f"the artifact asks for {module}.{name}, which no policy set holds")
+
+
+def _engine_made(obj: Any) -> bool:
+    made_in = getattr(obj, "__module__", None)
+    return isinstance(made_in, str) and (made_in == "engine" or made_in.startswith("engine."))
 
 
 def _pieces(ps: PolicySet) -> list[Any]:

@@ -176,16 +176,40 @@ def test_a_body_that_asks_for_anything_but_engine_types_is_refused_even_with_a_g
         artifact.load(forged, compiled.version, BUILD)
 
 
+def _short(text: str) -> bytes:
+    raw = text.encode()
+    return pickle.SHORT_BINUNICODE + bytes([len(raw)]) + raw
+
+
+@pytest.mark.parametrize("body", [
+    # a dotted name walks attributes from an engine module to the builtins
+    b"\x80\x05" + _short("engine") + _short("artifact.builtins.eval") + pickle.STACK_GLOBAL
+    + _short("6*7") + pickle.TUPLE1 + pickle.REDUCE + pickle.STOP,
+    # what an engine module imported (a module, another library's class) is not the engine's own
+    b"\x80\x05" + _short("engine.load") + _short("yaml") + pickle.STACK_GLOBAL + pickle.STOP,
+    b"\x80\x05" + _short("engine.codegen") + _short("attrgetter") + pickle.STACK_GLOBAL + pickle.STOP,
+    # a method looked up in the builtins' namespace (the dict every generated function shares)
+    b"\x80\x05" + _short("engine.artifact") + _short("_method") + pickle.STACK_GLOBAL
+    + _short("builtins") + pickle.BINPERSID + _short("get") + pickle.TUPLE2 + pickle.REDUCE + pickle.STOP,
+], ids=["dotted name", "imported module", "imported class", "namespace method"])
+def test_the_unpickler_reaches_nothing_beyond_what_a_policy_set_holds(body):
+    with pytest.raises(artifact.ArtifactError, match="which no policy set holds"):
+        artifact._Unpickler(io.BytesIO(body)).load()
+
+
 def test_a_body_that_does_not_hold_a_policy_set_is_refused(o2c):
     _, compiled = o2c
     header, body = _body(artifact.dump(compiled, BUILD))
     with pytest.raises(artifact.ArtifactError, match="does not load"):
         artifact.load(_with_body(header, body[: len(body) // 3]), compiled.version, BUILD)
-    stream = io.BytesIO()
-    for piece in [("s", "a", None, len, [])] + [(), ()]:
-        pickle.dump(piece, stream, protocol=5)
-    with pytest.raises(artifact.ArtifactError):
-        artifact.load(_with_body(dict(header, pieces=3), stream.getvalue()), compiled.version, BUILD)
+    # well-formed pickles of allowed objects that are still no policy set: each refused by name
+    for pieces, message in (([("s", "a", None, 0, [])], "s/a is not a generated function"),
+                            ([], "does not hold a policy set of this version")):
+        stream = io.BytesIO()
+        for piece in pieces + [(), ()]:
+            pickle.dump(piece, stream, protocol=5)
+        with pytest.raises(artifact.ArtifactError, match=message):
+            artifact.load(_with_body(dict(header, pieces=len(pieces) + 2), stream.getvalue()), compiled.version, BUILD)
 
 
 def test_a_source_map_with_extents_points_at_the_same_text_after_a_load():
