@@ -12,7 +12,9 @@ An artifact is used only when it is whole, of the version asked for and written 
 build (a fingerprint of the engine's code and of the Python running it); anything else is refused
 with a log line naming the reason, and the worker compiles the version from the store as before.
 The folder is the server's own (``ordergate serve`` creates it for its workers, readable by its
-user only) and is removed with it.
+user only) and is removed with it. An artifact holds code the workers run, so a folder or an
+artifact that another user owns, or that others may write, is never read from or written to
+(logged; the workers compile instead).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -75,13 +78,17 @@ class Artifacts:
         target = self.path(policy_set.version)
         if target is None:
             return None
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             data = artifact.dump(policy_set, engine_build(), pause=step)
             self.folder.mkdir(mode=0o700, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            untrusted = _untrusted(self.folder)
+            if untrusted:
+                raise OSError(untrusted)
             partial.write_bytes(data)
             partial.replace(target)   # readers find the whole artifact or none
         except (artifact.ArtifactError, OSError) as exc:
+            partial.unlink(missing_ok=True)
             log.warning("ordergate: the compiled version %s was not shared with the workers: %s",
                         policy_set.version, exc)
             return None
@@ -114,6 +121,12 @@ class Artifacts:
         if path is None:
             return None
         try:
+            if not path.exists():
+                return None
+            untrusted = _untrusted(self.folder) or _untrusted(path)
+            if untrusted:
+                log.warning("ordergate: refused the compiled version %s: %s; compiling it here", version_id, untrusted)
+                return None
             data = path.read_bytes()
         except FileNotFoundError:
             return None
@@ -126,3 +139,16 @@ class Artifacts:
             log.warning("ordergate: refused the compiled version %s at %s: %s; compiling it here",
                         version_id, path, exc)
             return None
+
+
+def _untrusted(path: Path) -> str | None:
+    """Why ``path`` (the folder or an artifact in it) must not be trusted with code, or None: it must
+    be this user's own, not a symbolic link, and writable by no one else."""
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path} is a symbolic link"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"{path} may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None

@@ -145,3 +145,43 @@ def test_a_worker_that_starts_later_loads_what_a_worker_compiled(server, caplog,
         finally:
             late.extensions["ordergate"].close()
     assert any(LOADED in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("loosen", ["folder writable by others", "artifact writable by others", "folder a symlink"])
+def test_an_artifact_others_could_have_written_is_never_loaded(tmp_path, shop, caplog, loosen):
+    """An artifact holds code the workers run: one in a folder, or a file, that other users may
+    write (or a folder that is a link elsewhere) is refused with its reason, and nothing is written there."""
+    artifacts = Artifacts(tmp_path / ".compiled")
+    path = artifacts.write(shop)
+    assert path is not None and artifacts.load(shop.version) is not None
+    if loosen == "folder writable by others":
+        os.chmod(artifacts.folder, 0o777)
+    elif loosen == "artifact writable by others":
+        os.chmod(path, 0o666)
+    else:
+        os.rename(artifacts.folder, tmp_path / "elsewhere")
+        os.symlink(tmp_path / "elsewhere", artifacts.folder)
+    with caplog.at_level(logging.WARNING, "ordergate"):
+        assert artifacts.load(shop.version) is None
+    [record] = caplog.records
+    assert "refused the compiled version" in record.getMessage()
+    assert ("symbolic link" if loosen == "folder a symlink" else "written by other users") in record.getMessage()
+    if loosen != "artifact writable by others":
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "ordergate"):
+            assert artifacts.write(shop) is None
+        assert "was not shared with the workers" in caplog.records[0].getMessage()
+        assert not [p for p in artifacts.folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_version_read_from_memory_stays_the_newest_kept():
+    """``cached`` is a use as ``get`` is: the version a worker keeps asking for is never the one
+    evicted when other versions are compiled."""
+    from store.versions import CompiledVersions
+
+    kept = CompiledVersions(versions=None, size=2)
+    kept.remember("active", "A")
+    kept.remember("other", "B")
+    assert kept.cached("active") == "A"
+    kept.remember("third", "C")
+    assert kept.cached("active") == "A" and kept.cached("other") is None
