@@ -172,7 +172,10 @@ class CompiledVersions:
     def cached(self, version_id: str) -> Any:
         """The compiled PolicySet of ``version_id`` when it is in memory, else None."""
         with self._lock:
-            return self._cache.get(version_id)
+            ps = self._cache.get(version_id)
+            if ps is not None:  # a use keeps it in memory as ``get`` does: the active version is never the oldest
+                self._cache.move_to_end(version_id)
+            return ps
 
     def get(self, version_id: str) -> Any:
         """The compiled PolicySet of a stored version (compiled once, then cached by id)."""
