@@ -243,8 +243,8 @@ class _Reader:
         return self._cursor_run("verify_chain", read)
 
     def rules_beyond(self) -> int | None:
-        """The first seq past the chain head that the rule index names (a rule row of no appended
-        entry), or None: a range of the (rule_id, seq) index per rule id, each statement against
+        """The first seq outside the chain (past its head, or below its first entry) that the rule index
+        names (a rule row of no appended entry), or None: a range of the (rule_id, seq) index per rule id, each statement against
         the head it reads itself (entries appended meanwhile are not beyond it)."""
         def read(cursor: Any) -> int | None:
             found: list[int] = []
@@ -252,11 +252,11 @@ class _Reader:
             for i in range(0, len(self.rule_ids), _RULES_PER_QUERY):
                 chunk = self.rule_ids[i:i + _RULES_PER_QUERY]
                 if self.postgres:
-                    cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id = ANY(%s) AND seq > {head}",
+                    cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id = ANY(%s) AND (seq > {head} OR seq < 1)",
                                    (chunk, HEAD_DECISIONS))
                 else:
                     cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id IN "
-                                   f"({', '.join('?' * len(chunk))}) AND seq > {head}", (*chunk, HEAD_DECISIONS))
+                                   f"({', '.join('?' * len(chunk))}) AND (seq > {head} OR seq < 1)", (*chunk, HEAD_DECISIONS))
                 first = cursor.fetchone()[0]
                 if first is not None:
                     found.append(int(first))
@@ -346,9 +346,9 @@ def _nothing_beyond(reader: _Reader, checked: int) -> ChainReport:
                            f"entry {beyond[0]} lies beyond the chain head: it was not appended through the log")
     stray = reader.rules_beyond()
     if stray is not None:
+        where = "before the chain's first entry" if stray < 1 else "beyond the chain head"
         return ChainReport(False, checked, stray, None,
-                           f"the rule index names entry {stray}, beyond the chain head: it was not appended "
-                           "through the log")
+                           f"the rule index names entry {stray}, {where}: it was not appended through the log")
     return ChainReport(True, checked, None, None, f"chain ok: {checked} decisions")
 
 

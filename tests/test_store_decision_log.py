@@ -675,6 +675,11 @@ def test_a_rule_row_beyond_the_chain_head_is_reported(verify_path, store):
     report = store.verify_chain()
     assert not report.ok and report.checked == 3 and report.first_broken_seq == 7
     assert "rule index names entry 7, beyond the chain head" in report.reason
+    with store.engine.begin() as conn:  # and one below the first entry (no foreign key refuses it)
+        conn.execute(sa.text("INSERT INTO decision_rules (rule_id, seq) VALUES ('G-9', 0)"))
+    report = store.verify_chain()
+    assert not report.ok and report.first_broken_seq == 0
+    assert "rule index names entry 0, before the chain's first entry" in report.reason
 
 
 def test_the_rule_index_migration_keeps_a_logged_history(db_url):
