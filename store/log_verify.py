@@ -243,20 +243,22 @@ class _Reader:
         return self._cursor_run("verify_chain", read)
 
     def rules_beyond(self) -> int | None:
-        """The first seq outside the chain (past its head, or below its first entry) that the rule index
-        names (a rule row of no appended entry), or None: a range of the (rule_id, seq) index per rule id, each statement against
-        the head it reads itself (entries appended meanwhile are not beyond it)."""
+        """The first seq outside the chain (past its head, or below its first entry) that the rule
+        index names (a rule row of no appended entry), or None: a range of the (rule_id, seq) index
+        per rule id, each statement against the head it reads itself (entries appended meanwhile
+        are not beyond it)."""
         def read(cursor: Any) -> int | None:
             found: list[int] = []
             head = f"(SELECT seq FROM store_heads WHERE name = {self.mark})"
             for i in range(0, len(self.rule_ids), _RULES_PER_QUERY):
                 chunk = self.rule_ids[i:i + _RULES_PER_QUERY]
                 if self.postgres:
-                    cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id = ANY(%s) AND (seq > {head} OR seq < 1)",
-                                   (chunk, HEAD_DECISIONS))
+                    cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id = ANY(%s) "
+                                   f"AND (seq > {head} OR seq < 1)", (chunk, HEAD_DECISIONS))
                 else:
                     cursor.execute(f"SELECT MIN(seq) FROM decision_rules WHERE rule_id IN "
-                                   f"({', '.join('?' * len(chunk))}) AND (seq > {head} OR seq < 1)", (*chunk, HEAD_DECISIONS))
+                                   f"({', '.join('?' * len(chunk))}) AND (seq > {head} OR seq < 1)",
+                                   (*chunk, HEAD_DECISIONS))
                 first = cursor.fetchone()[0]
                 if first is not None:
                     found.append(int(first))
