@@ -17,6 +17,13 @@ records do not fit, ``on_full`` decides: ``"block"`` waits up to ``block_timeout
 room, ``"fail_closed"`` refuses at once. A record the database refuses for its content
 (``RecordRefused``) is isolated by splitting its transaction and set aside (``set_aside``), so it
 never blocks the records behind it; in ``"commit"`` its caller is told it was not written.
+
+The queue holds a caller's records together (one entry a group, its records and bytes counted for
+the bounds). A transaction takes whole groups while they fit in ``batch_size``; the group that does
+not is split: its first records fill the transaction, the rest stays at the head of the queue for
+the next one (so ``batch_size`` holds exactly, and a caller of a group larger than ``batch_size``
+is answered once its last transaction committed). A group settles at once when all its records in
+a transaction share a fate (written, or failed with it).
 """
 from __future__ import annotations
 
@@ -39,8 +46,13 @@ DURABILITY = ("commit", "async")
 RECORD_OVERHEAD = 512
 
 
-def record_size(rec: PreparedRecord) -> int:
-    return len(rec.input_json) + len(rec.result_json) + RECORD_OVERHEAD
+def records_size(records: list[PreparedRecord]) -> int:
+    """The bytes ``records`` cost in the queue: their input and result text and ``RECORD_OVERHEAD`` each."""
+    return sum([len(r.input_json) + len(r.result_json) for r in records]) + RECORD_OVERHEAD * len(records)
+
+
+#: a queued part of a group: (its records, the group, their bytes as ``records_size`` counts them)
+_Part = tuple[list[PreparedRecord], "_Group", int]
 
 
 class _Group:
@@ -95,7 +107,8 @@ class DecisionLogWriter:
         self.block_timeout = block_timeout
         self.commit_timeout = float(commit_timeout)
         self.max_retry_delay = float(max_retry_delay)
-        self._queue: deque[tuple[PreparedRecord, _Group, int]] = deque()
+        self._queue: deque[_Part] = deque()
+        self._queued = 0  # records in the queue (its entries are parts of groups)
         self._queued_bytes = 0
         lock = threading.Lock()
         self._work = threading.Condition(lock)   # the writer thread waits here for records
@@ -190,17 +203,15 @@ class DecisionLogWriter:
         want of room (``wait``: after waiting for it as ``on_full`` says); None, with nothing
         queued, when it does not fit now, ``on_full`` is ``"block"`` and ``wait`` is False."""
         prepared = group.records
-        sizes = [record_size(p) for p in prepared]
-        total = sum(sizes)
+        total = records_size(prepared)
         room = self._wait_for_room(len(prepared), total, wait)
         if room is None:
             return None
         if not room:
             self._rejected += len(prepared)
             return False
-        queue = self._queue
-        for rec, size in zip(prepared, sizes, strict=True):
-            queue.append((rec, group, size))
+        self._queue.append((prepared, group, total))
+        self._queued += len(prepared)
         self._queued_bytes += total
         self._work.notify()
         return True
@@ -213,7 +224,7 @@ class DecisionLogWriter:
         """Room for ``count`` records of ``size`` bytes, counting the transaction in flight too."""
         if not self._queue and not self._inflight:  # one group larger than the bounds passes alone
             return True
-        return (len(self._queue) + self._inflight + count <= self.max_queue
+        return (self._queued + self._inflight + count <= self.max_queue
                 and self._queued_bytes + self._inflight_bytes + size <= self.max_queue_bytes)
 
     def _wait_for_room(self, count: int, size: int, wait: bool = True) -> bool | None:
@@ -267,22 +278,22 @@ class DecisionLogWriter:
         if self._thread.is_alive():
             self._thread.join(max(self.max_retry_delay, 1.0) + 1.0)
         with self._done:
-            left = [rec for rec, _group, _size in self._queue]
+            left = sum(len(records) for records, _group, _size in self._queue)
             self._settle(list(self._queue), written=False)
             self._queue.clear()
-            self._queued_bytes = 0
+            self._queued = self._queued_bytes = 0
             self._done.notify_all()
             answered = self._answered()
         _wake(answered)
         if left:
             log.error("decision log writer closed with %d unwritten decision(s) (%s): last error %s",
-                      len(left), "counted as dropped" if self.durability == "async" else "callers refused",
+                      left, "counted as dropped" if self.durability == "async" else "callers refused",
                       self._last_error)
         return not left
 
     def stats(self) -> dict[str, Any]:
         with self._done:
-            queued = len(self._queue)
+            queued = self._queued
             return {
                 "durability": self.durability,
                 "queued": queued,
@@ -311,23 +322,38 @@ class DecisionLogWriter:
 
     # -- writer thread ----------------------------------------------------------------------
 
-    def _settle(self, entries: list[tuple[PreparedRecord, _Group, int]], *, written: bool) -> None:
-        """Record the fate of ``entries`` (under the lock); the groups now answered are woken by
-        ``_wake(self._answered())`` once the lock is let go."""
-        for rec, group, _size in entries:
+    def _settle(self, parts: list[_Part], *, written: bool) -> None:
+        """Record the fate of the records of ``parts`` (under the lock); the groups now answered
+        are woken by ``_wake(self._answered())`` once the lock is let go."""
+        for records, group, _size in parts:
+            count = len(records)
             if written:
-                self._written += 1
+                self._written += count
             elif group.pending < 0:  # its caller stopped waiting and was answered fail closed
                 continue
             elif self.durability == "async":
-                self._dropped += 1
+                self._dropped += count
             else:
-                self._failed += 1
-                group.failed.add(rec.decision_id)
+                self._failed += count
+                group.failed.update([rec.decision_id for rec in records])
             if group.pending > 0:
-                group.pending -= 1
+                group.pending -= count
                 if not group.pending and (group.done is not None or group.notify is not None):
                     self._to_wake.append(group)
+
+    def _settle_apart(self, parts: list[_Part], set_aside: list[PreparedRecord]) -> None:
+        """Settle ``parts`` written but for the ``set_aside`` records (under the lock)."""
+        refused = {id(rec) for rec in set_aside}
+        self._set_aside += len(set_aside)
+        for part in parts:
+            records, group, _size = part
+            kept = [rec for rec in records if id(rec) not in refused]
+            if len(kept) == len(records):
+                self._settle([part], written=True)
+                continue
+            self._settle([([rec for rec in records if id(rec) in refused], group, 0)], written=False)
+            if kept:
+                self._settle([(kept, group, 0)], written=True)
 
     def _answered(self) -> list[_Group]:
         """The groups settled since the last call (under the lock)."""
@@ -361,53 +387,69 @@ class DecisionLogWriter:
         if self._room_waiters or self._flush_waiters:
             self._done.notify_all()
 
-    def _take_batch(self) -> list[tuple[PreparedRecord, _Group, int]] | None:
+    def _take_batch(self) -> list[_Part] | None:
         """The next batch (under the lock), None when the thread should stop."""
         while not self._queue and not self._closing:
             if not self._work.wait(None if self._healthy else self.max_retry_delay) and not self._healthy:
                 return []  # idle and unhealthy: probe the database
         if self._abandon:
             return None
-        if self.flush_interval and len(self._queue) < self.batch_size and not self._closing:
+        if self.flush_interval and self._queued < self.batch_size and not self._closing:
             deadline = time.monotonic() + self.flush_interval
-            while len(self._queue) < self.batch_size and not self._closing:
+            while self._queued < self.batch_size and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._work.wait(remaining)
-        batch = self._pop(self.batch_size)
+        batch: list[_Part] = []
+        self._inflight, self._inflight_bytes = self._pop(self.batch_size, batch)
         if not batch and not self._queue and self._closing:
             return None
-        self._inflight = len(batch)
-        self._inflight_bytes = sum(entry[2] for entry in batch)
         if self._room_waiters:  # records whose caller stopped waiting were dropped: room
             self._done.notify_all()
         return batch
 
-    def _pop(self, limit: int) -> list[tuple[PreparedRecord, _Group, int]]:
-        """Up to ``limit`` queued records (under the lock), skipping those whose caller stopped waiting."""
-        batch: list[tuple[PreparedRecord, _Group, int]] = []
-        while self._queue and len(batch) < limit:
-            entry = self._queue.popleft()
-            self._queued_bytes -= entry[2]
-            if entry[1].pending >= 0:
-                batch.append(entry)
-        return batch
+    def _pop(self, limit: int, batch: list[_Part]) -> tuple[int, int]:
+        """Up to ``limit`` queued records added to ``batch`` (under the lock), skipping those whose
+        caller stopped waiting: whole groups, and the first records of the group that does not fit
+        (its rest stays at the head of the queue). Returns the records and bytes added."""
+        queue = self._queue
+        count = size = 0
+        while queue and count < limit:
+            records, group, part_size = queue.popleft()
+            self._queued -= len(records)
+            self._queued_bytes -= part_size
+            if group.pending < 0:
+                continue
+            room = limit - count
+            if len(records) > room:  # split: the rest waits for the next transaction, first in line
+                rest = records[room:]
+                rest_size = records_size(rest)
+                queue.appendleft((rest, group, rest_size))
+                self._queued += len(rest)
+                self._queued_bytes += rest_size
+                records, part_size = records[:room], part_size - rest_size
+            batch.append((records, group, part_size))
+            count += len(records)
+            size += part_size
+        return count, size
 
-    def _joining(self, batch: list[tuple[PreparedRecord, _Group, int]], records: list[PreparedRecord]) -> Any:
+    def _joining(self, batch: list[_Part], records: list[PreparedRecord]) -> Any:
         """What the store calls once it holds the chain head's lock: the records queued while the
         transaction waited for it (another process was committing) join the transaction, up to
         ``batch_size``, instead of waiting for the next one. They are added to ``batch`` and to
         ``records`` (so that a transaction refused for its data is split with them)."""
         def more() -> list[PreparedRecord]:
+            joined: list[PreparedRecord] = []
             with self._done:
-                joined = self._pop(self.batch_size - len(batch))
-                if joined:
-                    batch.extend(joined)
-                    records.extend(entry[0] for entry in joined)
-                    self._inflight += len(joined)
-                    self._inflight_bytes += sum(entry[2] for entry in joined)
-            return [entry[0] for entry in joined]
+                start = len(batch)
+                count, size = self._pop(self.batch_size - len(records), batch)
+                self._inflight += count
+                self._inflight_bytes += size
+            for part in batch[start:]:
+                joined.extend(part[0])
+            records.extend(joined)
+            return joined
         return more
 
     def _probe(self) -> None:
@@ -435,9 +477,11 @@ class DecisionLogWriter:
                 self._probe()
                 continue
             try:
-                records = [entry[0] for entry in batch]
+                records: list[PreparedRecord] = []
+                for part in batch:
+                    records.extend(part[0])
                 more = self._joining(batch, records) if self._more else None
-                set_aside = {rec.decision_id for rec in self._append(records, more)}
+                set_aside = self._append(records, more)
             except Exception as exc:
                 with self._done:
                     self._failed_batches += 1
@@ -446,7 +490,8 @@ class DecisionLogWriter:
                     self._inflight = self._inflight_bytes = 0
                     if self.durability == "async":  # kept, at the head of the queue, and retried
                         self._queue.extendleft(reversed(batch))
-                        self._queued_bytes += sum(entry[2] for entry in batch)
+                        self._queued += sum(len(part[0]) for part in batch)
+                        self._queued_bytes += sum(part[2] for part in batch)
                     else:  # its callers are answered fail closed now
                         self._settle(batch, written=False)
                     self._wake_others()
@@ -454,7 +499,7 @@ class DecisionLogWriter:
                 _wake(answered)
                 with self._done:
                     log.warning("decision log: a transaction of %d decision(s) failed (next try in %.2fs): %s",
-                                len(batch), delay, exc)
+                                len(records), delay, exc)
                     self._work.wait_for(lambda: self._abandon, delay)
                     if self._abandon:
                         return
@@ -463,9 +508,9 @@ class DecisionLogWriter:
             delay = 0.05
             with self._done:
                 if set_aside:
-                    self._set_aside += len(set_aside)
-                    self._settle([e for e in batch if e[0].decision_id in set_aside], written=False)
-                self._settle([e for e in batch if e[0].decision_id not in set_aside], written=True)
+                    self._settle_apart(batch, set_aside)
+                else:
+                    self._settle(batch, written=True)
                 self._inflight = self._inflight_bytes = 0
                 self._healthy = True
                 self._last_success = time.monotonic()

@@ -707,3 +707,109 @@ def test_the_rule_index_migration_keeps_a_logged_history(db_url):
         conn.execute(sa.text("UPDATE decision_rules SET rule_id = 'X' WHERE seq = 2"))
     assert len(s.query_decisions(rule="G-1", limit=100)) == 21
     s.dispose()
+
+
+# -- the queue holds groups: split across transactions, settled at once --------------------------
+
+
+class _Recording(FlakyStore):
+    """A FlakyStore that keeps the decision ids of every transaction and refuses those in ``refuse``."""
+
+    def __init__(self, real: Store, refuse=()):
+        super().__init__(real)
+        self.batches: list[list[str]] = []
+        self.refuse = set(refuse)
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def append_decisions(self, records):
+        from store import RecordRefused
+
+        ids = [r.decision_id for r in records]
+        self.batches.append(ids)
+        assert self.gate.wait(10)
+        if self.refuse & set(ids):
+            raise RecordRefused("refused for its content (simulated)")
+        return super().append_decisions(records)
+
+
+def test_a_group_larger_than_the_room_left_is_split_and_its_caller_answered_after_its_last_part(store):
+    recording = _Recording(store)
+    notices = _Notices()
+    w = DecisionLogWriter(recording, batch_size=4, start=False)
+    groups = {name: [record(i, prefix=name) for i in range(size)] for name, size in (("a", 3), ("b", 5), ("c", 4))}
+    pending = {name: w.record_nowait(recs, notices, name) for name, recs in groups.items()}
+    assert all(not isinstance(p, set) and p is not None for p in pending.values())
+    assert w.stats()["queued"] == 12
+    w._thread.start()
+    assert w.flush(timeout=30)
+    ids = lambda name: [r["decision_id"] for r in groups[name]]  # noqa: E731
+    # batch_size holds exactly: b's first record fills the first transaction, its rest the second
+    assert recording.batches == [ids("a") + ids("b")[:1], ids("b")[1:], ids("c")]
+    # one notice a commit, each with the groups it settled: b only once its last record is written
+    assert notices.calls == [[("a", set())], [("b", set())], [("c", set())]]
+    st = w.stats()
+    assert st["written"] == 12 and st["queued"] == 0 and st["queued_bytes"] == 0 and st["failed"] == 0
+    assert w.close()
+    assert [r["decision_id"] for r in store.query_decisions(limit=20)] == ids("a") + ids("b") + ids("c")
+    assert store.verify_chain().ok
+
+
+def test_a_refused_record_inside_a_group_is_set_aside_and_the_rest_of_every_group_written(store):
+    recording = _Recording(store, refuse={"g-000003"})
+    w = DecisionLogWriter(recording, start=False)
+    notices = _Notices()
+    first = [record(i, prefix="f") for i in range(4)]
+    group = [record(i, prefix="g") for i in range(6)]
+    w.record_nowait(first, notices, "f")
+    w.record_nowait(group, notices, "g")
+    w._thread.start()
+    assert w.flush(timeout=30)
+    assert notices.settled() == {"f": set(), "g": {"g-000003"}}
+    assert len(notices.calls) == 1  # one commit settled both groups
+    st = w.stats()
+    assert st["set_aside"] == 1 and st["written"] == 9 and st["failed"] == 1
+    assert w.close()
+    kept = [r["decision_id"] for r in first + group if r["decision_id"] != "g-000003"]
+    assert [r["decision_id"] for r in store.query_decisions(limit=20)] == kept
+    assert store.verify_chain().ok
+
+
+def test_a_caller_that_gives_up_on_a_split_group_has_its_queued_rest_skipped(store):
+    recording = _Recording(store)
+    recording.gate.clear()  # the first transaction waits
+    w = DecisionLogWriter(recording, batch_size=2, commit_timeout=0.2)
+    group = [record(i) for i in range(6)]
+    assert w.record(group) == {r["decision_id"] for r in group}  # answered fail closed at its timeout
+    assert recording.batches == [["d-000000", "d-000001"]]
+    recording.gate.set()
+    assert w.flush(timeout=30)
+    # the part in the transaction may be written (its caller was refused); the rest never is
+    assert [r["decision_id"] for r in store.query_decisions()] == ["d-000000", "d-000001"]
+    st = w.stats()
+    assert st["failed"] == 6 and st["written"] == 2 and st["queued"] == 0 and st["queued_bytes"] == 0
+    assert w.close()
+
+
+def test_async_keeps_the_parts_of_a_split_group_in_order_across_failed_transactions(store):
+    flaky = FlakyStore(store)
+    flaky.down.set()
+    w = DecisionLogWriter(flaky, durability="async", batch_size=3, flush_interval=0.0, max_retry_delay=0.05)
+    assert w.record([record(i) for i in range(7)]) == set()
+    assert w.record([record(i) for i in range(7, 9)]) == set()
+    assert _wait_for(lambda: w.stats()["failed_batches"] >= 2)
+    assert w.stats()["at_risk"] == 9  # queued or in the transaction being retried
+    flaky.down.clear()
+    assert w.flush(timeout=30) and w.close(timeout=30)
+    assert w.stats()["written"] == 9 and w.stats()["dropped"] == 0
+    assert [r["decision_id"] for r in store.query_decisions()] == [f"d-{i:06d}" for i in range(9)]
+    assert store.verify_chain().ok
+
+
+def test_closing_fails_every_record_of_a_group_left_in_the_queue(store):
+    w = DecisionLogWriter(FlakyStore(store), batch_size=2, start=False)
+    notices = _Notices()
+    w.record_nowait([record(i) for i in range(5)], notices, "left")
+    assert w.close(timeout=0.1) is False
+    assert notices.settled() == {"left": {f"d-{i:06d}" for i in range(5)}}
+    assert w.stats()["failed"] == 5 and w.stats()["queued"] == 0
