@@ -4,7 +4,7 @@
  *
  * It handles the common file only: plain mappings and lists of untagged scalars. On anything else
  * (an anchor, an alias, a tag, a merge key, a key that is not a scalar, a key written twice, a
- * syntax error, a limit crossed, an error of the scalar resolver) it gives up and returns False;
+ * syntax error, a limit crossed, an error of the scalar resolver) it gives up and returns None;
  * engine/load.py then loads the file with the Python path, whose errors and positions are the
  * reference. Scalars are resolved by the Python resolver (the callable given), once per distinct
  * (text, implicit) pair of the file. It also tells whether the documents are plain JSON that orjson
@@ -67,13 +67,21 @@ typedef struct {
     size_t cap, used;
 } Cache;
 
-static uint64_t text_hash(const unsigned char *s, size_t n, int kind) {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ULL;
-    }
+/* Python's own keyed hash of the bytes (SipHash with the process's random seed): a file cannot be
+ * written so that its scalars crowd one probe run of the tables below (an unkeyed hash, whose low
+ * bits depend only on the input's, could be). */
+static uint64_t keyed_hash(const void *s, Py_ssize_t n, uint64_t salt) {
+#if PY_VERSION_HEX >= 0x030E0000
+    uint64_t h = (uint64_t)Py_HashBuffer(s, n);
+#else
+    uint64_t h = (uint64_t)_Py_HashBytes(s, n);
+#endif
+    h ^= salt * 0x9E3779B97F4A7C15ULL;
     return h ? h : 1;
+}
+
+static uint64_t text_hash(const unsigned char *s, size_t n, int kind) {
+    return keyed_hash(s, (Py_ssize_t)n, (uint64_t)kind + 1);
 }
 
 static Slot *cache_find(Cache *c, const unsigned char *s, size_t n, int kind, uint64_t h) {
@@ -141,13 +149,7 @@ typedef struct {
 } Shapes;
 
 static uint64_t shape_hash(const int64_t *ids, Py_ssize_t n, int is_list) {
-    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(is_list + 2 * n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= (uint64_t)ids[i];
-        h *= 1099511628211ULL;
-        h ^= h >> 29;
-    }
-    return h ? h : 1;
+    return keyed_hash(ids, n * (Py_ssize_t)sizeof(int64_t), (uint64_t)(is_list + 2 * n) + 1);
 }
 
 static Shared *shapes_find(Shapes *t, const int64_t *ids, Py_ssize_t n, int is_list, uint64_t h) {
@@ -214,8 +216,11 @@ typedef struct {
 
 static PyObject *array_one;    /* array('q', [0]): repeated to make an array of any length */
 
+/* line << 20 | column, both from 1; a column past the 20 bits is kept at their largest value (the
+ * Python path's ``_packed`` does the same), never carried into the line */
 static inline int64_t packed(const yaml_mark_t *m) {
-    return (int64_t)(m->line + 1) << 20 | (int64_t)(m->column + 1);
+    int64_t column = (int64_t)m->column + 1;
+    return (int64_t)(m->line + 1) << 20 | (column < 0xFFFFF ? column : 0xFFFFF);
 }
 
 /* A Python error: the Python path runs instead, except for errors that are not an Exception

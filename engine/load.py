@@ -28,9 +28,9 @@ Path = tuple[Any, ...]
 class SourceMap:
     """Where each value (and each mapping key) of a file's documents was written.
 
-    Positions are packed (``line << 20 | column``; 0 when not written there) and kept in one
-    array, ``flat``, a *block* per list and mapping of the documents (and one for the list of the
-    documents, at ``root``): the container's own position, the number of its entries, then per
+    Positions are packed (``line << 20 | column``, a column past 1,048,575 kept at that; 0 when not
+    written there) and kept in one array, ``flat``, a *block* per list and mapping of the documents
+    (and one for the list of the documents, at ``root``): the container's own position, the number of its entries, then per
     list item its position and the offset of its block, per mapping entry (in the mapping's order)
     its key's and its value's positions and the offset of the value's block; -1 where the value is
     not a list or mapping (or is one that an alias repeats). A block follows the blocks of its
@@ -161,6 +161,12 @@ def _loc(file: str, mark: Any) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
+def _packed(mark: Any) -> int:
+    """``line << 20 | column`` of a mark, both from 1; a column past the 20 bits is kept at their
+    largest value (as engine/_fastload.c does), never carried into the line."""
+    return (mark.line + 1) << 20 | min(mark.column + 1, 0xFFFFF)
+
+
 def _unpack(file: str, packed: int) -> Location:
     return Location(file, packed >> 20, packed & 0xFFFFF)
 
@@ -236,7 +242,7 @@ class _Builder:
             self.block = -1
             if self.extents is not None:
                 mark = event.start_mark
-                self.last = ((mark.line + 1) << 20 | (mark.column + 1), mark.index, event.end_mark.index)
+                self.last = (_packed(mark), mark.index, event.end_mark.index)
         elif cls is _ALIAS:
             self.block = -1     # what an alias repeats has its block where it was written
             return self.alias(event)
@@ -275,7 +281,7 @@ class _Builder:
             raise self._refuse("load_too_deep", f"mappings and lists are nested more than {MAX_DEPTH} deep here",
                                event.start_mark, "flatten the structure; rule files never need this depth")
         mark = event.start_mark
-        own = (mark.line + 1) << 20 | (mark.column + 1)
+        own = _packed(mark)
         written = None if self.extents is None else array("q", (own, mark.index, 0))
         if isinstance(event, _SEQ_START):
             value: Any = self.sequence(own, written)
@@ -295,7 +301,7 @@ class _Builder:
             event: Any = get()
             cls = type(event)
             mark: Any = event.start_mark
-            pos = (mark.line + 1) << 20 | (mark.column + 1)
+            pos = _packed(mark)
             if cls is _SCALAR and event.tag is None and event.anchor is None:
                 # the common item, a plain value already seen: what ``build`` does, inline
                 known = resolved.get((event.value, event.implicit), _UNSET)
@@ -350,7 +356,7 @@ class _Builder:
             if type(event) is _MAP_END:
                 break
             mark: Any = event.start_mark
-            kpos = (mark.line + 1) << 20 | (mark.column + 1)
+            kpos = _packed(mark)
             key = self.plain(event)
             if key is _UNSET:
                 key = self.build(event)
@@ -363,7 +369,7 @@ class _Builder:
             first_seen[key] = kpos
             event = get()
             mark = event.start_mark
-            vpos = (mark.line + 1) << 20 | (mark.column + 1)
+            vpos = _packed(mark)
             item = self.plain(event)
             block = -1
             if item is not _UNSET and written is not None:

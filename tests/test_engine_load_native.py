@@ -359,3 +359,16 @@ def test_loads_leave_no_reference_behind():
         for _ in range(1_000):
             load._load_native("f.yaml", text + tail, not share, share)
         assert all(abs(now - then) < 10 for now, then in zip(counts(), first, strict=True))
+
+
+@native
+def test_a_column_past_twenty_bits_is_kept_at_their_largest_not_carried_into_the_line():
+    """A hostile file may write a value a megabyte into one line: its position stays on its own
+    line (the column kept at 1,048,575), the same on both paths."""
+    text = "a: [" + "1, " * 400_000 + "2]\nb: 3\n"
+    assert_same(text, False)
+    loaded, errors = load.load_text("f.yaml", text)
+    assert loaded is not None and not errors
+    where = loaded.source.at((0, "a", 400_000))
+    assert (where.line, where.column) == (1, 0xFFFFF)
+    assert (loaded.source.at((0, "b")).line, loaded.source.at((0, "b")).column) == (2, 4)
