@@ -30,14 +30,14 @@ class SourceMap:
 
     Positions are packed (``line << 20 | column``, a column past 1,048,575 kept at that; 0 when not
     written there) and kept in one array, ``flat``, a *block* per list and mapping of the documents
-    (and one for the list of the documents, at ``root``): the container's own position, the number of its entries, then per
-    list item its position and the offset of its block, per mapping entry (in the mapping's order)
-    its key's and its value's positions and the offset of the value's block; -1 where the value is
-    not a list or mapping (or is one that an alias repeats). A block follows the blocks of its
-    values. ``at`` walks a path down the documents and their blocks and gives back the deepest
-    position known as a ``Location``; a value an alias or a merge key (``<<``) repeats points at
-    where it is repeated, not into the anchored value. One array, not an array per list and
-    mapping keyed by its id: a 10,000-row table has 40,000 of them.
+    (and one for the list of the documents, at ``root``): the container's own position, the number
+    of its entries, then per list item its position and the offset of its block, per mapping entry
+    (in the mapping's order) its key's and its value's positions and the offset of the value's
+    block; -1 where the value is not a list or mapping (or is one that an alias repeats). A block
+    follows the blocks of its values. ``at`` walks a path down the documents and their blocks and
+    gives back the deepest position known as a ``Location``; a value an alias or a merge key
+    (``<<``) repeats points at where it is repeated, not into the anchored value. One array, not an
+    array per list and mapping keyed by its id: a 10,000-row table has 40,000 of them.
     """
 
     __slots__ = ("file", "documents", "flat", "root", "extents", "_parent", "_orders")
