@@ -164,7 +164,8 @@ def _loc(file: str, mark: Any) -> Location:
 def _packed(mark: Any) -> int:
     """``line << 20 | column`` of a mark, both from 1; a column past the 20 bits is kept at their
     largest value (as engine/_fastload.c does), never carried into the line."""
-    return (mark.line + 1) << 20 | min(mark.column + 1, 0xFFFFF)
+    column: int = min(mark.column + 1, 0xFFFFF)
+    return (int(mark.line) + 1) << 20 | column
 
 
 def _unpack(file: str, packed: int) -> Location:
