@@ -17,8 +17,8 @@ its caller was refused, never the other way round.
 
 Wire format, both ways: frames of a 4-byte big-endian length and a ``marshal`` payload (the
 socket sits in a folder only the server's user can enter; ``marshal`` reads plain values only).
-Worker to writer: ``(token, [record fields, ...])`` to record (``token`` 0: the writer's stats);
-writer to worker: ``[(token, failed ids or the stats), ...]``, one frame per commit.
+Worker to writer: ``(token, [record fields, ...])`` to record, ``(0, token)`` for the writer's
+stats, ``(-1, token)`` to cancel a group its worker stopped waiting for; writer to worker: ``[(token, failed ids or the stats), ...]``, one frame per commit.
 """
 from __future__ import annotations
 
@@ -36,11 +36,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .chain import PreparedRecord, prepare_record
+from .decision_log import record_size
 
 log = logging.getLogger("ordergate.store")
 
@@ -53,7 +54,11 @@ STATS_TIMEOUT = 2.0
 RECONNECT_INTERVAL = 0.05
 #: seconds a worker's send may block before its connection counts as broken
 SEND_TIMEOUT = 5.0
+#: seconds between the backlog's looks for room in the writer's queue (a group arriving or
+#: leaving wakes it at once)
+ROOM_POLL = 0.01
 _STATS = 0
+_CANCEL = -1
 #: the token of each group a worker sends (0 asks for the stats)
 _KEYS = itertools.count(1)
 
@@ -63,9 +68,19 @@ def _frame(value: Any) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
+#: what travels of a record, in this order both ways
+_FIELDS = ("decision_id", "time", "action", "policy_version", "input_json", "result_json", "allow",
+           "rules", "caller", "request_id")
+
+
 def _fields(rec: PreparedRecord) -> tuple:
-    return (rec.decision_id, rec.time, rec.action, rec.policy_version, rec.input_json, rec.result_json,
-            bool(rec.allow), list(rec.rules), rec.caller, rec.request_id)
+    row = {name: getattr(rec, name) for name in _FIELDS}
+    row["allow"], row["rules"] = bool(rec.allow), list(rec.rules)  # plain values for marshal
+    return tuple(row[name] for name in _FIELDS)
+
+
+def _record(row: Any) -> PreparedRecord:
+    return PreparedRecord(**dict(zip(_FIELDS, row, strict=True)))
 
 
 class _Frames:
@@ -95,13 +110,47 @@ class _Frames:
 # -- the writer process's side -------------------------------------------------------------------
 
 
+class _Arrival:
+    """A group as it arrived from a worker, until the writer holds it (or it is answered)."""
+
+    __slots__ = ("peer", "token", "records", "size", "deadline", "cancelled", "backlogged")
+
+    def __init__(self, peer: _Peer, token: int, records: list[PreparedRecord], block_timeout: float | None) -> None:
+        self.peer, self.token, self.records = peer, token, records
+        self.size = sum(record_size(rec) for rec in records)
+        # ``block_timeout`` counts from the group's arrival, however long others waited before it
+        self.deadline = None if block_timeout is None else time.monotonic() + block_timeout
+        self.cancelled = False
+        self.backlogged = False
+
+
+class _Peer:
+    """One worker's connection: how to answer it, and its groups not answered yet (by token:
+    an ``_Arrival`` until the writer holds the group, then the writer's pending group)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sending = threading.Lock()
+        self.groups: dict[int, Any] = {}
+
+    def send(self, settled: list[tuple[int, Any]]) -> None:
+        frame = _frame(settled)
+        # the worker gone: nobody waits for these answers
+        with self.sending, contextlib.suppress(OSError):
+            self.sock.sendall(frame)
+
+
 class LogServer:
     """Serves ``writer`` (a ``DecisionLogWriter``) to the workers connecting to ``path``.
 
     One thread a connection reads the records a worker sends and queues them with
     ``writer.record_nowait``; the writer's thread sends each worker the fate of its groups once a
-    commit settled them (one frame a commit). A group that has to wait for room in the queue
-    (``on_full`` ``block``) waits on a thread of a small pool, so the connection keeps reading.
+    commit settled them (one frame a commit). A group that finds no room in the queue (``on_full``
+    ``block``) waits in one backlog, first come first served, for at most ``block_timeout`` from
+    its arrival; the backlog holds at most ``max_queue`` records and ``max_queue_bytes`` bytes
+    (the writer's own bounds): a group past them is refused at once (fail closed). A worker that
+    stopped waiting for a group (its ``commit_timeout``) cancels it: the writer skips it
+    (``writer.give_up``) and a group still in the backlog leaves it; so do a lost worker's groups.
     """
 
     def __init__(self, writer: Any, path: str) -> None:
@@ -114,8 +163,14 @@ class LogServer:
         os.chmod(path, 0o600)
         self._listener.listen(64)
         self._connections: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._waiting = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ordergate-log-wait")
+        self._lock = threading.Condition()  # the connections, every peer's groups and the backlog
+        self._backlog: deque[_Arrival] = deque()
+        self._backlog_records = 0
+        self._backlog_bytes = 0
+        self._refused = 0  # decisions refused here: the backlog was full, or their block_timeout passed
+        self._stopping = False
+        self._room = threading.Thread(target=self._wait_for_room, name="ordergate-log-room", daemon=True)
+        self._room.start()
 
     def serve(self, stop: threading.Event) -> None:
         """Accept workers until ``stop`` is set."""
@@ -135,63 +190,211 @@ class LogServer:
             threading.Thread(target=self._serve_worker, args=(sock,), name="ordergate-log-peer", daemon=True).start()
 
     def close(self, timeout: float) -> bool:
-        """Stop accepting, write what is queued (answering its workers), close: ``writer.close``."""
+        """Stop accepting, refuse the backlog, write what is queued (answering its workers), close."""
         with contextlib.suppress(OSError):
             self._listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._room.join(5)
         clean = self.writer.close(timeout=timeout)
-        self._waiting.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for sock in self._connections:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
         return clean
 
+    def stats(self) -> dict[str, Any]:
+        """The writer's stats, with the backlog and the decisions refused here."""
+        stats = self.writer.stats()
+        with self._lock:
+            stats["rejected"] = int(stats.get("rejected") or 0) + self._refused
+            stats["waiting_for_room"] = self._backlog_records
+        return stats
+
+    # -- one worker's connection --------------------------------------------------------------
+
     def _serve_worker(self, sock: socket.socket) -> None:
-        sending = threading.Lock()
-        writer = self.writer
-
-        def send(settled: list[tuple[int, Any]]) -> None:
-            frame = _frame(settled)
-            # the worker gone: nobody waits for these answers
-            with sending, contextlib.suppress(OSError):
-                sock.sendall(frame)
-
-        def committed(settled: list[tuple[int, set[str]]]) -> None:
-            send([(token, list(failed)) for token, failed in settled])
-
-        def blocking(token: int, records: list[PreparedRecord]) -> None:
-            try:
-                failed = writer.record(records)
-            except Exception:
-                log.exception("decision log: recording a group that waited for room failed")
-                failed = {rec.decision_id for rec in records}
-            send([(token, list(failed))])
-
+        peer = _Peer(sock)
         frames = _Frames(sock)
         try:
             while True:
                 message = frames.read()
                 if message is None:
                     return
-                token, rows = message
+                token, body = message
                 if token == _STATS:  # (0, the token to answer with)
-                    send([(rows, writer.stats())])
-                    continue
-                records = [PreparedRecord(*row) for row in rows]
-                group = writer.record_nowait(records, committed, token)
-                if isinstance(group, set):  # known at once: queued (async) or refused
-                    send([(token, list(group))])
-                elif group is None:  # no room now and `block`: wait for it off this thread
-                    self._waiting.submit(blocking, token, records)
+                    peer.send([(body, self.stats())])
+                elif token == _CANCEL:  # (-1, the token of the group its worker stopped waiting for)
+                    self._cancel(peer, body)
+                else:
+                    self._arrived(peer, token, [_record(row) for row in body])
         except (OSError, ValueError, EOFError, TypeError) as exc:
             log.error("decision log: a worker's connection failed: %s", exc)
         finally:
             with self._lock:
                 self._connections.discard(sock)
+            # nobody waits for its groups any more: the writer skips what it has not written yet
+            for group in self._forget(peer):
+                self.writer.give_up(group)
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _arrived(self, peer: _Peer, token: int, records: list[PreparedRecord]) -> None:
+        arrival = _Arrival(peer, token, records, self.writer.block_timeout)
+        with self._lock:
+            peer.groups[token] = arrival
+            backlog = bool(self._backlog)  # first come first served: none overtakes the backlog
+            if backlog and not self._backlog_takes(arrival):
+                del peer.groups[token]
+                self._refused += len(records)
+                refused = True
+            else:
+                refused = False
+        if refused:
+            peer.send([(token, [rec.decision_id for rec in records])])
+        elif not backlog and not self._hand_over(arrival):
+            with self._lock:
+                if self._backlog_takes(arrival) or arrival.cancelled:
+                    return
+                peer.groups.pop(token, None)
+                self._refused += len(records)
+            peer.send([(token, [rec.decision_id for rec in records])])
+
+    def _backlog_takes(self, arrival: _Arrival) -> bool:
+        """Put ``arrival`` in the backlog (under the lock) unless it is full: True when it did."""
+        if arrival.cancelled:
+            return False
+        writer = self.writer
+        if self._backlog and (self._backlog_records + len(arrival.records) > writer.max_queue
+                              or self._backlog_bytes + arrival.size > writer.max_queue_bytes):
+            return False
+        arrival.backlogged = True
+        self._backlog.append(arrival)
+        self._backlog_records += len(arrival.records)
+        self._backlog_bytes += arrival.size
+        self._lock.notify_all()
+        return True
+
+    def _hand_over(self, arrival: _Arrival) -> bool:
+        """Queue ``arrival`` with the writer; False, with nothing queued, when there is no room now."""
+        peer, token = arrival.peer, arrival.token
+
+        def committed(settled: list[tuple[int, set[str]]]) -> None:
+            with self._lock:
+                for answered, _failed in settled:
+                    peer.groups.pop(answered, None)
+            peer.send([(answered, list(failed)) for answered, failed in settled])
+
+        group = self.writer.record_nowait(arrival.records, committed, token)
+        if group is None:
+            return False
+        with self._lock:
+            mine = peer.groups.get(token) is arrival
+            if isinstance(group, set):
+                if mine:
+                    del peer.groups[token]
+            elif mine:
+                peer.groups[token] = group  # until its commit answers it, or it is cancelled
+        if isinstance(group, set):  # known at once: queued (async) or refused
+            peer.send([(token, list(group))])
+        elif arrival.cancelled:  # cancelled while it was handed over
+            self.writer.give_up(group)
+        return True
+
+    def _cancel(self, peer: _Peer, token: int) -> None:
+        with self._lock:
+            waiting = peer.groups.pop(token, None)
+            if isinstance(waiting, _Arrival):
+                self._drop(waiting)
+                waiting = None
+        if waiting is not None:
+            self.writer.give_up(waiting)
+
+    def _drop(self, arrival: _Arrival) -> None:
+        """``arrival`` is answered elsewhere (under the lock): it leaves the backlog's count."""
+        if not arrival.cancelled and arrival.backlogged:
+            self._backlog_records -= len(arrival.records)
+            self._backlog_bytes -= arrival.size
+            self._lock.notify_all()
+        arrival.cancelled = True
+
+    def _forget(self, peer: _Peer) -> list[Any]:
+        """A worker gone: its arrivals leave the backlog; its groups the writer holds (returned)."""
+        with self._lock:
+            held = []
+            for waiting in peer.groups.values():
+                if isinstance(waiting, _Arrival):
+                    self._drop(waiting)
+                else:
+                    held.append(waiting)
+            peer.groups.clear()
+        return held
+
+    # -- the backlog ----------------------------------------------------------------------------
+
+    def _wait_for_room(self) -> None:
+        """The backlog's thread: hand its groups to the writer in turn, as room appears."""
+        while True:
+            with self._lock:
+                expired = self._expired()
+                while not expired and not self._backlog and not self._stopping:
+                    self._lock.wait()
+                head = self._backlog[0] if self._backlog else None
+                stopping = self._stopping
+            _refuse(expired)
+            if stopping:
+                with self._lock:
+                    left = list(self._backlog)
+                    for arrival in left:
+                        self._drop(arrival)
+                    self._backlog.clear()
+                _refuse([(a.peer, a.token, a.records) for a in left])
+                return
+            if head is None:
+                continue
+            if head.cancelled:
+                self._pop(head)
+            elif self._hand_over(head):
+                self._pop(head)
+            else:  # no room yet: look again soon (or at once, when a group arrives or leaves)
+                with self._lock:
+                    self._lock.wait(ROOM_POLL)
+
+    def _pop(self, head: _Arrival | None) -> None:
+        with self._lock:
+            if self._backlog and self._backlog[0] is head:
+                self._backlog.popleft()
+                if head is not None and not head.cancelled:
+                    self._backlog_records -= len(head.records)
+                    self._backlog_bytes -= head.size
+                    head.cancelled = True  # counted out of the backlog
+            self._lock.notify_all()
+
+    def _expired(self) -> list[tuple[_Peer, int, list[PreparedRecord]]]:
+        """The groups whose ``block_timeout`` passed (under the lock), out of the backlog."""
+        now = time.monotonic()
+        expired = []
+        for arrival in list(self._backlog):
+            if arrival.cancelled:
+                continue
+            if arrival.deadline is None or arrival.deadline > now:
+                break  # the backlog is in order of arrival: the ones behind came later
+            self._drop(arrival)
+            arrival.peer.groups.pop(arrival.token, None)
+            self._refused += len(arrival.records)
+            expired.append((arrival.peer, arrival.token, arrival.records))
+        while self._backlog and self._backlog[0].cancelled:
+            self._backlog.popleft()
+        return expired
+
+
+def _refuse(groups: list[tuple[_Peer, int, list[PreparedRecord]]]) -> None:
+    """Answer ``groups`` fail closed: none of their records is written."""
+    for peer, token, records in groups:
+        peer.send([(token, [rec.decision_id for rec in records])])
 
 
 def main() -> None:
@@ -322,7 +525,12 @@ class RemoteLogWriter:
             if claimed or waiting.failed is None:
                 waiting.failed = set(waiting.ids)
                 self._failed += len(waiting.ids)
-            return waiting.failed
+            failed = waiting.failed
+        if claimed and link is not None and not link.broken:
+            # the writer process skips what it has not written yet (a lost connection does too)
+            with link.sending, contextlib.suppress(OSError):
+                link.sock.sendall(_frame((_CANCEL, waiting.key)))
+        return failed
 
     def _send(self, prepared: list[PreparedRecord], waiting: _Waiting) -> set[str] | None:
         """Send a group; None once sent, else the ids NOT recorded (the writer process is out of reach)."""

@@ -148,6 +148,76 @@ def test_a_full_queue_refuses_or_waits_as_on_full_says(store, serve, on_full):
     remote.close(timeout=5)
 
 
+def _until(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_groups_waiting_for_room_are_bounded_and_a_given_up_one_is_never_written(store, serve):
+    gated = Gated(store)
+    gated.gate.clear()
+    writer = DecisionLogWriter(gated, max_queue=1, on_full="block", block_timeout=30)
+    remote = RemoteLogWriter(serve(writer), commit_timeout=30)
+    told: list = []
+    groups = [remote.record_nowait([record(i)], told.extend, i) for i in range(1, 3001)]
+    assert gated.appending.wait(5)
+    # the first is in its transaction, one waits for room (max_queue 1); the rest are refused at once
+    assert _until(lambda: len(told) >= 2998)
+    stats = remote.stats()
+    assert stats["waiting_for_room"] <= 1 and stats["rejected"] >= 2998
+    assert sorted(token for token, failed in told if failed) == list(range(3, 3001))
+    # every caller stops waiting (its commit_timeout): the writer process is told, and skips them
+    assert all(remote.give_up(group) for group in groups if not isinstance(group, set))
+    assert _until(lambda: remote.stats()["waiting_for_room"] == 0)
+    gated.gate.set()
+    assert remote.record([record(9999)]) == set()  # the queue drained: what was left is written
+    written = _ids(store)
+    # only the group already in its transaction may still be written (the log holds more than was
+    # answered, never less); none that waited for room
+    assert written - {"d-000001"} == {"d-009999"}
+    remote.close(timeout=5)
+
+
+def test_a_group_that_waited_for_room_is_written_and_answered_after_its_commit(store, serve):
+    gated = Gated(store)
+    gated.gate.clear()
+    writer = DecisionLogWriter(gated, max_queue=1, on_full="block", block_timeout=10)
+    remote = RemoteLogWriter(serve(writer))
+    told: list = []
+    remote.record_nowait([record(1)], told.extend, "first")
+    assert gated.appending.wait(5)
+    second = remote.record_nowait([record(2)], told.extend, "second")
+    assert not isinstance(second, set)
+    assert _until(lambda: remote.stats()["waiting_for_room"] == 1)
+    time.sleep(0.2)
+    assert told == []
+    gated.gate.set()
+    assert _until(lambda: len(told) == 2)
+    assert told == [("first", set()), ("second", set())]
+    assert _ids(store) == {"d-000001", "d-000002"}
+    remote.close(timeout=5)
+
+
+def test_block_timeout_counts_from_each_groups_arrival(store, serve):
+    gated = Gated(store)
+    gated.gate.clear()
+    writer = DecisionLogWriter(gated, max_queue=3, on_full="block", block_timeout=0.5)
+    remote = RemoteLogWriter(serve(writer))
+    told: list = []
+    remote.record_nowait([record(1), record(2), record(3)], told.extend, "first")
+    assert gated.appending.wait(5)
+    started = time.monotonic()
+    for i in range(4, 7):  # three groups wait together, each for 0.5 s from its own arrival
+        remote.record_nowait([record(i)], told.extend, i)
+    assert _until(lambda: len(told) == 3)
+    assert time.monotonic() - started < 1.2
+    assert sorted(told) == [(4, {"d-000004"}), (5, {"d-000005"}), (6, {"d-000006"})]
+    gated.gate.set()
+    remote.close(timeout=5)
+
+
 def test_async_durability_answers_once_queued_in_the_writer_process(store, serve):
     gated = Gated(store)
     gated.gate.clear()
