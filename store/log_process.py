@@ -18,7 +18,8 @@ its caller was refused, never the other way round.
 Wire format, both ways: frames of a 4-byte big-endian length and a ``marshal`` payload (the
 socket sits in a folder only the server's user can enter; ``marshal`` reads plain values only).
 Worker to writer: ``(token, [record fields, ...])`` to record, ``(0, token)`` for the writer's
-stats, ``(-1, token)`` to cancel a group its worker stopped waiting for; writer to worker: ``[(token, failed ids or the stats), ...]``, one frame per commit.
+stats, ``(-1, token)`` to cancel a group its worker stopped waiting for; writer to worker:
+``[(token, failed ids or the stats), ...]``, one frame per commit.
 """
 from __future__ import annotations
 
@@ -355,9 +356,7 @@ class LogServer:
                 return
             if head is None:
                 continue
-            if head.cancelled:
-                self._pop(head)
-            elif self._hand_over(head):
+            if head.cancelled or self._hand_over(head):
                 self._pop(head)
             else:  # no room yet: look again soon (or at once, when a group arrives or leaves)
                 with self._lock:
