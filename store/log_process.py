@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .chain import PreparedRecord, prepare_record
-from .decision_log import record_size
+from .decision_log import _wake, record_size
 
 log = logging.getLogger("ordergate.store")
 
@@ -399,31 +399,35 @@ def _refuse(groups: list[tuple[_Peer, int, list[PreparedRecord]]]) -> None:
 def main() -> None:
     """``python -m store.log_process``: the settings arrive as one JSON line on stdin.
 
-    Prints ``ready`` once it accepts workers. Stops (writing what is queued) on SIGTERM, or when
-    stdin ends: every process that could hand it records (the server and its workers, which
-    inherit the pipe) is gone. SIGINT and SIGHUP are the server's to handle: a Ctrl-C or a
-    graceful reload stops or replaces the workers, which still need their writer meanwhile.
+    Prints ``ready`` once it accepts workers. Stops (writing what is queued) when the server
+    writes ``stop`` on stdin (once its workers are gone), or when stdin ends: every process that
+    could hand it records (the server and its workers, which inherit the pipe) is gone. SIGTERM,
+    SIGINT and SIGHUP are the server's to handle: a stop (systemd sends SIGTERM to every process
+    of the service at once), a Ctrl-C or a graceful reload stops or replaces the workers, which
+    still need their writer meanwhile. SIGKILL ends it at once: its workers then answer every
+    decision waiting for it fail closed.
     """
     from . import Store
     from .decision_log import DecisionLogWriter
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("ordergate").setLevel(logging.INFO)
     settings = json.loads(sys.stdin.readline())
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
-    def orphaned() -> None:
+    def told_to_stop() -> None:
         with contextlib.suppress(Exception):
-            sys.stdin.read()
+            for line in sys.stdin:
+                if line.strip() == "stop":
+                    break
         stop.set()
 
     store = Store(settings["database_url"])
     writer = DecisionLogWriter(store, **settings["writer"])
     server = LogServer(writer, settings["socket"])
-    threading.Thread(target=orphaned, name="ordergate-log-stdin", daemon=True).start()
+    threading.Thread(target=told_to_stop, name="ordergate-log-stdin", daemon=True).start()
     print("ready", flush=True)
     try:
         server.serve(stop)
@@ -486,6 +490,7 @@ class RemoteLogWriter:
         self._failed = 0     # waiting decisions answered fail closed here (connection lost, timeout)
         self._rejected = 0   # decisions refused here: the writer process could not be reached
         self._last_error: str | None = None
+        self._last_stats: dict[str, Any] | None = None  # the writer process's, as last received
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -627,12 +632,17 @@ class RemoteLogWriter:
         with self._lock:
             mine = {"failed": self._failed, "rejected": self._rejected}
             error = self._last_error
+            if remote is not None:
+                self._last_stats = dict(remote)
+            last = self._last_stats
         if remote is None:
-            remote = {"durability": self.durability, "healthy": False, "running": False, "queued": 0,
-                      "queued_bytes": 0, "written": 0, "failed": 0, "failed_batches": 0, "rejected": 0,
-                      "set_aside": 0, "dropped": 0, "at_risk": 0, "on_full": self.on_full,
-                      "last_error": error or "the decision log writer process does not answer",
-                      "seconds_since_last_write": None, **self._limits}
+            # the counters as last received (a counter reported as 0 then back would look like a
+            # reset to a scraper), marked unhealthy; zeros only before any answer arrived
+            remote = {"durability": self.durability, "queued": 0, "queued_bytes": 0, "written": 0, "failed": 0,
+                      "failed_batches": 0, "rejected": 0, "set_aside": 0, "dropped": 0, "at_risk": 0,
+                      "on_full": self.on_full, "seconds_since_last_write": None, **self._limits, **(last or {}),
+                      "healthy": False, "running": False,
+                      "last_error": error or "the decision log writer process does not answer"}
         remote["failed"] = int(remote.get("failed") or 0) + mine["failed"]
         remote["rejected"] = int(remote.get("rejected") or 0) + mine["rejected"]
         remote["writer_process"] = remote.get("running", False)
@@ -681,19 +691,11 @@ def _answer(link: _Link, settled: list[tuple[int, Any]]) -> None:
 
 
 def _tell(told: list[tuple[_Waiting, Any]]) -> None:
-    """Release each waiting caller, and call each ``notify`` once with all of its groups."""
-    notified: dict[Any, list[tuple[Any, set[str]]]] = {}
+    """Give each waiting group its outcome, then release its caller or call its ``notify`` (once
+    for all of its groups), as the in-process writer does."""
     for waiting, outcome in told:
         waiting.failed = outcome
-        if waiting.done is not None:
-            waiting.done.release()
-        else:
-            notified.setdefault(waiting.notify, []).append((waiting.token, outcome))
-    for notify, groups in notified.items():
-        try:
-            notify(groups)
-        except Exception:  # a caller gone (its event loop closed) must not stop the reader
-            log.exception("decision log: telling %d caller(s) their decisions' fate failed", len(groups))
+    _wake([waiting for waiting, _outcome in told])
 
 
 # -- the server's side: starting, watching and stopping the writer process ------------------------
@@ -706,11 +708,16 @@ class LogWriterProcess:
     ``writer`` (``DecisionLogWriter`` keyword arguments) and ``close_timeout``.
     """
 
-    def __init__(self, settings: dict[str, Any], *, start_timeout: float = 60.0,
-                 restart_delay: float = 0.2) -> None:
+    def __init__(self, settings: dict[str, Any], *, start_timeout: float = 60.0, restart_delay: float = 0.2,
+                 max_restart_delay: float = 5.0, stable_after: float = 10.0) -> None:
         self.settings = settings
         self.start_timeout = start_timeout
+        #: the first restart waits ``restart_delay``; each one after a process that failed again
+        #: (exited within ``stable_after`` seconds, or did not start) twice as long, up to
+        #: ``max_restart_delay``
         self.restart_delay = restart_delay
+        self.max_restart_delay = max(max_restart_delay, restart_delay)
+        self.stable_after = stable_after
         self.process: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -724,7 +731,8 @@ class LogWriterProcess:
         self._watcher.start()
 
     def _spawn(self) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "store.log_process"], stdin=subprocess.PIPE,
+        # -P: the folder the server was started in is no place to import the writer from
+        process = subprocess.Popen([sys.executable, "-P", "-m", "store.log_process"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, close_fds=True)
         assert process.stdin is not None and process.stdout is not None
         try:
@@ -743,6 +751,8 @@ class LogWriterProcess:
         return process
 
     def _watch(self) -> None:
+        delay = self.restart_delay
+        started = time.monotonic()
         while not self._stopping.is_set():
             process = self.process
             assert process is not None
@@ -750,16 +760,21 @@ class LogWriterProcess:
             if self._stopping.is_set():
                 return
             _release(process)
-            log.error("ordergate: the decision log writer process exited (%s); restarting it (meanwhile "
-                      "decisions are answered fail closed)", code)
-            while not self._stopping.wait(self.restart_delay):
+            if time.monotonic() - started >= self.stable_after:
+                delay = self.restart_delay  # it ran a while: this is a new failure, not the same one
+            log.error("ordergate: the decision log writer process exited (%s); restarting it in %.2gs "
+                      "(meanwhile decisions are answered fail closed)", code, delay)
+            while not self._stopping.wait(delay):
+                delay = min(delay * 2, self.max_restart_delay)
                 try:
                     self.process = self._spawn()
-                    self.restarts += 1
-                    log.warning("ordergate: the decision log writer process is back")
-                    break
                 except (RuntimeError, OSError) as exc:
-                    log.error("ordergate: %s; trying again", exc)
+                    log.error("ordergate: %s; trying again in %.2gs", exc, delay)
+                    continue
+                started = time.monotonic()
+                self.restarts += 1
+                log.warning("ordergate: the decision log writer process is back")
+                break
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the process once the workers are gone: it writes what is queued first."""
@@ -770,7 +785,10 @@ class LogWriterProcess:
         if process is None:
             return
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(OSError, ValueError):  # it ignores SIGTERM: asked on its stdin
+                assert process.stdin is not None
+                process.stdin.write(b"stop\n")
+                process.stdin.flush()
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -234,13 +234,16 @@ def test_async_durability_answers_once_queued_in_the_writer_process(store, serve
 
 def test_a_lost_writer_answers_the_waiting_decisions_fail_closed_at_once(store, tmp_path):
     gated = Gated(store)
-    gated.gate.clear()
     path = str(tmp_path / "lost.sock")
     server = LogServer(DecisionLogWriter(gated), path)
     stop = threading.Event()
     thread = threading.Thread(target=server.serve, args=(stop,), daemon=True)
     thread.start()
     remote = RemoteLogWriter(path, commit_timeout=30)
+    assert remote.record([record(i) for i in range(11, 16)]) == set()
+    assert remote.stats()["written"] == 5
+    gated.gate.clear()
+    gated.appending.clear()
     told: list = []
     arrived = threading.Event()
 
@@ -265,6 +268,8 @@ def test_a_lost_writer_answers_the_waiting_decisions_fail_closed_at_once(store, 
     assert remote.record([record(3)]) == {"d-000003"}
     stats = remote.stats()
     assert stats["healthy"] is False and stats["writer_process"] is False and stats["rejected"] == 2
+    # the counters stay as last received (never back to 0: a scraper would see a reset)
+    assert stats["written"] == 5 and stats["failed"] == 1
     gated.gate.set()
     server.close(timeout=5)
     assert "d-000002" not in _ids(store) and "d-000003" not in _ids(store)
@@ -305,6 +310,69 @@ def test_the_writer_process_is_restarted_and_the_workers_reconnect(db_url, tmp_p
     finally:
         process.stop(timeout=10)
     assert process.process.poll() is not None and not Path(socket_path).exists()
+
+
+def test_a_writer_process_failing_again_and_again_is_restarted_with_back_off(db_url, tmp_path):
+    from store import Store
+
+    setup = Store(db_url)
+    setup.migrate()
+    setup.dispose()
+    socket_path = str(tmp_path / "writer.sock")
+    process = LogWriterProcess({"database_url": db_url, "socket": socket_path, "writer": {}, "close_timeout": 5},
+                               restart_delay=0.05, max_restart_delay=0.4, stable_after=1.0)
+    attempts: list[tuple[float, float]] = []
+    spawn = process._spawn
+
+    def timed():
+        begun = time.monotonic()
+        try:
+            return spawn()
+        finally:
+            attempts.append((begun, time.monotonic()))
+
+    process._spawn = timed
+    process.start()
+    attempts.clear()
+    try:
+        good = process.settings["socket"]
+        process.settings["socket"] = str(tmp_path / "no" / "such" / "folder" / "w.sock")  # cannot start
+        os.kill(process.process.pid, signal.SIGKILL)
+        assert _until(lambda: len(attempts) >= 6, 60)
+        waits = [attempts[i + 1][0] - attempts[i][1] for i in range(len(attempts) - 1)]
+        # each failed start waits twice as long as the one before, up to max_restart_delay
+        assert 0.08 <= waits[0] < 0.3 and waits[1] >= 0.18 and waits[2] >= 0.35 and max(waits) < 1.0, waits
+        process.settings["socket"] = good
+        assert _until(lambda: process.restarts == 1, 30)
+        time.sleep(1.2)  # it stayed up longer than stable_after: the next restart waits restart_delay again
+        attempts.clear()
+        died = time.monotonic()
+        os.kill(process.process.pid, signal.SIGKILL)
+        assert _until(lambda: process.restarts == 2, 30)
+        assert attempts[0][0] - died < 0.3
+    finally:
+        process.stop(timeout=10)
+
+
+def test_sigterm_to_the_whole_service_leaves_the_writer_process_to_the_server(db_url, tmp_path):
+    from store import Store
+
+    setup = Store(db_url)
+    setup.migrate()
+    setup.dispose()
+    socket_path = str(tmp_path / "writer.sock")
+    process = LogWriterProcess({"database_url": db_url, "socket": socket_path, "writer": {}, "close_timeout": 5})
+    process.start()
+    try:
+        remote = RemoteLogWriter(socket_path)
+        os.kill(process.process.pid, signal.SIGTERM)  # as systemd stops a service: every process at once
+        time.sleep(0.5)
+        assert process.process.poll() is None and process.restarts == 0
+        assert remote.record([record(1)]) == set()  # the workers finishing their requests still record
+        remote.close(timeout=5)
+    finally:
+        process.stop(timeout=10)
+    assert process.process.returncode == 0 and not Path(socket_path).exists()
 
 
 def test_a_writer_process_that_cannot_start_is_one_clear_error(tmp_path):
