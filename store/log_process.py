@@ -266,7 +266,7 @@ class LogServer:
 
     def _backlog_takes(self, arrival: _Arrival) -> bool:
         """Put ``arrival`` in the backlog (under the lock) unless it is full: True when it did."""
-        if arrival.cancelled:
+        if arrival.cancelled or self._stopping:  # closing: nobody would hand it over
             return False
         writer = self.writer
         if self._backlog and (self._backlog_records + len(arrival.records) > writer.max_queue
