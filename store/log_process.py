@@ -39,7 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from .chain import PreparedRecord, prepare_record
 from .decision_log import _wake, record_size
@@ -695,7 +695,7 @@ def _tell(told: list[tuple[_Waiting, Any]]) -> None:
     for all of its groups), as the in-process writer does."""
     for waiting, outcome in told:
         waiting.failed = outcome
-    _wake([waiting for waiting, _outcome in told])
+    _wake(cast(Any, [waiting for waiting, _outcome in told]))  # a _Waiting has what _wake reads of a group
 
 
 # -- the server's side: starting, watching and stopping the writer process ------------------------
