@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from .chain import PreparedRecord, prepare_record
-from .decision_log import _wake, record_size
+from .decision_log import _wake, records_size
 
 log = logging.getLogger("ordergate.store")
 
@@ -118,7 +118,7 @@ class _Arrival:
 
     def __init__(self, peer: _Peer, token: int, records: list[PreparedRecord], block_timeout: float | None) -> None:
         self.peer, self.token, self.records = peer, token, records
-        self.size = sum(record_size(rec) for rec in records)
+        self.size = records_size(records)
         # ``block_timeout`` counts from the group's arrival, however long others waited before it
         self.deadline = None if block_timeout is None else time.monotonic() + block_timeout
         self.cancelled = False
