@@ -31,14 +31,15 @@ def test_pip_install_then_demo_check_and_serve_from_an_empty_folder(tmp_path):
                          capture_output=True, text=True, timeout=900)  # pip's cache makes this quick
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     assert "deprecat" not in (pip.stdout + pip.stderr).lower(), pip.stderr
+    # what the installed package finds alone: no PYTHONPATH of the checkout's (or a work tree's) sources
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERGATE_", "PYTHON"))}
     # the loader's C extension is built by the install where libyaml's headers are (optional elsewhere)
     native = subprocess.run([str(venv / "bin" / "python"), "-c", "import engine._fastload"], cwd=tmp_path,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, env=env)
     assert native.returncode == 0 or not Path("/usr/include/yaml.h").exists(), native.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     ordergate = str(venv / "bin" / "ordergate")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORDERGATE_", "PYTHON"))}
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([ordergate, *args], cwd=empty, capture_output=True, text=True, timeout=300, env=env)
