@@ -155,11 +155,16 @@ def _until(condition, timeout: float = 10.0) -> bool:
     return condition()
 
 
-def test_groups_waiting_for_room_are_bounded_and_a_given_up_one_is_never_written(store, serve):
+def _held_shut(store, serve, **bounds):
+    """A writer process over ``store`` held shut (no transaction commits until ``gate.set()``),
+    with these queue bounds: (the gated store, the remote writer)."""
     gated = Gated(store)
     gated.gate.clear()
-    writer = DecisionLogWriter(gated, max_queue=1, on_full="block", block_timeout=30)
-    remote = RemoteLogWriter(serve(writer), commit_timeout=30)
+    return gated, RemoteLogWriter(serve(DecisionLogWriter(gated, on_full="block", **bounds)), commit_timeout=30)
+
+
+def test_groups_waiting_for_room_are_bounded_and_a_given_up_one_is_never_written(store, serve):
+    gated, remote = _held_shut(store, serve, max_queue=1, block_timeout=30)
     told: list = []
     groups = [remote.record_nowait([record(i)], told.extend, i) for i in range(1, 3001)]
     assert gated.appending.wait(5)
@@ -181,10 +186,7 @@ def test_groups_waiting_for_room_are_bounded_and_a_given_up_one_is_never_written
 
 
 def test_a_group_that_waited_for_room_is_written_and_answered_after_its_commit(store, serve):
-    gated = Gated(store)
-    gated.gate.clear()
-    writer = DecisionLogWriter(gated, max_queue=1, on_full="block", block_timeout=10)
-    remote = RemoteLogWriter(serve(writer))
+    gated, remote = _held_shut(store, serve, max_queue=1, block_timeout=10)
     told: list = []
     remote.record_nowait([record(1)], told.extend, "first")
     assert gated.appending.wait(5)
@@ -201,10 +203,7 @@ def test_a_group_that_waited_for_room_is_written_and_answered_after_its_commit(s
 
 
 def test_block_timeout_counts_from_each_groups_arrival(store, serve):
-    gated = Gated(store)
-    gated.gate.clear()
-    writer = DecisionLogWriter(gated, max_queue=3, on_full="block", block_timeout=0.5)
-    remote = RemoteLogWriter(serve(writer))
+    gated, remote = _held_shut(store, serve, max_queue=3, block_timeout=0.5)
     told: list = []
     remote.record_nowait([record(1), record(2), record(3)], told.extend, "first")
     assert gated.appending.wait(5)
